@@ -1,0 +1,278 @@
+//! Configuration: built-in defaults, then `config.toml`, then `FASTEN_*` environment variables,
+//! then command-line flags; each layer overrides the one before.
+//!
+//! The environment rule is mechanical so that every setting can be overridden without a list
+//! to keep in sync: a top-level key `data_dir` is `FASTEN_DATA_DIR`, and a key `idle_timeout`
+//! in the `[session]` table is `FASTEN_SESSION_IDLE_TIMEOUT`. Values are read as TOML scalars
+//! when they parse as one (`true`, `42`) and as strings otherwise (`30m`, `./data`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// Every setting Fasten reads. `config.toml` at the repository root documents each one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port the web server listens on.
+    pub listen: SocketAddr,
+    /// Folder holding the SQLite database, the secret key file and caches.
+    pub data_dir: PathBuf,
+    /// tracing filter, e.g. `info` or `fasten=debug,info`.
+    pub log_level: String,
+    /// `text` for people, `json` for log collectors.
+    pub log_format: LogFormat,
+    /// URL prefix when served behind a reverse proxy under a sub-path, e.g. `/fasten`.
+    pub base_path: String,
+    /// Whether visitors may create their own (member) accounts at `/signup`.
+    pub allow_signup: bool,
+    pub session: SessionConfig,
+    pub limits: LimitsConfig,
+    /// Read templates from disk and reload them on change (`serve --dev` sets this).
+    #[serde(skip)]
+    pub dev: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// A session unused for this long ends.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A session ends this long after sign-in, however busy.
+    #[serde(with = "humantime_serde")]
+    pub absolute_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted by ordinary form posts, in bytes.
+    pub form_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:9090".parse().expect("valid default address"),
+            data_dir: PathBuf::from("./data"),
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            base_path: String::new(),
+            allow_signup: false,
+            session: SessionConfig::default(),
+            limits: LimitsConfig::default(),
+            dev: false,
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_timeout: Duration::from_secs(12 * 3600),
+            absolute_timeout: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            form_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration. `file` is the `--config` flag: when given it must exist;
+    /// when absent `./config.toml` is read if present, else defaults apply.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut value = toml::Value::try_from(Config::default()).context("default config")?;
+        let file = match file {
+            Some(path) => Some(path.to_path_buf()),
+            None => Some(PathBuf::from("config.toml")).filter(|p| p.exists()),
+        };
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let from_file: toml::Value = toml::from_str(&text)
+                .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            merge(&mut value, from_file);
+        }
+        apply_env(&mut value, env)?;
+        let mut config: Config = value
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.message()))
+            .with_context(|| match &file {
+                Some(p) => format!("invalid setting in {} or FASTEN_* variables", p.display()),
+                None => "invalid setting in FASTEN_* variables".to_string(),
+            })?;
+        config.base_path = normalize_base_path(&config.base_path)?;
+        Ok(config)
+    }
+
+    /// Path of the SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("fasten.db")
+    }
+}
+
+/// `"/fasten/"` and `"fasten"` both mean `"/fasten"`; `""` and `"/"` mean no prefix.
+fn normalize_base_path(raw: &str) -> anyhow::Result<String> {
+    let trimmed = raw.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    if trimmed
+        .chars()
+        .any(|c| !(c.is_ascii_alphanumeric() || "-_./".contains(c)))
+    {
+        bail!("base_path {raw:?} may only contain letters, digits, '-', '_', '.' and '/'");
+    }
+    Ok(format!("/{trimmed}"))
+}
+
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(base), toml::Value::Table(over)) => {
+            for (key, value) in over {
+                match base.get_mut(&key) {
+                    Some(slot) => merge(slot, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (slot, value) => *slot = value,
+    }
+}
+
+/// Applies `FASTEN_<KEY>` and `FASTEN_<SECTION>_<KEY>` variables. Unknown `FASTEN_` names are
+/// an error rather than silently ignored, so a typo does not leave a setting at its default.
+fn apply_env(
+    value: &mut toml::Value,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    let table = value.as_table_mut().expect("config is a table");
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("FASTEN_") else {
+            continue;
+        };
+        // Variables read elsewhere, not config keys.
+        if matches!(rest, "SECRET_KEY") {
+            continue;
+        }
+        let key = rest.to_ascii_lowercase();
+        let parsed = parse_env_value(&raw);
+        if table.get(&key).is_some_and(|v| !v.is_table()) {
+            table.insert(key, parsed);
+            continue;
+        }
+        let section = table
+            .iter()
+            .filter(|(_, v)| v.is_table())
+            .map(|(k, _)| k.clone())
+            .find(|section| key.starts_with(&format!("{section}_")));
+        match section {
+            Some(section) => {
+                let sub_key = key[section.len() + 1..].to_string();
+                let sub = table[&section].as_table_mut().expect("section is a table");
+                if !sub.contains_key(&sub_key) {
+                    bail!("unknown setting {name} (no key {sub_key:?} in [{section}])");
+                }
+                sub.insert(sub_key, parsed);
+            }
+            None => bail!("unknown setting {name}"),
+        }
+    }
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    // `key = <raw>` parses only for TOML scalars (true, 42, 1.5); anything else is a string.
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_table() && !v.is_array())
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.toml");
+        assert!(Config::load(Some(&missing), env(&[])).is_err());
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert!(!config.allow_signup);
+    }
+
+    #[test]
+    fn repository_config_file_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.toml");
+        let config = Config::load(Some(&path), env(&[])).unwrap();
+        let defaults = Config::default();
+        assert_eq!(config.listen, defaults.listen);
+        assert_eq!(config.data_dir, defaults.data_dir);
+        assert_eq!(config.session.idle_timeout, defaults.session.idle_timeout);
+        assert_eq!(config.allow_signup, defaults.allow_signup);
+    }
+
+    #[test]
+    fn environment_overrides_top_level_and_section_keys() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("FASTEN_LISTEN", "0.0.0.0:8080"),
+                ("FASTEN_DATA_DIR", "/var/lib/fasten"),
+                ("FASTEN_ALLOW_SIGNUP", "true"),
+                ("FASTEN_SESSION_IDLE_TIMEOUT", "30m"),
+                ("FASTEN_BASE_PATH", "fasten/"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/fasten"));
+        assert!(config.allow_signup);
+        assert_eq!(config.session.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(config.base_path, "/fasten");
+    }
+
+    #[test]
+    fn unknown_or_malformed_environment_settings_are_errors() {
+        let err = Config::load(None, env(&[("FASTEN_LISTN", "x")])).unwrap_err();
+        assert!(format!("{err:#}").contains("FASTEN_LISTN"));
+        let err = Config::load(None, env(&[("FASTEN_SESSION_NOPE", "1")])).unwrap_err();
+        assert!(format!("{err:#}").contains("FASTEN_SESSION_NOPE"));
+        let err = Config::load(None, env(&[("FASTEN_LISTEN", "not an address")])).unwrap_err();
+        assert!(format!("{err:#}").contains("invalid setting"), "{err:#}");
+    }
+}

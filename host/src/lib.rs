@@ -1,0 +1,123 @@
+//! Fasten On-Prem: a self-hosted personal and family medical record aggregator.
+//!
+//! The binary (`main.rs`) parses the command line and calls into this library; tests use the same
+//! entry points ([`Server::bind`], [`web::build_app`]) to run the real server on a free port.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod secrets;
+pub mod state;
+pub mod store;
+pub mod web;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::secrets::SecretKey;
+use crate::state::AppState;
+use crate::web::render::Templates;
+
+/// A server bound to its port with its database open, ready to [`run`](Server::run).
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Server {
+    /// Prepares the data folder, opens and migrates the database, loads the secret key and binds
+    /// the listening socket. Each failure is one readable line, e.g. a port already in use.
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        let state = open_state(config).await?;
+        let addr = state.config.listen;
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow!(
+                    "cannot listen on {addr}: the port is already in use (is Fasten already \
+                     running? choose another address with --listen or FASTEN_LISTEN)"
+                )
+            } else {
+                anyhow!("cannot listen on {addr}: {e}")
+            }
+        })?;
+        Ok(Server { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let purge = tokio::spawn(purge_sessions_periodically(self.state.clone()));
+        let app = web::build_app(self.state);
+        let result = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the web server stopped");
+        purge.abort();
+        result
+    }
+}
+
+/// Everything a running Fasten holds, built from its configuration.
+pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
+    prepare_data_dir(&config.data_dir)?;
+    let db = store::open(&config.database_path()).await?;
+    let key = SecretKey::load_or_create(
+        &config.data_dir,
+        std::env::var("FASTEN_SECRET_KEY").ok().as_deref(),
+    )?;
+    let templates = if config.dev {
+        Templates::reloading(web::render::source_templates_dir())
+    } else {
+        Templates::embedded()
+    };
+    Ok(AppState::new(
+        db,
+        Arc::new(config),
+        templates,
+        key.derive("csrf"),
+    ))
+}
+
+/// Creates the data folder if needed and proves it is writable, so a bad path fails at start-up
+/// with its name rather than later inside SQLite.
+pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"ok")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .with_context(|| format!("data directory {} is not writable", dir.display()))?;
+    Ok(())
+}
+
+async fn purge_sessions_periodically(state: AppState) {
+    let idle = state.config.session.idle_timeout.as_secs() as i64;
+    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        match store::sessions::purge_expired(&state.db, idle).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "expired sessions purged"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge expired sessions"),
+        }
+    }
+}

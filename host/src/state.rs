@@ -1,0 +1,58 @@
+//! `AppState`: the cheap-to-clone handles every handler may need.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sqlx::SqlitePool;
+
+use crate::auth::throttle::LoginThrottle;
+use crate::config::Config;
+use crate::web::render::Templates;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: SqlitePool,
+    pub config: Arc<Config>,
+    pub templates: Arc<Templates>,
+    pub throttle: Arc<LoginThrottle>,
+    /// Key for CSRF tokens, derived from the instance secret.
+    pub csrf_key: Arc<[u8; 32]>,
+    /// Set once the first account exists; it never goes back, because the last admin cannot be
+    /// deleted, so the first-run check stops costing a query.
+    setup_done: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(
+        db: SqlitePool,
+        config: Arc<Config>,
+        templates: Templates,
+        csrf_key: [u8; 32],
+    ) -> AppState {
+        AppState {
+            db,
+            config,
+            templates: Arc::new(templates),
+            throttle: Arc::default(),
+            csrf_key: Arc::new(csrf_key),
+            setup_done: Arc::default(),
+        }
+    }
+
+    /// True while no account exists and the first-run wizard must be shown.
+    pub async fn is_first_run(&self) -> sqlx::Result<bool> {
+        if self.setup_done.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let first_run = crate::store::users::none_exist(&self.db).await?;
+        if !first_run {
+            self.setup_done.store(true, Ordering::Relaxed);
+        }
+        Ok(first_run)
+    }
+
+    /// A URL path inside this Fasten, with the reverse-proxy prefix.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.config.base_path, path)
+    }
+}
