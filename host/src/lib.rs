@@ -35,8 +35,8 @@ impl Server {
     /// Prepares the data folder, opens and migrates the database, loads the secret key and binds
     /// the listening socket. Each failure is one readable line, e.g. a port already in use.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
-        let state = open_state(config).await?;
-        let addr = state.config.listen;
+        // Bind first: a port already in use should fail before anything is written to disk.
+        let addr = config.listen;
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
                 anyhow!(
@@ -47,6 +47,7 @@ impl Server {
                 anyhow!("cannot listen on {addr}: {e}")
             }
         })?;
+        let state = open_state(config).await?;
         Ok(Server { listener, state })
     }
 

@@ -89,7 +89,8 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("invalid log_level {:?}", config.log_level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match config.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

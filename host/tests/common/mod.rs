@@ -1,0 +1,253 @@
+//! Shared by the integration tests: a real Fasten server on a free loopback port with its own
+//! temporary data folder, and a cookie-keeping HTTP client that does not follow redirects (so
+//! tests can check where they lead).
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use fasten::config::Config;
+use fasten::state::AppState;
+use reqwest::StatusCode;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const ADMIN: &str = "alice";
+pub const ADMIN_PASSWORD: &str = "alice-password-1";
+
+pub struct TestServer {
+    pub url: String,
+    pub state: AppState,
+    pub data_dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::load(Some(&repo_config()), Vec::new()).expect("repository config.toml");
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = data_dir.to_path_buf();
+    config
+}
+
+pub fn repo_config() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.toml")
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let data_dir = tempfile::tempdir().unwrap();
+        Self::start_in(data_dir, adjust).await
+    }
+
+    pub async fn start_in(data_dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        init_logs();
+        let mut config = test_config(data_dir.path());
+        adjust(&mut config);
+        let server = fasten::Server::bind(config).await.expect("server starts");
+        let url = format!(
+            "http://{}{}",
+            server.local_addr(),
+            server.state().config.base_path
+        );
+        let state = server.state().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            url,
+            state,
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and waits for it, handing back the data folder for a restart.
+    pub async fn stop(mut self) -> TempDir {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.take().unwrap().await.unwrap().unwrap();
+        self.state.db.close().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.data_dir, dir)
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            base: self.url.clone(),
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// A server whose first-run wizard has been completed by `alice`, with her client.
+    pub async fn with_admin() -> (TestServer, Client) {
+        let server = TestServer::start().await;
+        let client = server.client();
+        client.setup(ADMIN, "Alice", ADMIN_PASSWORD).await;
+        (server, client)
+    }
+
+    pub async fn count(&self, sql: &str, id: i64) -> i64 {
+        sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_one(&self.state.db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn user_id(&self, username: &str) -> i64 {
+        fasten::store::users::by_username(&self.state.db, username)
+            .await
+            .unwrap()
+            .expect("user exists")
+            .id
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn assert_redirect(&self, to: &str) {
+        assert_eq!(
+            self.status,
+            StatusCode::SEE_OTHER,
+            "expected a redirect to {to}, got {}: {}",
+            self.status,
+            self.body
+        );
+        assert_eq!(self.location.as_deref(), Some(to));
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    pub async fn get(&self, path: &str) -> Reply {
+        reply(self.http.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+    }
+
+    /// The CSRF token embedded in the page at `path`.
+    pub async fn csrf_token(&self, path: &str) -> String {
+        let page = self.get(path).await;
+        extract_csrf(&page.body).unwrap_or_else(|| panic!("no csrf_token in {path}: {}", page.body))
+    }
+
+    /// Posts a form the way a browser does: with the token from the page it was shown on.
+    pub async fn submit(&self, page: &str, action: &str, fields: &[(&str, &str)]) -> Reply {
+        let token = self.csrf_token(page).await;
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf_token", &token));
+        self.post_raw(action, &form).await
+    }
+
+    /// Posts exactly these fields, with no token added.
+    pub async fn post_raw(&self, action: &str, fields: &[(&str, &str)]) -> Reply {
+        reply(
+            self.http
+                .post(format!("{}{action}", self.base))
+                .form(fields)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn setup(&self, username: &str, display_name: &str, password: &str) -> Reply {
+        let r = self
+            .submit(
+                "/setup",
+                "/setup",
+                &[
+                    ("username", username),
+                    ("display_name", display_name),
+                    ("password", password),
+                    ("password_confirmation", password),
+                ],
+            )
+            .await;
+        r.assert_redirect(&format!("{}/", path_prefix(&self.base)));
+        r
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Reply {
+        self.submit(
+            "/login",
+            "/login",
+            &[("username", username), ("password", password)],
+        )
+        .await
+    }
+
+    pub async fn create_user(&self, username: &str, password: &str, role: &str) -> Reply {
+        self.submit(
+            "/admin/users",
+            "/admin/users",
+            &[
+                ("username", username),
+                ("display_name", username),
+                ("password", password),
+                ("password_confirmation", password),
+                ("role", role),
+            ],
+        )
+        .await
+    }
+}
+
+/// The path part of a base URL: "" or "/fasten".
+pub fn path_prefix(base: &str) -> String {
+    let after_scheme = base.split_once("://").map(|(_, r)| r).unwrap_or(base);
+    after_scheme
+        .find('/')
+        .map(|i| after_scheme[i..].to_string())
+        .unwrap_or_default()
+}
+
+pub fn extract_csrf(html: &str) -> Option<String> {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
+
+async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = response.text().await.unwrap();
+    Reply {
+        status,
+        location,
+        body,
+    }
+}
+
+/// Server logs in test output (shown for failing tests), at `RUST_LOG` or warn level.
+pub fn init_logs() {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
+}
