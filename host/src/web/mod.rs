@@ -52,13 +52,36 @@ pub fn build_app(state: AppState) -> Router {
 
     let base = state.config.base_path.clone();
     if base.is_empty() {
-        layered
-    } else {
-        let root_redirect = format!("{base}/");
-        Router::new()
-            .nest(&base, layered)
-            .route("/", axum::routing::get(move || async move { Redirect::to(&root_redirect) }))
+        return layered;
     }
+    // Under a reverse-proxy prefix, strip it before routing so the routes stay the same; `/fasten`
+    // and `/fasten/` are both the dashboard. Paths outside the prefix get the 404 page.
+    let root_redirect = format!("{base}/");
+    let inner = tower::ServiceBuilder::new()
+        .map_request(move |mut request: Request| {
+            let path = request.uri().path();
+            let inside = match path.strip_prefix(base.as_str()) {
+                Some("") => Some("/".to_string()),
+                Some(rest) if rest.starts_with('/') => Some(rest.to_string()),
+                _ => None,
+            };
+            let new_path = inside.unwrap_or_else(|| "/.outside-base-path".to_string());
+            let new_uri = match request.uri().query() {
+                Some(query) => format!("{new_path}?{query}"),
+                None => new_path,
+            };
+            if let Ok(uri) = new_uri.parse() {
+                *request.uri_mut() = uri;
+            }
+            request
+        })
+        .service(layered);
+    Router::new()
+        .route(
+            "/",
+            axum::routing::get(move || async move { Redirect::to(&root_redirect) }),
+        )
+        .fallback_service(inner)
 }
 
 /// Headers every response carries unless a handler set its own.

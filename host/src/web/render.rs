@@ -136,7 +136,8 @@ fn render_with_layout(
     ctx: Value,
 ) -> Result<String, minijinja::Error> {
     let full = context! {
-        base => state.config.base_path,
+        // Validated at load to [A-Za-z0-9._/-], so it needs no escaping (which would turn / into &#x2f;).
+        base => Value::from_safe_string(state.config.base_path.clone()),
         user => user.map(Value::from_serialize),
         csrf_token => csrf_token,
         path => path,
