@@ -1,0 +1,197 @@
+//! The `fasten` binary as an operator uses it: start-up failures, graceful shutdown, and the
+//! `user` commands that read passwords from standard input.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn fasten(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fasten"));
+    // Run from an empty folder so no ./config.toml is picked up, with only our FASTEN_ settings.
+    command.current_dir(dir);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FASTEN_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("FASTEN_DATA_DIR", dir.join("data"));
+    command
+}
+
+fn run_with_stdin(command: &mut Command, stdin: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stderr_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_port_already_in_use_is_one_clear_line_and_a_failure_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let output = fasten(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("error: cannot listen on"), "{lines:?}");
+    assert!(lines[0].contains("already in use"), "{lines:?}");
+    assert!(!dir.path().join("data").exists(), "nothing written before the port was checked");
+}
+
+#[test]
+fn an_unusable_data_dir_is_one_clear_line_and_a_failure_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, "x").unwrap();
+    let output = fasten(dir.path())
+        .env("FASTEN_DATA_DIR", file.join("data"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("cannot create data directory"), "{lines:?}");
+}
+
+#[test]
+fn a_bad_setting_names_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = fasten(dir.path())
+        .env("FASTEN_LISTEN", "everywhere")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("invalid setting"), "{lines:?}");
+}
+
+#[test]
+fn passwords_are_never_taken_from_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = fasten(dir.path())
+        .args(["user", "add", "anna", "--password", "secret-secret"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let output = run_with_stdin(fasten(dir.path()).args(["user", "add", "anna"]), "short\n");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 10 characters"));
+}
+
+struct Running {
+    child: Child,
+    url: String,
+}
+
+/// Starts `fasten serve` on a free port and waits for the line that says where it listens.
+fn serve(dir: &std::path::Path) -> Running {
+    let mut child = fasten(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("FASTEN_LOG_LEVEL", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if let Some(rest) = line.split("url=").nth(1) {
+            let url = rest.split_whitespace().next().unwrap().trim_end_matches('/');
+            // Keep draining stderr so the server never blocks on a full pipe.
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return Running {
+                child,
+                url: url.to_string(),
+            };
+        }
+    }
+    panic!("fasten serve did not report its address");
+}
+
+#[tokio::test]
+async fn user_commands_create_and_reset_accounts_and_sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let added = run_with_stdin(
+        fasten(dir.path()).args(["user", "add", "anna", "--admin", "--display-name", "Anna"]),
+        "first-password-1\n",
+    );
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert!(String::from_utf8_lossy(&added.stdout).contains("administrator"));
+    let again = run_with_stdin(fasten(dir.path()).args(["user", "add", "anna"]), "first-password-1\n");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already taken"));
+
+    let reset = run_with_stdin(
+        fasten(dir.path()).args(["user", "reset-password", "anna"]),
+        "second-password-2\n",
+    );
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    let missing = run_with_stdin(fasten(dir.path()).args(["user", "reset-password", "nobody"]), "x\n");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no account named"));
+
+    let mut running = serve(dir.path());
+    let health: serde_json::Value = reqwest::get(format!("{}/healthz", running.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["first_run"], false, "the CLI-created admin counts");
+
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login_page = client.get(format!("{}/login", running.url)).send().await.unwrap().text().await.unwrap();
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = login_page.find(marker).unwrap() + marker.len();
+    let token = &login_page[start..start + login_page[start..].find('"').unwrap()];
+    for (password, expected) in [("first-password-1", 401), ("second-password-2", 303)] {
+        let reply = client
+            .post(format!("{}/login", running.url))
+            .form(&[("username", "anna"), ("password", password), ("csrf_token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status().as_u16(), expected, "{password}");
+    }
+
+    let pid = running.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = running.child.try_wait().unwrap() {
+            assert!(status.success(), "graceful shutdown exits 0, got {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
