@@ -1,0 +1,162 @@
+//! The first-run journey in a real headless Chromium, driven over WebDriver: complete the
+//! wizard, sign out, sign in, see the dashboard.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them the
+//! test says why and passes, except under CI (`CI` set), where a missing browser is a failure.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use fantoccini::{ClientBuilder, Locator};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts chromedriver on a free port; returns it with its URL once it accepts connections.
+fn start_chromedriver() -> (Driver, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let driver = Driver(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (driver, format!("http://127.0.0.1:{port}"))
+}
+
+fn browser_available() -> bool {
+    let present = std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the browser test: install chromium and chromium-driver"
+        );
+        eprintln!("SKIPPED: browser test needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)");
+    }
+    present
+}
+
+async fn open_browser(webdriver: &str) -> fantoccini::Client {
+    let user_data = tempfile::tempdir().unwrap().keep();
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=420,900",
+                format!("--user-data-dir={}", user_data.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(webdriver)
+        .await
+        .expect("a WebDriver session")
+}
+
+async fn fill(browser: &fantoccini::Client, id: &str, text: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("field #{id}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+async fn wait_for_text(browser: &fantoccini::Client, xpath: &str) {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::XPath(xpath))
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {xpath}: {e}"));
+}
+
+async fn save_screenshot(browser: &fantoccini::Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+#[tokio::test]
+async fn first_run_wizard_then_sign_out_and_sign_in_in_a_real_browser() {
+    if !browser_available() {
+        return;
+    }
+    let server = TestServer::start().await;
+    let (_driver, webdriver) = start_chromedriver();
+    let browser = open_browser(&webdriver).await;
+
+    let result = async {
+        // A new Fasten opens on the wizard.
+        browser.goto(&format!("{}/", server.url)).await.unwrap();
+        wait_for_text(&browser, "//h1[contains(., 'Welcome to Fasten')]").await;
+        assert!(browser.current_url().await.unwrap().path().ends_with("/setup"));
+        save_screenshot(&browser, "setup").await;
+        fill(&browser, "username", "alice").await;
+        fill(&browser, "display_name", "Alice Example").await;
+        fill(&browser, "password", "alice-password-1").await;
+        fill(&browser, "password_confirmation", "alice-password-1").await;
+        browser
+            .find(Locator::XPath("//button[contains(., 'Create administrator')]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(&browser, "//h1[contains(., 'Hello, Alice Example')]").await;
+        save_screenshot(&browser, "dashboard").await;
+
+        // Sign out, then back in.
+        browser
+            .find(Locator::XPath("//button[contains(., 'Sign out')]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(&browser, "//h1[contains(., 'Sign in')]").await;
+        assert!(browser.find(Locator::Id("whoami")).await.is_err(), "signed out");
+        fill(&browser, "username", "alice").await;
+        fill(&browser, "password", "wrong-password!").await;
+        browser.find(Locator::Css("form button[type=submit]")).await.unwrap().click().await.unwrap();
+        wait_for_text(&browser, "//*[@role='alert'][contains(., 'Wrong username or password.')]").await;
+        fill(&browser, "password", "alice-password-1").await;
+        browser.find(Locator::Css("main form button[type=submit]")).await.unwrap().click().await.unwrap();
+        wait_for_text(&browser, "//h1[contains(., 'Hello, Alice Example')]").await;
+        let whoami = browser.find(Locator::Id("whoami")).await.unwrap().text().await.unwrap();
+        assert_eq!(whoami, "Alice Example");
+        save_screenshot(&browser, "signed-in").await;
+    }
+    .await;
+    browser.close().await.unwrap();
+    result
+}
