@@ -12,7 +12,11 @@ use fasten::config::{Config, LogFormat};
 use fasten::store::{self, users::Role};
 
 #[derive(Parser)]
-#[command(name = "fasten", version, about = "Fasten On-Prem: your family's medical records, on your own machine")]
+#[command(
+    name = "fasten",
+    version,
+    about = "Fasten On-Prem: your family's medical records, on your own machine"
+)]
 struct Cli {
     /// Configuration file (default: ./config.toml if it exists).
     #[arg(long, global = true, value_name = "FILE")]
@@ -155,7 +159,11 @@ async fn user_command(config: Config, action: UserAction) -> anyhow::Result<()> 
             let user = accounts::create(&db, new).await?;
             println!(
                 "created {} account {:?}",
-                if user.is_admin() { "administrator" } else { "member" },
+                if user.is_admin() {
+                    "administrator"
+                } else {
+                    "member"
+                },
                 user.username
             );
         }
@@ -195,7 +203,9 @@ fn read_new_password() -> anyhow::Result<(String, String)> {
         .context("cannot read the password from standard input")?;
     let password = line.trim_end_matches(['\r', '\n']).to_string();
     if password.is_empty() {
-        bail!("no password on standard input (pipe it in, e.g. `printf '%s\\n' \"$PW\" | fasten user add NAME`)");
+        bail!(
+            "no password on standard input (pipe it in, e.g. `printf '%s\\n' \"$PW\" | fasten user add NAME`)"
+        );
     }
     Ok((password.clone(), password))
 }

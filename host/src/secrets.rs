@@ -33,7 +33,8 @@ impl SecretKey {
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 restrict_permissions(&path)?;
-                decode(text.trim()).with_context(|| format!("key file {} is damaged", path.display()))
+                decode(text.trim())
+                    .with_context(|| format!("key file {} is damaged", path.display()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path),
             Err(e) => Err(e).with_context(|| format!("cannot read key file {}", path.display())),
@@ -103,7 +104,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let second = SecretKey::load_or_create(dir.path(), None).unwrap();

@@ -31,21 +31,49 @@ async fn first_run_leads_to_setup_which_creates_the_administrator_once() {
 
     // A short password or a mismatch is explained and creates nothing.
     let short = client
-        .submit("/setup", "/setup", &[("username", "alice"), ("password", "short"), ("password_confirmation", "short")])
+        .submit(
+            "/setup",
+            "/setup",
+            &[
+                ("username", "alice"),
+                ("password", "short"),
+                ("password_confirmation", "short"),
+            ],
+        )
         .await;
     assert_eq!(short.status, StatusCode::BAD_REQUEST);
-    assert!(short.body.contains("at least 10 characters"), "{}", short.body);
+    assert!(
+        short.body.contains("at least 10 characters"),
+        "{}",
+        short.body
+    );
     let mismatch = client
-        .submit("/setup", "/setup", &[("username", "alice"), ("password", "long-enough-1"), ("password_confirmation", "long-enough-2")])
+        .submit(
+            "/setup",
+            "/setup",
+            &[
+                ("username", "alice"),
+                ("password", "long-enough-1"),
+                ("password_confirmation", "long-enough-2"),
+            ],
+        )
         .await;
     assert!(mismatch.body.contains("do not match"));
-    assert_eq!(server.count("SELECT COUNT(*) FROM users WHERE ? = ?", 0).await, 0);
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM users WHERE ? = ?", 0)
+            .await,
+        0
+    );
 
     client.setup(ADMIN, "Alice Example", ADMIN_PASSWORD).await;
     let dashboard = client.get("/").await;
     assert_eq!(dashboard.status, StatusCode::OK);
     assert!(dashboard.body.contains("Hello, Alice Example"));
-    assert!(dashboard.body.contains(">Users<"), "an admin sees the admin entries");
+    assert!(
+        dashboard.body.contains(">Users<"),
+        "an admin sees the admin entries"
+    );
 
     let health: serde_json::Value = reqwest::get(format!("{}/healthz", server.url))
         .await
@@ -61,10 +89,23 @@ async fn first_run_leads_to_setup_which_creates_the_administrator_once() {
     assert_eq!(stranger.get("/setup").await.status, StatusCode::NOT_FOUND);
     let token = stranger.csrf_token("/login").await;
     let again = stranger
-        .post_raw("/setup", &[("username", "mallory"), ("password", "mallory-password"), ("password_confirmation", "mallory-password"), ("csrf_token", &token)])
+        .post_raw(
+            "/setup",
+            &[
+                ("username", "mallory"),
+                ("password", "mallory-password"),
+                ("password_confirmation", "mallory-password"),
+                ("csrf_token", &token),
+            ],
+        )
         .await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
-    let admins: i64 = server.count("SELECT COUNT(*) FROM users WHERE role = 'admin' AND ? = 0", 0).await;
+    let admins: i64 = server
+        .count(
+            "SELECT COUNT(*) FROM users WHERE role = 'admin' AND ? = 0",
+            0,
+        )
+        .await;
     assert_eq!(admins, 1);
     let stored: String = sqlx::query_scalar("SELECT password_hash FROM users")
         .fetch_one(&server.state.db)
@@ -83,12 +124,19 @@ async fn sign_in_accepts_the_right_password_and_gives_one_message_for_any_wrong_
     let unknown_user = client.login("nobody", "not-the-password").await;
     for reply in [&wrong_password, &unknown_user] {
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-        assert!(reply.body.contains("Wrong username or password."), "{}", reply.body);
+        assert!(
+            reply.body.contains("Wrong username or password."),
+            "{}",
+            reply.body
+        );
     }
     assert_eq!(client.get("/").await.status, StatusCode::SEE_OTHER);
 
     // Usernames are case-insensitive at sign-in.
-    client.login("ALICE", ADMIN_PASSWORD).await.assert_redirect("/");
+    client
+        .login("ALICE", ADMIN_PASSWORD)
+        .await
+        .assert_redirect("/");
     let dashboard = client.get("/").await;
     assert_eq!(dashboard.status, StatusCode::OK);
     assert!(dashboard.body.contains("Hello, Alice"));
@@ -98,17 +146,36 @@ async fn sign_in_accepts_the_right_password_and_gives_one_message_for_any_wrong_
 async fn sign_in_returns_to_the_page_asked_for_but_never_to_another_site() {
     let (server, _) = TestServer::with_admin().await;
     let client = server.client();
-    client.get("/labs").await.assert_redirect("/login?next=%2Flabs");
+    client
+        .get("/labs")
+        .await
+        .assert_redirect("/login?next=%2Flabs");
     let token = client.csrf_token("/login?next=%2Flabs").await;
     let reply = client
-        .post_raw("/login", &[("username", ADMIN), ("password", ADMIN_PASSWORD), ("next", "/labs"), ("csrf_token", &token)])
+        .post_raw(
+            "/login",
+            &[
+                ("username", ADMIN),
+                ("password", ADMIN_PASSWORD),
+                ("next", "/labs"),
+                ("csrf_token", &token),
+            ],
+        )
         .await;
     reply.assert_redirect("/labs");
 
     let other = server.client();
     let token = other.csrf_token("/login").await;
     let reply = other
-        .post_raw("/login", &[("username", ADMIN), ("password", ADMIN_PASSWORD), ("next", "//evil.example/"), ("csrf_token", &token)])
+        .post_raw(
+            "/login",
+            &[
+                ("username", ADMIN),
+                ("password", ADMIN_PASSWORD),
+                ("next", "//evil.example/"),
+                ("csrf_token", &token),
+            ],
+        )
         .await;
     reply.assert_redirect("/");
 }
@@ -118,12 +185,23 @@ async fn repeated_failures_lock_the_username_even_for_the_right_password() {
     let (server, _) = TestServer::with_admin().await;
     let client = server.client();
     for _ in 0..5 {
-        assert_eq!(client.login(ADMIN, "wrong-password!").await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            client.login(ADMIN, "wrong-password!").await.status,
+            StatusCode::UNAUTHORIZED
+        );
     }
     let locked = client.login(ADMIN, ADMIN_PASSWORD).await;
     assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(locked.body.contains("Too many failed sign-ins"), "{}", locked.body);
-    assert_eq!(client.get("/").await.status, StatusCode::SEE_OTHER, "not signed in");
+    assert!(
+        locked.body.contains("Too many failed sign-ins"),
+        "{}",
+        locked.body
+    );
+    assert_eq!(
+        client.get("/").await.status,
+        StatusCode::SEE_OTHER,
+        "not signed in"
+    );
 
     // Another family member is not locked out by someone guessing alice's password.
     client.login("nobody-else", "wrong-password!").await;
@@ -153,20 +231,37 @@ async fn sign_out_ends_the_session_on_the_server() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let login = plain.get(format!("{}/login", server.url)).send().await.unwrap();
+    let login = plain
+        .get(format!("{}/login", server.url))
+        .send()
+        .await
+        .unwrap();
     let csrf_cookie = first_cookie(&login, "fasten_csrf");
     let token = common::extract_csrf(&login.text().await.unwrap()).unwrap();
     let signed_in = plain
         .post(format!("{}/login", server.url))
         .header("cookie", &csrf_cookie)
-        .form(&[("username", ADMIN), ("password", ADMIN_PASSWORD), ("csrf_token", &token)])
+        .form(&[
+            ("username", ADMIN),
+            ("password", ADMIN_PASSWORD),
+            ("csrf_token", &token),
+        ])
         .send()
         .await
         .unwrap();
-    let set_cookie = signed_in.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    let set_cookie = signed_in
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
     assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
-    assert!(!set_cookie.contains("Secure"), "plain http must not get Secure cookies");
+    assert!(
+        !set_cookie.contains("Secure"),
+        "plain http must not get Secure cookies"
+    );
     let session_cookie = first_cookie(&signed_in, "fasten_session");
     let cookies = format!("{csrf_cookie}; {session_cookie}");
     assert_eq!(server.count(session_rows, alice).await, 2);
@@ -179,7 +274,12 @@ async fn sign_out_ends_the_session_on_the_server() {
         .unwrap();
     assert!(dump.iter().all(|h| !h.contains(value) && h.len() == 64));
 
-    let page = plain.get(format!("{}/", server.url)).header("cookie", &cookies).send().await.unwrap();
+    let page = plain
+        .get(format!("{}/", server.url))
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let out = plain
         .post(format!("{}/logout", server.url))
@@ -189,11 +289,27 @@ async fn sign_out_ends_the_session_on_the_server() {
         .await
         .unwrap();
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
-    assert!(out.headers().get("set-cookie").unwrap().to_str().unwrap().contains("Max-Age=0"));
-    assert_eq!(server.count(session_rows, alice).await, 1, "only this session ended");
+    assert!(
+        out.headers()
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        server.count(session_rows, alice).await,
+        1,
+        "only this session ended"
+    );
 
     // A copy of the old cookie is worthless now.
-    let replay = plain.get(format!("{}/", server.url)).header("cookie", &cookies).send().await.unwrap();
+    let replay = plain
+        .get(format!("{}/", server.url))
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(replay.status(), StatusCode::SEE_OTHER);
     assert_eq!(replay.headers()["location"], "/login");
 }
@@ -217,7 +333,12 @@ async fn cookies_are_secure_behind_an_https_proxy() {
         .send()
         .await
         .unwrap();
-    let cookie = response.headers().get("set-cookie").unwrap().to_str().unwrap();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert!(cookie.contains("Secure"), "{cookie}");
 }
 
@@ -233,7 +354,8 @@ async fn idle_sessions_expire() {
 
 #[tokio::test]
 async fn sessions_expire_at_their_absolute_limit_even_when_busy() {
-    let server = TestServer::start_with(|c| c.session.absolute_timeout = Duration::from_secs(2)).await;
+    let server =
+        TestServer::start_with(|c| c.session.absolute_timeout = Duration::from_secs(2)).await;
     let client = server.client();
     client.setup(ADMIN, "Alice", ADMIN_PASSWORD).await;
     for _ in 0..3 {
@@ -247,33 +369,81 @@ async fn sessions_expire_at_their_absolute_limit_even_when_busy() {
 #[tokio::test]
 async fn members_get_403_on_every_admin_page_and_action() {
     let (server, admin) = TestServer::with_admin().await;
-    admin.create_user("bob", "bob-password-1", "member").await.assert_redirect("/admin/users?notice=created");
+    admin
+        .create_user("bob", "bob-password-1", "member")
+        .await
+        .assert_redirect("/admin/users?notice=created");
     let bob = server.client();
-    bob.login("bob", "bob-password-1").await.assert_redirect("/");
+    bob.login("bob", "bob-password-1")
+        .await
+        .assert_redirect("/");
     let home = bob.get("/").await;
-    assert!(!home.body.contains(">Users<"), "members do not see admin entries");
+    assert!(
+        !home.body.contains(">Users<"),
+        "members do not see admin entries"
+    );
 
-    for path in ["/admin/users", "/admin/plugins", &format!("/admin/users/{}/delete", server.user_id(ADMIN).await)] {
+    for path in [
+        "/admin/users",
+        "/admin/plugins",
+        &format!("/admin/users/{}/delete", server.user_id(ADMIN).await),
+    ] {
         let page = bob.get(path).await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{path}");
-        assert!(page.body.contains("403"), "{path}: error page in the layout");
-        assert!(page.body.contains("Sign out"), "{path}: error page in the layout");
+        assert!(
+            page.body.contains("403"),
+            "{path}: error page in the layout"
+        );
+        assert!(
+            page.body.contains("Sign out"),
+            "{path}: error page in the layout"
+        );
     }
     let token = bob.csrf_token("/").await;
     let alice_id = server.user_id(ADMIN).await.to_string();
     let attempts = [
-        ("/admin/users".to_string(), vec![("username", "eve"), ("password", "eve-password-1"), ("password_confirmation", "eve-password-1"), ("role", "admin")]),
-        (format!("/admin/users/{alice_id}/role"), vec![("role", "member")]),
-        (format!("/admin/users/{alice_id}/status"), vec![("disabled", "true")]),
-        (format!("/admin/users/{alice_id}/delete"), vec![("confirm_username", ADMIN)]),
+        (
+            "/admin/users".to_string(),
+            vec![
+                ("username", "eve"),
+                ("password", "eve-password-1"),
+                ("password_confirmation", "eve-password-1"),
+                ("role", "admin"),
+            ],
+        ),
+        (
+            format!("/admin/users/{alice_id}/role"),
+            vec![("role", "member")],
+        ),
+        (
+            format!("/admin/users/{alice_id}/status"),
+            vec![("disabled", "true")],
+        ),
+        (
+            format!("/admin/users/{alice_id}/delete"),
+            vec![("confirm_username", ADMIN)],
+        ),
     ];
     for (action, mut fields) in attempts {
         fields.push(("csrf_token", &token));
         let reply = bob.post_raw(&action, &fields).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{action}");
     }
-    assert_eq!(server.count("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id = ?", alice_id.parse().unwrap()).await, 1);
-    assert!(fasten::store::users::by_username(&server.state.db, "eve").await.unwrap().is_none());
+    assert_eq!(
+        server
+            .count(
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id = ?",
+                alice_id.parse().unwrap()
+            )
+            .await,
+        1
+    );
+    assert!(
+        fasten::store::users::by_username(&server.state.db, "eve")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -282,31 +452,67 @@ async fn the_last_administrator_cannot_be_removed_disabled_or_demoted() {
     let alice = server.user_id(ADMIN).await;
     let users = "/admin/users";
 
-    let demote = admin.submit(users, &format!("/admin/users/{alice}/role"), &[("role", "member")]).await;
-    let disable = admin.submit(users, &format!("/admin/users/{alice}/status"), &[("disabled", "true")]).await;
+    let demote = admin
+        .submit(
+            users,
+            &format!("/admin/users/{alice}/role"),
+            &[("role", "member")],
+        )
+        .await;
+    let disable = admin
+        .submit(
+            users,
+            &format!("/admin/users/{alice}/status"),
+            &[("disabled", "true")],
+        )
+        .await;
     for reply in [&demote, &disable] {
         assert_eq!(reply.status, StatusCode::CONFLICT);
         assert!(reply.body.contains("last administrator"), "{}", reply.body);
     }
     let delete = admin
-        .submit(&format!("/admin/users/{alice}/delete"), &format!("/admin/users/{alice}/delete"), &[("confirm_username", ADMIN)])
+        .submit(
+            &format!("/admin/users/{alice}/delete"),
+            &format!("/admin/users/{alice}/delete"),
+            &[("confirm_username", ADMIN)],
+        )
         .await;
     assert_eq!(delete.status, StatusCode::CONFLICT);
     assert!(delete.body.contains("last administrator"));
     let still = "SELECT COUNT(*) FROM users WHERE id = ? AND role = 'admin' AND disabled = 0";
     assert_eq!(server.count(still, alice).await, 1);
-    assert_eq!(admin.get("/").await.status, StatusCode::OK, "still signed in");
+    assert_eq!(
+        admin.get("/").await.status,
+        StatusCode::OK,
+        "still signed in"
+    );
 
     // With a second administrator, the first may step down.
-    admin.create_user("carol", "carol-password-1", "admin").await.assert_redirect("/admin/users?notice=created");
     admin
-        .submit(users, &format!("/admin/users/{alice}/role"), &[("role", "member")])
+        .create_user("carol", "carol-password-1", "admin")
+        .await
+        .assert_redirect("/admin/users?notice=created");
+    admin
+        .submit(
+            users,
+            &format!("/admin/users/{alice}/role"),
+            &[("role", "member")],
+        )
         .await
         .assert_redirect("/admin/users?notice=role");
     let carol = server.user_id("carol").await;
     let carol_client = server.client();
-    carol_client.login("carol", "carol-password-1").await.assert_redirect("/");
-    let last = carol_client.submit(users, &format!("/admin/users/{carol}/status"), &[("disabled", "true")]).await;
+    carol_client
+        .login("carol", "carol-password-1")
+        .await
+        .assert_redirect("/");
+    let last = carol_client
+        .submit(
+            users,
+            &format!("/admin/users/{carol}/status"),
+            &[("disabled", "true")],
+        )
+        .await;
     assert_eq!(last.status, StatusCode::CONFLICT);
 }
 
@@ -316,18 +522,40 @@ async fn disabling_and_resetting_a_password_sign_the_user_out() {
     admin.create_user("bob", "bob-password-1", "member").await;
     let bob_id = server.user_id("bob").await;
     let bob = server.client();
-    bob.login("bob", "bob-password-1").await.assert_redirect("/");
+    bob.login("bob", "bob-password-1")
+        .await
+        .assert_redirect("/");
 
     admin
-        .submit("/admin/users", &format!("/admin/users/{bob_id}/password"), &[("password", "bob-password-2"), ("password_confirmation", "bob-password-2")])
+        .submit(
+            "/admin/users",
+            &format!("/admin/users/{bob_id}/password"),
+            &[
+                ("password", "bob-password-2"),
+                ("password_confirmation", "bob-password-2"),
+            ],
+        )
         .await
         .assert_redirect("/admin/users?notice=password");
-    assert_eq!(bob.get("/").await.status, StatusCode::SEE_OTHER, "old session ended");
-    assert_eq!(bob.login("bob", "bob-password-1").await.status, StatusCode::UNAUTHORIZED);
-    bob.login("bob", "bob-password-2").await.assert_redirect("/");
+    assert_eq!(
+        bob.get("/").await.status,
+        StatusCode::SEE_OTHER,
+        "old session ended"
+    );
+    assert_eq!(
+        bob.login("bob", "bob-password-1").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    bob.login("bob", "bob-password-2")
+        .await
+        .assert_redirect("/");
 
     admin
-        .submit("/admin/users", &format!("/admin/users/{bob_id}/status"), &[("disabled", "true")])
+        .submit(
+            "/admin/users",
+            &format!("/admin/users/{bob_id}/status"),
+            &[("disabled", "true")],
+        )
         .await
         .assert_redirect("/admin/users?notice=disabled");
     assert_eq!(bob.get("/").await.status, StatusCode::SEE_OTHER);
@@ -336,36 +564,75 @@ async fn disabling_and_resetting_a_password_sign_the_user_out() {
     assert!(refused.body.contains("Wrong username or password."));
 
     admin
-        .submit("/admin/users", &format!("/admin/users/{bob_id}/status"), &[("disabled", "false")])
+        .submit(
+            "/admin/users",
+            &format!("/admin/users/{bob_id}/status"),
+            &[("disabled", "false")],
+        )
         .await
         .assert_redirect("/admin/users?notice=enabled");
-    bob.login("bob", "bob-password-2").await.assert_redirect("/");
+    bob.login("bob", "bob-password-2")
+        .await
+        .assert_redirect("/");
 }
 
 #[tokio::test]
 async fn state_changes_without_a_valid_csrf_token_are_refused_and_change_nothing() {
     let (server, admin) = TestServer::with_admin().await;
-    let create = [("username", "eve"), ("display_name", "Eve"), ("password", "eve-password-1"), ("password_confirmation", "eve-password-1"), ("role", "admin")];
+    let create = [
+        ("username", "eve"),
+        ("display_name", "Eve"),
+        ("password", "eve-password-1"),
+        ("password_confirmation", "eve-password-1"),
+        ("role", "admin"),
+    ];
 
     let missing = admin.post_raw("/admin/users", &create).await;
     assert_eq!(missing.status, StatusCode::FORBIDDEN);
     assert!(missing.body.contains("nothing was"), "{}", missing.body);
     let mut forged = create.to_vec();
     forged.push(("csrf_token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
-    assert_eq!(admin.post_raw("/admin/users", &forged).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        admin.post_raw("/admin/users", &forged).await.status,
+        StatusCode::FORBIDDEN
+    );
     // A token from another browser does not fit this one.
     let other_token = server.client().csrf_token("/login").await;
     let mut foreign = create.to_vec();
     foreign.push(("csrf_token", &other_token));
-    assert_eq!(admin.post_raw("/admin/users", &foreign).await.status, StatusCode::FORBIDDEN);
-    assert!(fasten::store::users::by_username(&server.state.db, "eve").await.unwrap().is_none());
+    assert_eq!(
+        admin.post_raw("/admin/users", &foreign).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert!(
+        fasten::store::users::by_username(&server.state.db, "eve")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Sign-out and sign-in are protected too.
-    assert_eq!(admin.post_raw("/logout", &[]).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(admin.get("/").await.status, StatusCode::OK, "still signed in");
+    assert_eq!(
+        admin.post_raw("/logout", &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        admin.get("/").await.status,
+        StatusCode::OK,
+        "still signed in"
+    );
     let stranger = server.client();
     stranger.get("/login").await;
-    assert_eq!(stranger.post_raw("/login", &[("username", ADMIN), ("password", ADMIN_PASSWORD)]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        stranger
+            .post_raw(
+                "/login",
+                &[("username", ADMIN), ("password", ADMIN_PASSWORD)]
+            )
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
 
     // htmx sends the token in a header instead of a field.
     let token = admin.csrf_token("/").await;
@@ -379,7 +646,12 @@ async fn state_changes_without_a_valid_csrf_token_are_refused_and_change_nothing
         .await
         .unwrap();
     assert_eq!(via_header.status(), StatusCode::SEE_OTHER);
-    assert!(fasten::store::users::by_username(&server.state.db, "eve").await.unwrap().is_some());
+    assert!(
+        fasten::store::users::by_username(&server.state.db, "eve")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -389,7 +661,9 @@ async fn deleting_a_user_needs_confirmation_and_removes_all_of_their_rows() {
     let bob_id = server.user_id("bob").await;
     let alice_id = server.user_id(ADMIN).await;
     let bob = server.client();
-    bob.login("bob", "bob-password-1").await.assert_redirect("/");
+    bob.login("bob", "bob-password-1")
+        .await
+        .assert_redirect("/");
     for (user, name) in [(bob_id, "Bob's clinic"), (alice_id, "Alice's clinic")] {
         let source: i64 = sqlx::query_scalar(
             "INSERT INTO sources (user_id, kind, display_name, created_at, updated_at) VALUES (?, 'upload', ?, 0, 0) RETURNING id",
@@ -415,21 +689,44 @@ async fn deleting_a_user_needs_confirmation_and_removes_all_of_their_rows() {
 
     let confirm_page = format!("/admin/users/{bob_id}/delete");
     let page = admin.get(&confirm_page).await;
-    assert!(page.body.contains("<strong>2</strong> records"), "{}", page.body);
-    let wrong = admin.submit(&confirm_page, &confirm_page, &[("confirm_username", "bo")]).await;
+    assert!(
+        page.body.contains("<strong>2</strong> records"),
+        "{}",
+        page.body
+    );
+    let wrong = admin
+        .submit(&confirm_page, &confirm_page, &[("confirm_username", "bo")])
+        .await;
     assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
     assert!(wrong.body.contains("Nothing was deleted"));
-    assert_eq!(server.count("SELECT COUNT(*) FROM resources WHERE user_id = ?", bob_id).await, 2);
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM resources WHERE user_id = ?", bob_id)
+            .await,
+        2
+    );
 
     admin
         .submit(&confirm_page, &confirm_page, &[("confirm_username", "bob")])
         .await
         .assert_redirect("/admin/users?notice=deleted");
-    for table in ["users WHERE id", "sessions WHERE user_id", "sources WHERE user_id", "resources WHERE user_id"] {
-        let n = server.count(&format!("SELECT COUNT(*) FROM {table} = ?"), bob_id).await;
+    for table in [
+        "users WHERE id",
+        "sessions WHERE user_id",
+        "sources WHERE user_id",
+        "resources WHERE user_id",
+    ] {
+        let n = server
+            .count(&format!("SELECT COUNT(*) FROM {table} = ?"), bob_id)
+            .await;
         assert_eq!(n, 0, "{table}");
     }
-    assert_eq!(server.count("SELECT COUNT(*) FROM resources WHERE user_id = ?", alice_id).await, 2);
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM resources WHERE user_id = ?", alice_id)
+            .await,
+        2
+    );
     assert_eq!(bob.get("/").await.status, StatusCode::SEE_OTHER);
     assert_eq!(admin.get(&confirm_page).await.status, StatusCode::NOT_FOUND);
 }
@@ -438,11 +735,24 @@ async fn deleting_a_user_needs_confirmation_and_removes_all_of_their_rows() {
 async fn user_data_is_escaped_in_pages() {
     let (server, admin) = TestServer::with_admin().await;
     let reply = admin
-        .submit("/admin/users", "/admin/users", &[("username", "mallory"), ("display_name", "<script>alert(1)</script>"), ("password", "mallory-pass-1"), ("password_confirmation", "mallory-pass-1")])
+        .submit(
+            "/admin/users",
+            "/admin/users",
+            &[
+                ("username", "mallory"),
+                ("display_name", "<script>alert(1)</script>"),
+                ("password", "mallory-pass-1"),
+                ("password_confirmation", "mallory-pass-1"),
+            ],
+        )
         .await;
     reply.assert_redirect("/admin/users?notice=created");
     let page = admin.get("/admin/users").await;
-    assert!(page.body.contains("&lt;script&gt;alert(1)&lt;"), "{}", page.body);
+    assert!(
+        page.body.contains("&lt;script&gt;alert(1)&lt;"),
+        "{}",
+        page.body
+    );
     assert!(!page.body.contains("<script>alert(1)"));
     let _ = server;
 }

@@ -47,13 +47,16 @@ fn start_chromedriver() -> (Driver, String) {
 }
 
 fn browser_available() -> bool {
-    let present = std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
+    let present =
+        std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
     if !present {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must run the browser test: install chromium and chromium-driver"
         );
-        eprintln!("SKIPPED: browser test needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)");
+        eprintln!(
+            "SKIPPED: browser test needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)"
+        );
     }
     present
 }
@@ -119,14 +122,23 @@ async fn first_run_wizard_then_sign_out_and_sign_in_in_a_real_browser() {
         // A new Fasten opens on the wizard.
         browser.goto(&format!("{}/", server.url)).await.unwrap();
         wait_for_text(&browser, "//h1[contains(., 'Welcome to Fasten')]").await;
-        assert!(browser.current_url().await.unwrap().path().ends_with("/setup"));
+        assert!(
+            browser
+                .current_url()
+                .await
+                .unwrap()
+                .path()
+                .ends_with("/setup")
+        );
         save_screenshot(&browser, "setup").await;
         fill(&browser, "username", "alice").await;
         fill(&browser, "display_name", "Alice Example").await;
         fill(&browser, "password", "alice-password-1").await;
         fill(&browser, "password_confirmation", "alice-password-1").await;
         browser
-            .find(Locator::XPath("//button[contains(., 'Create administrator')]"))
+            .find(Locator::XPath(
+                "//button[contains(., 'Create administrator')]",
+            ))
             .await
             .unwrap()
             .click()
@@ -144,15 +156,40 @@ async fn first_run_wizard_then_sign_out_and_sign_in_in_a_real_browser() {
             .await
             .unwrap();
         wait_for_text(&browser, "//h1[contains(., 'Sign in')]").await;
-        assert!(browser.find(Locator::Id("whoami")).await.is_err(), "signed out");
+        assert!(
+            browser.find(Locator::Id("whoami")).await.is_err(),
+            "signed out"
+        );
         fill(&browser, "username", "alice").await;
         fill(&browser, "password", "wrong-password!").await;
-        browser.find(Locator::Css("form button[type=submit]")).await.unwrap().click().await.unwrap();
-        wait_for_text(&browser, "//*[@role='alert'][contains(., 'Wrong username or password.')]").await;
+        browser
+            .find(Locator::Css("form button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(
+            &browser,
+            "//*[@role='alert'][contains(., 'Wrong username or password.')]",
+        )
+        .await;
         fill(&browser, "password", "alice-password-1").await;
-        browser.find(Locator::Css("main form button[type=submit]")).await.unwrap().click().await.unwrap();
+        browser
+            .find(Locator::Css("main form button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         wait_for_text(&browser, "//h1[contains(., 'Hello, Alice Example')]").await;
-        let whoami = browser.find(Locator::Id("whoami")).await.unwrap().text().await.unwrap();
+        let whoami = browser
+            .find(Locator::Id("whoami"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert_eq!(whoami, "Alice Example");
         save_screenshot(&browser, "signed-in").await;
     }

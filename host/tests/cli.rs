@@ -25,7 +25,12 @@ fn run_with_stdin(command: &mut Command, stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -50,7 +55,10 @@ fn a_port_already_in_use_is_one_clear_line_and_a_failure_exit() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].starts_with("error: cannot listen on"), "{lines:?}");
     assert!(lines[0].contains("already in use"), "{lines:?}");
-    assert!(!dir.path().join("data").exists(), "nothing written before the port was checked");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing written before the port was checked"
+    );
 }
 
 #[test]
@@ -66,7 +74,10 @@ fn an_unusable_data_dir_is_one_clear_line_and_a_failure_exit() {
     assert!(!output.status.success());
     let lines = stderr_lines(&output);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("cannot create data directory"), "{lines:?}");
+    assert!(
+        lines[0].contains("cannot create data directory"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -122,7 +133,11 @@ fn serve(dir: &std::path::Path) -> Running {
             continue;
         };
         if let Some(rest) = line.split("url=").nth(1) {
-            let url = rest.split_whitespace().next().unwrap().trim_end_matches('/');
+            let url = rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('/');
             // Keep draining stderr so the server never blocks on a full pipe.
             std::thread::spawn(move || while rx.recv().is_ok() {});
             return Running {
@@ -131,6 +146,8 @@ fn serve(dir: &std::path::Path) -> Running {
             };
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("fasten serve did not report its address");
 }
 
@@ -141,9 +158,16 @@ async fn user_commands_create_and_reset_accounts_and_sigterm_stops_the_server_cl
         fasten(dir.path()).args(["user", "add", "anna", "--admin", "--display-name", "Anna"]),
         "first-password-1\n",
     );
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
     assert!(String::from_utf8_lossy(&added.stdout).contains("administrator"));
-    let again = run_with_stdin(fasten(dir.path()).args(["user", "add", "anna"]), "first-password-1\n");
+    let again = run_with_stdin(
+        fasten(dir.path()).args(["user", "add", "anna"]),
+        "first-password-1\n",
+    );
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already taken"));
 
@@ -151,8 +175,15 @@ async fn user_commands_create_and_reset_accounts_and_sigterm_stops_the_server_cl
         fasten(dir.path()).args(["user", "reset-password", "anna"]),
         "second-password-2\n",
     );
-    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
-    let missing = run_with_stdin(fasten(dir.path()).args(["user", "reset-password", "nobody"]), "x\n");
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    let missing = run_with_stdin(
+        fasten(dir.path()).args(["user", "reset-password", "nobody"]),
+        "x\n",
+    );
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no account named"));
 
     let mut running = serve(dir.path());
@@ -169,14 +200,25 @@ async fn user_commands_create_and_reset_accounts_and_sigterm_stops_the_server_cl
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let login_page = client.get(format!("{}/login", running.url)).send().await.unwrap().text().await.unwrap();
+    let login_page = client
+        .get(format!("{}/login", running.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let marker = "name=\"csrf_token\" value=\"";
     let start = login_page.find(marker).unwrap() + marker.len();
     let token = &login_page[start..start + login_page[start..].find('"').unwrap()];
     for (password, expected) in [("first-password-1", 401), ("second-password-2", 303)] {
         let reply = client
             .post(format!("{}/login", running.url))
-            .form(&[("username", "anna"), ("password", password), ("csrf_token", token)])
+            .form(&[
+                ("username", "anna"),
+                ("password", password),
+                ("csrf_token", token),
+            ])
             .send()
             .await
             .unwrap();
@@ -184,14 +226,23 @@ async fn user_commands_create_and_reset_accounts_and_sigterm_stops_the_server_cl
     }
 
     let pid = running.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = running.child.try_wait().unwrap() {
             assert!(status.success(), "graceful shutdown exits 0, got {status}");
             break;
         }
-        assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "server did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -13,7 +13,10 @@ async fn unknown_pages_get_a_404_page_in_the_layout() {
     assert_eq!(page.status, StatusCode::NOT_FOUND);
     assert!(page.body.contains("404"));
     assert!(page.body.contains("There is nothing at this address."));
-    assert!(page.body.contains("Sign out"), "rendered in the layout with navigation");
+    assert!(
+        page.body.contains("Sign out"),
+        "rendered in the layout with navigation"
+    );
     assert!(page.body.contains("<html"));
 
     let anonymous = server.client().get("/no/such/page").await;
@@ -41,24 +44,51 @@ async fn pages_load_vendored_htmx_and_send_the_csrf_header_from_the_layout() {
     let (server, admin) = TestServer::with_admin().await;
     let page = admin.get("/").await;
     let token = common::extract_csrf(&page.body).unwrap();
-    assert!(page.body.contains(&format!(r#"hx-headers='{{"X-CSRF-Token": "{token}"}}'"#)));
+    assert!(
+        page.body
+            .contains(&format!(r#"hx-headers='{{"X-CSRF-Token": "{token}"}}'"#))
+    );
     for nav in ["Dashboard", "Sources", "Explore", "Labs", "History", "Jobs"] {
-        assert!(page.body.contains(&format!(">{nav}</a>")), "{nav} in navigation");
+        assert!(
+            page.body.contains(&format!(">{nav}</a>")),
+            "{nav} in navigation"
+        );
     }
-    assert!(page.body.contains(r#"name="viewport""#), "usable at phone width");
-    for placeholder in ["/sources", "/explore", "/labs", "/history", "/jobs", "/admin/plugins"] {
+    assert!(
+        page.body.contains(r#"name="viewport""#),
+        "usable at phone width"
+    );
+    for placeholder in [
+        "/sources",
+        "/explore",
+        "/labs",
+        "/history",
+        "/jobs",
+        "/admin/plugins",
+    ] {
         let page = admin.get(placeholder).await;
         assert_eq!(page.status, StatusCode::OK, "{placeholder}");
         assert!(page.body.contains("Nothing here yet"), "{placeholder}");
     }
 
-    let htmx = reqwest::get(format!("{}/static/vendor/htmx.min.js", server.url)).await.unwrap();
+    let htmx = reqwest::get(format!("{}/static/vendor/htmx.min.js", server.url))
+        .await
+        .unwrap();
     assert_eq!(htmx.status(), StatusCode::OK);
-    assert!(htmx.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(
+        htmx.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     assert!(htmx.text().await.unwrap().contains("htmx"));
-    let licence = reqwest::get(format!("{}/static/vendor/htmx.LICENSE", server.url)).await.unwrap();
+    let licence = reqwest::get(format!("{}/static/vendor/htmx.LICENSE", server.url))
+        .await
+        .unwrap();
     assert_eq!(licence.status(), StatusCode::OK);
-    let missing = reqwest::get(format!("{}/static/../Cargo.toml", server.url)).await.unwrap();
+    let missing = reqwest::get(format!("{}/static/../Cargo.toml", server.url))
+        .await
+        .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 
@@ -67,7 +97,12 @@ async fn responses_carry_security_headers() {
     let (server, _) = TestServer::with_admin().await;
     let response = reqwest::get(format!("{}/login", server.url)).await.unwrap();
     let headers = response.headers();
-    assert!(headers["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
     assert_eq!(headers["x-content-type-options"], "nosniff");
     assert_eq!(headers["x-frame-options"], "DENY");
 }
@@ -78,7 +113,10 @@ async fn oversized_form_posts_are_refused() {
     let token = admin.csrf_token("/").await;
     let huge = "x".repeat(200 * 1024);
     let reply = admin
-        .post_raw("/admin/users", &[("csrf_token", &token), ("display_name", &huge)])
+        .post_raw(
+            "/admin/users",
+            &[("csrf_token", &token), ("display_name", &huge)],
+        )
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(reply.body.contains("larger than"), "{}", reply.body);
@@ -110,7 +148,10 @@ async fn restarting_on_an_up_to_date_database_changes_no_schema_and_keeps_accoun
     let restarted = TestServer::start_in(data_dir, |_| {}).await;
     assert_eq!(schema_version(restarted.state.db.clone()).await, before);
     let client = restarted.client();
-    client.login(ADMIN, ADMIN_PASSWORD).await.assert_redirect("/");
+    client
+        .login(ADMIN, ADMIN_PASSWORD)
+        .await
+        .assert_redirect("/");
     assert!(restarted.data_dir.path().join("fasten.db").exists());
 }
 
@@ -122,11 +163,17 @@ async fn a_base_path_prefixes_every_link_cookie_and_redirect() {
     client.get("/").await.assert_redirect("/fasten/setup");
     let setup = client.get("/setup").await;
     assert!(setup.body.contains(r#"action="/fasten/setup""#));
-    assert!(setup.body.contains(r#"href="/fasten/static/vendor/simple.min.css""#));
+    assert!(
+        setup
+            .body
+            .contains(r#"href="/fasten/static/vendor/simple.min.css""#)
+    );
     client.setup(ADMIN, "Alice", ADMIN_PASSWORD).await;
     let page = client.get("/").await;
     assert!(page.body.contains(r#"href="/fasten/labs""#));
-    let health = reqwest::get(format!("{}/healthz", server.url)).await.unwrap();
+    let health = reqwest::get(format!("{}/healthz", server.url))
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 
     let root = server.url.trim_end_matches("/fasten");

@@ -80,8 +80,8 @@ pub async fn protect(State(state): State<AppState>, request: Request, next: Next
             }
             None => (None, body),
         };
-        let matches = submitted
-            .is_some_and(|s| bool::from(s.as_bytes().ct_eq(expected.as_bytes())));
+        let matches =
+            submitted.is_some_and(|s| bool::from(s.as_bytes().ct_eq(expected.as_bytes())));
         if is_new || !matches {
             tracing::warn!(method = %parts.method, path = %parts.uri.path(), "refused a request without a valid CSRF token");
             return AppError::Forbidden(

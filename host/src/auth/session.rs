@@ -12,11 +12,7 @@ use crate::store;
 pub const SESSION_COOKIE: &str = "fasten_session";
 
 /// Starts a session for `user_id`; returns the cookie value to hand to the browser.
-pub async fn start(
-    db: &SqlitePool,
-    user_id: i64,
-    config: &SessionConfig,
-) -> sqlx::Result<String> {
+pub async fn start(db: &SqlitePool, user_id: i64, config: &SessionConfig) -> sqlx::Result<String> {
     let mut id = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut id);
     let cookie_value = URL_SAFE_NO_PAD.encode(id);

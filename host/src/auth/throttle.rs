@@ -88,12 +88,7 @@ fn remaining(entry: Option<&Failures>, now: Instant) -> Option<Duration> {
     (until > now).then(|| until - now)
 }
 
-fn bump<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, Failures>,
-    key: K,
-    free: u32,
-    now: Instant,
-) {
+fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Failures>, key: K, free: u32, now: Instant) {
     if map.len() >= MAX_TRACKED {
         map.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
     }

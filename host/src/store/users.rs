@@ -58,8 +58,7 @@ impl PartialEq for DbError {
 }
 impl Eq for DbError {}
 
-const USER_COLUMNS: &str =
-    "id, username, display_name, password_hash, role, disabled, created_at";
+const USER_COLUMNS: &str = "id, username, display_name, password_hash, role, disabled, created_at";
 
 /// True while no account exists: the first-run wizard is open.
 pub async fn none_exist(db: impl SqliteExecutor<'_>) -> sqlx::Result<bool> {
@@ -213,11 +212,13 @@ pub async fn set_role(
 
 /// Deletes a user and, through `ON DELETE CASCADE`, their sessions, sources and records.
 pub async fn delete(db: impl SqliteExecutor<'_> + Copy, id: i64) -> Result<(), UserChangeError> {
-    let done = sqlx::query(&format!("DELETE FROM users WHERE id = ? AND {NOT_LAST_ADMIN}"))
-        .bind(id)
-        .execute(db)
-        .await
-        .map_err(DbError)?;
+    let done = sqlx::query(&format!(
+        "DELETE FROM users WHERE id = ? AND {NOT_LAST_ADMIN}"
+    ))
+    .bind(id)
+    .execute(db)
+    .await
+    .map_err(DbError)?;
     explain_refusal(db, id, done.rows_affected()).await
 }
 

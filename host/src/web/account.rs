@@ -82,7 +82,7 @@ async fn setup_submit(
             StatusCode::BAD_REQUEST,
             "setup.html",
             context! { error => message, form => context! {
-                username => form.username, display_name => form.display_name } },
+            username => form.username, display_name => form.display_name } },
         ),
         Err(e) => Err(anyhow::Error::new(e).into()),
     }
@@ -133,7 +133,7 @@ async fn login_submit(
             status,
             "login.html",
             context! { error => message, username => username, next => form.next,
-                allow_signup => state.config.allow_signup },
+            allow_signup => state.config.allow_signup },
         )
     };
     if let Err(wait) = state.throttle.check(username, address) {
@@ -258,14 +258,14 @@ async fn signup_submit(
             StatusCode::BAD_REQUEST,
             "signup.html",
             context! { error => message, form => context! {
-                username => form.username, display_name => form.display_name } },
+            username => form.username, display_name => form.display_name } },
         ),
         Err(AccountError::Refused(e)) => page.render_status(
             &state,
             StatusCode::CONFLICT,
             "signup.html",
             context! { error => e.to_string(), form => context! {
-                username => form.username, display_name => form.display_name } },
+            username => form.username, display_name => form.display_name } },
         ),
         Err(e) => Err(anyhow::Error::new(e).into()),
     }

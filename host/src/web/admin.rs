@@ -70,7 +70,12 @@ async fn render_list(
     extra: Value,
 ) -> Result<Response, AppError> {
     let all = users::list(&state.db).await?;
-    page.render_status(state, status, "admin_users.html", context! { users => all, ..extra })
+    page.render_status(
+        state,
+        status,
+        "admin_users.html",
+        context! { users => all, ..extra },
+    )
 }
 
 /// Renders the list again with an error message for the admin.
@@ -172,7 +177,10 @@ async fn set_status(
                 store::sessions::delete_for_user(&state.db, id).await?;
             }
             tracing::info!(by = %admin.username, user_id = id, disabled = form.disabled, "account status changed");
-            Ok(done(&state, if form.disabled { "disabled" } else { "enabled" }))
+            Ok(done(
+                &state,
+                if form.disabled { "disabled" } else { "enabled" },
+            ))
         }
         Err(e) => refused(&state, &page, e.into()).await,
     }
@@ -216,7 +224,9 @@ async fn render_confirm_delete(
     status: StatusCode,
     error: Option<String>,
 ) -> Result<Response, AppError> {
-    let target = users::by_id(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    let target = users::by_id(&state.db, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let records = store::resources::count_for_user(&state.db, id).await?;
     page.render_status(
         state,
@@ -239,7 +249,9 @@ async fn delete(
     Path(id): Path<i64>,
     Form(form): Form<DeleteForm>,
 ) -> Result<Response, AppError> {
-    let target = users::by_id(&state.db, id).await?.ok_or(AppError::NotFound)?;
+    let target = users::by_id(&state.db, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     if !form
         .confirm_username
         .trim()

@@ -28,7 +28,10 @@ pub fn build_app(state: AppState) -> Router {
         .fallback(|| async { AppError::NotFound });
 
     let mut layered = routes
-        .layer(middleware::from_fn_with_state(state.clone(), first_run_redirect))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            first_run_redirect,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::csrf::protect,
@@ -94,8 +97,14 @@ fn security_headers() -> [(HeaderName, HeaderValue); 4] {
                  style-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'self'",
             ),
         ),
-        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-        (header::REFERRER_POLICY, HeaderValue::from_static("same-origin")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ),
         (
             HeaderName::from_static("x-frame-options"),
             HeaderValue::from_static("DENY"),

@@ -34,30 +34,93 @@ async fn dashboard(
 }
 
 /// A page whose content arrives with a later feature.
-fn coming(state: &AppState, page: &Page, title: &str, text: &str) -> Result<Html<String>, AppError> {
-    page.render(state, "coming.html", context! { title => title, text => text })
+fn coming(
+    state: &AppState,
+    page: &Page,
+    title: &str,
+    text: &str,
+) -> Result<Html<String>, AppError> {
+    page.render(
+        state,
+        "coming.html",
+        context! { title => title, text => text },
+    )
 }
 
-async fn sources(State(state): State<AppState>, _: CurrentUser, page: Page) -> Result<Html<String>, AppError> {
-    coming(&state, &page, "Sources", "Hospitals, clinics, labs, devices and uploaded files you collect records from will be listed here.")
+async fn sources(
+    State(state): State<AppState>,
+    _: CurrentUser,
+    page: Page,
+) -> Result<Html<String>, AppError> {
+    coming(
+        &state,
+        &page,
+        "Sources",
+        "Hospitals, clinics, labs, devices and uploaded files you collect records from will be listed here.",
+    )
 }
 
-async fn explore(State(state): State<AppState>, _: CurrentUser, page: Page) -> Result<Html<String>, AppError> {
-    coming(&state, &page, "Explore", "Every record you have imported, by type and by source, will be browsable here.")
+async fn explore(
+    State(state): State<AppState>,
+    _: CurrentUser,
+    page: Page,
+) -> Result<Html<String>, AppError> {
+    coming(
+        &state,
+        &page,
+        "Explore",
+        "Every record you have imported, by type and by source, will be browsable here.",
+    )
 }
 
-async fn labs(State(state): State<AppState>, _: CurrentUser, page: Page) -> Result<Html<String>, AppError> {
-    coming(&state, &page, "Labs", "Your lab results, grouped by test with their trends over time, will appear here.")
+async fn labs(
+    State(state): State<AppState>,
+    _: CurrentUser,
+    page: Page,
+) -> Result<Html<String>, AppError> {
+    coming(
+        &state,
+        &page,
+        "Labs",
+        "Your lab results, grouped by test with their trends over time, will appear here.",
+    )
 }
 
-async fn history(State(state): State<AppState>, _: CurrentUser, page: Page) -> Result<Html<String>, AppError> {
-    coming(&state, &page, "History", "Your visits, with the conditions, procedures and results of each, will appear here.")
+async fn history(
+    State(state): State<AppState>,
+    _: CurrentUser,
+    page: Page,
+) -> Result<Html<String>, AppError> {
+    coming(
+        &state,
+        &page,
+        "History",
+        "Your visits, with the conditions, procedures and results of each, will appear here.",
+    )
 }
 
-async fn jobs(State(state): State<AppState>, _: CurrentUser, page: Page) -> Result<Html<String>, AppError> {
-    coming(&state, &page, "Jobs", "Imports and syncs running in the background, and how they ended, will be listed here.")
+async fn jobs(
+    State(state): State<AppState>,
+    _: CurrentUser,
+    page: Page,
+) -> Result<Html<String>, AppError> {
+    coming(
+        &state,
+        &page,
+        "Jobs",
+        "Imports and syncs running in the background, and how they ended, will be listed here.",
+    )
 }
 
-async fn admin_plugins(State(state): State<AppState>, _: AdminUser, page: Page) -> Result<Html<String>, AppError> {
-    coming(&state, &page, "Plugins", "The connector plugins this Fasten has, what each may do and whether it loaded, will be listed here.")
+async fn admin_plugins(
+    State(state): State<AppState>,
+    _: AdminUser,
+    page: Page,
+) -> Result<Html<String>, AppError> {
+    coming(
+        &state,
+        &page,
+        "Plugins",
+        "The connector plugins this Fasten has, what each may do and whether it loaded, will be listed here.",
+    )
 }

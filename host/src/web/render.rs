@@ -104,7 +104,12 @@ impl FromRequestParts<AppState> for Page {
 }
 
 impl Page {
-    pub fn render(&self, state: &AppState, template: &str, ctx: Value) -> Result<Html<String>, AppError> {
+    pub fn render(
+        &self,
+        state: &AppState,
+        template: &str,
+        ctx: Value,
+    ) -> Result<Html<String>, AppError> {
         Ok(Html(render_with_layout(
             state,
             self.user.as_ref(),
@@ -203,7 +208,7 @@ mod tests {
             .get_template("error.html")
             .unwrap()
             .render(context! { base => "", status => 404, reason => "Not Found",
-                message => "<script>alert(1)</script>" })
+            message => "<script>alert(1)</script>" })
             .unwrap();
         assert!(html.contains("&lt;script&gt;"), "{html}");
         assert!(!html.contains("<script>alert"));

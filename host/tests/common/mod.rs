@@ -24,7 +24,8 @@ pub struct TestServer {
 }
 
 pub fn test_config(data_dir: &Path) -> Config {
-    let mut config = Config::load(Some(&repo_config()), Vec::new()).expect("repository config.toml");
+    let mut config =
+        Config::load(Some(&repo_config()), Vec::new()).expect("repository config.toml");
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.data_dir = data_dir.to_path_buf();
     config
@@ -140,7 +141,14 @@ pub struct Client {
 
 impl Client {
     pub async fn get(&self, path: &str) -> Reply {
-        reply(self.http.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+        reply(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     /// The CSRF token embedded in the page at `path`.
