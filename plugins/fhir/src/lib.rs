@@ -1,0 +1,287 @@
+//! Fasten's FHIR R4 connector.
+//!
+//! `import-file` accepts a Bundle of any type, an NDJSON bulk export, or a single resource, and
+//! emits every resource in batches while it reads, so a file far larger than the plugin's memory
+//! limit can be imported. A Bundle is read twice: the first pass only collects each entry's
+//! `fullUrl` and identity (and proves the whole file is valid JSON before anything is emitted),
+//! the second rewrites `urn:uuid:` references to `Type/id` and emits. `sync` (SMART-on-FHIR
+//! against a provider) arrives with the provider-connection issue.
+
+mod bundle;
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+wit_bindgen::generate!({
+    path: "../../wit/v0.1",
+    world: "plugin",
+});
+
+use exports::fasten::connector::connector::{
+    ConnectorError, Guest, PluginInfo, Summary, SyncRequest,
+};
+use fasten::connector::files::SourceFile;
+use fasten::connector::sink::BatchSink;
+use fasten::connector::types::{AuthNeed, ConnectorKind, FileType};
+
+/// Emit when this many resources are waiting...
+const BATCH_RESOURCES: usize = 250;
+/// ...or when they add up to this many bytes (the host accepts at most 4 MiB per call).
+const BATCH_BYTES: usize = 2 * 1024 * 1024;
+/// How much of a file is read to decide its format.
+const SNIFF_BYTES: usize = 64 * 1024;
+
+struct Fhir;
+
+impl Guest for Fhir {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            id: "fhir".into(),
+            name: "FHIR".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            kind: ConnectorKind::Both,
+            auth: AuthNeed::SmartOnFhir,
+            file_types: vec![
+                FileType {
+                    media_type: "application/fhir+json".into(),
+                    extensions: vec!["json".into()],
+                    description: "FHIR R4 Bundle or single resource (JSON)".into(),
+                },
+                FileType {
+                    media_type: "application/fhir+ndjson".into(),
+                    extensions: vec!["ndjson".into(), "jsonl".into()],
+                    description: "FHIR bulk export (NDJSON, one resource per line)".into(),
+                },
+            ],
+            settings_schema: None,
+        }
+    }
+
+    fn sync(_: SyncRequest, _: &BatchSink) -> Result<Summary, ConnectorError> {
+        Err(ConnectorError::Fatal(
+            "syncing from a FHIR server is not available in this version of the FHIR plugin"
+                .into(),
+        ))
+    }
+
+    fn import_file(file: &SourceFile, out: &BatchSink) -> Result<Summary, ConnectorError> {
+        let format = sniff(file)?;
+        file.rewind();
+        let mut emitter = Emitter::new(out);
+        match format {
+            Format::Ndjson => import_ndjson(file, &mut emitter)?,
+            Format::Json => bundle::import_json(file, &mut emitter)?,
+        }
+        emitter.finish()?;
+        Ok(Summary {
+            warnings: emitter.warnings,
+        })
+    }
+}
+
+export!(Fhir);
+
+#[derive(Debug, PartialEq)]
+enum Format {
+    Json,
+    Ndjson,
+}
+
+/// Reads the host's file in chunks as a `std::io::Read`.
+pub(crate) struct FileReader<'a> {
+    file: &'a SourceFile,
+}
+
+impl<'a> FileReader<'a> {
+    pub(crate) fn new(file: &'a SourceFile) -> Self {
+        FileReader { file }
+    }
+}
+
+impl std::io::Read for FileReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(1 << 20) as u32;
+        let chunk = self.file.read(want);
+        buf[..chunk.len()].copy_from_slice(&chunk);
+        Ok(chunk.len())
+    }
+}
+
+pub(crate) fn invalid(message: impl Into<String>) -> ConnectorError {
+    ConnectorError::InvalidInput(message.into())
+}
+
+/// NDJSON when the name or media type says so, or when the first line is a whole JSON object and
+/// more lines follow; otherwise one JSON document (a Bundle or a single resource).
+fn sniff(file: &SourceFile) -> Result<Format, ConnectorError> {
+    let name = file.name().to_ascii_lowercase();
+    let media_type = file.media_type().to_ascii_lowercase();
+    let mut head = Vec::new();
+    while head.len() < SNIFF_BYTES {
+        let chunk = file.read((SNIFF_BYTES - head.len()) as u32);
+        if chunk.is_empty() {
+            break;
+        }
+        head.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8_lossy(strip_bom(&head));
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(invalid("The file is empty."));
+    }
+    if !trimmed.starts_with('{') {
+        return Err(invalid(
+            "This is not a FHIR JSON file: it should start with '{'. Fasten imports FHIR R4 \
+             Bundles, single resources, and NDJSON bulk exports.",
+        ));
+    }
+    if name.ends_with(".ndjson") || name.ends_with(".jsonl") || media_type.contains("ndjson") {
+        return Ok(Format::Ndjson);
+    }
+    let mut lines = trimmed.lines().filter(|l| !l.trim().is_empty());
+    let first_is_whole = lines
+        .next()
+        .is_some_and(|l| serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok());
+    if first_is_whole && lines.next().is_some() {
+        return Ok(Format::Ndjson);
+    }
+    Ok(Format::Json)
+}
+
+pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
+fn import_ndjson(file: &SourceFile, emitter: &mut Emitter<'_>) -> Result<(), ConnectorError> {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::with_capacity(256 * 1024, FileReader::new(file));
+    for (index, line) in reader.split(b'\n').enumerate() {
+        let number = index + 1;
+        let line = line.map_err(|e| invalid(format!("cannot read line {number}: {e}")))?;
+        let line = if number == 1 { strip_bom(&line) } else { &line };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let resource: Value = serde_json::from_slice(line)
+            .map_err(|e| invalid(format!("Line {number} is not valid JSON: {e}.")))?;
+        emitter.push(resource, &HashMap::new())?;
+    }
+    if emitter.seen == 0 {
+        return Err(invalid("The file holds no resources."));
+    }
+    Ok(())
+}
+
+/// Collects resources into batches and hands them to the host.
+pub(crate) struct Emitter<'a> {
+    out: &'a BatchSink,
+    batch: Vec<String>,
+    batch_bytes: usize,
+    pub(crate) seen: u64,
+    pub(crate) total: Option<u64>,
+    pub(crate) warnings: Vec<String>,
+}
+
+impl<'a> Emitter<'a> {
+    fn new(out: &'a BatchSink) -> Self {
+        Emitter {
+            out,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            seen: 0,
+            total: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Queues one resource, with references rewritten through `references` (fullUrl -> Type/id).
+    /// OperationOutcomes are problems reported by a server, not records: they become warnings.
+    pub(crate) fn push(
+        &mut self,
+        mut resource: Value,
+        references: &HashMap<String, String>,
+    ) -> Result<(), ConnectorError> {
+        self.seen += 1;
+        if resource.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") {
+            self.warnings.push(describe_outcome(&resource));
+            return Ok(());
+        }
+        if !references.is_empty() {
+            rewrite_references(&mut resource, references);
+        }
+        let text = resource.to_string();
+        self.batch_bytes += text.len();
+        self.batch.push(text);
+        if self.batch.len() >= BATCH_RESOURCES || self.batch_bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ConnectorError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        self.out
+            .emit(&batch)
+            .map_err(|reason| ConnectorError::Fatal(format!("the host refused a batch: {reason}")))?;
+        self.out.progress(self.seen, self.total);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), ConnectorError> {
+        self.flush()
+    }
+}
+
+fn describe_outcome(outcome: &Value) -> String {
+    let issues: Vec<String> = outcome
+        .get("issue")
+        .and_then(Value::as_array)
+        .map(|issues| {
+            issues
+                .iter()
+                .filter_map(|i| {
+                    i.get("diagnostics")
+                        .or_else(|| i.pointer("/details/text"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if issues.is_empty() {
+        "The file contained an OperationOutcome (a server-reported problem).".into()
+    } else {
+        format!("The file reported a problem: {}", issues.join("; "))
+    }
+}
+
+/// Replaces every `reference` whose value is a known fullUrl (such as `urn:uuid:...`) with the
+/// `Type/id` of the entry it names.
+pub(crate) fn rewrite_references(value: &mut Value, references: &HashMap<String, String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if key == "reference" {
+                    if let Value::String(target) = child {
+                        if let Some(local) = references.get(target.as_str()) {
+                            *target = local.clone();
+                        }
+                    }
+                } else {
+                    rewrite_references(child, references);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                rewrite_references(item, references);
+            }
+        }
+        _ => {}
+    }
+}
