@@ -31,6 +31,7 @@ pub struct Config {
     pub allow_signup: bool,
     pub session: SessionConfig,
     pub limits: LimitsConfig,
+    pub plugins: PluginsConfig,
     /// Read templates from disk and reload them on change (`serve --dev` sets this).
     #[serde(skip)]
     pub dev: bool,
@@ -59,6 +60,29 @@ pub struct SessionConfig {
 pub struct LimitsConfig {
     /// Largest request body accepted by ordinary form posts, in bytes.
     pub form_body_bytes: usize,
+    /// Largest file a user may upload for import, in bytes.
+    pub upload_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Folder of dropped-in plugins (`<id>/plugin.toml`), relative to the working folder.
+    pub registry_dir: PathBuf,
+    /// Let plugins use plain http to loopback addresses (tests and local development only).
+    pub allow_http_loopback: bool,
+    /// Let plugins reach private-network addresses (a FHIR server on your LAN, say).
+    pub allow_private_networks: bool,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            registry_dir: PathBuf::from("./plugin-registry"),
+            allow_http_loopback: false,
+            allow_private_networks: false,
+        }
+    }
 }
 
 impl Default for Config {
@@ -72,6 +96,7 @@ impl Default for Config {
             allow_signup: false,
             session: SessionConfig::default(),
             limits: LimitsConfig::default(),
+            plugins: PluginsConfig::default(),
             dev: false,
         }
     }
@@ -90,6 +115,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             form_body_bytes: 64 * 1024,
+            upload_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -6,6 +6,9 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod fhir;
+pub mod import;
+pub mod plugins;
 pub mod secrets;
 pub mod state;
 pub mod store;
@@ -88,6 +91,7 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
         &config.data_dir,
         std::env::var("FASTEN_SECRET_KEY").ok().as_deref(),
     )?;
+    let plugins = open_plugins(&config, &db).await?;
     let templates = if config.dev {
         Templates::reloading(web::render::source_templates_dir())
     } else {
@@ -98,7 +102,25 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
         Arc::new(config),
         templates,
         key.derive("csrf"),
+        plugins,
     ))
+}
+
+/// The plugin host with every plugin loaded (or marked failed with its reason).
+pub async fn open_plugins(
+    config: &Config,
+    db: &sqlx::SqlitePool,
+) -> anyhow::Result<Arc<plugins::PluginHost>> {
+    let host = Arc::new(plugins::PluginHost::new(plugins::HostSettings {
+        registry_dir: config.plugins.registry_dir.clone(),
+        cache_dir: config.data_dir.join("plugin-cache"),
+        network: plugins::http::NetworkPolicy {
+            allow_http_loopback: config.plugins.allow_http_loopback,
+            allow_private_networks: config.plugins.allow_private_networks,
+        },
+    })?);
+    host.load_all(db).await;
+    Ok(host)
 }
 
 /// Creates the data folder if needed and proves it is writable, so a bad path fails at start-up

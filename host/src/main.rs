@@ -36,11 +36,44 @@ enum Command {
         #[arg(long)]
         dev: bool,
     },
+    /// Import files (FHIR Bundles, NDJSON, ...) into a user's records.
+    Import {
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write every stored record of a user (to standard output unless --out is given).
+    Export {
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: ExportFormatArg,
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Show the connector plugins, their versions, permissions and whether they loaded.
+    Plugins {
+        #[command(subcommand)]
+        action: PluginsAction,
+    },
     /// Manage accounts. Passwords are read from standard input, never from arguments.
     User {
         #[command(subcommand)]
         action: UserAction,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormatArg {
+    Ndjson,
+    Bundle,
+}
+
+#[derive(Subcommand)]
+enum PluginsAction {
+    /// List every plugin with its status.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -85,6 +118,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(serve(config))
         }
         Command::User { action } => runtime.block_on(user_command(config, action)),
+        Command::Import { user, files } => runtime.block_on(import_command(config, &user, &files)),
+        Command::Export { user, format, out } => {
+            runtime.block_on(export_command(config, &user, format, out.as_deref()))
+        }
+        Command::Plugins {
+            action: PluginsAction::List,
+        } => runtime.block_on(plugins_command(config)),
     }
 }
 
@@ -185,6 +225,107 @@ async fn user_command(config: Config, action: UserAction) -> anyhow::Result<()> 
                 println!("{}\t{}\t{role}{status}", user.username, user.display_name);
             }
         }
+    }
+    Ok(())
+}
+
+async fn user_by_name(db: &sqlx::SqlitePool, name: &str) -> anyhow::Result<store::users::User> {
+    store::users::by_username(db, name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no account named {name:?}"))
+}
+
+async fn import_command(config: Config, user: &str, files: &[PathBuf]) -> anyhow::Result<()> {
+    fasten::prepare_data_dir(&config.data_dir)?;
+    let db = store::open(&config.database_path()).await?;
+    let user = user_by_name(&db, user).await?;
+    let plugins = fasten::open_plugins(&config, &db).await?;
+    let mut failed = 0;
+    for path in files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| path.display().to_string());
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        if size > config.limits.upload_bytes {
+            eprintln!(
+                "{name}: the file is {size} bytes, over the limit of {} bytes. Nothing was stored.",
+                config.limits.upload_bytes
+            );
+            failed += 1;
+            continue;
+        }
+        match fasten::import::import_file(&db, &plugins, user.id, path, &name).await {
+            Ok(report) => {
+                println!(
+                    "{name}: {} added, {} updated, {} unchanged",
+                    report.counts.added, report.counts.updated, report.counts.unchanged
+                );
+                for warning in report.warnings {
+                    println!("{name}: warning: {warning}");
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} files could not be imported", files.len());
+    }
+    Ok(())
+}
+
+async fn export_command(
+    config: Config,
+    user: &str,
+    format: ExportFormatArg,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let db = store::open(&config.database_path()).await?;
+    let user = user_by_name(&db, user).await?;
+    let format = match format {
+        ExportFormatArg::Ndjson => fasten::fhir::export::ExportFormat::Ndjson,
+        ExportFormatArg::Bundle => fasten::fhir::export::ExportFormat::Bundle,
+    };
+    let count = match out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let mut writer = std::io::BufWriter::new(file);
+            fasten::fhir::export::export_user(&db, user.id, format, &mut writer).await?
+        }
+        None => {
+            let mut writer = std::io::BufWriter::new(std::io::stdout());
+            fasten::fhir::export::export_user(&db, user.id, format, &mut writer).await?
+        }
+    };
+    eprintln!("exported {count} resources");
+    Ok(())
+}
+
+async fn plugins_command(config: Config) -> anyhow::Result<()> {
+    fasten::prepare_data_dir(&config.data_dir)?;
+    let db = store::open(&config.database_path()).await?;
+    let plugins = fasten::open_plugins(&config, &db).await?;
+    println!("ID\tVERSION\tORIGIN\tSTATUS\tALLOWED HOSTS\tLIMITS\tERROR");
+    for p in plugins.list() {
+        let origin = serde_json::to_value(p.origin)?;
+        let status = serde_json::to_value(p.status)?;
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{} MiB, {} s\t{}",
+            p.id,
+            p.version,
+            origin.as_str().unwrap_or(""),
+            status.as_str().unwrap_or(""),
+            if p.requested_hosts.is_empty() { "none".to_string() } else { p.requested_hosts.join(" ") },
+            p.memory_mib,
+            p.run_seconds,
+            p.error.unwrap_or_default()
+        );
     }
     Ok(())
 }

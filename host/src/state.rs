@@ -7,6 +7,7 @@ use sqlx::SqlitePool;
 
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
+use crate::plugins::PluginHost;
 use crate::web::render::Templates;
 
 #[derive(Clone)]
@@ -15,6 +16,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub templates: Arc<Templates>,
     pub throttle: Arc<LoginThrottle>,
+    pub plugins: Arc<PluginHost>,
     /// Key for CSRF tokens, derived from the instance secret.
     pub csrf_key: Arc<[u8; 32]>,
     /// Set once the first account exists; it never goes back, because the last admin cannot be
@@ -28,12 +30,14 @@ impl AppState {
         config: Arc<Config>,
         templates: Templates,
         csrf_key: [u8; 32],
+        plugins: Arc<PluginHost>,
     ) -> AppState {
         AppState {
             db,
             config,
             templates: Arc::new(templates),
             throttle: Arc::default(),
+            plugins,
             csrf_key: Arc::new(csrf_key),
             setup_done: Arc::default(),
         }

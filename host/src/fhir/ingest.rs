@@ -1,0 +1,134 @@
+//! Writing prepared resources: one import or sync is one transaction. Each resource is upserted
+//! by `(source, type, id)`; a row whose content hash is unchanged is left alone.
+
+use serde::Serialize;
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::Prepared;
+use crate::store::unix_now;
+
+/// What an import did to the store.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+impl Counts {
+    pub fn total(&self) -> u64 {
+        self.added + self.updated + self.unchanged
+    }
+}
+
+/// An open transaction that resources are written into.
+pub struct Writer {
+    tx: Transaction<'static, Sqlite>,
+    user_id: i64,
+    source_id: i64,
+    pub counts: Counts,
+}
+
+impl Writer {
+    pub async fn begin(db: &SqlitePool, user_id: i64, source_id: i64) -> sqlx::Result<Writer> {
+        Ok(Writer {
+            tx: db.begin().await?,
+            user_id,
+            source_id,
+            counts: Counts::default(),
+        })
+    }
+
+    pub async fn write(&mut self, resources: &[Prepared]) -> sqlx::Result<()> {
+        let now = unix_now();
+        for r in resources {
+            let existing: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT content_hash FROM resources
+                 WHERE source_id = ? AND resource_type = ? AND resource_id = ?",
+            )
+            .bind(self.source_id)
+            .bind(&r.resource_type)
+            .bind(&r.resource_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            match existing {
+                Some(hash) if hash == r.content_hash => {
+                    self.counts.unchanged += 1;
+                    continue;
+                }
+                Some(_) => {
+                    sqlx::query(
+                        "UPDATE resources SET content_hash = ?, sort_date = ?, sort_title = ?,
+                         json = ?, updated_at = ?
+                         WHERE source_id = ? AND resource_type = ? AND resource_id = ?",
+                    )
+                    .bind(&r.content_hash[..])
+                    .bind(&r.sort_date)
+                    .bind(&r.sort_title)
+                    .bind(&r.json)
+                    .bind(now)
+                    .bind(self.source_id)
+                    .bind(&r.resource_type)
+                    .bind(&r.resource_id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                    sqlx::query(
+                        "DELETE FROM resource_tokens
+                         WHERE source_id = ? AND resource_type = ? AND resource_id = ?",
+                    )
+                    .bind(self.source_id)
+                    .bind(&r.resource_type)
+                    .bind(&r.resource_id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                    self.counts.updated += 1;
+                }
+                None => {
+                    sqlx::query(
+                        "INSERT INTO resources (user_id, source_id, resource_type, resource_id,
+                         content_hash, sort_date, sort_title, json, updated_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(self.user_id)
+                    .bind(self.source_id)
+                    .bind(&r.resource_type)
+                    .bind(&r.resource_id)
+                    .bind(&r.content_hash[..])
+                    .bind(&r.sort_date)
+                    .bind(&r.sort_title)
+                    .bind(&r.json)
+                    .bind(now)
+                    .execute(&mut *self.tx)
+                    .await?;
+                    self.counts.added += 1;
+                }
+            }
+            for token in &r.tokens {
+                sqlx::query(
+                    "INSERT INTO resource_tokens (user_id, source_id, resource_type, resource_id,
+                     kind, value, display) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(self.user_id)
+                .bind(self.source_id)
+                .bind(&r.resource_type)
+                .bind(&r.resource_id)
+                .bind(token.kind)
+                .bind(&token.value)
+                .bind(&token.display)
+                .execute(&mut *self.tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn commit(self) -> sqlx::Result<Counts> {
+        self.tx.commit().await?;
+        Ok(self.counts)
+    }
+
+    /// Drops everything written (also what happens if the writer is dropped).
+    pub async fn rollback(self) -> sqlx::Result<()> {
+        self.tx.rollback().await
+    }
+}

@@ -1,0 +1,334 @@
+//! FHIR R4 resources as the host sees them: validation of what plugins emit, and extraction of
+//! what the pages need (date, title, status, codes, references) into plain columns and tokens.
+//! Extraction is a handful of field lookups per resource, not a FHIRPath engine: cheap enough to
+//! run on every upsert.
+
+pub mod export;
+pub mod ingest;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Every resource type of FHIR R4 (4.0.1). Anything else is refused at ingest.
+pub const RESOURCE_TYPES: &[&str] = &[
+    "Account", "ActivityDefinition", "AdverseEvent", "AllergyIntolerance", "Appointment",
+    "AppointmentResponse", "AuditEvent", "Basic", "Binary", "BiologicallyDerivedProduct",
+    "BodyStructure", "Bundle", "CapabilityStatement", "CarePlan", "CareTeam", "CatalogEntry",
+    "ChargeItem", "ChargeItemDefinition", "Claim", "ClaimResponse", "ClinicalImpression",
+    "CodeSystem", "Communication", "CommunicationRequest", "CompartmentDefinition", "Composition",
+    "ConceptMap", "Condition", "Consent", "Contract", "Coverage", "CoverageEligibilityRequest",
+    "CoverageEligibilityResponse", "DetectedIssue", "Device", "DeviceDefinition", "DeviceMetric",
+    "DeviceRequest", "DeviceUseStatement", "DiagnosticReport", "DocumentManifest",
+    "DocumentReference", "EffectEvidenceSynthesis", "Encounter", "Endpoint", "EnrollmentRequest",
+    "EnrollmentResponse", "EpisodeOfCare", "EventDefinition", "Evidence", "EvidenceVariable",
+    "ExampleScenario", "ExplanationOfBenefit", "FamilyMemberHistory", "Flag", "Goal",
+    "GraphDefinition", "Group", "GuidanceResponse", "HealthcareService", "ImagingStudy",
+    "Immunization", "ImmunizationEvaluation", "ImmunizationRecommendation", "ImplementationGuide",
+    "InsurancePlan", "Invoice", "Library", "Linkage", "List", "Location", "Measure",
+    "MeasureReport", "Media", "Medication", "MedicationAdministration", "MedicationDispense",
+    "MedicationKnowledge", "MedicationRequest", "MedicationStatement", "MedicinalProduct",
+    "MedicinalProductAuthorization", "MedicinalProductContraindication",
+    "MedicinalProductIndication", "MedicinalProductIngredient", "MedicinalProductInteraction",
+    "MedicinalProductManufactured", "MedicinalProductPackaged", "MedicinalProductPharmaceutical",
+    "MedicinalProductUndesirableEffect", "MessageDefinition", "MessageHeader", "MolecularSequence",
+    "NamingSystem", "NutritionOrder", "Observation", "ObservationDefinition",
+    "OperationDefinition", "OperationOutcome", "Organization", "OrganizationAffiliation",
+    "Parameters", "Patient", "PaymentNotice", "PaymentReconciliation", "Person", "PlanDefinition",
+    "Practitioner", "PractitionerRole", "Procedure", "Provenance", "Questionnaire",
+    "QuestionnaireResponse", "RelatedPerson", "RequestGroup", "ResearchDefinition",
+    "ResearchElementDefinition", "ResearchStudy", "ResearchSubject", "RiskAssessment",
+    "RiskEvidenceSynthesis", "Schedule", "SearchParameter", "ServiceRequest", "Slot", "Specimen",
+    "SpecimenDefinition", "StructureDefinition", "StructureMap", "Subscription", "Substance",
+    "SubstanceNucleicAcid", "SubstancePolymer", "SubstanceProtein",
+    "SubstanceReferenceInformation", "SubstanceSourceMaterial", "SubstanceSpecification",
+    "SupplyDelivery", "SupplyRequest", "Task", "TerminologyCapabilities", "TestReport",
+    "TestScript", "ValueSet", "VerificationResult", "VisionPrescription",
+];
+
+pub fn is_resource_type(name: &str) -> bool {
+    RESOURCE_TYPES.binary_search(&name).is_ok()
+}
+
+/// A validated resource with everything the store needs.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub resource_type: String,
+    pub resource_id: String,
+    /// The resource re-serialised with sorted keys, so equal content hashes equally.
+    pub json: String,
+    pub content_hash: [u8; 32],
+    pub sort_date: Option<String>,
+    pub sort_title: Option<String>,
+    pub tokens: Vec<Token>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub kind: &'static str,
+    pub value: String,
+    pub display: Option<String>,
+}
+
+/// FHIR ids: 1-64 of `A-Z a-z 0-9 - .`.
+fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+/// Validates one emitted resource. A missing id gets a stable one derived from the content, so
+/// importing the same file twice finds the same record.
+pub fn prepare(text: &str) -> Result<Prepared, String> {
+    let mut value: Value =
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
+    let Some(object) = value.as_object_mut() else {
+        return Err("not a JSON object".into());
+    };
+    let resource_type = match object.get("resourceType") {
+        Some(Value::String(t)) => t.clone(),
+        _ => return Err("no \"resourceType\"".into()),
+    };
+    if !is_resource_type(&resource_type) {
+        return Err(format!("unknown resourceType {resource_type:?} (not FHIR R4)"));
+    }
+    let resource_id = match object.get("id") {
+        Some(Value::String(id)) if is_valid_id(id) => id.clone(),
+        Some(Value::String(id)) => return Err(format!("{resource_type} has an invalid id {id:?}")),
+        Some(_) => return Err(format!("{resource_type} has a non-text id")),
+        None => {
+            // Derived from the content without an id, so the same resource gets the same id.
+            let digest = Sha256::digest(value.to_string().as_bytes());
+            let id = format!("fasten-{}", &hex::encode(digest)[..32]);
+            value["id"] = Value::String(id.clone());
+            id
+        }
+    };
+    let json = value.to_string();
+    let content_hash = Sha256::digest(json.as_bytes()).into();
+    Ok(Prepared {
+        sort_date: sort_date(&value),
+        sort_title: title(&value),
+        tokens: tokens(&value),
+        resource_type,
+        resource_id,
+        json,
+        content_hash,
+    })
+}
+
+/// The date a person would file this record under, as ISO 8601 text.
+pub fn sort_date(resource: &Value) -> Option<String> {
+    const PATHS: &[&str] = &[
+        "/effectiveDateTime", "/effectivePeriod/start", "/effectiveInstant", "/issued",
+        "/onsetDateTime", "/onsetPeriod/start", "/performedDateTime", "/performedPeriod/start",
+        "/period/start", "/authoredOn", "/occurrenceDateTime", "/recordedDate",
+        "/billablePeriod/start", "/created", "/date", "/started", "/recorded", "/birthDate",
+        "/meta/lastUpdated",
+    ];
+    PATHS
+        .iter()
+        .find_map(|p| resource.pointer(p).and_then(Value::as_str))
+        .map(str::to_owned)
+}
+
+/// Display text of a CodeableConcept: its text, else its first coding's display.
+pub fn concept_text(concept: &Value) -> Option<String> {
+    concept
+        .get("text")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            concept
+                .get("coding")?
+                .as_array()?
+                .iter()
+                .find_map(|c| c.get("display").and_then(Value::as_str))
+        })
+        .map(str::to_owned)
+}
+
+fn human_name(name: &Value) -> Option<String> {
+    if let Some(text) = name.get("text").and_then(Value::as_str) {
+        return Some(text.to_owned());
+    }
+    let mut parts: Vec<&str> = name
+        .get("given")
+        .and_then(Value::as_array)
+        .map(|g| g.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if let Some(family) = name.get("family").and_then(Value::as_str) {
+        parts.push(family);
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// A short human title: the code's text, a person's name, an organisation's name...
+pub fn title(resource: &Value) -> Option<String> {
+    for field in ["code", "medicationCodeableConcept", "vaccineCode", "type", "class", "category"] {
+        let concept = match resource.get(field) {
+            Some(Value::Array(items)) => items.first(),
+            other => other,
+        };
+        if let Some(text) = concept.and_then(concept_text) {
+            return Some(text);
+        }
+    }
+    if let Some(name) = resource.get("name") {
+        match name {
+            Value::String(s) => return Some(s.clone()),
+            Value::Array(names) => {
+                if let Some(n) = names.iter().find_map(human_name) {
+                    return Some(n);
+                }
+            }
+            _ => {}
+        }
+    }
+    ["description", "title"]
+        .iter()
+        .find_map(|f| resource.get(*f).and_then(Value::as_str))
+        .map(str::to_owned)
+}
+
+fn codings<'a>(concept: &'a Value, out: &mut Vec<(&'a str, &'a str, Option<&'a str>)>) {
+    if let Some(codings) = concept.get("coding").and_then(Value::as_array) {
+        for coding in codings {
+            if let Some(code) = coding.get("code").and_then(Value::as_str) {
+                let system = coding.get("system").and_then(Value::as_str).unwrap_or("");
+                out.push((system, code, coding.get("display").and_then(Value::as_str)));
+            }
+        }
+    }
+}
+
+/// Codes, categories, status and references of a resource.
+pub fn tokens(resource: &Value) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    let mut found = Vec::new();
+    for field in ["code", "medicationCodeableConcept", "vaccineCode"] {
+        if let Some(concept) = resource.get(field) {
+            codings(concept, &mut found);
+        }
+    }
+    for (system, code, display) in found.drain(..) {
+        tokens.push(Token {
+            kind: "code",
+            value: format!("{system}|{code}"),
+            display: display.map(str::to_owned),
+        });
+    }
+    let categories: Vec<&Value> = match resource.get("category") {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(one) => vec![one],
+        None => vec![],
+    };
+    for category in categories {
+        codings(category, &mut found);
+    }
+    for (system, code, display) in found.drain(..) {
+        tokens.push(Token {
+            kind: "category",
+            value: format!("{system}|{code}"),
+            display: display.map(str::to_owned),
+        });
+    }
+    let status = resource
+        .get("status")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| {
+            resource
+                .pointer("/clinicalStatus/coding/0/code")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+    if let Some(status) = status {
+        tokens.push(Token {
+            kind: "status",
+            value: status,
+            display: None,
+        });
+    }
+    let mut references = Vec::new();
+    collect_references(resource, &mut references);
+    references.sort();
+    references.dedup();
+    tokens.extend(references.into_iter().map(|r| Token {
+        kind: "ref",
+        value: r,
+        display: None,
+    }));
+    tokens
+}
+
+fn collect_references(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                match (key.as_str(), child) {
+                    ("reference", Value::String(r)) if r.contains('/') && !r.starts_with('#') => {
+                        out.push(r.clone())
+                    }
+                    _ => collect_references(child, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_references(i, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resource_type_list_is_sorted_for_binary_search() {
+        assert!(RESOURCE_TYPES.windows(2).all(|w| w[0] < w[1]));
+        assert!(is_resource_type("Observation"));
+        assert!(!is_resource_type("Wizard"));
+    }
+
+    #[test]
+    fn observations_yield_date_title_codes_status_and_references() {
+        let text = json!({
+            "resourceType": "Observation", "id": "o1", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0", "display": "Glucose"}], "text": "Glucose [Mass/volume] in Blood"},
+            "subject": {"reference": "Patient/p1"},
+            "encounter": {"reference": "Encounter/e1"},
+            "effectiveDateTime": "2019-02-01T10:00:00Z",
+            "valueQuantity": {"value": 5.4, "unit": "mmol/L"}
+        })
+        .to_string();
+        let p = prepare(&text).unwrap();
+        assert_eq!(p.resource_id, "o1");
+        assert_eq!(p.sort_date.as_deref(), Some("2019-02-01T10:00:00Z"));
+        assert_eq!(p.sort_title.as_deref(), Some("Glucose [Mass/volume] in Blood"));
+        let values: Vec<_> = p.tokens.iter().map(|t| (t.kind, t.value.as_str())).collect();
+        assert!(values.contains(&("code", "http://loinc.org|2339-0")));
+        assert!(values.contains(&("status", "final")));
+        assert!(values.contains(&("ref", "Patient/p1")));
+        assert!(values.iter().any(|(k, v)| *k == "category" && v.ends_with("|laboratory")));
+    }
+
+    #[test]
+    fn people_are_titled_by_name_and_missing_ids_are_stable() {
+        let text = r#"{"resourceType":"Patient","name":[{"given":["Ada","M"],"family":"Lovelace"}],"birthDate":"1815-12-10"}"#;
+        let a = prepare(text).unwrap();
+        let b = prepare(text).unwrap();
+        assert_eq!(a.sort_title.as_deref(), Some("Ada M Lovelace"));
+        assert_eq!(a.resource_id, b.resource_id);
+        assert!(a.resource_id.starts_with("fasten-"));
+        assert_eq!(a.sort_date.as_deref(), Some("1815-12-10"));
+    }
+
+    #[test]
+    fn invalid_resources_are_refused_with_a_reason() {
+        assert!(prepare("not json").unwrap_err().contains("not valid JSON"));
+        assert!(prepare("[1]").unwrap_err().contains("not a JSON object"));
+        assert!(prepare(r#"{"id":"x"}"#).unwrap_err().contains("resourceType"));
+        assert!(prepare(r#"{"resourceType":"Wizard"}"#).unwrap_err().contains("unknown resourceType"));
+        assert!(prepare(r#"{"resourceType":"Patient","id":"a b"}"#).unwrap_err().contains("invalid id"));
+    }
+}

@@ -1,0 +1,759 @@
+//! The plugin microkernel: one wasmtime `Engine` (epoch interruption, a 10 ms ticker thread), the
+//! registry of connector plugins with their load status, and runs of `describe`, `import-file`
+//! (and, later, `sync`) in a fresh sandboxed store each.
+//!
+//! Plugins come from two places: the bundled ones compiled into this binary, and folders dropped
+//! into `plugins.registry_dir`. A dropped-in plugin must match the sha256 in its manifest and stays
+//! disabled until an administrator approves it (and the hosts it asks to reach). A plugin that
+//! fails to load is listed with the reason; the server starts regardless.
+
+pub mod grants;
+pub mod http;
+pub mod manifest;
+pub mod runtime;
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::SqlitePool;
+use tokio::sync::mpsc;
+use wasmtime::component::{Component, Linker, Resource};
+use wasmtime::{Engine, Store};
+
+use self::grants::NetworkGrant;
+use self::http::{HttpGate, NetworkPolicy};
+use self::manifest::Manifest;
+use self::runtime::{
+    ConnectorError, ConnectorKind, PluginInfo, PluginPre, RunState, SinkHandle, SourceFileHandle,
+};
+use crate::fhir::Prepared;
+
+/// Epoch ticks per second (a 10 ms tick).
+const TICKS_PER_SECOND: u64 = 100;
+/// How long past its own deadline a run may take before the host gives up waiting for it.
+const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Plugins compiled into the binary: (manifest text, component bytes).
+const BUNDLED: &[(&str, &[u8])] = &[(
+    include_str!("../../../plugin-registry/fhir/plugin.toml"),
+    include_bytes!(concat!(env!("OUT_DIR"), "/fhir.wasm")),
+)];
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    Bundled,
+    DroppedIn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Loaded,
+    Failed,
+    AwaitingApproval,
+    Disabled,
+}
+
+/// A plugin ready to run: compiled, linked, described.
+pub struct LoadedPlugin {
+    pub manifest: Manifest,
+    pub info: PluginInfo,
+    pub sha256: String,
+    pub granted_hosts: Vec<String>,
+    pre: PluginPre<RunState>,
+}
+
+struct Entry {
+    manifest: Manifest,
+    origin: Origin,
+    status: Status,
+    error: Option<String>,
+    sha256: Option<String>,
+    loaded: Option<Arc<LoadedPlugin>>,
+}
+
+/// What the Plugins page and `fasten plugins list` show about one plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginView {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub api: String,
+    pub kind: String,
+    pub description: String,
+    pub origin: Origin,
+    pub status: Status,
+    pub error: Option<String>,
+    pub sha256: Option<String>,
+    pub requested_hosts: Vec<String>,
+    pub memory_mib: u64,
+    pub run_seconds: u64,
+    pub file_types: Vec<String>,
+}
+
+/// Settings for the plugin host, from `[plugins]` in the config.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    pub registry_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub network: NetworkPolicy,
+}
+
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<RunState>,
+    settings: HostSettings,
+    http_client: reqwest::Client,
+    entries: RwLock<BTreeMap<String, Entry>>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Why a run did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFailure {
+    #[error("the plugin reported: {0}")]
+    Plugin(PluginError),
+    #[error("the plugin ran past its time limit ({0} s) and was stopped")]
+    TimeLimit(u64),
+    #[error("the plugin exceeded its memory limit ({0} MiB) and was stopped")]
+    MemoryLimit(u64),
+    #[error("the plugin crashed: {0}")]
+    Crashed(String),
+    #[error("the plugin emitted records Fasten could not accept: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The plugin's own error, from the WIT `connector-error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginError {
+    Unauthorized,
+    RateLimited(u32),
+    Transient(String),
+    InvalidInput(String),
+    Fatal(String),
+}
+
+impl std::fmt::Display for PluginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginError::Unauthorized => f.write_str("the provider refused the credentials"),
+            PluginError::RateLimited(s) => write!(f, "the provider asked to wait {s} seconds"),
+            PluginError::Transient(m) => write!(f, "temporary problem: {m}"),
+            PluginError::InvalidInput(m) | PluginError::Fatal(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<ConnectorError> for PluginError {
+    fn from(e: ConnectorError) -> Self {
+        match e {
+            ConnectorError::Unauthorized => PluginError::Unauthorized,
+            ConnectorError::RateLimited(s) => PluginError::RateLimited(s),
+            ConnectorError::Transient(m) => PluginError::Transient(m),
+            ConnectorError::InvalidInput(m) => PluginError::InvalidInput(m),
+            ConnectorError::Fatal(m) => PluginError::Fatal(m),
+        }
+    }
+}
+
+/// A file to import.
+pub struct FileInput {
+    pub path: PathBuf,
+    pub name: String,
+    pub media_type: String,
+}
+
+/// Where a run's output goes and what it may touch.
+pub struct RunContext {
+    pub batches: mpsc::Sender<Vec<Prepared>>,
+    pub progress: Arc<Mutex<(u64, Option<u64>)>>,
+    pub state_store: Option<(SqlitePool, i64)>,
+    /// The connection's API base, for "connection" in `allowed_hosts`; none for file imports.
+    pub connection: Option<url::Url>,
+}
+
+/// A successful run.
+#[derive(Debug)]
+pub struct RunOutput {
+    pub warnings: Vec<String>,
+    pub emitted: u64,
+    pub checkpoint: Option<String>,
+}
+
+/// wasmtime 48 has its own error type; this adds context while converting it to anyhow.
+trait WasmContext<T> {
+    fn wasm_context(self, message: &str) -> anyhow::Result<T>;
+}
+
+impl<T> WasmContext<T> for wasmtime::Result<T> {
+    fn wasm_context(self, message: &str) -> anyhow::Result<T> {
+        self.map_err(|e| anyhow!("{message}: {e:#}"))
+    }
+}
+
+fn engine() -> anyhow::Result<Engine> {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    Engine::new(&config).wasm_context("cannot create the WebAssembly engine")
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl PluginHost {
+    pub fn new(settings: HostSettings) -> anyhow::Result<PluginHost> {
+        let engine = engine()?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .wasm_context("cannot link WASI into the plugin host")?;
+        runtime::Plugin::add_to_linker::<RunState, wasmtime::component::HasSelf<RunState>>(
+            &mut linker,
+            |state| state,
+        )
+        .wasm_context("cannot link the connector imports")?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("fasten-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(1000 / TICKS_PER_SECOND));
+                        engine.increment_epoch();
+                    }
+                })
+                .context("cannot start the plugin timer thread")?;
+        }
+        Ok(PluginHost {
+            engine,
+            linker,
+            settings,
+            http_client: http::build_client(),
+            entries: RwLock::new(BTreeMap::new()),
+            stop_ticker,
+        })
+    }
+
+    /// Loads the bundled plugins and every plugin in the registry folder. Failures are recorded
+    /// per plugin, never returned: one broken plugin must not keep Fasten from starting.
+    pub async fn load_all(self: &Arc<Self>, db: &SqlitePool) {
+        let mut found: Vec<(Manifest, Origin, Result<Vec<u8>, String>)> = Vec::new();
+        for (text, bytes) in BUNDLED {
+            match Manifest::parse(text) {
+                Ok(manifest) => found.push((manifest, Origin::Bundled, Ok(bytes.to_vec()))),
+                Err(e) => tracing::error!(error = format!("{e:#}"), "a bundled manifest is broken"),
+            }
+        }
+        let bundled_ids: Vec<String> = found.iter().map(|(m, _, _)| m.id.clone()).collect();
+        for (dir, manifest) in self.scan_registry() {
+            let manifest = match manifest {
+                Ok(m) => m,
+                Err(e) => {
+                    let id = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                    self.record_broken_manifest(&id, format!("{e:#}"));
+                    continue;
+                }
+            };
+            if bundled_ids.contains(&manifest.id) {
+                continue;
+            }
+            let bytes = std::fs::read(manifest.artifact_path(&dir)).map_err(|e| {
+                format!("cannot read the component {}: {e}", manifest.artifact_path(&dir).display())
+            });
+            found.push((manifest, Origin::DroppedIn, bytes));
+        }
+        for (manifest, origin, bytes) in found {
+            self.load_one(db, manifest, origin, bytes).await;
+        }
+    }
+
+    fn scan_registry(&self) -> Vec<(PathBuf, anyhow::Result<Manifest>)> {
+        let Ok(dirs) = std::fs::read_dir(&self.settings.registry_dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<_> = dirs
+            .filter_map(Result::ok)
+            .map(|d| d.path())
+            .filter(|p| p.join("plugin.toml").is_file())
+            .map(|dir| {
+                let manifest = Manifest::load(&dir.join("plugin.toml"));
+                (dir, manifest)
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
+
+    fn record_broken_manifest(&self, dir_name: &str, error: String) {
+        tracing::warn!(plugin = dir_name, %error, "plugin manifest refused");
+        let manifest = Manifest {
+            id: dir_name.to_string(),
+            name: dir_name.to_string(),
+            version: "?".into(),
+            api: "?".into(),
+            kind: "?".into(),
+            artifact: String::new(),
+            sha256: None,
+            description: String::new(),
+            capabilities: Default::default(),
+            limits: Default::default(),
+            dev: None,
+        };
+        self.set_entry(Entry {
+            manifest,
+            origin: Origin::DroppedIn,
+            status: Status::Failed,
+            error: Some(error),
+            sha256: None,
+            loaded: None,
+        });
+    }
+
+    fn set_entry(&self, entry: Entry) {
+        self.entries
+            .write()
+            .expect("plugin registry lock")
+            .insert(entry.manifest.id.clone(), entry);
+    }
+
+    async fn load_one(
+        self: &Arc<Self>,
+        db: &SqlitePool,
+        manifest: Manifest,
+        origin: Origin,
+        bytes: Result<Vec<u8>, String>,
+    ) {
+        let id = manifest.id.clone();
+        let failed = |manifest: Manifest, error: String, sha256: Option<String>| {
+            tracing::warn!(plugin = %manifest.id, %error, "plugin not loaded");
+            Entry {
+                manifest,
+                origin,
+                status: Status::Failed,
+                error: Some(error),
+                sha256,
+                loaded: None,
+            }
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => return self.set_entry(failed(manifest, e, None)),
+        };
+        let sha256 = sha256_hex(&bytes);
+        let mut granted = manifest.capabilities.allowed_hosts.clone();
+        if origin == Origin::DroppedIn {
+            match &manifest.sha256 {
+                None => {
+                    return self.set_entry(failed(
+                        manifest,
+                        "the manifest has no sha256; dropped-in plugins must declare one".into(),
+                        Some(sha256),
+                    ));
+                }
+                Some(expected) if !expected.eq_ignore_ascii_case(&sha256) => {
+                    let error = format!(
+                        "sha256 mismatch: the manifest says {expected}, the component is {sha256}"
+                    );
+                    return self.set_entry(failed(manifest, error, Some(sha256)));
+                }
+                Some(_) => {}
+            }
+            match grant_for(db, &id).await {
+                Ok(Some(grant)) if grant.enabled && grant.sha256 == sha256 => {
+                    granted = grant.allowed_hosts;
+                }
+                Ok(Some(grant)) if !grant.enabled => {
+                    return self.set_entry(Entry {
+                        manifest,
+                        origin,
+                        status: Status::Disabled,
+                        error: None,
+                        sha256: Some(sha256),
+                        loaded: None,
+                    });
+                }
+                Ok(_) => {
+                    return self.set_entry(Entry {
+                        manifest,
+                        origin,
+                        status: Status::AwaitingApproval,
+                        error: None,
+                        sha256: Some(sha256),
+                        loaded: None,
+                    });
+                }
+                Err(e) => return self.set_entry(failed(manifest, format!("database: {e}"), None)),
+            }
+        }
+        let host = self.clone();
+        let manifest_for_load = manifest.clone();
+        let sha_for_load = sha256.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let loaded = tokio::task::spawn_blocking(move || {
+            host.compile_and_describe(manifest_for_load, &bytes, sha_for_load, granted, runtime)
+        })
+        .await
+        .map_err(|e| anyhow!("the loader panicked: {e}"))
+        .and_then(|r| r);
+        match loaded {
+            Ok(plugin) => {
+                tracing::info!(plugin = %id, version = %plugin.info.version, "plugin loaded");
+                self.set_entry(Entry {
+                    manifest,
+                    origin,
+                    status: Status::Loaded,
+                    error: None,
+                    sha256: Some(sha256),
+                    loaded: Some(Arc::new(plugin)),
+                });
+            }
+            Err(e) => self.set_entry(failed(manifest, format!("{e:#}"), Some(sha256))),
+        }
+    }
+
+    /// Compiles (or reuses the precompiled cache), checks the WIT version, links, and calls
+    /// `describe`, cross-checking it with the manifest.
+    fn compile_and_describe(
+        &self,
+        manifest: Manifest,
+        bytes: &[u8],
+        sha256: String,
+        granted_hosts: Vec<String>,
+        runtime: tokio::runtime::Handle,
+    ) -> anyhow::Result<LoadedPlugin> {
+        let component = self.compile_cached(bytes, &sha256)?;
+        check_api_version(&self.engine, &component)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .wasm_context("the plugin needs imports this Fasten does not provide")?;
+        let pre = PluginPre::new(instance_pre).wasm_context("the plugin does not export fasten:connector/connector")?;
+        let mut store = self.new_store(&manifest, manifest.limits.describe_seconds, runtime);
+        let info = pre
+            .instantiate(&mut store)
+            .and_then(|plugin| plugin.fasten_connector_connector().call_describe(&mut store))
+            .map_err(|trap| anyhow!(classify_trap(&store, &manifest, manifest.limits.describe_seconds, trap)))
+            .context("describe failed")?;
+        if info.id != manifest.id {
+            bail!("describe says id {:?} but the manifest says {:?}", info.id, manifest.id);
+        }
+        if info.version != manifest.version {
+            bail!(
+                "describe says version {} but the manifest says {}",
+                info.version,
+                manifest.version
+            );
+        }
+        let kind = match info.kind {
+            ConnectorKind::Network => "network",
+            ConnectorKind::File => "file",
+            ConnectorKind::Both => "both",
+        };
+        if kind != manifest.kind {
+            bail!("describe says kind {kind} but the manifest says {}", manifest.kind);
+        }
+        Ok(LoadedPlugin {
+            manifest,
+            info,
+            sha256,
+            granted_hosts,
+            pre,
+        })
+    }
+
+    fn compile_cached(&self, bytes: &[u8], sha256: &str) -> anyhow::Result<Component> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        let path = self
+            .settings
+            .cache_dir
+            .join(format!("{sha256}-{:016x}.cwasm", hasher.finish()));
+        if path.exists() {
+            // SAFETY: the file was written by `precompile_component` of an engine with the same
+            // compatibility hash (it is in the name), into our own data folder.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(error = %e, path = %path.display(), "ignoring a bad plugin cache file"),
+            }
+        }
+        let compiled = self
+            .engine
+            .precompile_component(bytes)
+            .wasm_context("the file is not a valid WebAssembly component")?;
+        std::fs::create_dir_all(&self.settings.cache_dir)
+            .with_context(|| format!("cannot create {}", self.settings.cache_dir.display()))?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, &compiled).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        // SAFETY: as above; we just wrote it.
+        unsafe { Component::deserialize_file(&self.engine, &path) }
+            .wasm_context("cannot load the precompiled plugin")
+    }
+
+    fn new_store(
+        &self,
+        manifest: &Manifest,
+        seconds: u64,
+        runtime: tokio::runtime::Handle,
+    ) -> Store<RunState> {
+        let memory = (manifest.limits.memory_mib as usize) << 20;
+        let mut store = Store::new(&self.engine, RunState::new(&manifest.id, memory, runtime));
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(seconds * TICKS_PER_SECOND);
+        store
+    }
+
+    /// Every plugin with its status, for the admin page and the CLI.
+    pub fn list(&self) -> Vec<PluginView> {
+        self.entries
+            .read()
+            .expect("plugin registry lock")
+            .values()
+            .map(|e| PluginView {
+                id: e.manifest.id.clone(),
+                name: e.manifest.name.clone(),
+                version: e.manifest.version.clone(),
+                api: e.manifest.api.clone(),
+                kind: e.manifest.kind.clone(),
+                description: e.manifest.description.clone(),
+                origin: e.origin,
+                status: e.status,
+                error: e.error.clone(),
+                sha256: e.sha256.clone(),
+                requested_hosts: e.manifest.capabilities.allowed_hosts.clone(),
+                memory_mib: e.manifest.limits.memory_mib,
+                run_seconds: e.manifest.limits.run_seconds,
+                file_types: e
+                    .loaded
+                    .as_ref()
+                    .map(|l| {
+                        l.info
+                            .file_types
+                            .iter()
+                            .flat_map(|t| t.extensions.iter().map(|x| format!(".{x}")))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<LoadedPlugin>> {
+        self.entries
+            .read()
+            .expect("plugin registry lock")
+            .get(id)
+            .and_then(|e| e.loaded.clone())
+    }
+
+    /// Loaded plugins that import files, for choosing one for an upload.
+    pub fn file_importers(&self) -> Vec<Arc<LoadedPlugin>> {
+        self.entries
+            .read()
+            .expect("plugin registry lock")
+            .values()
+            .filter_map(|e| e.loaded.clone())
+            .filter(|p| matches!(p.info.kind, ConnectorKind::File | ConnectorKind::Both))
+            .collect()
+    }
+
+    /// An administrator's decision on a dropped-in plugin, then a reload of it.
+    pub async fn decide(
+        self: &Arc<Self>,
+        db: &SqlitePool,
+        id: &str,
+        enable: bool,
+        by_user: i64,
+    ) -> anyhow::Result<()> {
+        let (manifest, sha256) = {
+            let entries = self.entries.read().expect("plugin registry lock");
+            let entry = entries.get(id).ok_or_else(|| anyhow!("no plugin {id:?}"))?;
+            if entry.origin != Origin::DroppedIn {
+                bail!("bundled plugins are always enabled");
+            }
+            let sha = entry
+                .sha256
+                .clone()
+                .ok_or_else(|| anyhow!("plugin {id} could not be read, so it cannot be enabled"))?;
+            (entry.manifest.clone(), sha)
+        };
+        sqlx::query(
+            "INSERT INTO plugin_grants (plugin_id, enabled, sha256, allowed_hosts, decided_by, decided_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (plugin_id) DO UPDATE SET enabled = excluded.enabled, sha256 = excluded.sha256,
+               allowed_hosts = excluded.allowed_hosts, decided_by = excluded.decided_by,
+               decided_at = excluded.decided_at",
+        )
+        .bind(id)
+        .bind(enable)
+        .bind(&sha256)
+        .bind(serde_json::to_string(&manifest.capabilities.allowed_hosts)?)
+        .bind(by_user)
+        .bind(crate::store::unix_now())
+        .execute(db)
+        .await?;
+        let dir = self.settings.registry_dir.join(id);
+        let manifest = Manifest::load(&dir.join("plugin.toml"))?;
+        let bytes = std::fs::read(manifest.artifact_path(&dir)).map_err(|e| e.to_string());
+        self.load_one(db, manifest, Origin::DroppedIn, bytes).await;
+        Ok(())
+    }
+
+    /// Runs `import-file`. The run gets a fresh store; its resources go to `ctx.batches`.
+    pub async fn import_file(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        input: FileInput,
+        ctx: RunContext,
+    ) -> Result<RunOutput, RunFailure> {
+        let file = std::fs::File::open(&input.path)
+            .map_err(|e| RunFailure::Unavailable(format!("cannot open the upload: {e}")))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let seconds = plugin.manifest.limits.run_seconds;
+        let runtime = tokio::runtime::Handle::current();
+        let mut store = self.new_store(&plugin.manifest, seconds, runtime);
+        store.data_mut().state_store = ctx.state_store.clone();
+        store.data_mut().http = Some(HttpGate {
+            grant: NetworkGrant::effective(
+                &plugin.manifest.capabilities.allowed_hosts,
+                &plugin.granted_hosts,
+                ctx.connection.as_ref(),
+            ),
+            policy: self.settings.network.clone(),
+            bearer: None,
+            client: self.http_client.clone(),
+        });
+        let job = tokio::task::spawn_blocking(move || {
+            let table = &mut store.data_mut().table;
+            let file = table
+                .push(SourceFileHandle {
+                    file,
+                    name: input.name,
+                    media_type: input.media_type,
+                    size,
+                })
+                .map_err(|e| RunFailure::Crashed(e.to_string()))?;
+            let sink = table
+                .push(SinkHandle {
+                    batches: Some(ctx.batches),
+                    refused: None,
+                    emitted: 0,
+                    progress: ctx.progress,
+                    checkpoint: None,
+                })
+                .map_err(|e| RunFailure::Crashed(e.to_string()))?;
+            let result = plugin.pre.instantiate(&mut store).and_then(|instance| {
+                instance.fasten_connector_connector().call_import_file(
+                    &mut store,
+                    Resource::new_borrow(file.rep()),
+                    Resource::new_borrow(sink.rep()),
+                )
+            });
+            let outcome = match result {
+                Err(trap) => Err(classify_trap(&store, &plugin.manifest, seconds, trap)),
+                Ok(returned) => {
+                    let sink_state: SinkHandle = store
+                        .data_mut()
+                        .table
+                        .delete(sink)
+                        .map_err(|e| RunFailure::Crashed(e.to_string()))?;
+                    match (sink_state.refused, returned) {
+                        (Some(refusal), _) => Err(RunFailure::Refused(refusal)),
+                        (None, Err(e)) => Err(RunFailure::Plugin(e.into())),
+                        (None, Ok(summary)) => Ok(RunOutput {
+                            warnings: summary.warnings,
+                            emitted: sink_state.emitted,
+                            checkpoint: sink_state.checkpoint,
+                        }),
+                    }
+                }
+            };
+            // Dropping the store drops the sink's sender, which tells the writer the run is over.
+            drop(store);
+            outcome
+        });
+        let deadline = Duration::from_secs(seconds) + BACKSTOP_GRACE;
+        match tokio::time::timeout(deadline, job).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(panic)) => Err(RunFailure::Crashed(format!("the host side of the run failed: {panic}"))),
+            Err(_) => Err(RunFailure::TimeLimit(seconds)),
+        }
+    }
+}
+
+/// Turns a trap into the reason a person can read: time limit, memory limit, or a crash.
+fn classify_trap(
+    store: &Store<RunState>,
+    manifest: &Manifest,
+    seconds: u64,
+    trap: wasmtime::Error,
+) -> RunFailure {
+    if store.data().limiter.exceeded {
+        return RunFailure::MemoryLimit(manifest.limits.memory_mib);
+    }
+    if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return RunFailure::TimeLimit(seconds);
+    }
+    let first_line = format!("{trap:#}").lines().next().unwrap_or("").to_string();
+    RunFailure::Crashed(first_line)
+}
+
+/// A component built against a `fasten:connector` version this host lacks is refused by name,
+/// before linking would fail with a less helpful message.
+fn check_api_version(engine: &Engine, component: &Component) -> anyhow::Result<()> {
+    let ty = component.component_type();
+    let mut names: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    names.extend(ty.exports(engine).map(|(n, _)| n.to_string()));
+    for name in names.iter().filter(|n| n.starts_with("fasten:connector/")) {
+        let version = name.rsplit_once('@').map(|(_, v)| v).unwrap_or("");
+        if !version.starts_with("0.1.") {
+            bail!(
+                "the plugin is built for fasten:connector@{version} ({name}); this Fasten supports fasten:connector@0.1"
+            );
+        }
+    }
+    if !names.iter().any(|n| n.starts_with("fasten:connector/connector@")) {
+        bail!("the component does not export fasten:connector/connector; is it a Fasten plugin?");
+    }
+    Ok(())
+}
+
+struct Grant {
+    enabled: bool,
+    sha256: String,
+    allowed_hosts: Vec<String>,
+}
+
+async fn grant_for(db: &SqlitePool, id: &str) -> sqlx::Result<Option<Grant>> {
+    let row: Option<(bool, String, String)> = sqlx::query_as(
+        "SELECT enabled, sha256, allowed_hosts FROM plugin_grants WHERE plugin_id = ?",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(enabled, sha256, hosts)| Grant {
+        enabled,
+        sha256,
+        allowed_hosts: serde_json::from_str(&hosts).unwrap_or_default(),
+    }))
+}
