@@ -18,7 +18,10 @@ fn main() {
     let root = manifest_dir.parent().unwrap().to_path_buf();
     println!("cargo::rerun-if-changed={}", root.join("plugins").display());
     println!("cargo::rerun-if-changed={}", root.join("wit").display());
-    println!("cargo::rerun-if-changed={}", root.join("plugin-registry").display());
+    println!(
+        "cargo::rerun-if-changed={}",
+        root.join("plugin-registry").display()
+    );
 
     if !ensure_wasm_target() {
         println!(
@@ -40,11 +43,13 @@ fn main() {
     for (id, artifact) in BUNDLED {
         let from = artifacts.join(format!("{artifact}.wasm"));
         let to = out_dir.join(format!("{id}.wasm"));
-        std::fs::copy(&from, &to)
-            .unwrap_or_else(|e| panic!("cannot copy {}: {e}", from.display()));
+        std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("cannot copy {}: {e}", from.display()));
     }
     // Tests and benchmarks find every built plugin (including the test-only ones) here.
-    println!("cargo::rustc-env=FASTEN_PLUGIN_ARTIFACTS={}", artifacts.display());
+    println!(
+        "cargo::rustc-env=FASTEN_PLUGIN_ARTIFACTS={}",
+        artifacts.display()
+    );
 }
 
 /// True when the standard library for the wasm target is installed, installing it with rustup
@@ -57,7 +62,12 @@ fn ensure_wasm_target() -> bool {
             .output()
             .ok()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .is_some_and(|sysroot| Path::new(&sysroot).join("lib/rustlib").join(WASM_TARGET).exists())
+            .is_some_and(|sysroot| {
+                Path::new(&sysroot)
+                    .join("lib/rustlib")
+                    .join(WASM_TARGET)
+                    .exists()
+            })
     };
     if installed() {
         return true;
@@ -76,7 +86,13 @@ fn build_plugins(root: &Path) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
-        .args(["build", "--release", "--target", WASM_TARGET, "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--manifest-path",
+        ])
         .arg(root.join("plugins").join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);

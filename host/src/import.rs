@@ -52,7 +52,11 @@ pub fn choose_plugin(
         return Ok(plugin.clone());
     }
     let text = String::from_utf8_lossy(head);
-    if text.trim_start_matches('\u{feff}').trim_start().starts_with('{') {
+    if text
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .starts_with('{')
+    {
         if let Some(fhir) = importers.iter().find(|p| p.manifest.id == "fhir") {
             return Ok(fhir.clone());
         }
@@ -66,14 +70,21 @@ pub fn choose_plugin(
         if accepted.is_empty() {
             "no import plugin is loaded".into()
         } else {
-            format!("it is none of the kinds of file Fasten knows: {}", accepted.join("; "))
+            format!(
+                "it is none of the kinds of file Fasten knows: {}",
+                accepted.join("; ")
+            )
         },
     ))
 }
 
 /// The user's "Uploaded files" source for a plugin, created on first use, so that importing the
 /// same file again updates the same records instead of duplicating them.
-pub async fn upload_source(db: &SqlitePool, user_id: i64, plugin: &LoadedPlugin) -> sqlx::Result<i64> {
+pub async fn upload_source(
+    db: &SqlitePool,
+    user_id: i64,
+    plugin: &LoadedPlugin,
+) -> sqlx::Result<i64> {
     let now = crate::store::unix_now();
     sqlx::query(
         "INSERT INTO sources (user_id, kind, display_name, plugin_id, created_at, updated_at)
@@ -87,11 +98,13 @@ pub async fn upload_source(db: &SqlitePool, user_id: i64, plugin: &LoadedPlugin)
     .bind(now)
     .execute(db)
     .await?;
-    sqlx::query_scalar("SELECT id FROM sources WHERE user_id = ? AND kind = 'upload' AND plugin_id = ?")
-        .bind(user_id)
-        .bind(&plugin.manifest.id)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar(
+        "SELECT id FROM sources WHERE user_id = ? AND kind = 'upload' AND plugin_id = ?",
+    )
+    .bind(user_id)
+    .bind(&plugin.manifest.id)
+    .fetch_one(db)
+    .await
 }
 
 fn media_type_for(name: &str) -> &'static str {
@@ -145,7 +158,9 @@ pub async fn import_file(
         media_type: media_type_for(file_name).to_string(),
     };
     let outcome = plugins.import_file(plugin.clone(), input, ctx).await;
-    let stored = storing.await.map_err(|e| sqlx::Error::Protocol(format!("writer task: {e}")))?;
+    let stored = storing
+        .await
+        .map_err(|e| sqlx::Error::Protocol(format!("writer task: {e}")))?;
     match (outcome, stored) {
         (Ok(output), Ok(writer)) => {
             let counts = writer.commit().await?;

@@ -321,7 +321,11 @@ async fn plugins_command(config: Config) -> anyhow::Result<()> {
             p.version,
             origin.as_str().unwrap_or(""),
             status.as_str().unwrap_or(""),
-            if p.requested_hosts.is_empty() { "none".to_string() } else { p.requested_hosts.join(" ") },
+            if p.requested_hosts.is_empty() {
+                "none".to_string()
+            } else {
+                p.requested_hosts.join(" ")
+            },
             p.memory_mib,
             p.run_seconds,
             p.error.unwrap_or_default()

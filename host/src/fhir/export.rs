@@ -26,7 +26,10 @@ pub async fn export_user(
     .fetch(db);
     let mut count = 0u64;
     if format == ExportFormat::Bundle {
-        write!(out, r#"{{"resourceType":"Bundle","type":"collection","entry":["#)?;
+        write!(
+            out,
+            r#"{{"resourceType":"Bundle","type":"collection","entry":["#
+        )?;
     }
     while let Some(json) = rows.try_next().await? {
         match format {

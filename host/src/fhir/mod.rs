@@ -11,38 +11,152 @@ use sha2::{Digest, Sha256};
 
 /// Every resource type of FHIR R4 (4.0.1). Anything else is refused at ingest.
 pub const RESOURCE_TYPES: &[&str] = &[
-    "Account", "ActivityDefinition", "AdverseEvent", "AllergyIntolerance", "Appointment",
-    "AppointmentResponse", "AuditEvent", "Basic", "Binary", "BiologicallyDerivedProduct",
-    "BodyStructure", "Bundle", "CapabilityStatement", "CarePlan", "CareTeam", "CatalogEntry",
-    "ChargeItem", "ChargeItemDefinition", "Claim", "ClaimResponse", "ClinicalImpression",
-    "CodeSystem", "Communication", "CommunicationRequest", "CompartmentDefinition", "Composition",
-    "ConceptMap", "Condition", "Consent", "Contract", "Coverage", "CoverageEligibilityRequest",
-    "CoverageEligibilityResponse", "DetectedIssue", "Device", "DeviceDefinition", "DeviceMetric",
-    "DeviceRequest", "DeviceUseStatement", "DiagnosticReport", "DocumentManifest",
-    "DocumentReference", "EffectEvidenceSynthesis", "Encounter", "Endpoint", "EnrollmentRequest",
-    "EnrollmentResponse", "EpisodeOfCare", "EventDefinition", "Evidence", "EvidenceVariable",
-    "ExampleScenario", "ExplanationOfBenefit", "FamilyMemberHistory", "Flag", "Goal",
-    "GraphDefinition", "Group", "GuidanceResponse", "HealthcareService", "ImagingStudy",
-    "Immunization", "ImmunizationEvaluation", "ImmunizationRecommendation", "ImplementationGuide",
-    "InsurancePlan", "Invoice", "Library", "Linkage", "List", "Location", "Measure",
-    "MeasureReport", "Media", "Medication", "MedicationAdministration", "MedicationDispense",
-    "MedicationKnowledge", "MedicationRequest", "MedicationStatement", "MedicinalProduct",
-    "MedicinalProductAuthorization", "MedicinalProductContraindication",
-    "MedicinalProductIndication", "MedicinalProductIngredient", "MedicinalProductInteraction",
-    "MedicinalProductManufactured", "MedicinalProductPackaged", "MedicinalProductPharmaceutical",
-    "MedicinalProductUndesirableEffect", "MessageDefinition", "MessageHeader", "MolecularSequence",
-    "NamingSystem", "NutritionOrder", "Observation", "ObservationDefinition",
-    "OperationDefinition", "OperationOutcome", "Organization", "OrganizationAffiliation",
-    "Parameters", "Patient", "PaymentNotice", "PaymentReconciliation", "Person", "PlanDefinition",
-    "Practitioner", "PractitionerRole", "Procedure", "Provenance", "Questionnaire",
-    "QuestionnaireResponse", "RelatedPerson", "RequestGroup", "ResearchDefinition",
-    "ResearchElementDefinition", "ResearchStudy", "ResearchSubject", "RiskAssessment",
-    "RiskEvidenceSynthesis", "Schedule", "SearchParameter", "ServiceRequest", "Slot", "Specimen",
-    "SpecimenDefinition", "StructureDefinition", "StructureMap", "Subscription", "Substance",
-    "SubstanceNucleicAcid", "SubstancePolymer", "SubstanceProtein",
-    "SubstanceReferenceInformation", "SubstanceSourceMaterial", "SubstanceSpecification",
-    "SupplyDelivery", "SupplyRequest", "Task", "TerminologyCapabilities", "TestReport",
-    "TestScript", "ValueSet", "VerificationResult", "VisionPrescription",
+    "Account",
+    "ActivityDefinition",
+    "AdverseEvent",
+    "AllergyIntolerance",
+    "Appointment",
+    "AppointmentResponse",
+    "AuditEvent",
+    "Basic",
+    "Binary",
+    "BiologicallyDerivedProduct",
+    "BodyStructure",
+    "Bundle",
+    "CapabilityStatement",
+    "CarePlan",
+    "CareTeam",
+    "CatalogEntry",
+    "ChargeItem",
+    "ChargeItemDefinition",
+    "Claim",
+    "ClaimResponse",
+    "ClinicalImpression",
+    "CodeSystem",
+    "Communication",
+    "CommunicationRequest",
+    "CompartmentDefinition",
+    "Composition",
+    "ConceptMap",
+    "Condition",
+    "Consent",
+    "Contract",
+    "Coverage",
+    "CoverageEligibilityRequest",
+    "CoverageEligibilityResponse",
+    "DetectedIssue",
+    "Device",
+    "DeviceDefinition",
+    "DeviceMetric",
+    "DeviceRequest",
+    "DeviceUseStatement",
+    "DiagnosticReport",
+    "DocumentManifest",
+    "DocumentReference",
+    "EffectEvidenceSynthesis",
+    "Encounter",
+    "Endpoint",
+    "EnrollmentRequest",
+    "EnrollmentResponse",
+    "EpisodeOfCare",
+    "EventDefinition",
+    "Evidence",
+    "EvidenceVariable",
+    "ExampleScenario",
+    "ExplanationOfBenefit",
+    "FamilyMemberHistory",
+    "Flag",
+    "Goal",
+    "GraphDefinition",
+    "Group",
+    "GuidanceResponse",
+    "HealthcareService",
+    "ImagingStudy",
+    "Immunization",
+    "ImmunizationEvaluation",
+    "ImmunizationRecommendation",
+    "ImplementationGuide",
+    "InsurancePlan",
+    "Invoice",
+    "Library",
+    "Linkage",
+    "List",
+    "Location",
+    "Measure",
+    "MeasureReport",
+    "Media",
+    "Medication",
+    "MedicationAdministration",
+    "MedicationDispense",
+    "MedicationKnowledge",
+    "MedicationRequest",
+    "MedicationStatement",
+    "MedicinalProduct",
+    "MedicinalProductAuthorization",
+    "MedicinalProductContraindication",
+    "MedicinalProductIndication",
+    "MedicinalProductIngredient",
+    "MedicinalProductInteraction",
+    "MedicinalProductManufactured",
+    "MedicinalProductPackaged",
+    "MedicinalProductPharmaceutical",
+    "MedicinalProductUndesirableEffect",
+    "MessageDefinition",
+    "MessageHeader",
+    "MolecularSequence",
+    "NamingSystem",
+    "NutritionOrder",
+    "Observation",
+    "ObservationDefinition",
+    "OperationDefinition",
+    "OperationOutcome",
+    "Organization",
+    "OrganizationAffiliation",
+    "Parameters",
+    "Patient",
+    "PaymentNotice",
+    "PaymentReconciliation",
+    "Person",
+    "PlanDefinition",
+    "Practitioner",
+    "PractitionerRole",
+    "Procedure",
+    "Provenance",
+    "Questionnaire",
+    "QuestionnaireResponse",
+    "RelatedPerson",
+    "RequestGroup",
+    "ResearchDefinition",
+    "ResearchElementDefinition",
+    "ResearchStudy",
+    "ResearchSubject",
+    "RiskAssessment",
+    "RiskEvidenceSynthesis",
+    "Schedule",
+    "SearchParameter",
+    "ServiceRequest",
+    "Slot",
+    "Specimen",
+    "SpecimenDefinition",
+    "StructureDefinition",
+    "StructureMap",
+    "Subscription",
+    "Substance",
+    "SubstanceNucleicAcid",
+    "SubstancePolymer",
+    "SubstanceProtein",
+    "SubstanceReferenceInformation",
+    "SubstanceSourceMaterial",
+    "SubstanceSpecification",
+    "SupplyDelivery",
+    "SupplyRequest",
+    "Task",
+    "TerminologyCapabilities",
+    "TestReport",
+    "TestScript",
+    "ValueSet",
+    "VerificationResult",
+    "VisionPrescription",
 ];
 
 pub fn is_resource_type(name: &str) -> bool {
@@ -73,7 +187,9 @@ pub struct Token {
 fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// Validates one emitted resource. A missing id gets a stable one derived from the content, so
@@ -89,7 +205,9 @@ pub fn prepare(text: &str) -> Result<Prepared, String> {
         _ => return Err("no \"resourceType\"".into()),
     };
     if !is_resource_type(&resource_type) {
-        return Err(format!("unknown resourceType {resource_type:?} (not FHIR R4)"));
+        return Err(format!(
+            "unknown resourceType {resource_type:?} (not FHIR R4)"
+        ));
     }
     let resource_id = match object.get("id") {
         Some(Value::String(id)) if is_valid_id(id) => id.clone(),
@@ -119,10 +237,24 @@ pub fn prepare(text: &str) -> Result<Prepared, String> {
 /// The date a person would file this record under, as ISO 8601 text.
 pub fn sort_date(resource: &Value) -> Option<String> {
     const PATHS: &[&str] = &[
-        "/effectiveDateTime", "/effectivePeriod/start", "/effectiveInstant", "/issued",
-        "/onsetDateTime", "/onsetPeriod/start", "/performedDateTime", "/performedPeriod/start",
-        "/period/start", "/authoredOn", "/occurrenceDateTime", "/recordedDate",
-        "/billablePeriod/start", "/created", "/date", "/started", "/recorded", "/birthDate",
+        "/effectiveDateTime",
+        "/effectivePeriod/start",
+        "/effectiveInstant",
+        "/issued",
+        "/onsetDateTime",
+        "/onsetPeriod/start",
+        "/performedDateTime",
+        "/performedPeriod/start",
+        "/period/start",
+        "/authoredOn",
+        "/occurrenceDateTime",
+        "/recordedDate",
+        "/billablePeriod/start",
+        "/created",
+        "/date",
+        "/started",
+        "/recorded",
+        "/birthDate",
         "/meta/lastUpdated",
     ];
     PATHS
@@ -163,7 +295,14 @@ fn human_name(name: &Value) -> Option<String> {
 
 /// A short human title: the code's text, a person's name, an organisation's name...
 pub fn title(resource: &Value) -> Option<String> {
-    for field in ["code", "medicationCodeableConcept", "vaccineCode", "type", "class", "category"] {
+    for field in [
+        "code",
+        "medicationCodeableConcept",
+        "vaccineCode",
+        "type",
+        "class",
+        "category",
+    ] {
         let concept = match resource.get(field) {
             Some(Value::Array(items)) => items.first(),
             other => other,
@@ -304,12 +443,23 @@ mod tests {
         let p = prepare(&text).unwrap();
         assert_eq!(p.resource_id, "o1");
         assert_eq!(p.sort_date.as_deref(), Some("2019-02-01T10:00:00Z"));
-        assert_eq!(p.sort_title.as_deref(), Some("Glucose [Mass/volume] in Blood"));
-        let values: Vec<_> = p.tokens.iter().map(|t| (t.kind, t.value.as_str())).collect();
+        assert_eq!(
+            p.sort_title.as_deref(),
+            Some("Glucose [Mass/volume] in Blood")
+        );
+        let values: Vec<_> = p
+            .tokens
+            .iter()
+            .map(|t| (t.kind, t.value.as_str()))
+            .collect();
         assert!(values.contains(&("code", "http://loinc.org|2339-0")));
         assert!(values.contains(&("status", "final")));
         assert!(values.contains(&("ref", "Patient/p1")));
-        assert!(values.iter().any(|(k, v)| *k == "category" && v.ends_with("|laboratory")));
+        assert!(
+            values
+                .iter()
+                .any(|(k, v)| *k == "category" && v.ends_with("|laboratory"))
+        );
     }
 
     #[test]
@@ -327,8 +477,20 @@ mod tests {
     fn invalid_resources_are_refused_with_a_reason() {
         assert!(prepare("not json").unwrap_err().contains("not valid JSON"));
         assert!(prepare("[1]").unwrap_err().contains("not a JSON object"));
-        assert!(prepare(r#"{"id":"x"}"#).unwrap_err().contains("resourceType"));
-        assert!(prepare(r#"{"resourceType":"Wizard"}"#).unwrap_err().contains("unknown resourceType"));
-        assert!(prepare(r#"{"resourceType":"Patient","id":"a b"}"#).unwrap_err().contains("invalid id"));
+        assert!(
+            prepare(r#"{"id":"x"}"#)
+                .unwrap_err()
+                .contains("resourceType")
+        );
+        assert!(
+            prepare(r#"{"resourceType":"Wizard"}"#)
+                .unwrap_err()
+                .contains("unknown resourceType")
+        );
+        assert!(
+            prepare(r#"{"resourceType":"Patient","id":"a b"}"#)
+                .unwrap_err()
+                .contains("invalid id")
+        );
     }
 }

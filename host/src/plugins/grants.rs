@@ -27,7 +27,10 @@ impl HostPattern {
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) if !h.is_empty() && !h.ends_with(':') => (
                 h.to_string(),
-                Some(p.parse().map_err(|_| format!("{pattern:?} has a bad port"))?),
+                Some(
+                    p.parse()
+                        .map_err(|_| format!("{pattern:?} has a bad port"))?,
+                ),
             ),
             _ => (rest.to_string(), None),
         };
@@ -118,7 +121,10 @@ mod tests {
 
     #[test]
     fn exact_origins_match_scheme_host_and_port() {
-        let requested = vec!["https://api.example.com".to_string(), "http://127.0.0.1:8080".to_string()];
+        let requested = vec![
+            "https://api.example.com".to_string(),
+            "http://127.0.0.1:8080".to_string(),
+        ];
         let grant = NetworkGrant::effective(&requested, &requested, None);
         assert!(grant.allows(&url("https://api.example.com/fhir/Patient")));
         assert!(grant.allows(&url("https://API.example.com:443/")));

@@ -74,7 +74,10 @@ impl Manifest {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            bail!("plugin id {:?} must be lower-case letters, digits and '-'", manifest.id);
+            bail!(
+                "plugin id {:?} must be lower-case letters, digits and '-'",
+                manifest.id
+            );
         }
         if !SUPPORTED_APIS.contains(&manifest.api.as_str()) {
             bail!(
@@ -85,7 +88,11 @@ impl Manifest {
             );
         }
         if !["network", "file", "both"].contains(&manifest.kind.as_str()) {
-            bail!("plugin {} has unknown kind {:?}", manifest.id, manifest.kind);
+            bail!(
+                "plugin {} has unknown kind {:?}",
+                manifest.id,
+                manifest.kind
+            );
         }
         if manifest.limits.memory_mib == 0 || manifest.limits.memory_mib > 1024 {
             bail!("plugin {}: limits.memory_mib must be 1-1024", manifest.id);

@@ -269,7 +269,10 @@ impl PluginHost {
             let manifest = match manifest {
                 Ok(m) => m,
                 Err(e) => {
-                    let id = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                    let id = dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default();
                     self.record_broken_manifest(&id, format!("{e:#}"));
                     continue;
                 }
@@ -278,7 +281,10 @@ impl PluginHost {
                 continue;
             }
             let bytes = std::fs::read(manifest.artifact_path(&dir)).map_err(|e| {
-                format!("cannot read the component {}: {e}", manifest.artifact_path(&dir).display())
+                format!(
+                    "cannot read the component {}: {e}",
+                    manifest.artifact_path(&dir).display()
+                )
             });
             found.push((manifest, Origin::DroppedIn, bytes));
         }
@@ -447,15 +453,31 @@ impl PluginHost {
             .linker
             .instantiate_pre(&component)
             .wasm_context("the plugin needs imports this Fasten does not provide")?;
-        let pre = PluginPre::new(instance_pre).wasm_context("the plugin does not export fasten:connector/connector")?;
+        let pre = PluginPre::new(instance_pre)
+            .wasm_context("the plugin does not export fasten:connector/connector")?;
         let mut store = self.new_store(&manifest, manifest.limits.describe_seconds, runtime);
         let info = pre
             .instantiate(&mut store)
-            .and_then(|plugin| plugin.fasten_connector_connector().call_describe(&mut store))
-            .map_err(|trap| anyhow!(classify_trap(&store, &manifest, manifest.limits.describe_seconds, trap)))
+            .and_then(|plugin| {
+                plugin
+                    .fasten_connector_connector()
+                    .call_describe(&mut store)
+            })
+            .map_err(|trap| {
+                anyhow!(classify_trap(
+                    &store,
+                    &manifest,
+                    manifest.limits.describe_seconds,
+                    trap
+                ))
+            })
             .context("describe failed")?;
         if info.id != manifest.id {
-            bail!("describe says id {:?} but the manifest says {:?}", info.id, manifest.id);
+            bail!(
+                "describe says id {:?} but the manifest says {:?}",
+                info.id,
+                manifest.id
+            );
         }
         if info.version != manifest.version {
             bail!(
@@ -470,7 +492,10 @@ impl PluginHost {
             ConnectorKind::Both => "both",
         };
         if kind != manifest.kind {
-            bail!("describe says kind {kind} but the manifest says {}", manifest.kind);
+            bail!(
+                "describe says kind {kind} but the manifest says {}",
+                manifest.kind
+            );
         }
         Ok(LoadedPlugin {
             manifest,
@@ -483,7 +508,9 @@ impl PluginHost {
 
     fn compile_cached(&self, bytes: &[u8], sha256: &str) -> anyhow::Result<Component> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         let path = self
             .settings
             .cache_dir
@@ -493,7 +520,9 @@ impl PluginHost {
             // compatibility hash (it is in the name), into our own data folder.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(error = %e, path = %path.display(), "ignoring a bad plugin cache file"),
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %path.display(), "ignoring a bad plugin cache file")
+                }
             }
         }
         let compiled = self
@@ -503,7 +532,8 @@ impl PluginHost {
         std::fs::create_dir_all(&self.settings.cache_dir)
             .with_context(|| format!("cannot create {}", self.settings.cache_dir.display()))?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &compiled).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::write(&tmp, &compiled)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
         // SAFETY: as above; we just wrote it.
         unsafe { Component::deserialize_file(&self.engine, &path) }
@@ -695,7 +725,9 @@ impl PluginHost {
         let deadline = Duration::from_secs(seconds) + BACKSTOP_GRACE;
         match tokio::time::timeout(deadline, job).await {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(panic)) => Err(RunFailure::Crashed(format!("the host side of the run failed: {panic}"))),
+            Ok(Err(panic)) => Err(RunFailure::Crashed(format!(
+                "the host side of the run failed: {panic}"
+            ))),
             Err(_) => Err(RunFailure::TimeLimit(seconds)),
         }
     }
@@ -732,7 +764,10 @@ fn check_api_version(engine: &Engine, component: &Component) -> anyhow::Result<(
             );
         }
     }
-    if !names.iter().any(|n| n.starts_with("fasten:connector/connector@")) {
+    if !names
+        .iter()
+        .any(|n| n.starts_with("fasten:connector/connector@"))
+    {
         bail!("the component does not export fasten:connector/connector; is it a Fasten plugin?");
     }
     Ok(())

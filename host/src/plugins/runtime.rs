@@ -133,7 +133,9 @@ impl fasten::connector::http::Host for RunState {
     ) -> Result<fasten::connector::http::Response, fasten::connector::http::HttpError> {
         use fasten::connector::http::{HttpError, Response};
         let Some(gate) = self.http.clone() else {
-            return Err(HttpError::Denied("this plugin has no network access here".into()));
+            return Err(HttpError::Denied(
+                "this plugin has no network access here".into(),
+            ));
         };
         let request = super::http::Request {
             method: request.method,
@@ -178,10 +180,12 @@ impl fasten::connector::state::Host for RunState {
         let (db, source) = self.state_store.clone()?;
         self.runtime
             .block_on(
-                sqlx::query_scalar("SELECT value FROM plugin_state WHERE source_id = ? AND key = ?")
-                    .bind(source)
-                    .bind(key)
-                    .fetch_optional(&db),
+                sqlx::query_scalar(
+                    "SELECT value FROM plugin_state WHERE source_id = ? AND key = ?",
+                )
+                .bind(source)
+                .bind(key)
+                .fetch_optional(&db),
             )
             .ok()
             .flatten()
@@ -251,7 +255,11 @@ impl fasten::connector::files::HostSourceFile for RunState {
         Ok(self.table.get(&file)?.size)
     }
 
-    fn read(&mut self, file: Resource<SourceFileHandle>, max_bytes: u32) -> wasmtime::Result<Vec<u8>> {
+    fn read(
+        &mut self,
+        file: Resource<SourceFileHandle>,
+        max_bytes: u32,
+    ) -> wasmtime::Result<Vec<u8>> {
         let handle = self.table.get_mut(&file)?;
         let mut buffer = vec![0u8; (max_bytes as usize).min(1 << 20)];
         let mut filled = 0;
@@ -282,7 +290,11 @@ impl fasten::connector::files::HostSourceFile for RunState {
 impl fasten::connector::sink::Host for RunState {}
 
 impl fasten::connector::sink::HostBatchSink for RunState {
-    fn emit(&mut self, sink: Resource<SinkHandle>, resources: Vec<String>) -> wasmtime::Result<Result<(), String>> {
+    fn emit(
+        &mut self,
+        sink: Resource<SinkHandle>,
+        resources: Vec<String>,
+    ) -> wasmtime::Result<Result<(), String>> {
         let handle = self.table.get_mut(&sink)?;
         if let Some(earlier) = &handle.refused {
             return Ok(Err(format!("an earlier batch was refused: {earlier}")));
@@ -348,7 +360,12 @@ impl fasten::connector::sink::HostBatchSink for RunState {
         Ok(Ok(()))
     }
 
-    fn progress(&mut self, sink: Resource<SinkHandle>, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+    fn progress(
+        &mut self,
+        sink: Resource<SinkHandle>,
+        done: u64,
+        total: Option<u64>,
+    ) -> wasmtime::Result<()> {
         let handle = self.table.get(&sink)?;
         *handle.progress.lock().expect("progress lock") = (done, total);
         Ok(())

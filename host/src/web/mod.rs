@@ -5,8 +5,11 @@
 pub mod account;
 pub mod admin;
 pub mod assets;
+pub mod explore;
 pub mod pages;
+pub mod plugins;
 pub mod render;
+pub mod sources;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -25,6 +28,9 @@ pub fn build_app(state: AppState) -> Router {
         .merge(account::router())
         .merge(pages::router())
         .merge(admin::router())
+        .merge(plugins::router())
+        .merge(sources::router())
+        .merge(explore::router())
         .fallback(|| async { AppError::NotFound });
 
     let mut layered = routes

@@ -8,7 +8,7 @@ use axum::routing::get;
 use minijinja::context;
 
 use super::render::Page;
-use crate::auth::{AdminUser, CurrentUser};
+use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store;
@@ -16,12 +16,9 @@ use crate::store;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(dashboard))
-        .route("/sources", get(sources))
-        .route("/explore", get(explore))
         .route("/labs", get(labs))
         .route("/history", get(history))
         .route("/jobs", get(jobs))
-        .route("/admin/plugins", get(admin_plugins))
 }
 
 async fn dashboard(
@@ -44,32 +41,6 @@ fn coming(
         state,
         "coming.html",
         context! { title => title, text => text },
-    )
-}
-
-async fn sources(
-    State(state): State<AppState>,
-    _: CurrentUser,
-    page: Page,
-) -> Result<Html<String>, AppError> {
-    coming(
-        &state,
-        &page,
-        "Sources",
-        "Hospitals, clinics, labs, devices and uploaded files you collect records from will be listed here.",
-    )
-}
-
-async fn explore(
-    State(state): State<AppState>,
-    _: CurrentUser,
-    page: Page,
-) -> Result<Html<String>, AppError> {
-    coming(
-        &state,
-        &page,
-        "Explore",
-        "Every record you have imported, by type and by source, will be browsable here.",
     )
 }
 
@@ -109,18 +80,5 @@ async fn jobs(
         &page,
         "Jobs",
         "Imports and syncs running in the background, and how they ended, will be listed here.",
-    )
-}
-
-async fn admin_plugins(
-    State(state): State<AppState>,
-    _: AdminUser,
-    page: Page,
-) -> Result<Html<String>, AppError> {
-    coming(
-        &state,
-        &page,
-        "Plugins",
-        "The connector plugins this Fasten has, what each may do and whether it loaded, will be listed here.",
     )
 }

@@ -98,7 +98,7 @@ impl Guest for Hostile {
                 report(format!("emit: {result:?}"))
             }
             "emit-then-ignore-refusal" => {
-                let _ = out.emit(&[r#"{"resourceType":"Basic","id":"kept?"}"#.to_string()]);
+                let _ = out.emit(&[r#"{"resourceType":"Basic","id":"kept"}"#.to_string()]);
                 let _ = out.emit(&["garbage".to_string()]);
                 Ok(Summary { warnings: vec![] })
             }

@@ -1,0 +1,213 @@
+//! Explore: the signed-in user's records by type, a paged list per type, and each record as a
+//! readable card with its raw JSON. Every query filters by the user, so another user's record id
+//! is simply not found.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Html;
+use axum::routing::get;
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::render::Page;
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::fhir;
+use crate::state::AppState;
+
+const PAGE_SIZE: i64 = 50;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/explore", get(types))
+        .route("/explore/{resource_type}", get(list))
+        .route("/explore/{resource_type}/{id}", get(detail))
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+struct TypeCount {
+    resource_type: String,
+    count: i64,
+}
+
+async fn types(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    page: Page,
+) -> Result<Html<String>, AppError> {
+    let counts: Vec<TypeCount> = sqlx::query_as(
+        "SELECT resource_type, COUNT(*) AS count FROM resources WHERE user_id = ?
+         GROUP BY resource_type ORDER BY resource_type",
+    )
+    .bind(user.id)
+    .fetch_all(&state.db)
+    .await?;
+    let total: i64 = counts.iter().map(|c| c.count).sum();
+    page.render(
+        &state,
+        "explore.html",
+        context! { counts => counts, total => total },
+    )
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<i64>,
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+struct Row {
+    resource_id: String,
+    sort_date: Option<String>,
+    sort_title: Option<String>,
+    source_name: String,
+}
+
+fn check_type(resource_type: &str) -> Result<(), AppError> {
+    if fhir::is_resource_type(resource_type) {
+        Ok(())
+    } else {
+        Err(AppError::NotFound)
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    page: Page,
+    Path(resource_type): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Html<String>, AppError> {
+    check_type(&resource_type)?;
+    let number = query.page.unwrap_or(1).max(1);
+    let total: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM resources WHERE user_id = ? AND resource_type = ?",
+    )
+    .bind(user.id)
+    .bind(&resource_type)
+    .fetch_one(&state.db)
+    .await?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT r.resource_id, r.sort_date, r.sort_title, s.display_name AS source_name
+         FROM resources r JOIN sources s ON s.id = r.source_id
+         WHERE r.user_id = ? AND r.resource_type = ?
+         ORDER BY r.sort_date DESC, r.resource_id LIMIT ? OFFSET ?",
+    )
+    .bind(user.id)
+    .bind(&resource_type)
+    .bind(PAGE_SIZE)
+    .bind((number - 1) * PAGE_SIZE)
+    .fetch_all(&state.db)
+    .await?;
+    let pages = (total + PAGE_SIZE - 1) / PAGE_SIZE;
+    page.render(
+        &state,
+        "explore_list.html",
+        context! { resource_type => resource_type, rows => rows, total => total,
+        page => number, pages => pages },
+    )
+}
+
+#[derive(Serialize)]
+struct Coding {
+    system: String,
+    code: String,
+    display: Option<String>,
+}
+
+/// A value as a person reads it: "5.4 mmol/L", "Negative", ...
+fn value_text(resource: &Value) -> Option<String> {
+    if let Some(q) = resource.get("valueQuantity") {
+        let number = q.get("value").map(|v| v.to_string())?;
+        let unit = q
+            .get("unit")
+            .or_else(|| q.get("code"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        return Some(format!("{number} {unit}").trim().to_string());
+    }
+    if let Some(c) = resource.get("valueCodeableConcept") {
+        return fhir::concept_text(c);
+    }
+    [
+        "valueString",
+        "valueBoolean",
+        "valueInteger",
+        "valueDateTime",
+    ]
+    .iter()
+    .find_map(|k| resource.get(*k))
+    .map(|v| {
+        v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string())
+    })
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    page: Page,
+    Path((resource_type, id)): Path<(String, String)>,
+) -> Result<Html<String>, AppError> {
+    check_type(&resource_type)?;
+    let (json, source_id, source_name): (String, i64, String) = sqlx::query_as(
+        "SELECT r.json, r.source_id, s.display_name FROM resources r JOIN sources s ON s.id = r.source_id
+         WHERE r.user_id = ? AND r.resource_type = ? AND r.resource_id = ?
+         ORDER BY r.source_id LIMIT 1",
+    )
+    .bind(user.id)
+    .bind(&resource_type)
+    .bind(&id)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(AppError::NotFound)?;
+    let resource: Value = serde_json::from_str(&json).map_err(anyhow::Error::new)?;
+    let tokens: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT kind, value, display FROM resource_tokens
+         WHERE source_id = ? AND resource_type = ? AND resource_id = ?",
+    )
+    .bind(source_id)
+    .bind(&resource_type)
+    .bind(&id)
+    .fetch_all(&state.db)
+    .await?;
+    let codes: Vec<Coding> = tokens
+        .iter()
+        .filter(|(kind, _, _)| kind == "code")
+        .map(|(_, value, display)| {
+            let (system, code) = value.split_once('|').unwrap_or(("", value));
+            Coding {
+                system: system.into(),
+                code: code.into(),
+                display: display.clone(),
+            }
+        })
+        .collect();
+    let references: Vec<String> = tokens
+        .iter()
+        .filter(|(kind, value, _)| kind == "ref" && value.split('/').count() == 2)
+        .map(|(_, value, _)| value.clone())
+        .collect();
+    let status = tokens
+        .iter()
+        .find(|(kind, _, _)| kind == "status")
+        .map(|(_, v, _)| v.clone());
+    page.render(
+        &state,
+        "explore_detail.html",
+        context! {
+            resource_type => resource_type,
+            id => id,
+            title => fhir::title(&resource),
+            date => fhir::sort_date(&resource),
+            status => status,
+            value => value_text(&resource),
+            codes => codes,
+            references => references,
+            source_name => source_name,
+            raw => serde_json::to_string_pretty(&resource).map_err(anyhow::Error::new)?,
+        },
+    )
+}
