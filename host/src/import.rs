@@ -56,10 +56,9 @@ pub fn choose_plugin(
         .trim_start_matches('\u{feff}')
         .trim_start()
         .starts_with('{')
+        && let Some(fhir) = importers.iter().find(|p| p.manifest.id == "fhir")
     {
-        if let Some(fhir) = importers.iter().find(|p| p.manifest.id == "fhir") {
-            return Ok(fhir.clone());
-        }
+        return Ok(fhir.clone());
     }
     let accepted: Vec<String> = importers
         .iter()

@@ -148,10 +148,10 @@ impl HttpGate {
                 }
                 builder = builder.header(name.as_str(), value.as_str());
             }
-            if let Some((origin, token)) = &self.bearer {
-                if origin.matches(&url) {
-                    builder = builder.bearer_auth(token);
-                }
+            if let Some((origin, token)) = &self.bearer
+                && origin.matches(&url)
+            {
+                builder = builder.bearer_auth(token);
             }
             if let Some(bytes) = &body {
                 builder = builder.body(bytes.clone());
@@ -163,20 +163,20 @@ impl HttpGate {
                     HttpFailure::Network(without_url(&e))
                 }
             })?;
-            if response.status().is_redirection() {
-                if let Some(location) = response.headers().get(reqwest::header::LOCATION) {
-                    let location = location.to_str().map_err(|_| {
-                        HttpFailure::Network("a redirect with an unreadable Location".into())
-                    })?;
-                    url = url.join(location).map_err(|e| {
-                        HttpFailure::Network(format!("a redirect to a bad URL: {e}"))
-                    })?;
-                    if response.status() == reqwest::StatusCode::SEE_OTHER {
-                        method = reqwest::Method::GET;
-                        body = None;
-                    }
-                    continue;
+            if response.status().is_redirection()
+                && let Some(location) = response.headers().get(reqwest::header::LOCATION)
+            {
+                let location = location.to_str().map_err(|_| {
+                    HttpFailure::Network("a redirect with an unreadable Location".into())
+                })?;
+                url = url
+                    .join(location)
+                    .map_err(|e| HttpFailure::Network(format!("a redirect to a bad URL: {e}")))?;
+                if response.status() == reqwest::StatusCode::SEE_OTHER {
+                    method = reqwest::Method::GET;
+                    body = None;
                 }
+                continue;
             }
             return read_response(response).await;
         }
