@@ -553,6 +553,17 @@ impl PluginHost {
         store
     }
 
+    /// Runs `describe` on a fresh instance of a loaded plugin (what every run's start costs).
+    pub fn describe(&self, plugin: &LoadedPlugin) -> anyhow::Result<PluginInfo> {
+        let runtime = tokio::runtime::Handle::current();
+        let mut store = self.new_store(&plugin.manifest, plugin.manifest.limits.describe_seconds, runtime);
+        plugin
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.fasten_connector_connector().call_describe(&mut store))
+            .map_err(|trap| anyhow!(classify_trap(&store, &plugin.manifest, plugin.manifest.limits.describe_seconds, trap)))
+    }
+
     /// Every plugin with its status, for the admin page and the CLI.
     pub fn list(&self) -> Vec<PluginView> {
         self.entries
