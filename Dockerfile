@@ -18,6 +18,8 @@ RUN useradd --system --uid 10001 --home-dir /opt/fasten --shell /usr/sbin/nologi
  && chown -R fasten:fasten /opt/fasten
 COPY --from=build /src/target/release/fasten /usr/local/bin/fasten
 COPY config.toml /opt/fasten/config.toml
+# The folder third-party plugins are dropped into (bundled ones are inside the binary).
+COPY plugin-registry /opt/fasten/plugin-registry
 WORKDIR /opt/fasten
 USER fasten
 # Inside the container Fasten must listen on all interfaces; publish the port to choose who can reach it.
