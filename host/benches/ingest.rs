@@ -50,18 +50,36 @@ async fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let plugins = fasten::open_plugins(&config, &db).await?;
     let warm = started.elapsed();
-    println!("plugin start-up (all bundled plugins): cold cache {:.1} ms, warm cache {:.1} ms", ms(cold), ms(warm));
+    println!(
+        "plugin start-up (all bundled plugins): cold cache {:.1} ms, warm cache {:.1} ms",
+        ms(cold),
+        ms(warm)
+    );
     let fhir = plugins.get("fhir").expect("the FHIR plugin loads");
     let rounds = 200;
     let started = Instant::now();
     for _ in 0..rounds {
         plugins.describe(&fhir)?;
     }
-    println!("instantiate + describe: {:.1} µs per call (mean of {rounds})", started.elapsed().as_secs_f64() * 1e6 / rounds as f64);
+    println!(
+        "instantiate + describe: {:.1} µs per call (mean of {rounds})",
+        started.elapsed().as_secs_f64() * 1e6 / rounds as f64
+    );
 
     let hash = fasten::auth::password::hash_blocking("benchmark-password");
-    let plugin_user = fasten::store::users::create(&db, "plugin", "plugin", &hash, fasten::store::users::Role::Member).await?.id;
-    let raw_user = fasten::store::users::create(&db, "raw", "raw", &hash, fasten::store::users::Role::Member).await?.id;
+    let plugin_user = fasten::store::users::create(
+        &db,
+        "plugin",
+        "plugin",
+        &hash,
+        fasten::store::users::Role::Member,
+    )
+    .await?
+    .id;
+    let raw_user =
+        fasten::store::users::create(&db, "raw", "raw", &hash, fasten::store::users::Role::Member)
+            .await?
+            .id;
 
     let files = synthea();
     let mut plugin_resources = 0u64;
@@ -73,9 +91,16 @@ async fn run() -> anyhow::Result<()> {
         let took = started.elapsed();
         plugin_time += took;
         plugin_resources += report.counts.total();
-        println!("plugin import {name}: {} resources in {:.1} ms", report.counts.total(), ms(took));
+        println!(
+            "plugin import {name}: {} resources in {:.1} ms",
+            report.counts.total(),
+            ms(took)
+        );
         if i == 0 {
-            println!("peak RSS after importing the largest bundle: {:.1} MiB", peak_rss_mib());
+            println!(
+                "peak RSS after importing the largest bundle: {:.1} MiB",
+                peak_rss_mib()
+            );
         }
     }
 

@@ -118,8 +118,13 @@ pub async fn open_plugins(
             allow_http_loopback: config.plugins.allow_http_loopback,
             allow_private_networks: config.plugins.allow_private_networks,
         },
+        dev: config.dev,
+        source_registry_dir: plugins::source_registry_dir(),
     })?);
     host.load_all(db).await;
+    if config.dev {
+        plugins::reload::spawn(host.clone(), db.clone())?;
+    }
     Ok(host)
 }
 

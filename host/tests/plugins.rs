@@ -479,3 +479,112 @@ async fn broken_plugins_are_listed_with_the_reason_and_the_server_starts() {
         assert_eq!(health.status(), reqwest::StatusCode::OK);
     }
 }
+
+/// A component with one more custom section: the same plugin, but a different file and sha256,
+/// as a rebuild produces.
+fn rebuilt(bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out.extend_from_slice(&[0x00, 0x06, 0x05, b'b', b'u', b'i', b'l', b'd']);
+    out
+}
+
+#[tokio::test]
+async fn dev_mode_swaps_a_rebuilt_plugin_in_and_keeps_the_old_one_when_a_rebuild_is_broken() {
+    common::init_logs();
+    let data = tempfile::tempdir().unwrap();
+    let source = tempfile::tempdir().unwrap();
+    let fhir_dir = source.path().join("fhir");
+    std::fs::create_dir_all(&fhir_dir).unwrap();
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-registry/fhir/plugin.toml"),
+    )
+    .unwrap()
+    .replace(
+        "../../target/plugins/wasm32-wasip2/release/fasten_plugin_fhir.wasm",
+        "build/fhir.wasm",
+    );
+    std::fs::write(fhir_dir.join("plugin.toml"), manifest).unwrap();
+    std::fs::create_dir_all(fhir_dir.join("build")).unwrap();
+    let artifact = fhir_dir.join("build/fhir.wasm");
+    let original =
+        std::fs::read(Path::new(env!("FASTEN_PLUGIN_ARTIFACTS")).join("fasten_plugin_fhir.wasm"))
+            .unwrap();
+    std::fs::write(&artifact, &original).unwrap();
+
+    let db = fasten::store::open(&data.path().join("fasten.db"))
+        .await
+        .unwrap();
+    let host = Arc::new(
+        fasten::plugins::PluginHost::new(fasten::plugins::HostSettings {
+            registry_dir: data.path().join("registry"),
+            cache_dir: data.path().join("cache"),
+            network: Default::default(),
+            dev: true,
+            source_registry_dir: source.path().to_path_buf(),
+        })
+        .unwrap(),
+    );
+    host.load_all(&db).await;
+    let sha = |host: &fasten::plugins::PluginHost| {
+        host.list().into_iter().find(|p| p.id == "fhir").unwrap()
+    };
+    assert_eq!(
+        sha(&host).sha256.unwrap(),
+        fasten::plugins::sha256_hex(&original),
+        "dev loads the [dev] artifact"
+    );
+    let running = host.get("fhir").unwrap();
+    let _watch = fasten::plugins::reload::spawn(host.clone(), db.clone()).unwrap();
+
+    let new_bytes = rebuilt(&original);
+    std::fs::write(&artifact, &new_bytes).unwrap();
+    let new_sha = fasten::plugins::sha256_hex(&new_bytes);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sha(&host).sha256.as_deref() != Some(new_sha.as_str()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rebuilt plugin was not picked up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(sha(&host).status, Status::Loaded);
+    assert!(
+        !Arc::ptr_eq(&running, &host.get("fhir").unwrap()),
+        "swapped"
+    );
+    assert_eq!(
+        running.sha256,
+        fasten::plugins::sha256_hex(&original),
+        "a run holding the old version keeps it"
+    );
+
+    std::fs::write(&artifact, b"not a component").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sha(&host).error.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broken rebuild was not noticed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let view = sha(&host);
+    assert_eq!(
+        view.status,
+        Status::Loaded,
+        "the previous version keeps running"
+    );
+    assert_eq!(view.sha256.as_deref(), Some(new_sha.as_str()));
+    assert!(view.error.unwrap().contains("failed to load"));
+
+    // The kept version still imports.
+    let hash = fasten::auth::password::hash_blocking("member-password-1");
+    let user =
+        fasten::store::users::create(&db, "dev", "dev", &hash, fasten::store::users::Role::Member)
+            .await
+            .unwrap()
+            .id;
+    let report = import_file(&db, &host, user, &synthea()[3], "paris.json")
+        .await
+        .unwrap();
+    assert_eq!(report.counts.added, 104);
+}

@@ -10,6 +10,7 @@
 pub mod grants;
 pub mod http;
 pub mod manifest;
+pub mod reload;
 pub mod runtime;
 
 use std::collections::BTreeMap;
@@ -106,6 +107,15 @@ pub struct HostSettings {
     pub registry_dir: PathBuf,
     pub cache_dir: PathBuf,
     pub network: NetworkPolicy,
+    /// `serve --dev`: bundled plugins load from their `[dev]` artifact, found relative to
+    /// `source_registry_dir/<id>/`, and are reloaded when it changes.
+    pub dev: bool,
+    pub source_registry_dir: PathBuf,
+}
+
+/// The repository's registry folder, where bundled manifests and their `[dev]` paths live.
+pub fn source_registry_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-registry"))
 }
 
 pub struct PluginHost {
@@ -258,11 +268,11 @@ impl PluginHost {
     /// per plugin, never returned: one broken plugin must not keep Fasten from starting.
     pub async fn load_all(self: &Arc<Self>, db: &SqlitePool) {
         let mut found: Vec<(Manifest, Origin, Result<Vec<u8>, String>)> = Vec::new();
-        for (text, bytes) in BUNDLED {
-            match Manifest::parse(text) {
-                Ok(manifest) => found.push((manifest, Origin::Bundled, Ok(bytes.to_vec()))),
-                Err(e) => tracing::error!(error = format!("{e:#}"), "a bundled manifest is broken"),
-            }
+        for (manifest, bytes) in self.bundled() {
+            let bytes = self
+                .dev_artifact(&manifest)
+                .unwrap_or_else(|| Ok(bytes.to_vec()));
+            found.push((manifest, Origin::Bundled, bytes));
         }
         let bundled_ids: Vec<String> = found.iter().map(|(m, _, _)| m.id.clone()).collect();
         for (dir, manifest) in self.scan_registry() {
@@ -291,6 +301,97 @@ impl PluginHost {
         for (manifest, origin, bytes) in found {
             self.load_one(db, manifest, origin, bytes).await;
         }
+    }
+
+    /// The bundled plugins' manifests and components. Under `serve --dev` a manifest is read from
+    /// the source registry folder when it is there, so a developer's edits apply.
+    pub(crate) fn bundled(&self) -> Vec<(Manifest, &'static [u8])> {
+        let mut out = Vec::new();
+        for (text, bytes) in BUNDLED {
+            let embedded = match Manifest::parse(text) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "a bundled manifest is broken");
+                    continue;
+                }
+            };
+            let on_disk = self.settings.dev.then(|| {
+                self.settings
+                    .source_registry_dir
+                    .join(&embedded.id)
+                    .join("plugin.toml")
+            });
+            let manifest = match on_disk.filter(|p| p.is_file()).map(|p| Manifest::load(&p)) {
+                Some(Ok(m)) if m.id == embedded.id => m,
+                Some(Err(e)) => {
+                    tracing::warn!(error = format!("{e:#}"), "dev manifest ignored");
+                    embedded
+                }
+                _ => embedded,
+            };
+            out.push((manifest, *bytes));
+        }
+        out
+    }
+
+    /// In dev mode, the bytes of a bundled plugin's `[dev]` artifact (None when there is none).
+    fn dev_artifact(&self, manifest: &Manifest) -> Option<Result<Vec<u8>, String>> {
+        if !self.settings.dev {
+            return None;
+        }
+        let path = self.dev_artifact_path(manifest)?;
+        Some(std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display())))
+    }
+
+    pub(crate) fn dev_artifact_path(&self, manifest: &Manifest) -> Option<PathBuf> {
+        let dev = manifest.dev.as_ref()?;
+        Some(
+            self.settings
+                .source_registry_dir
+                .join(&manifest.id)
+                .join(&dev.artifact),
+        )
+    }
+
+    /// Reloads every plugin whose component changed on disk (dev artifacts of bundled plugins,
+    /// and dropped-in plugins). A broken rebuild keeps the running version (see `set_entry`).
+    pub async fn reload_changed(self: &Arc<Self>, db: &SqlitePool) {
+        let bundled = self.bundled();
+        for (manifest, _) in &bundled {
+            let manifest = manifest.clone();
+            let Some(bytes) = self.dev_artifact(&manifest) else {
+                continue;
+            };
+            if let Ok(b) = &bytes {
+                if Some(sha256_hex(b)) == self.current_sha(&manifest.id) {
+                    continue;
+                }
+            }
+            tracing::info!(plugin = %manifest.id, "plugin changed on disk; reloading");
+            self.load_one(db, manifest, Origin::Bundled, bytes).await;
+        }
+        for (dir, manifest) in self.scan_registry() {
+            let Ok(manifest) = manifest else { continue };
+            if bundled.iter().any(|(m, _)| m.id == manifest.id) {
+                continue;
+            }
+            let bytes = std::fs::read(manifest.artifact_path(&dir)).map_err(|e| e.to_string());
+            if let Ok(b) = &bytes {
+                if Some(sha256_hex(b)) == self.current_sha(&manifest.id) {
+                    continue;
+                }
+            }
+            tracing::info!(plugin = %manifest.id, "plugin changed on disk; reloading");
+            self.load_one(db, manifest, Origin::DroppedIn, bytes).await;
+        }
+    }
+
+    fn current_sha(&self, id: &str) -> Option<String> {
+        self.entries
+            .read()
+            .expect("plugin registry lock")
+            .get(id)
+            .and_then(|e| e.sha256.clone())
     }
 
     fn scan_registry(&self) -> Vec<(PathBuf, anyhow::Result<Manifest>)> {
@@ -335,11 +436,27 @@ impl PluginHost {
         });
     }
 
-    fn set_entry(&self, entry: Entry) {
-        self.entries
-            .write()
-            .expect("plugin registry lock")
-            .insert(entry.manifest.id.clone(), entry);
+    /// Records a plugin's new state. A failed reload of a plugin that is running keeps the
+    /// running version (runs in progress hold their own `Arc` either way) and shows the error.
+    fn set_entry(&self, mut entry: Entry) {
+        let mut entries = self.entries.write().expect("plugin registry lock");
+        if entry.status == Status::Failed {
+            if let Some(previous) = entries.get(&entry.manifest.id) {
+                if let Some(running) = &previous.loaded {
+                    entry.error = Some(format!(
+                        "the new version failed to load, so version {} (sha256 {}) keeps running: {}",
+                        running.info.version,
+                        &running.sha256[..12],
+                        entry.error.unwrap_or_default()
+                    ));
+                    entry.status = Status::Loaded;
+                    entry.loaded = Some(running.clone());
+                    entry.sha256 = previous.sha256.clone();
+                    entry.manifest = previous.manifest.clone();
+                }
+            }
+        }
+        entries.insert(entry.manifest.id.clone(), entry);
     }
 
     async fn load_one(
@@ -556,12 +673,27 @@ impl PluginHost {
     /// Runs `describe` on a fresh instance of a loaded plugin (what every run's start costs).
     pub fn describe(&self, plugin: &LoadedPlugin) -> anyhow::Result<PluginInfo> {
         let runtime = tokio::runtime::Handle::current();
-        let mut store = self.new_store(&plugin.manifest, plugin.manifest.limits.describe_seconds, runtime);
+        let mut store = self.new_store(
+            &plugin.manifest,
+            plugin.manifest.limits.describe_seconds,
+            runtime,
+        );
         plugin
             .pre
             .instantiate(&mut store)
-            .and_then(|instance| instance.fasten_connector_connector().call_describe(&mut store))
-            .map_err(|trap| anyhow!(classify_trap(&store, &plugin.manifest, plugin.manifest.limits.describe_seconds, trap)))
+            .and_then(|instance| {
+                instance
+                    .fasten_connector_connector()
+                    .call_describe(&mut store)
+            })
+            .map_err(|trap| {
+                anyhow!(classify_trap(
+                    &store,
+                    &plugin.manifest,
+                    plugin.manifest.limits.describe_seconds,
+                    trap
+                ))
+            })
     }
 
     /// Every plugin with its status, for the admin page and the CLI.
