@@ -362,10 +362,10 @@ impl PluginHost {
             let Some(bytes) = self.dev_artifact(&manifest) else {
                 continue;
             };
-            if let Ok(b) = &bytes {
-                if Some(sha256_hex(b)) == self.current_sha(&manifest.id) {
-                    continue;
-                }
+            if let Ok(b) = &bytes
+                && Some(sha256_hex(b)) == self.current_sha(&manifest.id)
+            {
+                continue;
             }
             tracing::info!(plugin = %manifest.id, "plugin changed on disk; reloading");
             self.load_one(db, manifest, Origin::Bundled, bytes).await;
@@ -376,10 +376,10 @@ impl PluginHost {
                 continue;
             }
             let bytes = std::fs::read(manifest.artifact_path(&dir)).map_err(|e| e.to_string());
-            if let Ok(b) = &bytes {
-                if Some(sha256_hex(b)) == self.current_sha(&manifest.id) {
-                    continue;
-                }
+            if let Ok(b) = &bytes
+                && Some(sha256_hex(b)) == self.current_sha(&manifest.id)
+            {
+                continue;
             }
             tracing::info!(plugin = %manifest.id, "plugin changed on disk; reloading");
             self.load_one(db, manifest, Origin::DroppedIn, bytes).await;
@@ -440,21 +440,20 @@ impl PluginHost {
     /// running version (runs in progress hold their own `Arc` either way) and shows the error.
     fn set_entry(&self, mut entry: Entry) {
         let mut entries = self.entries.write().expect("plugin registry lock");
-        if entry.status == Status::Failed {
-            if let Some(previous) = entries.get(&entry.manifest.id) {
-                if let Some(running) = &previous.loaded {
-                    entry.error = Some(format!(
-                        "the new version failed to load, so version {} (sha256 {}) keeps running: {}",
-                        running.info.version,
-                        &running.sha256[..12],
-                        entry.error.unwrap_or_default()
-                    ));
-                    entry.status = Status::Loaded;
-                    entry.loaded = Some(running.clone());
-                    entry.sha256 = previous.sha256.clone();
-                    entry.manifest = previous.manifest.clone();
-                }
-            }
+        if entry.status == Status::Failed
+            && let Some(previous) = entries.get(&entry.manifest.id)
+            && let Some(running) = &previous.loaded
+        {
+            entry.error = Some(format!(
+                "the new version failed to load, so version {} (sha256 {}) keeps running: {}",
+                running.info.version,
+                &running.sha256[..12],
+                entry.error.unwrap_or_default()
+            ));
+            entry.status = Status::Loaded;
+            entry.loaded = Some(running.clone());
+            entry.sha256 = previous.sha256.clone();
+            entry.manifest = previous.manifest.clone();
         }
         entries.insert(entry.manifest.id.clone(), entry);
     }

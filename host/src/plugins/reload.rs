@@ -29,10 +29,9 @@ pub fn spawn(host: Arc<PluginHost>, db: SqlitePool) -> anyhow::Result<tokio::tas
         if let Some(parent) = host
             .dev_artifact_path(&manifest)
             .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+            && parent.is_dir()
         {
-            if parent.is_dir() {
-                folders.push((parent, RecursiveMode::NonRecursive));
-            }
+            folders.push((parent, RecursiveMode::NonRecursive));
         }
     }
     for (folder, mode) in &folders {
