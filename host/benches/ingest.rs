@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut config = fasten::config::Config::default();
+    let mut config = fasten::config::Config::load(None, Vec::new())?;
     config.data_dir = dir.path().to_path_buf();
     config.plugins.registry_dir = dir.path().join("no-registry");
     fasten::prepare_data_dir(&config.data_dir)?;
