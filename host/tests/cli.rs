@@ -246,3 +246,71 @@ async fn user_commands_create_and_reset_accounts_and_sigterm_stops_the_server_cl
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn import_export_and_plugins_list_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let added = run_with_stdin(
+        fasten(dir.path()).args(["user", "add", "anna"]),
+        "anna-password-1\n",
+    );
+    assert!(added.status.success());
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../../shared/testdata/fhir/synthea/Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json",
+    );
+    let truncated = dir.path().join("truncated.json");
+    let bytes = std::fs::read(&fixture).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+
+    let bad = fasten(dir.path())
+        .args(["import", "--user", "anna"])
+        .arg(&truncated)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("not valid JSON") && stderr.contains("Nothing from this file was stored"),
+        "{stderr}"
+    );
+
+    let good = fasten(dir.path())
+        .args(["import", "--user", "anna"])
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(String::from_utf8_lossy(&good.stdout).contains("104 added"));
+
+    let export = fasten(dir.path())
+        .args(["export", "--user", "anna"])
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    assert_eq!(String::from_utf8_lossy(&export.stdout).lines().count(), 104);
+    let out = dir.path().join("anna.json");
+    let bundle = fasten(dir.path())
+        .args(["export", "--user", "anna", "--format", "bundle", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(bundle.status.success());
+    let parsed: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(parsed["entry"].as_array().unwrap().len(), 104);
+
+    let list = fasten(dir.path())
+        .args(["plugins", "list"])
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("fhir\t0.1.0\tbundled\tloaded\tconnection")),
+        "{text}"
+    );
+}
