@@ -47,7 +47,7 @@ fn main() {
     }
     // Tests and benchmarks find every built plugin (including the test-only ones) here.
     println!(
-        "cargo::rustc-env=FASTEN_PLUGIN_ARTIFACTS={}",
+        "cargo::rustc-env=BUILT_PLUGIN_ARTIFACTS={}",
         artifacts.display()
     );
 }

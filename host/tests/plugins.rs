@@ -247,7 +247,7 @@ async fn counting_server(target: Option<String>) -> (String, Arc<AtomicUsize>) {
 }
 
 fn hostile_artifact() -> PathBuf {
-    Path::new(env!("FASTEN_PLUGIN_ARTIFACTS")).join("fasten_plugin_test_hostile.wasm")
+    Path::new(env!("BUILT_PLUGIN_ARTIFACTS")).join("fasten_plugin_test_hostile.wasm")
 }
 
 /// A registry folder with the hostile plugin dropped in, allowed to reach `allowed`.
@@ -507,7 +507,7 @@ async fn dev_mode_swaps_a_rebuilt_plugin_in_and_keeps_the_old_one_when_a_rebuild
     std::fs::create_dir_all(fhir_dir.join("build")).unwrap();
     let artifact = fhir_dir.join("build/fhir.wasm");
     let original =
-        std::fs::read(Path::new(env!("FASTEN_PLUGIN_ARTIFACTS")).join("fasten_plugin_fhir.wasm"))
+        std::fs::read(Path::new(env!("BUILT_PLUGIN_ARTIFACTS")).join("fasten_plugin_fhir.wasm"))
             .unwrap();
     std::fs::write(&artifact, &original).unwrap();
 
