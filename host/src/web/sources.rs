@@ -127,7 +127,7 @@ async fn upload(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     context! {
                         file_name => name,
-                        error => format!("The file is larger than the {} MiB this Fasten accepts. Nothing was stored.", cap / (1024 * 1024)),
+                        error => format!("The file is larger than the {} this Fasten accepts. Nothing was stored.", human_size(cap)),
                     },
                 );
             }
@@ -163,4 +163,13 @@ async fn upload(
         ),
     }
     .map(IntoResponse::into_response)
+}
+
+/// "256 MiB", or bytes below one MiB.
+fn human_size(bytes: u64) -> String {
+    if bytes >= 1024 * 1024 {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else {
+        format!("{bytes} bytes")
+    }
 }
