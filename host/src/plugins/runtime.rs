@@ -27,8 +27,8 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use exports::fasten::connector::connector::{ConnectorError, PluginInfo, Summary};
-pub use fasten::connector::types::{AuthNeed, ConnectorKind};
+pub use self::exports::fasten::connector::connector::{ConnectorError, PluginInfo, Summary};
+pub use self::fasten::connector::types::{AuthNeed, ConnectorKind};
 
 /// At most this many resources, or bytes, in one `emit` call.
 pub const MAX_EMIT_RESOURCES: usize = 500;
@@ -124,14 +124,15 @@ impl WasiView for RunState {
     }
 }
 
-impl fasten::connector::types::Host for RunState {}
+impl self::fasten::connector::types::Host for RunState {}
 
-impl fasten::connector::http::Host for RunState {
+impl self::fasten::connector::http::Host for RunState {
     fn send(
         &mut self,
-        request: fasten::connector::http::Request,
-    ) -> Result<fasten::connector::http::Response, fasten::connector::http::HttpError> {
-        use fasten::connector::http::{HttpError, Response};
+        request: self::fasten::connector::http::Request,
+    ) -> Result<self::fasten::connector::http::Response, self::fasten::connector::http::HttpError>
+    {
+        use self::fasten::connector::http::{HttpError, Response};
         let Some(gate) = self.http.clone() else {
             return Err(HttpError::Denied(
                 "this plugin has no network access here".into(),
@@ -160,9 +161,9 @@ impl fasten::connector::http::Host for RunState {
     }
 }
 
-impl fasten::connector::log::Host for RunState {
-    fn log(&mut self, level: fasten::connector::log::Level, message: String) {
-        use fasten::connector::log::Level;
+impl self::fasten::connector::log::Host for RunState {
+    fn log(&mut self, level: self::fasten::connector::log::Level, message: String) {
+        use self::fasten::connector::log::Level;
         let message: String = message.chars().take(MAX_LOG_CHARS).collect();
         let plugin = self.plugin_id.as_str();
         match level {
@@ -175,7 +176,7 @@ impl fasten::connector::log::Host for RunState {
     }
 }
 
-impl fasten::connector::state::Host for RunState {
+impl self::fasten::connector::state::Host for RunState {
     fn get(&mut self, key: String) -> Option<String> {
         let (db, source) = self.state_store.clone()?;
         self.runtime
@@ -234,15 +235,15 @@ impl fasten::connector::state::Host for RunState {
     }
 }
 
-impl fasten::connector::clock::Host for RunState {
+impl self::fasten::connector::clock::Host for RunState {
     fn now(&mut self) -> u64 {
         crate::store::unix_now().max(0) as u64
     }
 }
 
-impl fasten::connector::files::Host for RunState {}
+impl self::fasten::connector::files::Host for RunState {}
 
-impl fasten::connector::files::HostSourceFile for RunState {
+impl self::fasten::connector::files::HostSourceFile for RunState {
     fn name(&mut self, file: Resource<SourceFileHandle>) -> wasmtime::Result<String> {
         Ok(self.table.get(&file)?.name.clone())
     }
@@ -287,9 +288,9 @@ impl fasten::connector::files::HostSourceFile for RunState {
     }
 }
 
-impl fasten::connector::sink::Host for RunState {}
+impl self::fasten::connector::sink::Host for RunState {}
 
-impl fasten::connector::sink::HostBatchSink for RunState {
+impl self::fasten::connector::sink::HostBatchSink for RunState {
     fn emit(
         &mut self,
         sink: Resource<SinkHandle>,
