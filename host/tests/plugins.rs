@@ -403,6 +403,18 @@ async fn a_hostile_plugin_is_contained_and_everything_else_keeps_working() {
         "nothing from refused runs is stored"
     );
 
+    let state = failure(run("state").await).to_string();
+    assert!(
+        state.contains("before None, now Some(\"page-2\")"),
+        "{state}"
+    );
+    assert!(state.contains("quota"), "{state}");
+    let state = failure(run("state").await).to_string();
+    assert!(
+        state.contains("before Some(\"page-2\")"),
+        "state persists per source: {state}"
+    );
+
     let probe = failure(run("probe").await).to_string();
     assert!(probe.contains("files: none; env: 0"), "{probe}");
 

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::{ConnectorError, Emitter, FileReader, SourceFile, invalid, strip_bom};
@@ -37,7 +37,10 @@ struct Entry {
     resource: Option<Value>,
 }
 
-pub(crate) fn import_json(file: &SourceFile, emitter: &mut Emitter<'_>) -> Result<(), ConnectorError> {
+pub(crate) fn import_json(
+    file: &SourceFile,
+    emitter: &mut Emitter<'_>,
+) -> Result<(), ConnectorError> {
     let head = first_pass(file)?;
     file.rewind();
     match head.resource_type.as_deref() {
@@ -60,13 +63,19 @@ pub(crate) fn import_json(file: &SourceFile, emitter: &mut Emitter<'_>) -> Resul
 /// Parses the whole document without keeping it: proves it is valid JSON and collects the
 /// entries' identities for reference rewriting.
 fn first_pass(file: &SourceFile) -> Result<Head, ConnectorError> {
-    let reader = skip_bom(std::io::BufReader::with_capacity(256 * 1024, FileReader::new(file)))?;
+    let reader = skip_bom(std::io::BufReader::with_capacity(
+        256 * 1024,
+        FileReader::new(file),
+    ))?;
     let mut de = serde_json::Deserializer::from_reader(reader);
     let head = de
         .deserialize_map(HeadVisitor)
         .map_err(|e| invalid(format!("The file is not valid JSON: {e}.")))?;
-    de.end()
-        .map_err(|e| invalid(format!("The file has extra text after the JSON document: {e}.")))?;
+    de.end().map_err(|e| {
+        invalid(format!(
+            "The file has extra text after the JSON document: {e}."
+        ))
+    })?;
     Ok(head)
 }
 
@@ -104,7 +113,11 @@ impl<'de> Visitor<'de> for HeadVisitor {
     }
 }
 
-fn import_bundle(file: &SourceFile, head: Head, emitter: &mut Emitter<'_>) -> Result<(), ConnectorError> {
+fn import_bundle(
+    file: &SourceFile,
+    head: Head,
+    emitter: &mut Emitter<'_>,
+) -> Result<(), ConnectorError> {
     if head.entries.iter().all(|e| e.resource.is_none()) {
         return Err(invalid(
             "This Bundle has no entries with resources: there is nothing to import.",
@@ -124,7 +137,10 @@ fn import_bundle(file: &SourceFile, head: Head, emitter: &mut Emitter<'_>) -> Re
         }
     }
     emitter.total = Some(head.entries.len() as u64);
-    let reader = skip_bom(std::io::BufReader::with_capacity(256 * 1024, FileReader::new(file)))?;
+    let reader = skip_bom(std::io::BufReader::with_capacity(
+        256 * 1024,
+        FileReader::new(file),
+    ))?;
     let mut de = serde_json::Deserializer::from_reader(reader);
     let mut pass = SecondPass {
         emitter,

@@ -60,8 +60,7 @@ impl Guest for Fhir {
 
     fn sync(_: SyncRequest, _: &BatchSink) -> Result<Summary, ConnectorError> {
         Err(ConnectorError::Fatal(
-            "syncing from a FHIR server is not available in this version of the FHIR plugin"
-                .into(),
+            "syncing from a FHIR server is not available in this version of the FHIR plugin".into(),
         ))
     }
 
@@ -225,9 +224,9 @@ impl<'a> Emitter<'a> {
         }
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
-        self.out
-            .emit(&batch)
-            .map_err(|reason| ConnectorError::Fatal(format!("the host refused a batch: {reason}")))?;
+        self.out.emit(&batch).map_err(|reason| {
+            ConnectorError::Fatal(format!("the host refused a batch: {reason}"))
+        })?;
         self.out.progress(self.seen, self.total);
         Ok(())
     }

@@ -93,7 +93,8 @@ impl Guest for Hostile {
             }
             "emit-big" => {
                 let text = "x".repeat(5 << 20);
-                let one = format!(r#"{{"resourceType":"Basic","id":"big","text":{{"div":"{text}"}}}}"#);
+                let one =
+                    format!(r#"{{"resourceType":"Basic","id":"big","text":{{"div":"{text}"}}}}"#);
                 let result = out.emit(&[one]);
                 report(format!("emit: {result:?}"))
             }
@@ -101,6 +102,16 @@ impl Guest for Hostile {
                 let _ = out.emit(&[r#"{"resourceType":"Basic","id":"kept"}"#.to_string()]);
                 let _ = out.emit(&["garbage".to_string()]);
                 Ok(Summary { warnings: vec![] })
+            }
+            "state" => {
+                use fasten::connector::state;
+                let previous = state::get("cursor");
+                state::set("cursor", "page-2").map_err(ConnectorError::Fatal)?;
+                let hoard = state::set("hoard", &"x".repeat(100 * 1024));
+                report(format!(
+                    "state: before {previous:?}, now {:?}, hoard {hoard:?}",
+                    state::get("cursor")
+                ))
             }
             "panic" => panic!("the hostile plugin panics on purpose"),
             "probe" => {
