@@ -438,12 +438,7 @@ async fn members_get_403_on_every_admin_page_and_action() {
             .await,
         1
     );
-    assert!(
-        fasten::store::users::by_username(&server.state.db, "eve")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!server.user_exists("eve").await);
 }
 
 #[tokio::test]
@@ -604,12 +599,7 @@ async fn state_changes_without_a_valid_csrf_token_are_refused_and_change_nothing
         admin.post_raw("/admin/users", &foreign).await.status,
         StatusCode::FORBIDDEN
     );
-    assert!(
-        fasten::store::users::by_username(&server.state.db, "eve")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!server.user_exists("eve").await);
 
     // Sign-out and sign-in are protected too.
     assert_eq!(
@@ -646,12 +636,7 @@ async fn state_changes_without_a_valid_csrf_token_are_refused_and_change_nothing
         .await
         .unwrap();
     assert_eq!(via_header.status(), StatusCode::SEE_OTHER);
-    assert!(
-        fasten::store::users::by_username(&server.state.db, "eve")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(server.user_exists("eve").await);
 }
 
 #[tokio::test]

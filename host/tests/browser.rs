@@ -93,6 +93,16 @@ async fn fill(browser: &fantoccini::Client, id: &str, text: &str) {
         .unwrap();
 }
 
+async fn click(browser: &fantoccini::Client, locator: Locator<'_>) {
+    browser
+        .find(locator)
+        .await
+        .unwrap_or_else(|e| panic!("finding what to click: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn wait_for_text(browser: &fantoccini::Client, xpath: &str) {
     browser
         .wait()
@@ -135,26 +145,12 @@ async fn first_run_wizard_then_sign_out_and_sign_in_in_a_real_browser() {
         fill(&browser, "display_name", "Alice Example").await;
         fill(&browser, "password", "alice-password-1").await;
         fill(&browser, "password_confirmation", "alice-password-1").await;
-        browser
-            .find(Locator::XPath(
-                "//button[contains(., 'Create administrator')]",
-            ))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&browser, Locator::XPath("//button[contains(., 'Create administrator')]")).await;
         wait_for_text(&browser, "//h1[contains(., 'Hello, Alice Example')]").await;
         save_screenshot(&browser, "dashboard").await;
 
         // Sign out, then back in.
-        browser
-            .find(Locator::XPath("//button[contains(., 'Sign out')]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&browser, Locator::XPath("//button[contains(., 'Sign out')]")).await;
         wait_for_text(&browser, "//h1[contains(., 'Sign in')]").await;
         assert!(
             browser.find(Locator::Id("whoami")).await.is_err(),
@@ -162,26 +158,14 @@ async fn first_run_wizard_then_sign_out_and_sign_in_in_a_real_browser() {
         );
         fill(&browser, "username", "alice").await;
         fill(&browser, "password", "wrong-password!").await;
-        browser
-            .find(Locator::Css("form button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&browser, Locator::Css("form button[type=submit]")).await;
         wait_for_text(
             &browser,
             "//*[@role='alert'][contains(., 'Wrong username or password.')]",
         )
         .await;
         fill(&browser, "password", "alice-password-1").await;
-        browser
-            .find(Locator::Css("main form button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&browser, Locator::Css("main form button[type=submit]")).await;
         wait_for_text(&browser, "//h1[contains(., 'Hello, Alice Example')]").await;
         let whoami = browser
             .find(Locator::Id("whoami"))

@@ -13,12 +13,42 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::store;
 
+/// Pages whose content arrives with a later feature: (path, title, what it will hold).
+const COMING: &[(&str, &str, &str)] = &[
+    (
+        "/labs",
+        "Labs",
+        "Your lab results, grouped by test with their trends over time, will appear here.",
+    ),
+    (
+        "/history",
+        "History",
+        "Your visits, with the conditions, procedures and results of each, will appear here.",
+    ),
+    (
+        "/jobs",
+        "Jobs",
+        "Imports and syncs running in the background, and how they ended, will be listed here.",
+    ),
+];
+
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(dashboard))
-        .route("/labs", get(labs))
-        .route("/history", get(history))
-        .route("/jobs", get(jobs))
+    let mut router = Router::new().route("/", get(dashboard));
+    for &(path, title, text) in COMING {
+        router = router.route(
+            path,
+            get(
+                move |State(state): State<AppState>, _: CurrentUser, page: Page| async move {
+                    page.render(
+                        &state,
+                        "coming.html",
+                        context! { title => title, text => text },
+                    )
+                },
+            ),
+        );
+    }
+    router
 }
 
 async fn dashboard(
@@ -28,57 +58,4 @@ async fn dashboard(
 ) -> Result<Html<String>, AppError> {
     let records = store::resources::count_for_user(&state.db, user.id).await?;
     page.render(&state, "dashboard.html", context! { records => records })
-}
-
-/// A page whose content arrives with a later feature.
-fn coming(
-    state: &AppState,
-    page: &Page,
-    title: &str,
-    text: &str,
-) -> Result<Html<String>, AppError> {
-    page.render(
-        state,
-        "coming.html",
-        context! { title => title, text => text },
-    )
-}
-
-async fn labs(
-    State(state): State<AppState>,
-    _: CurrentUser,
-    page: Page,
-) -> Result<Html<String>, AppError> {
-    coming(
-        &state,
-        &page,
-        "Labs",
-        "Your lab results, grouped by test with their trends over time, will appear here.",
-    )
-}
-
-async fn history(
-    State(state): State<AppState>,
-    _: CurrentUser,
-    page: Page,
-) -> Result<Html<String>, AppError> {
-    coming(
-        &state,
-        &page,
-        "History",
-        "Your visits, with the conditions, procedures and results of each, will appear here.",
-    )
-}
-
-async fn jobs(
-    State(state): State<AppState>,
-    _: CurrentUser,
-    page: Page,
-) -> Result<Html<String>, AppError> {
-    coming(
-        &state,
-        &page,
-        "Jobs",
-        "Imports and syncs running in the background, and how they ended, will be listed here.",
-    )
 }

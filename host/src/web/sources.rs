@@ -5,7 +5,7 @@
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, Response};
 use axum::routing::{get, post};
 use minijinja::context;
 use rand::RngCore;
@@ -162,7 +162,6 @@ async fn upload(
             context! { error => e.to_string(), file_name => name },
         ),
     }
-    .map(IntoResponse::into_response)
 }
 
 /// "256 MiB", or bytes below one MiB.

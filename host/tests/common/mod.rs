@@ -105,6 +105,13 @@ impl TestServer {
             .unwrap()
     }
 
+    pub async fn user_exists(&self, username: &str) -> bool {
+        fasten::store::users::by_username(&self.state.db, username)
+            .await
+            .unwrap()
+            .is_some()
+    }
+
     pub async fn user_id(&self, username: &str) -> i64 {
         fasten::store::users::by_username(&self.state.db, username)
             .await
