@@ -29,9 +29,13 @@ pub struct Config {
     pub base_path: String,
     /// Whether visitors may create their own (member) accounts at `/signup`.
     pub allow_signup: bool,
+    /// The address people use to reach this Fasten, e.g. `https://fasten.example.home`; providers
+    /// send sign-ins back to `<public_url>/sources/callback`. Empty: taken from each request.
+    pub public_url: String,
     pub session: SessionConfig,
     pub limits: LimitsConfig,
     pub plugins: PluginsConfig,
+    pub sync: SyncConfig,
     /// Read templates from disk and reload them on change (`serve --dev` sets this).
     #[serde(skip)]
     pub dev: bool,
@@ -75,6 +79,30 @@ pub struct PluginsConfig {
     pub allow_private_networks: bool,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// How often each connected source syncs by itself; `0s` turns scheduled sync off (new
+    /// connections then sync only when asked).
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
+    /// How many syncs may run at the same time.
+    pub concurrency: usize,
+    /// Attempts for a sync that fails for a temporary reason (network, rate limit) before the
+    /// job is marked failed.
+    pub max_attempts: u32,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            every: Duration::from_secs(24 * 3600),
+            concurrency: 2,
+            max_attempts: 3,
+        }
+    }
+}
+
 impl Default for PluginsConfig {
     fn default() -> Self {
         PluginsConfig {
@@ -94,9 +122,11 @@ impl Default for Config {
             log_format: LogFormat::Text,
             base_path: String::new(),
             allow_signup: false,
+            public_url: String::new(),
             session: SessionConfig::default(),
             limits: LimitsConfig::default(),
             plugins: PluginsConfig::default(),
+            sync: SyncConfig::default(),
             dev: false,
         }
     }

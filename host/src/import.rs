@@ -150,6 +150,8 @@ pub async fn import_file(
         progress: Arc::new(Mutex::new((0, None))),
         state_store: Some((db.clone(), source_id)),
         connection: None,
+        bearer: None,
+        cancel: None,
     };
     let input = FileInput {
         path: path.to_path_buf(),

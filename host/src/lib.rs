@@ -4,14 +4,19 @@
 //! entry points ([`Server::bind`], [`web::build_app`]) to run the real server on a free port.
 
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod fhir;
 pub mod import;
+pub mod jobs;
 pub mod plugins;
 pub mod secrets;
+pub mod sources;
 pub mod state;
 pub mod store;
+pub mod sync;
+pub mod vault;
 pub mod web;
 
 use std::future::Future;
@@ -51,6 +56,17 @@ impl Server {
             }
         })?;
         let state = open_state(config).await?;
+        // Only the server runs jobs (not `fasten import` beside it), so only it may decide that
+        // a job marked running belongs to a process that is gone.
+        let requeued = jobs::recover(&state.db)
+            .await
+            .context("cannot recover the job queue")?;
+        if requeued > 0 {
+            tracing::info!(
+                requeued,
+                "jobs interrupted by the last shutdown were queued again"
+            );
+        }
         Ok(Server { listener, state })
     }
 
@@ -70,6 +86,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let purge = tokio::spawn(purge_sessions_periodically(self.state.clone()));
+        let background = jobs::runner::spawn(self.state.clone());
         let app = web::build_app(self.state);
         let result = axum::serve(
             self.listener,
@@ -79,6 +96,9 @@ impl Server {
         .await
         .context("the web server stopped");
         purge.abort();
+        for task in background {
+            task.abort();
+        }
         result
     }
 }
@@ -92,6 +112,8 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
         std::env::var("FASTEN_SECRET_KEY").ok().as_deref(),
     )?;
     let plugins = open_plugins(&config, &db).await?;
+    let catalog = catalog::Catalog::from_registry(&config.plugins.registry_dir)
+        .context("cannot load the provider catalog")?;
     let templates = if config.dev {
         Templates::reloading(web::render::source_templates_dir())
     } else {
@@ -101,8 +123,12 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
         db,
         Arc::new(config),
         templates,
-        key.derive("csrf"),
+        state::StateKeys {
+            csrf: key.derive("csrf"),
+            vault: key.derive("vault"),
+        },
         plugins,
+        catalog,
     ))
 }
 

@@ -6,9 +6,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sqlx::SqlitePool;
 
 use crate::auth::throttle::LoginThrottle;
+use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::jobs::JobQueue;
 use crate::plugins::PluginHost;
+use crate::vault::Vault;
 use crate::web::render::Templates;
+
+/// Keys derived from the instance secret, one per purpose.
+pub struct StateKeys {
+    pub csrf: [u8; 32],
+    pub vault: [u8; 32],
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -19,6 +28,12 @@ pub struct AppState {
     pub plugins: Arc<PluginHost>,
     /// Key for CSRF tokens, derived from the instance secret.
     pub csrf_key: Arc<[u8; 32]>,
+    /// Seals tokens and client secrets before they are stored.
+    pub vault: Vault,
+    /// The providers users can connect to.
+    pub catalog: Arc<Catalog>,
+    /// The background job queue's wake-up bell and cancel flags.
+    pub jobs: Arc<JobQueue>,
     /// Set once the first account exists; it never goes back, because the last admin cannot be
     /// deleted, so the first-run check stops costing a query.
     setup_done: Arc<AtomicBool>,
@@ -29,8 +44,9 @@ impl AppState {
         db: SqlitePool,
         config: Arc<Config>,
         templates: Templates,
-        csrf_key: [u8; 32],
+        keys: StateKeys,
         plugins: Arc<PluginHost>,
+        catalog: Catalog,
     ) -> AppState {
         AppState {
             db,
@@ -38,7 +54,10 @@ impl AppState {
             templates: Arc::new(templates),
             throttle: Arc::default(),
             plugins,
-            csrf_key: Arc::new(csrf_key),
+            csrf_key: Arc::new(keys.csrf),
+            vault: Vault::new(keys.vault),
+            catalog: Arc::new(catalog),
+            jobs: Arc::default(),
             setup_done: Arc::default(),
         }
     }

@@ -8,8 +8,11 @@
 //! origin: the plugin never sees it.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use url::Url;
 
 use super::grants::{HostPattern, NetworkGrant};
@@ -26,14 +29,45 @@ pub struct NetworkPolicy {
     pub allow_private_networks: bool,
 }
 
+/// The credentials of a connection, added by the host to requests for the connection's own API.
+/// The implementation (in `sources`) refreshes tokens and records when it no longer can.
+pub trait BearerAuth: Send + Sync {
+    /// Whether requests to `url` get the token: only the connection's own origin does.
+    fn covers(&self, url: &Url) -> bool;
+    /// A current access token, refreshed first when it is about to expire; `None` when there is
+    /// none to be had (the request then goes without, and the provider answers 401).
+    fn token(&self) -> BoxFuture<'_, Option<String>>;
+    /// The provider answered 401 to `rejected`: refresh once. True when a new token is ready.
+    fn refresh_after_rejection(&self, rejected: String) -> BoxFuture<'_, bool>;
+}
+
+/// What one run's requests cost, for the job record and the sync benchmark.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    pub requests: AtomicU64,
+    /// Time spent waiting for responses, in microseconds.
+    pub waiting_micros: AtomicU64,
+}
+
+impl HttpStats {
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn waiting(&self) -> Duration {
+        Duration::from_micros(self.waiting_micros.load(Ordering::Relaxed))
+    }
+}
+
 /// Everything one run's http capability needs.
 #[derive(Clone)]
 pub struct HttpGate {
     pub grant: NetworkGrant,
     pub policy: NetworkPolicy,
-    /// The connection's origin and its bearer token, added to requests bound there.
-    pub bearer: Option<(HostPattern, String)>,
+    /// The connection's credentials, added to requests bound for its origin.
+    pub bearer: Option<Arc<dyn BearerAuth>>,
     pub client: reqwest::Client,
+    pub stats: Arc<HttpStats>,
 }
 
 pub struct Request {
@@ -49,11 +83,15 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum HttpFailure {
+    #[error("refused: {0}")]
     Denied(String),
+    #[error("no answer within {} seconds", TIMEOUT.as_secs())]
     Timeout,
+    #[error("the answer was larger than {} MiB", MAX_BODY_BYTES >> 20)]
     TooLarge,
+    #[error("{0}")]
     Network(String),
 }
 
@@ -127,6 +165,16 @@ impl HttpGate {
     }
 
     pub async fn send(&self, request: Request) -> Result<Response, HttpFailure> {
+        let started = Instant::now();
+        let result = self.send_following_redirects(request).await;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .waiting_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        result
+    }
+
+    async fn send_following_redirects(&self, request: Request) -> Result<Response, HttpFailure> {
         let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| HttpFailure::Denied(format!("bad method {:?}", request.method)))?;
         let mut url = Url::parse(&request.url)
@@ -137,32 +185,22 @@ impl HttpGate {
         for _hop in 0..=MAX_REDIRECTS {
             self.check(&url).await?;
             let same_origin = HostPattern::origin_of(&url) == first_origin;
-            let mut builder = self.client.request(method.clone(), url.clone());
-            for (name, value) in &request.headers {
-                // A plugin-supplied Authorization header does not travel to another host.
-                if name.eq_ignore_ascii_case("authorization") && !same_origin {
-                    continue;
-                }
-                if name.eq_ignore_ascii_case("host") {
-                    continue;
-                }
-                builder = builder.header(name.as_str(), value.as_str());
-            }
-            if let Some((origin, token)) = &self.bearer
-                && origin.matches(&url)
+            let hop = Hop {
+                method: &method,
+                url: &url,
+                headers: &request.headers,
+                body: body.as_deref(),
+                same_origin,
+            };
+            let (mut response, token) = self.send_hop(&hop).await?;
+            // A 401 with the host's token: refresh once and try again (tokens can expire
+            // mid-sync, and some providers revoke early). The plugin only sees the outcome.
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED
+                && let (Some(bearer), Some(rejected)) = (&self.bearer, token)
+                && bearer.refresh_after_rejection(rejected).await
             {
-                builder = builder.bearer_auth(token);
+                response = self.send_hop(&hop).await?.0;
             }
-            if let Some(bytes) = &body {
-                builder = builder.body(bytes.clone());
-            }
-            let response = builder.send().await.map_err(|e| {
-                if e.is_timeout() {
-                    HttpFailure::Timeout
-                } else {
-                    HttpFailure::Network(without_url(&e))
-                }
-            })?;
             if response.status().is_redirection()
                 && let Some(location) = response.headers().get(reqwest::header::LOCATION)
             {
@@ -184,6 +222,55 @@ impl HttpGate {
             "more than {MAX_REDIRECTS} redirects"
         )))
     }
+
+    /// One request, with the connection's token when it is bound for the connection's origin.
+    /// Returns the token it used, so a 401 can say which one was refused.
+    async fn send_hop(
+        &self,
+        hop: &Hop<'_>,
+    ) -> Result<(reqwest::Response, Option<String>), HttpFailure> {
+        let mut builder = self.client.request(hop.method.clone(), hop.url.clone());
+        for (name, value) in hop.headers {
+            // A plugin-supplied Authorization header does not travel to another host, and never
+            // replaces the host's own credentials.
+            if name.eq_ignore_ascii_case("authorization")
+                && (!hop.same_origin || self.bearer.is_some())
+            {
+                continue;
+            }
+            if name.eq_ignore_ascii_case("host") {
+                continue;
+            }
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let mut token = None;
+        if let Some(bearer) = &self.bearer
+            && bearer.covers(hop.url)
+            && let Some(current) = bearer.token().await
+        {
+            builder = builder.bearer_auth(&current);
+            token = Some(current);
+        }
+        if let Some(bytes) = hop.body {
+            builder = builder.body(bytes.to_vec());
+        }
+        let response = builder.send().await.map_err(|e| {
+            if e.is_timeout() {
+                HttpFailure::Timeout
+            } else {
+                HttpFailure::Network(without_url(&e))
+            }
+        })?;
+        Ok((response, token))
+    }
+}
+
+struct Hop<'a> {
+    method: &'a reqwest::Method,
+    url: &'a Url,
+    headers: &'a [(String, String)],
+    body: Option<&'a [u8]>,
+    same_origin: bool,
 }
 
 async fn read_response(mut response: reqwest::Response) -> Result<Response, HttpFailure> {

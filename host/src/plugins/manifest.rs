@@ -45,7 +45,10 @@ pub struct Capabilities {
 pub struct Limits {
     pub memory_mib: u64,
     pub describe_seconds: u64,
+    /// Time limit of an `import-file` run.
     pub run_seconds: u64,
+    /// Time limit of a `sync` run, which mostly waits on the provider's server.
+    pub sync_seconds: u64,
 }
 
 impl Default for Limits {
@@ -54,6 +57,7 @@ impl Default for Limits {
             memory_mib: 64,
             describe_seconds: 2,
             run_seconds: 300,
+            sync_seconds: 1800,
         }
     }
 }

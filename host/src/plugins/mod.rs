@@ -1,6 +1,6 @@
 //! The plugin microkernel: one wasmtime `Engine` (epoch interruption, a 10 ms ticker thread), the
 //! registry of connector plugins with their load status, and runs of `describe`, `import-file`
-//! (and, later, `sync`) in a fresh sandboxed store each.
+//! and `sync` in a fresh sandboxed store each.
 //!
 //! Plugins come from two places: the bundled ones compiled into this binary, and folders dropped
 //! into `plugins.registry_dir`. A dropped-in plugin must match the sha256 in its manifest and stays
@@ -29,8 +29,9 @@ use wasmtime::component::{Component, Linker, Resource};
 use wasmtime::{Engine, Store};
 
 use self::grants::NetworkGrant;
-use self::http::{HttpGate, NetworkPolicy};
+use self::http::{BearerAuth, HttpGate, HttpStats, NetworkPolicy};
 use self::manifest::Manifest;
+pub use self::runtime::SyncRequest;
 use self::runtime::{
     ConnectorError, ConnectorKind, PluginInfo, PluginPre, RunState, SinkHandle, SourceFileHandle,
 };
@@ -148,6 +149,8 @@ pub enum RunFailure {
     Refused(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// The plugin's own error, from the WIT `connector-error`.
@@ -197,6 +200,10 @@ pub struct RunContext {
     pub state_store: Option<(SqlitePool, i64)>,
     /// The connection's API base, for "connection" in `allowed_hosts`; none for file imports.
     pub connection: Option<url::Url>,
+    /// The connection's credentials, added by the host to requests for its API.
+    pub bearer: Option<Arc<dyn BearerAuth>>,
+    /// Set to stop the run (the user cancelled the job).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// A successful run.
@@ -205,6 +212,9 @@ pub struct RunOutput {
     pub warnings: Vec<String>,
     pub emitted: u64,
     pub checkpoint: Option<String>,
+    /// HTTP requests the run made, and the time spent waiting for their responses.
+    pub http_requests: u64,
+    pub http_waiting: Duration,
 }
 
 /// wasmtime 48 has its own error type; this adds context while converting it to anyhow.
@@ -695,6 +705,18 @@ impl PluginHost {
             })
     }
 
+    /// A gate for the host's own requests to `origins` (SMART discovery, token endpoints): the
+    /// same network policy as plugins get, no credentials added.
+    pub fn host_gate(&self, origins: Vec<grants::HostPattern>) -> HttpGate {
+        HttpGate {
+            grant: NetworkGrant { allowed: origins },
+            policy: self.settings.network.clone(),
+            bearer: None,
+            client: self.http_client.clone(),
+            stats: Arc::default(),
+        }
+    }
+
     /// Every plugin with its status, for the admin page and the CLI.
     pub fn list(&self) -> Vec<PluginView> {
         self.entries
@@ -802,9 +824,67 @@ impl PluginHost {
             .map_err(|e| RunFailure::Unavailable(format!("cannot open the upload: {e}")))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let seconds = plugin.manifest.limits.run_seconds;
+        let handle = SourceFileHandle {
+            file,
+            name: input.name,
+            media_type: input.media_type,
+            size,
+        };
+        self.run(plugin, ctx, seconds, move |instance, store, sink| {
+            let file = store
+                .data_mut()
+                .table
+                .push(handle)
+                .map_err(wasmtime::Error::msg)?;
+            instance.fasten_connector_connector().call_import_file(
+                store,
+                Resource::new_borrow(file.rep()),
+                sink,
+            )
+        })
+        .await
+    }
+
+    /// Runs `sync` against the connection in `request`; resources go to `ctx.batches`. Requests to
+    /// the connection's origin carry `ctx.bearer`'s token.
+    pub async fn sync(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        request: SyncRequest,
+        ctx: RunContext,
+    ) -> Result<RunOutput, RunFailure> {
+        let seconds = plugin.manifest.limits.sync_seconds;
+        self.run(plugin, ctx, seconds, move |instance, store, sink| {
+            instance
+                .fasten_connector_connector()
+                .call_sync(store, &request, sink)
+        })
+        .await
+    }
+
+    /// One run of a plugin export in a fresh store on a blocking thread: the sink and the http
+    /// gate are set up from `ctx`, `call` invokes the export, and the outcome is classified.
+    async fn run<F>(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        ctx: RunContext,
+        seconds: u64,
+        call: F,
+    ) -> Result<RunOutput, RunFailure>
+    where
+        F: FnOnce(
+                &runtime::Plugin,
+                &mut Store<RunState>,
+                Resource<SinkHandle>,
+            ) -> wasmtime::Result<Result<runtime::Summary, ConnectorError>>
+            + Send
+            + 'static,
+    {
         let runtime = tokio::runtime::Handle::current();
         let mut store = self.new_store(&plugin.manifest, seconds, runtime);
+        let stats = Arc::new(HttpStats::default());
         store.data_mut().state_store = ctx.state_store.clone();
+        store.data_mut().cancel = ctx.cancel.clone();
         store.data_mut().http = Some(HttpGate {
             grant: NetworkGrant::effective(
                 &plugin.manifest.capabilities.allowed_hosts,
@@ -812,20 +892,15 @@ impl PluginHost {
                 ctx.connection.as_ref(),
             ),
             policy: self.settings.network.clone(),
-            bearer: None,
+            bearer: ctx.bearer.clone(),
             client: self.http_client.clone(),
+            stats: stats.clone(),
         });
+        let cancel = ctx.cancel.clone();
         let job = tokio::task::spawn_blocking(move || {
-            let table = &mut store.data_mut().table;
-            let file = table
-                .push(SourceFileHandle {
-                    file,
-                    name: input.name,
-                    media_type: input.media_type,
-                    size,
-                })
-                .map_err(|e| RunFailure::Crashed(e.to_string()))?;
-            let sink = table
+            let sink = store
+                .data_mut()
+                .table
                 .push(SinkHandle {
                     batches: Some(ctx.batches),
                     refused: None,
@@ -834,13 +909,11 @@ impl PluginHost {
                     checkpoint: None,
                 })
                 .map_err(|e| RunFailure::Crashed(e.to_string()))?;
-            let result = plugin.pre.instantiate(&mut store).and_then(|instance| {
-                instance.fasten_connector_connector().call_import_file(
-                    &mut store,
-                    Resource::new_borrow(file.rep()),
-                    Resource::new_borrow(sink.rep()),
-                )
-            });
+            let borrowed = Resource::new_borrow(sink.rep());
+            let result = plugin
+                .pre
+                .instantiate(&mut store)
+                .and_then(|instance| call(&instance, &mut store, borrowed));
             let outcome = match result {
                 Err(trap) => Err(classify_trap(&store, &plugin.manifest, seconds, trap)),
                 Ok(returned) => {
@@ -856,6 +929,8 @@ impl PluginHost {
                             warnings: summary.warnings,
                             emitted: sink_state.emitted,
                             checkpoint: sink_state.checkpoint,
+                            http_requests: 0,
+                            http_waiting: Duration::ZERO,
                         }),
                     }
                 }
@@ -865,12 +940,24 @@ impl PluginHost {
             outcome
         });
         let deadline = Duration::from_secs(seconds) + BACKSTOP_GRACE;
-        match tokio::time::timeout(deadline, job).await {
+        let outcome = match tokio::time::timeout(deadline, job).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(panic)) => Err(RunFailure::Crashed(format!(
                 "the host side of the run failed: {panic}"
             ))),
             Err(_) => Err(RunFailure::TimeLimit(seconds)),
+        };
+        match outcome {
+            Ok(mut output) => {
+                output.http_requests = stats.requests();
+                output.http_waiting = stats.waiting();
+                Ok(output)
+            }
+            // However the plugin reacted, a cancelled run is reported as cancelled.
+            Err(_) if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) => {
+                Err(RunFailure::Cancelled)
+            }
+            Err(failure) => Err(failure),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! the `fasten:connector@0.1` imports.
 
 use std::io::{Read, Seek};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sqlx::SqlitePool;
@@ -18,6 +19,7 @@ wasmtime::component::bindgen!({
     world: "plugin",
     // Resource methods can fail on the host side (a bad handle); those become traps.
     imports: {
+        "fasten:connector/http": trappable,
         "fasten:connector/files": trappable,
         "fasten:connector/sink": trappable,
     },
@@ -28,7 +30,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::exports::fasten::connector::connector::{ConnectorError, PluginInfo, Summary};
-pub use self::fasten::connector::types::{AuthNeed, ConnectorKind};
+pub use self::fasten::connector::types::{AuthNeed, ConnectorKind, SyncRequest};
 
 /// At most this many resources, or bytes, in one `emit` call.
 pub const MAX_EMIT_RESOURCES: usize = 500;
@@ -95,6 +97,20 @@ pub struct RunState {
     pub runtime: tokio::runtime::Handle,
     /// The database and source for the `state` import; absent in `describe`.
     pub state_store: Option<(SqlitePool, i64)>,
+    /// Set by the host to stop the run: the next host call traps.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// The trap a cancelled run ends with; `classify_trap` recognises it.
+pub const CANCELLED: &str = "the run was cancelled";
+
+impl RunState {
+    fn check_cancelled(&self) -> wasmtime::Result<()> {
+        match &self.cancel {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(wasmtime::Error::msg(CANCELLED)),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl RunState {
@@ -111,6 +127,7 @@ impl RunState {
             http: None,
             runtime,
             state_store: None,
+            cancel: None,
         }
     }
 }
@@ -130,13 +147,15 @@ impl self::fasten::connector::http::Host for RunState {
     fn send(
         &mut self,
         request: self::fasten::connector::http::Request,
-    ) -> Result<self::fasten::connector::http::Response, self::fasten::connector::http::HttpError>
-    {
+    ) -> wasmtime::Result<
+        Result<self::fasten::connector::http::Response, self::fasten::connector::http::HttpError>,
+    > {
         use self::fasten::connector::http::{HttpError, Response};
+        self.check_cancelled()?;
         let Some(gate) = self.http.clone() else {
-            return Err(HttpError::Denied(
+            return Ok(Err(HttpError::Denied(
                 "this plugin has no network access here".into(),
-            ));
+            )));
         };
         let request = super::http::Request {
             method: request.method,
@@ -144,7 +163,10 @@ impl self::fasten::connector::http::Host for RunState {
             headers: request.headers,
             body: request.body,
         };
-        match self.runtime.block_on(gate.send(request)) {
+        let outcome = self.runtime.block_on(gate.send(request));
+        // A cancel that arrived while the request was in flight ends the run here.
+        self.check_cancelled()?;
+        Ok(match outcome {
             Ok(r) => Ok(Response {
                 status: r.status,
                 headers: r.headers,
@@ -157,7 +179,7 @@ impl self::fasten::connector::http::Host for RunState {
             Err(HttpFailure::Timeout) => Err(HttpError::Timeout),
             Err(HttpFailure::TooLarge) => Err(HttpError::TooLarge),
             Err(HttpFailure::Network(why)) => Err(HttpError::Network(why)),
-        }
+        })
     }
 }
 
@@ -296,6 +318,7 @@ impl self::fasten::connector::sink::HostBatchSink for RunState {
         sink: Resource<SinkHandle>,
         resources: Vec<String>,
     ) -> wasmtime::Result<Result<(), String>> {
+        self.check_cancelled()?;
         let handle = self.table.get_mut(&sink)?;
         if let Some(earlier) = &handle.refused {
             return Ok(Err(format!("an earlier batch was refused: {earlier}")));

@@ -6,6 +6,7 @@ pub mod account;
 pub mod admin;
 pub mod assets;
 pub mod explore;
+pub mod jobs;
 pub mod pages;
 pub mod plugins;
 pub mod render;
@@ -31,6 +32,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(plugins::router())
         .merge(sources::router())
         .merge(explore::router())
+        .merge(jobs::router())
         .fallback(|| async { AppError::NotFound });
 
     let mut layered = routes

@@ -1,4 +1,4 @@
-//! The signed-in user's own pages. Later issues fill Sources, Explore, Labs, History and Jobs;
+//! The signed-in user's own pages. Later issues fill Labs and History;
 //! until then each says what it will hold.
 
 use axum::Router;
@@ -24,11 +24,6 @@ const COMING: &[(&str, &str, &str)] = &[
         "/history",
         "History",
         "Your visits, with the conditions, procedures and results of each, will appear here.",
-    ),
-    (
-        "/jobs",
-        "Jobs",
-        "Imports and syncs running in the background, and how they ended, will be listed here.",
     ),
 ];
 

@@ -1,53 +1,94 @@
-//! The Sources page: the user's sources, and uploading a file to import. The upload is streamed
-//! to a file under `data_dir/uploads` (never held in memory), capped at `limits.upload_bytes`,
-//! imported through the plugin that takes it, and removed.
+//! The Sources page: the user's sources with their connection state, connecting a provider
+//! (catalog search or a custom SMART endpoint), the OAuth callback, Sync now / Reconnect /
+//! Delete, and uploading a file to import. The upload is streamed to a file under
+//! `data_dir/uploads` (never held in memory), capped at `limits.upload_bytes`, imported through
+//! the plugin that takes it, and removed.
 
+use axum::Form;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Multipart, State};
-use axum::http::StatusCode;
-use axum::response::{Html, Response};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use minijinja::context;
 use rand::RngCore;
+use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::render::Page;
-use crate::auth::CurrentUser;
+use crate::auth::session::{SESSION_COOKIE, id_hash};
+use crate::auth::{CurrentUser, is_https, read_cookie};
 use crate::error::AppError;
 use crate::import::{self, ImportError};
+use crate::jobs::{self, Trigger};
+use crate::sources::smart::{self, SmartError};
+use crate::sources::{self, CallbackParams, ConnectForm};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/sources", get(list)).route(
-        "/sources/upload",
-        // Room for the multipart framing around a file at the cap; the cap itself is
-        // enforced while streaming, with a clear message.
-        post(upload).layer(DefaultBodyLimit::disable()),
-    )
+    Router::new()
+        .route("/sources", get(list))
+        .route("/sources/catalog", get(catalog_search))
+        .route("/sources/connect", post(connect))
+        .route("/sources/callback", get(callback))
+        .route("/sources/{id}/sync", post(sync_now))
+        .route("/sources/{id}/reconnect", post(reconnect))
+        .route("/sources/{id}/delete", get(confirm_delete).post(delete))
+        .route(
+            "/sources/upload",
+            // Room for the multipart framing around a file at the cap; the cap itself is
+            // enforced while streaming, with a clear message.
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
 }
 
-#[derive(serde::Serialize, sqlx::FromRow)]
-struct SourceRow {
-    id: i64,
-    kind: String,
-    display_name: String,
-    records: i64,
-    created_at: i64,
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    connected: Option<i64>,
+    synced: Option<i64>,
 }
 
 async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    Query(query): Query<ListQuery>,
+    headers: HeaderMap,
     page: Page,
-) -> Result<Html<String>, AppError> {
-    let sources: Vec<SourceRow> = sqlx::query_as(
-        "SELECT s.id, s.kind, s.display_name, s.created_at,
-                (SELECT COUNT(*) FROM resources r WHERE r.source_id = s.id) AS records
-         FROM sources s WHERE s.user_id = ? ORDER BY s.display_name",
+) -> Result<Response, AppError> {
+    let notice = match (query.connected, query.synced) {
+        (Some(_), _) => Some(
+            "Connected. The first sync is running in the background; its progress is shown below."
+                .to_string(),
+        ),
+        (_, Some(_)) => Some("Sync queued. Its progress is shown below.".to_string()),
+        _ => None,
+    };
+    sources_page(
+        &state,
+        &page,
+        &headers,
+        user.id,
+        StatusCode::OK,
+        notice,
+        None,
+        &ConnectForm::default(),
     )
-    .bind(user.id)
-    .fetch_all(&state.db)
-    .await?;
+    .await
+}
+
+/// The Sources page, with an optional notice or error (a failed connect shows its form again).
+#[allow(clippy::too_many_arguments)]
+async fn sources_page(
+    state: &AppState,
+    page: &Page,
+    headers: &HeaderMap,
+    user_id: i64,
+    status: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+    form: &ConnectForm,
+) -> Result<Response, AppError> {
+    let sources = sources::list(&state.db, user_id).await?;
     let accepts: Vec<String> = state
         .plugins
         .file_importers()
@@ -59,12 +100,265 @@ async fn list(
                 .flat_map(|t| t.extensions.iter().map(|x| format!(".{x}")))
         })
         .collect();
+    page.render_status(
+        state,
+        status,
+        "sources.html",
+        context! {
+            sources => sources,
+            accepts => accepts.join(","),
+            max_upload_mib => state.config.limits.upload_bytes / (1024 * 1024),
+            notice => notice,
+            error => error,
+            form => context! { fhir_base => form.fhir_base, client_id => form.client_id,
+                               display_name => form.display_name, catalog_id => form.catalog_id },
+            providers => catalog_entries(state, ""),
+            redirect_uri => smart::redirect_uri(&public_url(state, headers)),
+        },
+    )
+}
+
+/// Catalog entries matching `query`, with what the connect form must ask for each.
+fn catalog_entries(state: &AppState, query: &str) -> Vec<minijinja::Value> {
+    state
+        .catalog
+        .search(query)
+        .into_iter()
+        .map(|e| {
+            context! {
+                id => e.id, name => e.name, aliases => e.aliases,
+                platform => state.catalog.platform_of(e).name,
+                sandbox => e.sandbox, needs_fhir_base => e.needs_fhir_base(),
+                needs_client_id => e.needs_client_id(), confidential => e.confidential,
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CatalogQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// The live search's results (htmx swaps them into the page).
+async fn catalog_search(
+    State(state): State<AppState>,
+    _: CurrentUser,
+    Query(query): Query<CatalogQuery>,
+    page: Page,
+) -> Result<Html<String>, AppError> {
     page.render(
         &state,
-        "sources.html",
-        context! { sources => sources, accepts => accepts.join(","),
-        max_upload_mib => state.config.limits.upload_bytes / (1024 * 1024) },
+        "sources_catalog.html",
+        context! { providers => catalog_entries(&state, &query.q), query => query.q },
     )
+}
+
+/// Where providers send the browser back: `public_url` when configured, else this request's.
+fn public_url(state: &AppState, headers: &HeaderMap) -> String {
+    if !state.config.public_url.is_empty() {
+        return state.config.public_url.trim_end_matches('/').to_string();
+    }
+    let scheme = if is_https(headers) { "https" } else { "http" };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}{}", state.config.base_path)
+}
+
+/// The browser session the sign-in is bound to.
+fn session_hash(headers: &HeaderMap) -> Result<[u8; 32], AppError> {
+    read_cookie(headers, SESSION_COOKIE)
+        .and_then(id_hash)
+        .ok_or(AppError::Forbidden("no session"))
+}
+
+fn ctx(state: &AppState) -> sources::Ctx<'_> {
+    sources::Ctx {
+        db: &state.db,
+        vault: &state.vault,
+        plugins: &state.plugins,
+        catalog: &state.catalog,
+    }
+}
+
+/// Sends the browser to the provider. A page rather than a redirect: the form's CSP
+/// (`form-action 'self'`) would stop a redirect to another site, while a meta refresh (with a
+/// link for browsers that ignore it) is a plain navigation.
+fn to_provider(state: &AppState, page: &Page, url: &str) -> Result<Response, AppError> {
+    Ok(page
+        .render(state, "sources_redirect.html", context! { url => url })?
+        .into_response())
+}
+
+async fn connect(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    page: Page,
+    Form(form): Form<ConnectForm>,
+) -> Result<Response, AppError> {
+    let session = session_hash(&headers)?;
+    let redirect_uri = smart::redirect_uri(&public_url(&state, &headers));
+    match sources::begin_connect(&ctx(&state), user.id, &session, &form, &redirect_uri).await {
+        Ok(url) => to_provider(&state, &page, &url),
+        Err(e) => {
+            sources_page(
+                &state,
+                &page,
+                &headers,
+                user.id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(connect_error(&e)),
+                &form,
+            )
+            .await
+        }
+    }
+}
+
+fn connect_error(e: &SmartError) -> String {
+    match e {
+        SmartError::Input(m) => m.clone(),
+        other => format!("Could not connect: {other}."),
+    }
+}
+
+async fn callback(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    Query(params): Query<CallbackParams>,
+    page: Page,
+) -> Result<Response, AppError> {
+    let session = session_hash(&headers)?;
+    match sources::finish_connect(&ctx(&state), user.id, &session, &params).await {
+        Ok(connected) => {
+            state.jobs.wake();
+            Ok(
+                Redirect::to(&state.url(&format!("/sources?connected={}", connected.source_id)))
+                    .into_response(),
+            )
+        }
+        Err(e) => {
+            tracing::info!(user_id = user.id, reason = %e, "sign-in callback refused");
+            sources_page(
+                &state,
+                &page,
+                &headers,
+                user.id,
+                StatusCode::BAD_REQUEST,
+                None,
+                Some(connect_error(&e)),
+                &ConnectForm::default(),
+            )
+            .await
+        }
+    }
+}
+
+/// The user's source `id`, or 404 (another member's source is not even acknowledged).
+async fn owned_source(state: &AppState, user_id: i64, id: i64) -> Result<(i64, String), AppError> {
+    sqlx::query_as("SELECT id, display_name FROM sources WHERE id = ? AND user_id = ?")
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+async fn sync_now(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    owned_source(&state, user.id, id).await?;
+    let has_connection: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM connections WHERE source_id = ?)")
+            .bind(id)
+            .fetch_one(&state.db)
+            .await?;
+    if !has_connection {
+        return Err(AppError::BadRequest(
+            "This source has no provider connection to sync.".into(),
+        ));
+    }
+    jobs::enqueue(&state.db, &state.jobs, user.id, id, Trigger::Manual).await?;
+    Ok(Redirect::to(&state.url(&format!("/sources?synced={id}"))).into_response())
+}
+
+async fn reconnect(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    page: Page,
+) -> Result<Response, AppError> {
+    owned_source(&state, user.id, id).await?;
+    let session = session_hash(&headers)?;
+    let redirect_uri = smart::redirect_uri(&public_url(&state, &headers));
+    match sources::begin_reconnect(&ctx(&state), user.id, &session, id, &redirect_uri).await {
+        Ok(Some(url)) => to_provider(&state, &page, &url),
+        Ok(None) => Err(AppError::NotFound),
+        Err(e) => {
+            sources_page(
+                &state,
+                &page,
+                &headers,
+                user.id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(connect_error(&e)),
+                &ConnectForm::default(),
+            )
+            .await
+        }
+    }
+}
+
+async fn confirm_delete(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<i64>,
+    page: Page,
+) -> Result<Html<String>, AppError> {
+    let (id, name) = owned_source(&state, user.id, id).await?;
+    let records: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM resources WHERE source_id = ?")
+        .bind(id)
+        .fetch_one(&state.db)
+        .await?;
+    page.render(
+        &state,
+        "source_delete.html",
+        context! { id => id, name => name, records => records },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct DeleteForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<i64>,
+    Form(form): Form<DeleteForm>,
+) -> Result<Response, AppError> {
+    owned_source(&state, user.id, id).await?;
+    if form.confirm != "yes" {
+        return Err(AppError::BadRequest(
+            "Tick the box to confirm the deletion.".into(),
+        ));
+    }
+    if !sources::delete(&state.db, &state.jobs, user.id, id).await? {
+        return Err(AppError::NotFound);
+    }
+    Ok(Redirect::to(&state.url("/sources")).into_response())
 }
 
 fn result(

@@ -189,10 +189,10 @@ impl<'de> Visitor<'de> for &mut SecondPass<'_, '_> {
             let Some(mut resource) = entry.resource else {
                 continue;
             };
-            if resource.get("id").is_none() {
-                if let Some(id) = entry.full_url.as_deref().and_then(uuid_of) {
-                    resource["id"] = Value::String(id);
-                }
+            if resource.get("id").is_none()
+                && let Some(id) = entry.full_url.as_deref().and_then(uuid_of)
+            {
+                resource["id"] = Value::String(id);
             }
             if let Err(e) = self.emitter.push(resource, self.references) {
                 self.failure = Some(e);

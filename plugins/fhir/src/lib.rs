@@ -4,10 +4,11 @@
 //! emits every resource in batches while it reads, so a file far larger than the plugin's memory
 //! limit can be imported. A Bundle is read twice: the first pass only collects each entry's
 //! `fullUrl` and identity (and proves the whole file is valid JSON before anything is emitted),
-//! the second rewrites `urn:uuid:` references to `Type/id` and emits. `sync` (SMART-on-FHIR
-//! against a provider) arrives with the provider-connection issue.
+//! the second rewrites `urn:uuid:` references to `Type/id` and emits. `sync` reads a patient's
+//! records from a FHIR R4 server the host has connected with SMART on FHIR (see `sync`).
 
 mod bundle;
+mod sync;
 
 use std::collections::HashMap;
 
@@ -58,10 +59,8 @@ impl Guest for Fhir {
         }
     }
 
-    fn sync(_: SyncRequest, _: &BatchSink) -> Result<Summary, ConnectorError> {
-        Err(ConnectorError::Fatal(
-            "syncing from a FHIR server is not available in this version of the FHIR plugin".into(),
-        ))
+    fn sync(request: SyncRequest, out: &BatchSink) -> Result<Summary, ConnectorError> {
+        sync::run(request, out)
     }
 
     fn import_file(file: &SourceFile, out: &BatchSink) -> Result<Summary, ConnectorError> {
@@ -266,10 +265,10 @@ pub(crate) fn rewrite_references(value: &mut Value, references: &HashMap<String,
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
                 if key == "reference" {
-                    if let Value::String(target) = child {
-                        if let Some(local) = references.get(target.as_str()) {
-                            *target = local.clone();
-                        }
+                    if let Value::String(target) = child
+                        && let Some(local) = references.get(target.as_str())
+                    {
+                        *target = local.clone();
                     }
                 } else {
                     rewrite_references(child, references);

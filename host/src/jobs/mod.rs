@@ -1,0 +1,328 @@
+//! Background jobs: a persistent queue in SQLite and the runner that works through it.
+//!
+//! A sync never runs inside an HTTP request: handlers enqueue and wake the runner. The queue is
+//! a table, so it survives restarts; a job that was running when the process died is marked
+//! `interrupted` at start and queued again as a new job. At most one job per source runs at a
+//! time, and at most `sync.concurrency` in all.
+
+pub mod runner;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use tokio::sync::Notify;
+
+use crate::store::unix_now;
+
+/// What started a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Connect,
+    Manual,
+    Schedule,
+    Restart,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Connect => "connect",
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
+            Trigger::Restart => "restart",
+        }
+    }
+}
+
+/// The in-memory side of the queue: a bell for the runner and the cancel flags of running jobs.
+#[derive(Default)]
+pub struct JobQueue {
+    wake: Notify,
+    running: Mutex<HashMap<i64, Arc<AtomicBool>>>,
+}
+
+impl JobQueue {
+    /// Tells the runner to look at the queue now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// The cancel flag for a job about to run.
+    pub(crate) fn register(&self, job_id: i64) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.running
+            .lock()
+            .expect("running jobs lock")
+            .insert(job_id, flag.clone());
+        flag
+    }
+
+    pub(crate) fn unregister(&self, job_id: i64) {
+        self.running
+            .lock()
+            .expect("running jobs lock")
+            .remove(&job_id);
+    }
+
+    fn raise(&self, job_id: i64) {
+        if let Some(flag) = self.running.lock().expect("running jobs lock").get(&job_id) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Cancels a job: a queued one at once, a running one at its next request or record. Only the
+    /// job's owner, or an administrator, may; false when the job is not theirs or already over.
+    pub async fn cancel(
+        &self,
+        db: &SqlitePool,
+        job_id: i64,
+        user_id: i64,
+        is_admin: bool,
+    ) -> sqlx::Result<bool> {
+        let now = unix_now();
+        let queued = sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = 'Cancelled before it started.'
+             WHERE id = ? AND status = 'queued' AND (user_id = ? OR ?)",
+        )
+        .bind(now)
+        .bind(job_id)
+        .bind(user_id)
+        .bind(is_admin)
+        .execute(db)
+        .await?
+        .rows_affected();
+        if queued > 0 {
+            return Ok(true);
+        }
+        let running = sqlx::query(
+            "UPDATE jobs SET cancel_requested = 1
+             WHERE id = ? AND status = 'running' AND (user_id = ? OR ?)",
+        )
+        .bind(job_id)
+        .bind(user_id)
+        .bind(is_admin)
+        .execute(db)
+        .await?
+        .rows_affected();
+        if running > 0 {
+            self.raise(job_id);
+        }
+        Ok(running > 0)
+    }
+
+    /// Cancels every unfinished job of a source (before it is deleted).
+    pub async fn cancel_for_source(&self, db: &SqlitePool, source_id: i64) -> sqlx::Result<()> {
+        let running: Vec<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET cancel_requested = 1 WHERE source_id = ? AND status = 'running'
+             RETURNING id",
+        )
+        .bind(source_id)
+        .fetch_all(db)
+        .await?;
+        for id in running {
+            self.raise(id);
+        }
+        sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', finished_at = ?,
+               error = 'Cancelled: the source was deleted.'
+             WHERE source_id = ? AND status = 'queued'",
+        )
+        .bind(unix_now())
+        .bind(source_id)
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Queues a sync of a source inside the caller's transaction, unless one is already waiting.
+/// Answers the waiting or new job's id.
+pub async fn enqueue_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    user_id: i64,
+    source_id: i64,
+    trigger: Trigger,
+) -> sqlx::Result<i64> {
+    let waiting: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE source_id = ? AND status = 'queued' ORDER BY id LIMIT 1",
+    )
+    .bind(source_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(id) = waiting {
+        // Someone asked now: a waiting retry or scheduled job runs now rather than later.
+        if trigger == Trigger::Manual {
+            sqlx::query("UPDATE jobs SET run_after = ? WHERE id = ?")
+                .bind(unix_now())
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        return Ok(id);
+    }
+    let now = unix_now();
+    sqlx::query_scalar(
+        "INSERT INTO jobs (kind, user_id, source_id, source_name, status, trigger, run_after,
+           created_at)
+         SELECT 'sync', ?, id, display_name, 'queued', ?, ?, ? FROM sources WHERE id = ?
+         RETURNING id",
+    )
+    .bind(user_id)
+    .bind(trigger.as_str())
+    .bind(now)
+    .bind(now)
+    .bind(source_id)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// Queues a sync (see [`enqueue_in`]) and wakes the runner.
+pub async fn enqueue(
+    db: &SqlitePool,
+    queue: &JobQueue,
+    user_id: i64,
+    source_id: i64,
+    trigger: Trigger,
+) -> sqlx::Result<i64> {
+    let mut tx = db.begin().await?;
+    let id = enqueue_in(&mut tx, user_id, source_id, trigger).await?;
+    tx.commit().await?;
+    queue.wake();
+    Ok(id)
+}
+
+/// At start-up: jobs left `running` by a process that died are marked `interrupted` and queued
+/// again. Answers how many were re-queued.
+pub async fn recover(db: &SqlitePool) -> sqlx::Result<u64> {
+    let now = unix_now();
+    let mut tx = db.begin().await?;
+    let interrupted: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
+        "UPDATE jobs SET status = 'interrupted', finished_at = ?,
+           error = 'Fasten stopped while this job was running; it was queued again.'
+         WHERE status = 'running' RETURNING id, user_id, source_id",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut requeued = 0;
+    for (_, user_id, source_id) in interrupted {
+        if let Some(source_id) = source_id {
+            enqueue_in(&mut tx, user_id, source_id, Trigger::Restart).await?;
+            requeued += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(requeued)
+}
+
+/// A job as the Jobs page shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct JobView {
+    pub id: i64,
+    pub kind: String,
+    pub user_id: i64,
+    pub username: String,
+    pub source_id: Option<i64>,
+    pub source_name: String,
+    pub status: String,
+    pub trigger: String,
+    pub attempt: i64,
+    pub run_after: i64,
+    pub progress_done: i64,
+    pub progress_total: Option<i64>,
+    pub added: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub warnings: String,
+    pub error: Option<String>,
+    pub cancel_requested: bool,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl JobView {
+    pub fn is_active(&self) -> bool {
+        matches!(self.status.as_str(), "queued" | "running")
+    }
+
+    pub fn warning_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.warnings).unwrap_or_default()
+    }
+}
+
+/// Which jobs to list.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct JobFilter {
+    /// `active` (queued or running), `failed` (failed, interrupted), or an exact status.
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub source: Option<i64>,
+}
+
+const JOB_COLUMNS: &str = "j.id, j.kind, j.user_id, u.username, j.source_id, j.source_name,
+    j.status, j.trigger, j.attempt, j.run_after, j.progress_done, j.progress_total, j.added,
+    j.updated, j.unchanged, j.warnings, j.error, j.cancel_requested, j.created_at, j.started_at,
+    j.finished_at";
+
+/// The newest jobs the viewer may see: their own, or everyone's for an administrator.
+pub async fn list(
+    db: &SqlitePool,
+    viewer: i64,
+    everyone: bool,
+    filter: &JobFilter,
+    limit: i64,
+) -> sqlx::Result<Vec<JobView>> {
+    let statuses: Vec<&str> = match filter.status.as_str() {
+        "" => vec![],
+        "active" => vec!["queued", "running"],
+        "failed" => vec!["failed", "interrupted"],
+        "succeeded" => vec!["succeeded", "warnings"],
+        other => vec![other],
+    };
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id
+         WHERE (j.user_id = ? OR ?)
+           AND (? = '[]' OR j.status IN (SELECT value FROM json_each(?)))
+           AND (? IS NULL OR j.source_id = ?)
+         ORDER BY j.id DESC LIMIT ?"
+    );
+    let statuses = serde_json::to_string(&statuses).expect("strings serialise");
+    sqlx::query_as(&sql)
+        .bind(viewer)
+        .bind(everyone)
+        .bind(&statuses)
+        .bind(&statuses)
+        .bind(filter.source)
+        .bind(filter.source)
+        .bind(limit)
+        .fetch_all(db)
+        .await
+}
+
+/// One job, if the viewer may see it.
+pub async fn get(
+    db: &SqlitePool,
+    job_id: i64,
+    viewer: i64,
+    everyone: bool,
+) -> sqlx::Result<Option<JobView>> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id
+         WHERE j.id = ? AND (j.user_id = ? OR ?)"
+    );
+    sqlx::query_as(&sql)
+        .bind(job_id)
+        .bind(viewer)
+        .bind(everyone)
+        .fetch_optional(db)
+        .await
+}

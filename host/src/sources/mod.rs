@@ -1,0 +1,627 @@
+//! Sources: where a user's records come from. A provider connection (SMART-on-FHIR) is a source
+//! with a `connections` row; uploads are sources without one. This module connects, reconnects,
+//! lists and deletes sources; the OAuth protocol is in [`smart`], token use during a sync in
+//! [`tokens`].
+
+pub mod smart;
+pub mod tokens;
+
+use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+
+use self::smart::{ClientAuth, OAuthClient, SmartError, Tokens, labels};
+use crate::catalog::{self, Catalog};
+use crate::jobs::{self, Trigger};
+use crate::plugins::PluginHost;
+use crate::store::unix_now;
+use crate::vault::Vault;
+
+/// The plugin that syncs SMART-on-FHIR connections.
+pub const FHIR_PLUGIN: &str = "fhir";
+
+/// A connection as the sync needs it, secrets opened.
+#[derive(Clone)]
+pub struct Connection {
+    pub source_id: i64,
+    pub user_id: i64,
+    pub display_name: String,
+    pub fhir_base: String,
+    pub oauth: OAuthClient,
+    pub scopes_requested: String,
+    pub patient_id: Option<String>,
+    pub access_token: Option<String>,
+    pub refresh_token: Option<String>,
+    pub access_expires_at: Option<i64>,
+    pub status: String,
+    pub status_message: Option<String>,
+    pub sync_settings: Vec<(String, String)>,
+    pub sync_cursor: Option<String>,
+    pub catalog_id: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ConnectionRow {
+    user_id: i64,
+    display_name: String,
+    catalog_id: Option<String>,
+    fhir_base: String,
+    authorize_url: String,
+    token_url: String,
+    client_id: String,
+    client_secret: Option<Vec<u8>>,
+    client_auth: ClientAuth,
+    scopes_requested: String,
+    patient_id: Option<String>,
+    access_token: Option<Vec<u8>>,
+    refresh_token: Option<Vec<u8>>,
+    access_expires_at: Option<i64>,
+    status: String,
+    status_message: Option<String>,
+    sync_settings: String,
+    sync_cursor: Option<String>,
+}
+
+/// Loads a connection with its secrets opened. `None` when the source has no connection.
+pub async fn load_connection(
+    db: &SqlitePool,
+    vault: &Vault,
+    source_id: i64,
+) -> anyhow::Result<Option<Connection>> {
+    let row: Option<ConnectionRow> = sqlx::query_as(
+        "SELECT s.user_id, s.display_name, c.catalog_id, c.fhir_base,
+                c.authorize_url, c.token_url, c.client_id, c.client_secret, c.client_auth,
+                c.scopes_requested, c.patient_id, c.access_token, c.refresh_token,
+                c.access_expires_at, c.status, c.status_message, c.sync_settings, c.sync_cursor
+         FROM connections c JOIN sources s ON s.id = c.source_id WHERE c.source_id = ?",
+    )
+    .bind(source_id)
+    .fetch_optional(db)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let open = |label: String, sealed: Option<Vec<u8>>| -> anyhow::Result<Option<String>> {
+        Ok(match sealed {
+            Some(bytes) => Some(vault.open(&label, &bytes)?),
+            None => None,
+        })
+    };
+    Ok(Some(Connection {
+        source_id,
+        user_id: row.user_id,
+        display_name: row.display_name,
+        fhir_base: row.fhir_base,
+        oauth: OAuthClient {
+            authorize_url: row.authorize_url,
+            token_url: row.token_url,
+            client_id: row.client_id,
+            client_secret: open(labels::client_secret(source_id), row.client_secret)?,
+            client_auth: row.client_auth,
+            redirect_uri: None,
+        },
+        scopes_requested: row.scopes_requested,
+        patient_id: row.patient_id,
+        access_token: open(labels::access(source_id), row.access_token)?,
+        refresh_token: open(labels::refresh(source_id), row.refresh_token)?,
+        access_expires_at: row.access_expires_at,
+        status: row.status,
+        status_message: row.status_message,
+        sync_settings: serde_json::from_str(&row.sync_settings).unwrap_or_default(),
+        sync_cursor: row.sync_cursor,
+        catalog_id: row.catalog_id,
+    }))
+}
+
+pub async fn mark_needs_reconnect(
+    db: &SqlitePool,
+    source_id: i64,
+    message: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE connections SET status = 'needs_reconnect', status_message = ? WHERE source_id = ?",
+    )
+    .bind(message)
+    .bind(source_id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// What the user chose on the Sources page: a catalog entry, or a custom endpoint.
+#[derive(Debug, Default, Deserialize)]
+pub struct ConnectForm {
+    #[serde(default)]
+    pub catalog_id: String,
+    #[serde(default)]
+    pub fhir_base: String,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: String,
+    #[serde(default)]
+    pub display_name: String,
+}
+
+/// A connection being made, kept in `oauth_pending` until the provider sends the user back.
+#[derive(Debug, Serialize, Deserialize)]
+struct Draft {
+    display_name: String,
+    catalog_id: Option<String>,
+    fhir_base: String,
+    oauth: OAuthClient,
+    /// The client secret, sealed under the pending row's label, hex-encoded.
+    sealed_secret: Option<String>,
+    scopes: String,
+    sync_settings: Vec<(String, String)>,
+}
+
+/// Everything connecting needs from the running Fasten.
+pub struct Ctx<'a> {
+    pub db: &'a SqlitePool,
+    pub vault: &'a Vault,
+    pub plugins: &'a PluginHost,
+    pub catalog: &'a Catalog,
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// Starts connecting a new source: resolves the endpoints (catalog or discovery), records the
+/// pending sign-in and answers the provider URL to send the browser to.
+pub async fn begin_connect(
+    ctx: &Ctx<'_>,
+    user_id: i64,
+    session_hash: &[u8],
+    form: &ConnectForm,
+    redirect_uri: &str,
+) -> Result<String, SmartError> {
+    let entry = match non_empty(&form.catalog_id) {
+        Some(id) => Some(ctx.catalog.entry(&id).ok_or_else(|| {
+            SmartError::Input(format!("There is no provider {id:?} in the catalog."))
+        })?),
+        None => None,
+    };
+    let base_text = match entry {
+        Some(e) if !e.needs_fhir_base() => e.fhir_base.clone(),
+        _ => non_empty(&form.fhir_base)
+            .ok_or_else(|| SmartError::Input("Enter the FHIR base URL of the provider.".into()))?,
+    };
+    let base = smart::normalize_base(&base_text)?;
+    let client_id = match entry {
+        Some(e) if !e.needs_client_id() => e.client_id.clone(),
+        _ => non_empty(&form.client_id).ok_or_else(|| {
+            SmartError::Input(
+                "Enter the client id of your app registration with this provider.".into(),
+            )
+        })?,
+    };
+    let client_secret = non_empty(&form.client_secret);
+    if entry.is_some_and(|e| e.confidential) && client_secret.is_none() {
+        return Err(SmartError::Input(
+            "This provider needs the client secret of your app registration.".into(),
+        ));
+    }
+    let (authorize_url, token_url, smart_v2) = match entry {
+        Some(catalog::Entry {
+            authorize_url: Some(a),
+            token_url: Some(t),
+            ..
+        }) => (a.clone(), t.clone(), false),
+        _ => {
+            let found = smart::discover(ctx.plugins, &base).await?;
+            (found.authorize_url, found.token_url, found.smart_v2)
+        }
+    };
+    let scopes = match entry {
+        Some(e) => e.scopes_to_request(smart_v2).to_string(),
+        None if smart_v2 => catalog::DEFAULT_SCOPES_V2.to_string(),
+        None => catalog::DEFAULT_SCOPES_V1.to_string(),
+    };
+    let display_name = non_empty(&form.display_name)
+        .or_else(|| entry.map(|e| e.name.clone()))
+        .unwrap_or_else(|| base.host_str().unwrap_or("FHIR server").to_string());
+    let draft = Draft {
+        display_name,
+        catalog_id: entry.map(|e| e.id.clone()),
+        fhir_base: base.as_str().trim_end_matches('/').to_string(),
+        oauth: OAuthClient {
+            authorize_url,
+            token_url,
+            client_id,
+            client_auth: if client_secret.is_some() {
+                ClientAuth::Basic
+            } else {
+                ClientAuth::None
+            },
+            client_secret,
+            redirect_uri: Some(redirect_uri.to_string()),
+        },
+        sealed_secret: None,
+        scopes,
+        sync_settings: entry
+            .map(|e| ctx.catalog.platform_of(e).sync_settings())
+            .unwrap_or_default(),
+    };
+    start(ctx, user_id, session_hash, None, draft).await
+}
+
+/// Starts the sign-in again for an existing source (its refresh token no longer works).
+pub async fn begin_reconnect(
+    ctx: &Ctx<'_>,
+    user_id: i64,
+    session_hash: &[u8],
+    source_id: i64,
+    redirect_uri: &str,
+) -> Result<Option<String>, SmartError> {
+    let connection = load_connection(ctx.db, ctx.vault, source_id)
+        .await
+        .map_err(|e| SmartError::Input(e.to_string()))?;
+    let Some(connection) = connection.filter(|c| c.user_id == user_id) else {
+        return Ok(None);
+    };
+    let mut oauth = connection.oauth.clone();
+    oauth.redirect_uri = Some(redirect_uri.to_string());
+    let draft = Draft {
+        display_name: connection.display_name,
+        catalog_id: connection.catalog_id,
+        fhir_base: connection.fhir_base,
+        oauth,
+        sealed_secret: None,
+        scopes: connection.scopes_requested,
+        sync_settings: connection.sync_settings,
+    };
+    start(ctx, user_id, session_hash, Some(source_id), draft)
+        .await
+        .map(Some)
+}
+
+async fn start(
+    ctx: &Ctx<'_>,
+    user_id: i64,
+    session_hash: &[u8],
+    source_id: Option<i64>,
+    mut draft: Draft,
+) -> Result<String, SmartError> {
+    let authorization = draft.oauth.authorize(&draft.fhir_base, &draft.scopes)?;
+    let state_hash = smart::hash(&authorization.state);
+    let label = labels::pending(&hex::encode(&state_hash));
+    draft.sealed_secret = draft
+        .oauth
+        .client_secret
+        .as_deref()
+        .map(|s| hex::encode(ctx.vault.seal(&label, s)));
+    let now = unix_now();
+    let stored = async {
+        sqlx::query("DELETE FROM oauth_pending WHERE created_at < ?")
+            .bind(now - smart::PENDING_SECONDS)
+            .execute(ctx.db)
+            .await?;
+        sqlx::query(
+            "INSERT INTO oauth_pending (state_hash, session_hash, user_id, source_id, connection,
+               pkce_verifier, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&state_hash)
+        .bind(session_hash)
+        .bind(user_id)
+        .bind(source_id)
+        .bind(serde_json::to_string(&draft).expect("a draft serialises"))
+        .bind(ctx.vault.seal(&label, &authorization.pkce_verifier))
+        .bind(now)
+        .execute(ctx.db)
+        .await
+    };
+    stored
+        .await
+        .map_err(|e| SmartError::Input(format!("Fasten could not record the sign-in: {e}")))?;
+    Ok(authorization.url)
+}
+
+/// What the provider sent back to `/sources/callback`.
+#[derive(Debug, Default, Deserialize)]
+pub struct CallbackParams {
+    pub state: Option<String>,
+    pub code: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+/// A finished connection: its source and the first sync job.
+pub struct Connected {
+    pub source_id: i64,
+    pub display_name: String,
+    pub job_id: i64,
+}
+
+/// Completes a sign-in: checks the state against this browser session (single use, ten
+/// minutes), exchanges the code, stores the connection with sealed tokens and queues the first
+/// sync. Every refusal is a sentence for the page.
+pub async fn finish_connect(
+    ctx: &Ctx<'_>,
+    user_id: i64,
+    session_hash: &[u8],
+    params: &CallbackParams,
+) -> Result<Connected, SmartError> {
+    let state = params
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            SmartError::Input(
+                "The provider's answer did not say which sign-in it belongs to (no state). Start \
+             again from Sources."
+                    .into(),
+            )
+        })?;
+    let state_hash = smart::hash(state);
+    // Deleting first makes the state single-use even if two callbacks race.
+    let pending: Option<(Vec<u8>, i64, Option<i64>, String, Vec<u8>, i64)> = sqlx::query_as(
+        "DELETE FROM oauth_pending WHERE state_hash = ?
+         RETURNING session_hash, user_id, source_id, connection, pkce_verifier, created_at",
+    )
+    .bind(&state_hash)
+    .fetch_optional(ctx.db)
+    .await
+    .map_err(|e| SmartError::Input(format!("Fasten could not read the sign-in: {e}")))?;
+    let unknown = || {
+        SmartError::Input(
+            "This sign-in is unknown, was already used, or has expired. Start again from Sources."
+                .into(),
+        )
+    };
+    let Some((pending_session, pending_user, source_id, draft, sealed_verifier, created_at)) =
+        pending
+    else {
+        return Err(unknown());
+    };
+    if pending_session != session_hash || pending_user != user_id {
+        return Err(SmartError::Input(
+            "This sign-in was started in another browser session. Start again from Sources.".into(),
+        ));
+    }
+    if unix_now() - created_at > smart::PENDING_SECONDS {
+        return Err(SmartError::Input(
+            "The sign-in took longer than ten minutes and has expired. Start again from Sources."
+                .into(),
+        ));
+    }
+    if let Some(error) = &params.error {
+        let detail = params
+            .error_description
+            .as_deref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        return Err(SmartError::Refused(if error == "access_denied" {
+            format!("access was not granted at the provider{detail}. Nothing was connected.")
+        } else {
+            format!("the provider answered {error}{detail}. Nothing was connected.")
+        }));
+    }
+    let code = params
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            SmartError::Input("The provider sent no authorization code. Start again.".into())
+        })?;
+    let mut draft: Draft = serde_json::from_str(&draft)
+        .map_err(|e| SmartError::Input(format!("the pending sign-in is unreadable: {e}")))?;
+    let label = labels::pending(&hex::encode(&state_hash));
+    let open = |sealed: &[u8]| {
+        ctx.vault
+            .open(&label, sealed)
+            .map_err(|e| SmartError::Input(e.to_string()))
+    };
+    let verifier = open(&sealed_verifier)?;
+    if let Some(sealed) = &draft.sealed_secret {
+        let bytes = hex::decode(sealed).map_err(|e| SmartError::Input(e.to_string()))?;
+        draft.oauth.client_secret = Some(open(&bytes)?);
+    }
+    let tokens = draft
+        .oauth
+        .exchange_code(ctx.plugins, code, &verifier)
+        .await?;
+    store_connection(ctx, user_id, source_id, &draft, &tokens)
+        .await
+        .map_err(|e| SmartError::Input(format!("Fasten could not store the connection: {e}")))
+}
+
+async fn store_connection(
+    ctx: &Ctx<'_>,
+    user_id: i64,
+    existing: Option<i64>,
+    draft: &Draft,
+    tokens: &Tokens,
+) -> sqlx::Result<Connected> {
+    let now = unix_now();
+    let mut tx = ctx.db.begin().await?;
+    let source_id = match existing {
+        Some(id) => id,
+        None => sqlx::query_scalar(
+            "INSERT INTO sources (user_id, kind, display_name, plugin_id, created_at, updated_at)
+                 VALUES (?, 'smart', ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(user_id)
+        .bind(&draft.display_name)
+        .bind(FHIR_PLUGIN)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?,
+    };
+    let vault = ctx.vault;
+    let secret = draft
+        .oauth
+        .client_secret
+        .as_deref()
+        .map(|s| vault.seal(&labels::client_secret(source_id), s));
+    let refresh = tokens
+        .refresh_token
+        .as_deref()
+        .map(|t| vault.seal(&labels::refresh(source_id), t));
+    // A reconnect replaces the credentials and keeps the source, its records and sync cursor.
+    sqlx::query(
+        "INSERT INTO connections (source_id, catalog_id, fhir_base, authorize_url, token_url,
+           client_id, client_secret, client_auth, scopes_requested, scopes_granted, patient_id,
+           access_token, refresh_token, access_expires_at, refresh_expires_at, status,
+           status_message, sync_settings, sync_every_seconds, next_sync_at, connected_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'connected', NULL, ?, ?, NULL, ?)
+         ON CONFLICT (source_id) DO UPDATE SET
+           authorize_url = excluded.authorize_url, token_url = excluded.token_url,
+           client_secret = excluded.client_secret, scopes_granted = excluded.scopes_granted,
+           patient_id = COALESCE(excluded.patient_id, connections.patient_id),
+           access_token = excluded.access_token, refresh_token = excluded.refresh_token,
+           access_expires_at = excluded.access_expires_at,
+           refresh_expires_at = excluded.refresh_expires_at,
+           status = 'connected', status_message = NULL, connected_at = excluded.connected_at",
+    )
+    .bind(source_id)
+    .bind(&draft.catalog_id)
+    .bind(&draft.fhir_base)
+    .bind(&draft.oauth.authorize_url)
+    .bind(&draft.oauth.token_url)
+    .bind(&draft.oauth.client_id)
+    .bind(secret)
+    .bind(draft.oauth.client_auth)
+    .bind(&draft.scopes)
+    .bind(&tokens.scope)
+    .bind(&tokens.patient)
+    .bind(vault.seal(&labels::access(source_id), &tokens.access_token))
+    .bind(refresh)
+    .bind(tokens.access_expires_at)
+    .bind(tokens.refresh_expires_at)
+    .bind(serde_json::to_string(&draft.sync_settings).expect("pairs serialise"))
+    .bind(None::<i64>)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE sources SET updated_at = ? WHERE id = ?")
+        .bind(now)
+        .bind(source_id)
+        .execute(&mut *tx)
+        .await?;
+    let job_id = jobs::enqueue_in(&mut tx, user_id, source_id, Trigger::Connect).await?;
+    tx.commit().await?;
+    tracing::info!(
+        user_id,
+        source_id,
+        reconnect = existing.is_some(),
+        "source connected"
+    );
+    Ok(Connected {
+        source_id,
+        display_name: draft.display_name.clone(),
+        job_id,
+    })
+}
+
+/// One row of the Sources page.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct SourceView {
+    pub id: i64,
+    pub kind: String,
+    pub display_name: String,
+    pub created_at: i64,
+    pub records: i64,
+    pub fhir_base: Option<String>,
+    pub status: Option<String>,
+    pub status_message: Option<String>,
+    pub access_expires_at: Option<i64>,
+    pub refresh_expires_at: Option<i64>,
+    pub has_refresh_token: Option<bool>,
+    pub scopes_granted: Option<String>,
+    pub last_sync_at: Option<i64>,
+    pub next_sync_at: Option<i64>,
+    pub job_id: Option<i64>,
+    pub job_status: Option<String>,
+    /// A sentence about the sign-in's expiry, when it matters.
+    #[sqlx(skip)]
+    pub expiry: Option<String>,
+}
+
+/// The user's sources with their connection state and latest job.
+pub async fn list(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<SourceView>> {
+    sqlx::query_as(
+        "SELECT s.id, s.kind, s.display_name, s.created_at,
+                (SELECT COUNT(*) FROM resources r WHERE r.source_id = s.id) AS records,
+                c.fhir_base, c.status, c.status_message, c.access_expires_at,
+                c.refresh_expires_at, c.refresh_token IS NOT NULL AS has_refresh_token,
+                c.scopes_granted, c.last_sync_at, c.next_sync_at,
+                j.id AS job_id, j.status AS job_status
+         FROM sources s
+         LEFT JOIN connections c ON c.source_id = s.id
+         LEFT JOIN jobs j ON j.id = (SELECT MAX(id) FROM jobs WHERE source_id = s.id)
+         WHERE s.user_id = ? ORDER BY s.display_name, s.id",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await
+    .map(|views: Vec<SourceView>| {
+        views
+            .into_iter()
+            .map(|mut view| {
+                view.expiry = expiry_note(&view);
+                view
+            })
+            .collect()
+    })
+}
+
+/// Deletes a source of the user with all its records, after stopping its jobs. False when the
+/// user has no such source.
+pub async fn delete(
+    db: &SqlitePool,
+    queue: &jobs::JobQueue,
+    user_id: i64,
+    source_id: i64,
+) -> sqlx::Result<bool> {
+    let owned: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM sources WHERE id = ? AND user_id = ?")
+            .bind(source_id)
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?;
+    if owned.is_none() {
+        return Ok(false);
+    }
+    queue.cancel_for_source(db, source_id).await?;
+    let mut tx = db.begin().await?;
+    // Tokens live in the resources' sibling table; both go with the source (ON DELETE CASCADE).
+    sqlx::query("DELETE FROM sources WHERE id = ? AND user_id = ?")
+        .bind(source_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(user_id, source_id, "source deleted");
+    Ok(true)
+}
+
+/// Whether a refresh token is close to its end, for the warning on the Sources page.
+pub fn expiry_note(view: &SourceView) -> Option<String> {
+    let now = unix_now();
+    if view.status.as_deref() != Some("connected") {
+        return None;
+    }
+    match (view.refresh_expires_at, view.has_refresh_token) {
+        (Some(at), _) if at <= now => Some("The sign-in has expired — reconnect.".into()),
+        (Some(at), _) if at - now < 7 * 86400 => Some(format!(
+            "Refresh token expires in {} — reconnect soon.",
+            smart::in_words(at - now)
+        )),
+        (Some(at), _) => Some(format!(
+            "Refresh token expires in {}.",
+            smart::in_words(at - now)
+        )),
+        (None, Some(false)) => view.access_expires_at.map(|at| {
+            if at <= now {
+                "Access has expired and this provider gave no refresh token — reconnect.".into()
+            } else {
+                format!(
+                    "Access expires in {} and this provider gave no refresh token.",
+                    smart::in_words(at - now)
+                )
+            }
+        }),
+        _ => None,
+    }
+}

@@ -1,0 +1,202 @@
+//! One sync of a provider connection, as a background job runs it: the FHIR plugin fetches the
+//! patient's records through the host's http capability (which adds and refreshes the token),
+//! and what it emits is stored in one transaction only when the whole run succeeded, so a failed
+//! or cancelled sync leaves the records of earlier syncs exactly as they were.
+//!
+//! The records are gathered in memory while the plugin runs rather than written as they come:
+//! a sync waits on the network for minutes, and a write transaction held that long would block
+//! every other writer (uploads, other members' syncs) behind SQLite's single-writer lock.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::fhir::Prepared;
+use crate::fhir::ingest::{Counts, Writer};
+use crate::plugins::{PluginError, RunContext, RunFailure, SyncRequest};
+use crate::sources::tokens::{ConnectionTokens, RefreshProblem};
+use crate::sources::{self, FHIR_PLUGIN};
+use crate::state::AppState;
+use crate::store::unix_now;
+
+/// A finished sync.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    pub counts: Counts,
+    pub warnings: Vec<String>,
+    pub emitted: u64,
+    pub http_requests: u64,
+    pub token_refreshes: u32,
+    /// Where the time went: the whole run, waiting on the provider, and writing.
+    pub run_time: Duration,
+    pub http_waiting: Duration,
+    pub write_time: Duration,
+}
+
+/// How a sync ended, for the job record.
+#[derive(Debug)]
+pub enum SyncOutcome {
+    Done(SyncReport),
+    /// A temporary problem; `after_seconds` when the provider said how long to wait.
+    Retry {
+        reason: String,
+        after_seconds: Option<i64>,
+    },
+    Failed(String),
+    Cancelled,
+}
+
+/// Runs one sync of `source_id`. `progress` receives the plugin's (done, total).
+pub async fn run(
+    state: &AppState,
+    source_id: i64,
+    cancel: Arc<AtomicBool>,
+    progress: Arc<Mutex<(u64, Option<u64>)>>,
+) -> SyncOutcome {
+    match run_inner(state, source_id, cancel, progress).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::error!(source_id, error = %format!("{e:#}"), "sync failed inside Fasten");
+            SyncOutcome::Failed(format!("Fasten could not complete the sync: {e:#}"))
+        }
+    }
+}
+
+async fn run_inner(
+    state: &AppState,
+    source_id: i64,
+    cancel: Arc<AtomicBool>,
+    progress: Arc<Mutex<(u64, Option<u64>)>>,
+) -> anyhow::Result<SyncOutcome> {
+    let started = Instant::now();
+    let Some(connection) = sources::load_connection(&state.db, &state.vault, source_id).await?
+    else {
+        return Ok(SyncOutcome::Failed(
+            "This source has no provider connection to sync.".into(),
+        ));
+    };
+    if connection.status != "connected" {
+        return Ok(SyncOutcome::Failed(
+            connection.status_message.unwrap_or_else(|| {
+                "This source needs to be reconnected before it can sync.".into()
+            }),
+        ));
+    }
+    let Some(plugin) = state.plugins.get(FHIR_PLUGIN) else {
+        return Ok(SyncOutcome::Retry {
+            reason: "The FHIR plugin is not loaded (see Admin → Plugins).".into(),
+            after_seconds: None,
+        });
+    };
+    let base = url::Url::parse(&connection.fhir_base)?;
+    let request = SyncRequest {
+        base_url: connection.fhir_base.clone(),
+        patient_id: connection.patient_id.clone(),
+        cursor: connection.sync_cursor.clone(),
+        settings: connection.sync_settings.clone(),
+    };
+    let user_id = connection.user_id;
+    let tokens = Arc::new(ConnectionTokens::new(
+        state.db.clone(),
+        state.vault.clone(),
+        state.plugins.clone(),
+        connection,
+    ));
+
+    let (batches, mut received) = mpsc::channel::<Vec<Prepared>>(8);
+    let gathering = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(batch) = received.recv().await {
+            all.extend(batch);
+        }
+        all
+    });
+    let ctx = RunContext {
+        batches,
+        progress,
+        state_store: Some((state.db.clone(), source_id)),
+        connection: Some(base),
+        bearer: Some(tokens.clone()),
+        cancel: Some(cancel.clone()),
+    };
+    let outcome = state.plugins.sync(plugin, request, ctx).await;
+    let resources = gathering.await?;
+    let run_time = started.elapsed();
+
+    let output = match outcome {
+        Ok(_) if cancel.load(Ordering::Relaxed) => return Ok(SyncOutcome::Cancelled),
+        Ok(output) => output,
+        Err(failure) => return Ok(classify(state, source_id, failure, &tokens).await?),
+    };
+
+    let writing = Instant::now();
+    let mut writer = Writer::begin(&state.db, user_id, source_id).await?;
+    for chunk in resources.chunks(500) {
+        writer.write(chunk).await?;
+    }
+    if cancel.load(Ordering::Relaxed) {
+        writer.rollback().await?;
+        return Ok(SyncOutcome::Cancelled);
+    }
+    let counts = writer.commit().await?;
+    let write_time = writing.elapsed();
+    // The cursor moves only after the records are stored, so a failure never skips any.
+    sqlx::query(
+        "UPDATE connections SET last_sync_at = ?, sync_cursor = COALESCE(?, sync_cursor)
+         WHERE source_id = ?",
+    )
+    .bind(unix_now())
+    .bind(&output.checkpoint)
+    .bind(source_id)
+    .execute(&state.db)
+    .await?;
+    Ok(SyncOutcome::Done(SyncReport {
+        counts,
+        warnings: output.warnings,
+        emitted: output.emitted,
+        http_requests: output.http_requests,
+        token_refreshes: tokens.refreshes(),
+        run_time,
+        http_waiting: output.http_waiting,
+        write_time,
+    }))
+}
+
+/// Turns a failed run into what the job records, marking the source when the user must act.
+async fn classify(
+    state: &AppState,
+    source_id: i64,
+    failure: RunFailure,
+    tokens: &ConnectionTokens,
+) -> sqlx::Result<SyncOutcome> {
+    Ok(match failure {
+        RunFailure::Cancelled => SyncOutcome::Cancelled,
+        RunFailure::Plugin(PluginError::Unauthorized) => match tokens.problem() {
+            Some(RefreshProblem::Refused(message)) => SyncOutcome::Failed(message),
+            Some(RefreshProblem::Unreachable(reason)) => SyncOutcome::Retry {
+                reason: format!("The provider's token endpoint could not be reached: {reason}."),
+                after_seconds: None,
+            },
+            None => {
+                let message = "The provider refused this connection's access and it could not \
+                               be renewed. Reconnect to sign in again; the records already here \
+                               are kept.";
+                sources::mark_needs_reconnect(&state.db, source_id, message).await?;
+                SyncOutcome::Failed(message.into())
+            }
+        },
+        RunFailure::Plugin(PluginError::RateLimited(seconds)) => SyncOutcome::Retry {
+            reason: format!("The provider asked Fasten to slow down (wait {seconds} s)."),
+            after_seconds: Some(i64::from(seconds).clamp(1, 3600)),
+        },
+        RunFailure::Plugin(PluginError::Transient(message)) => SyncOutcome::Retry {
+            reason: format!("{message}."),
+            after_seconds: None,
+        },
+        other => SyncOutcome::Failed(format!(
+            "The sync failed: {other}. The records from earlier syncs are kept."
+        )),
+    })
+}

@@ -1,0 +1,100 @@
+//! The Jobs page: background work and how it ended. Members see their own jobs, administrators
+//! everyone's. A job that is still queued or running polls its own row (htmx) for live progress.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use minijinja::context;
+
+use super::render::Page;
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::jobs::{self, JobFilter, JobView};
+use crate::state::AppState;
+
+/// How many jobs the page lists.
+const PAGE_SIZE: i64 = 100;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/jobs", get(list))
+        .route("/jobs/{id}/progress", get(progress))
+        .route("/jobs/{id}/cancel", post(cancel))
+}
+
+/// A job with what the templates show beside its row.
+fn view(job: &JobView) -> minijinja::Value {
+    context! {
+        active => job.is_active(),
+        warning_list => job.warning_list(),
+        ..minijinja::Value::from_serialize(job)
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Query(filter): Query<JobFilter>,
+    page: Page,
+) -> Result<Html<String>, AppError> {
+    let everyone = user.is_admin();
+    let jobs = jobs::list(&state.db, user.id, everyone, &filter, PAGE_SIZE).await?;
+    let sources: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, display_name FROM sources WHERE user_id = ? OR ? ORDER BY display_name",
+    )
+    .bind(user.id)
+    .bind(everyone)
+    .fetch_all(&state.db)
+    .await?;
+    page.render(
+        &state,
+        "jobs.html",
+        context! {
+            jobs => jobs.iter().map(view).collect::<Vec<_>>(),
+            everyone => everyone,
+            sources => sources,
+            filter_status => filter.status,
+            filter_source => filter.source,
+        },
+    )
+}
+
+/// One job's progress cell; it keeps polling while the job is active.
+async fn progress(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<i64>,
+    page: Page,
+) -> Result<Html<String>, AppError> {
+    let job = jobs::get(&state.db, id, user.id, user.is_admin())
+        .await?
+        .ok_or(AppError::NotFound)?;
+    page.render(&state, "job_progress.html", context! { job => view(&job) })
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    page: Page,
+) -> Result<Response, AppError> {
+    let admin = user.is_admin();
+    if !state.jobs.cancel(&state.db, id, user.id, admin).await? {
+        // Someone else's job, or one that already ended: either way nothing to cancel here.
+        jobs::get(&state.db, id, user.id, admin)
+            .await?
+            .ok_or(AppError::NotFound)?;
+    }
+    if headers.contains_key("hx-request") {
+        let job = jobs::get(&state.db, id, user.id, admin)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        return Ok(page
+            .render(&state, "job_progress.html", context! { job => view(&job) })?
+            .into_response());
+    }
+    Ok(Redirect::to(&state.url("/jobs")).into_response())
+}

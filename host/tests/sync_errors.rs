@@ -1,0 +1,835 @@
+//! Connecting and syncing against an in-process SMART + FHIR server (`smart_mock`), for what a
+//! real peer cannot stage on demand: expired and revoked refresh tokens, a token that dies
+//! mid-sync, 429 with Retry-After, per-type failures, session-bound paging, a failing reference,
+//! an OperationOutcome inside a searchset, wrong or replayed `state`, a denial at the provider.
+//! Every case is driven the way a browser drives it: the Sources form, the provider redirect,
+//! the callback, then the background job.
+
+mod common;
+mod smart_mock;
+
+use std::time::{Duration, Instant};
+
+use common::{Client, TestServer};
+use reqwest::StatusCode;
+use smart_mock::{Behaviour, SmartMock, load_synthea};
+
+const PATIENT_FILE: &str = "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json";
+
+/// The patient's resources, cut to keep each sync short: the Patient and the first `n` others.
+/// Claims are left out: the sync asks for the US Core types (and ExplanationOfBenefit), and a
+/// Claim is none of them, so a server's Claims are not expected in Fasten.
+fn patient(n: usize) -> Vec<serde_json::Value> {
+    load_synthea(PATIENT_FILE)
+        .into_iter()
+        .filter(|r| r["resourceType"] != "Claim")
+        .take(n + 1)
+        .collect()
+}
+
+/// What the mock holds, as (type, id), to compare with what Fasten stored.
+fn served(mock: &SmartMock) -> std::collections::BTreeSet<(String, String)> {
+    mock.state
+        .lock()
+        .unwrap()
+        .resources
+        .iter()
+        .map(|r| {
+            (
+                r["resourceType"].as_str().unwrap().to_string(),
+                r["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn stored(
+    server: &TestServer,
+    source_id: i64,
+) -> std::collections::BTreeSet<(String, String)> {
+    sqlx::query_as("SELECT resource_type, resource_id FROM resources WHERE source_id = ?")
+        .bind(source_id)
+        .fetch_all(&server.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+async fn start_fasten(adjust: impl FnOnce(&mut fasten::config::Config)) -> (TestServer, Client) {
+    let server = TestServer::start_with(|c| {
+        c.plugins.allow_http_loopback = true;
+        c.plugins.allow_private_networks = true;
+        c.sync.max_attempts = 2;
+        adjust(c);
+    })
+    .await;
+    let client = server.client();
+    client
+        .setup(common::ADMIN, "Alice", common::ADMIN_PASSWORD)
+        .await;
+    (server, client)
+}
+
+/// The provider URL in the "taking you to the provider" page.
+fn continue_link(body: &str) -> String {
+    let start = body
+        .find("id=\"continue\" href=\"")
+        .unwrap_or_else(|| panic!("no continue link in: {body}"))
+        + "id=\"continue\" href=\"".len();
+    let end = start + body[start..].find('"').unwrap();
+    html_unescape(&body[start..end])
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&amp;", "&")
+        .replace("&#x2f;", "/")
+        .replace("&#x3d;", "=")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+}
+
+/// A client that follows nothing, for the provider side of the redirect dance.
+fn outside_browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Submits the connect form and visits the provider: answers the callback URL the provider
+/// sends the browser back to (not yet visited).
+async fn start_connect(client: &Client, fields: &[(&str, &str)]) -> String {
+    let reply = client.submit("/sources", "/sources/connect", fields).await;
+    assert_eq!(reply.status, StatusCode::OK, "connect form: {}", reply.body);
+    let provider = continue_link(&reply.body);
+    let answer = outside_browser().get(&provider).send().await.unwrap();
+    assert_eq!(
+        answer.status(),
+        StatusCode::FOUND,
+        "the provider redirects back"
+    );
+    answer
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Visits the callback with the signed-in client; answers the reply.
+async fn visit(client: &Client, absolute: &str) -> common::Reply {
+    let path = absolute
+        .strip_prefix(&client.base)
+        .unwrap_or_else(|| panic!("{absolute} is not on Fasten ({})", client.base));
+    client.get(path).await
+}
+
+/// Connects the mock as a custom endpoint; answers the new source's id.
+async fn connect(client: &Client, mock: &SmartMock) -> i64 {
+    let callback = start_connect(
+        client,
+        &[
+            ("fhir_base", &mock.fhir_base()),
+            ("client_id", "fasten-test"),
+            ("display_name", "Mock Hospital"),
+        ],
+    )
+    .await;
+    let reply = visit(client, &callback).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SEE_OTHER,
+        "callback: {}",
+        reply.body
+    );
+    let location = reply.location.unwrap();
+    location
+        .rsplit("connected=")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("unexpected redirect {location}"))
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct JobRow {
+    id: i64,
+    status: String,
+    trigger: String,
+    attempt: i64,
+    added: i64,
+    updated: i64,
+    unchanged: i64,
+    warnings: String,
+    error: Option<String>,
+}
+
+/// Waits for the newest job of a source to end.
+async fn finished_job(server: &TestServer, source_id: i64) -> JobRow {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job: Option<JobRow> = sqlx::query_as(
+            "SELECT id, status, trigger, attempt, added, updated, unchanged, warnings, error
+             FROM jobs WHERE source_id = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(source_id)
+        .fetch_optional(&server.state.db)
+        .await
+        .unwrap();
+        if let Some(job) = job
+            && !matches!(job.status.as_str(), "queued" | "running")
+        {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "the sync did not finish in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn records(server: &TestServer, source_id: i64) -> i64 {
+    server
+        .count(
+            "SELECT COUNT(*) FROM resources WHERE source_id = ?",
+            source_id,
+        )
+        .await
+}
+
+async fn connection_status(server: &TestServer, source_id: i64) -> (String, Option<String>) {
+    sqlx::query_as("SELECT status, status_message FROM connections WHERE source_id = ?")
+        .bind(source_id)
+        .fetch_one(&server.state.db)
+        .await
+        .unwrap()
+}
+
+async fn sync_now(client: &Client, source_id: i64) {
+    let reply = client
+        .submit("/sources", &format!("/sources/{source_id}/sync"), &[])
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SEE_OTHER,
+        "sync now: {}",
+        reply.body
+    );
+}
+
+#[tokio::test]
+async fn a_connected_source_syncs_in_the_background_with_sealed_tokens() {
+    let mock = SmartMock::start(patient(60)).await;
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "succeeded", "{job:?}");
+    assert_eq!(job.trigger, "connect");
+    // Every resource the server has for the patient is stored, once.
+    assert_eq!(stored(&server, source).await, served(&mock));
+    assert_eq!(records(&server, source).await, 61);
+    assert_eq!(job.added, 61);
+
+    // The page a user checks.
+    let page = client.get("/sources").await;
+    assert!(page.body.contains("Mock Hospital"), "{}", page.body);
+    assert!(page.body.contains("Connected"));
+    assert!(
+        page.body.contains("<td class=\"records\">61</td>"),
+        "{}",
+        page.body
+    );
+
+    // Tokens are stored sealed: the access token the provider issued is not in the database.
+    let issued: Vec<String> = mock
+        .state
+        .lock()
+        .unwrap()
+        .access_tokens
+        .keys()
+        .cloned()
+        .collect();
+    let sealed: Vec<u8> =
+        sqlx::query_scalar("SELECT access_token FROM connections WHERE source_id = ?")
+            .bind(source)
+            .fetch_one(&server.state.db)
+            .await
+            .unwrap();
+    for token in &issued {
+        assert!(
+            !sealed.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the access token is stored in the clear"
+        );
+    }
+    // The token went only to the FHIR API, as a bearer header added by the host.
+    let log = mock.log();
+    assert!(
+        log.iter()
+            .filter(|r| r.path.starts_with("/fhir/") && !r.path.contains("well-known"))
+            .all(|r| r
+                .authorization
+                .as_deref()
+                .is_some_and(|a| a.starts_with("Bearer "))),
+        "every FHIR request carries the host's bearer token"
+    );
+    // Asking for the SMART scopes with PKCE and the audience is checked by the mock's
+    // /authorize; the patient in context came from the token response.
+    let patient_id: Option<String> =
+        sqlx::query_scalar("SELECT patient_id FROM connections WHERE source_id = ?")
+            .bind(source)
+            .fetch_one(&server.state.db)
+            .await
+            .unwrap();
+    assert_eq!(patient_id, Some(mock.patient_id()));
+}
+
+#[tokio::test]
+async fn wrong_or_replayed_state_is_refused_and_connects_nothing() {
+    let mock = SmartMock::start(patient(5)).await;
+    let (server, client) = start_fasten(|_| {}).await;
+
+    let unknown = client
+        .get("/sources/callback?code=abc&state=not-a-state-we-sent")
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unknown
+            .body
+            .contains("unknown, was already used, or has expired"),
+        "{}",
+        unknown.body
+    );
+
+    let callback = start_connect(
+        &client,
+        &[
+            ("fhir_base", &mock.fhir_base()),
+            ("client_id", "fasten-test"),
+        ],
+    )
+    .await;
+    // The same callback in another browser session (another sign-in of the same user) is refused...
+    let other = server.client();
+    other.login(common::ADMIN, common::ADMIN_PASSWORD).await;
+    let stolen = visit(&other, &callback).await;
+    assert_eq!(stolen.status, StatusCode::BAD_REQUEST);
+    assert!(
+        stolen.body.contains("another browser session"),
+        "{}",
+        stolen.body
+    );
+    // ...and that spent it: the state is single use, so the rightful session is refused too.
+    let replay = visit(&client, &callback).await;
+    assert_eq!(replay.status, StatusCode::BAD_REQUEST);
+    assert!(replay.body.contains("already used"), "{}", replay.body);
+
+    // A fresh flow works once; replaying its callback afterwards is refused.
+    let callback = start_connect(
+        &client,
+        &[
+            ("fhir_base", &mock.fhir_base()),
+            ("client_id", "fasten-test"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        visit(&client, &callback).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let replay = visit(&client, &callback).await;
+    assert_eq!(replay.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM sources WHERE user_id = ?", 1)
+            .await,
+        1,
+        "exactly one source was connected"
+    );
+}
+
+#[tokio::test]
+async fn a_denial_at_the_provider_is_reported() {
+    let mock = SmartMock::start(patient(5)).await;
+    mock.configure(|b| b.authorize_error = Some("access_denied".into()));
+    let (server, client) = start_fasten(|_| {}).await;
+    let callback = start_connect(
+        &client,
+        &[
+            ("fhir_base", &mock.fhir_base()),
+            ("client_id", "fasten-test"),
+        ],
+    )
+    .await;
+    let reply = visit(&client, &callback).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.body.contains("access was not granted"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM sources WHERE user_id = ?", 1)
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn discovery_failures_and_bad_input_are_explained_on_the_page() {
+    let (_server, client) = start_fasten(|_| {}).await;
+    let reply = client
+        .submit(
+            "/sources",
+            "/sources/connect",
+            &[("fhir_base", "not a url"), ("client_id", "x")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply.body.contains("is not a web address"),
+        "{}",
+        reply.body
+    );
+
+    // A server that answers but speaks no SMART.
+    let mock = SmartMock::start(patient(1)).await;
+    let reply = client
+        .submit(
+            "/sources",
+            "/sources/connect",
+            &[
+                ("fhir_base", &format!("{}/nothing-here", mock.url)),
+                ("client_id", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply.body.contains("could not find the sign-in endpoints"),
+        "{}",
+        reply.body
+    );
+    // What the user typed is still in the form.
+    assert!(reply.body.contains("nothing-here"));
+}
+
+#[tokio::test]
+async fn older_servers_are_discovered_through_their_capability_statement() {
+    let mock = SmartMock::start(patient(10)).await;
+    mock.configure(|b| b.discovery = smart_mock::Discovery::CapabilityOnly);
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    assert_eq!(finished_job(&server, source).await.status, "succeeded");
+    assert_eq!(records(&server, source).await, 11);
+}
+
+#[tokio::test]
+async fn a_confidential_client_authenticates_with_its_secret() {
+    let mock = SmartMock::start(patient(10)).await;
+    let (server, client) = start_fasten(|_| {}).await;
+    let callback = start_connect(
+        &client,
+        &[
+            ("fhir_base", &mock.fhir_base()),
+            ("client_id", "fasten-confidential"),
+            ("client_secret", "s3cret"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        visit(&client, &callback).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let source: i64 = sqlx::query_scalar("SELECT id FROM sources ORDER BY id DESC LIMIT 1")
+        .fetch_one(&server.state.db)
+        .await
+        .unwrap();
+    assert_eq!(finished_job(&server, source).await.status, "succeeded");
+    let exchange = &mock.token_requests()[0];
+    assert_eq!(
+        (
+            exchange.grant_type.as_str(),
+            exchange.client_auth.as_str(),
+            exchange.status
+        ),
+        ("authorization_code", "basic", 200)
+    );
+    // The secret is sealed too.
+    let sealed: Vec<u8> =
+        sqlx::query_scalar("SELECT client_secret FROM connections WHERE source_id = ?")
+            .bind(source)
+            .fetch_one(&server.state.db)
+            .await
+            .unwrap();
+    assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
+}
+
+#[tokio::test]
+async fn a_token_that_dies_mid_sync_is_refreshed_once_and_the_sync_finishes() {
+    let mock = SmartMock::start(patient(usize::MAX - 1)).await;
+    mock.configure(|b| b.page_size = 5);
+    let (server, client) = start_fasten(|_| {}).await;
+    // Kill every access token once the sync is under way.
+    let watcher = {
+        let state = mock.state.clone();
+        tokio::spawn(async move {
+            loop {
+                let requests = state.lock().unwrap().fhir_requests;
+                if requests >= 6 {
+                    let mut st = state.lock().unwrap();
+                    let now = Instant::now();
+                    for grant in st.access_tokens.values_mut() {
+                        grant.expires_at = now;
+                    }
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let source = connect(&client, &mock).await;
+    let job = finished_job(&server, source).await;
+    watcher.await.unwrap();
+    assert_eq!(job.status, "succeeded", "{job:?}");
+    assert_eq!(stored(&server, source).await, served(&mock));
+    let refreshes: Vec<_> = mock
+        .token_requests()
+        .into_iter()
+        .filter(|t| t.grant_type == "refresh_token")
+        .collect();
+    assert_eq!(
+        refreshes.len(),
+        1,
+        "one refresh for the whole sync: {refreshes:?}"
+    );
+    assert_eq!(refreshes[0].status, 200);
+    assert!(
+        mock.log().iter().any(|r| r.status == 401),
+        "the old token was refused once"
+    );
+    // The rotated refresh token was stored: a later sync works without the user.
+    mock.expire_access_tokens();
+    sync_now(&client, source).await;
+    let again = finished_job(&server, source).await;
+    assert_eq!(again.status, "succeeded", "{again:?}");
+    assert_eq!(again.added, 0, "nothing new at the provider: {again:?}");
+    assert_eq!(stored(&server, source).await, served(&mock));
+}
+
+#[tokio::test]
+async fn a_revoked_refresh_token_asks_for_a_reconnect_and_keeps_the_records() {
+    let mock = SmartMock::start(patient(30)).await;
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    assert_eq!(finished_job(&server, source).await.status, "succeeded");
+
+    mock.revoke_all_refresh_tokens();
+    mock.expire_access_tokens();
+    sync_now(&client, source).await;
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "failed");
+    assert!(
+        job.error.as_deref().unwrap_or("").contains("Reconnect"),
+        "{job:?}"
+    );
+    assert_eq!(records(&server, source).await, 31, "nothing was lost");
+    let (status, message) = connection_status(&server, source).await;
+    assert_eq!(status, "needs_reconnect");
+    assert!(message.unwrap().contains("no longer accepts"));
+    let page = client.get("/sources").await;
+    assert!(page.body.contains("Needs reconnect"), "{}", page.body);
+
+    // Reconnect runs the flow again for the same source.
+    let reply = client
+        .submit("/sources", &format!("/sources/{source}/reconnect"), &[])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let provider = continue_link(&reply.body);
+    let back = outside_browser().get(&provider).send().await.unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_string();
+    let done = visit(&client, &callback).await;
+    assert_eq!(
+        done.location.as_deref(),
+        Some(format!("/sources?connected={source}").as_str())
+    );
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "succeeded", "{job:?}");
+    assert_eq!(job.trigger, "connect");
+    assert_eq!(connection_status(&server, source).await.0, "connected");
+    assert_eq!(records(&server, source).await, 31);
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM sources WHERE user_id = ?", 1)
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_expired_refresh_token_is_announced_then_asks_for_a_reconnect() {
+    let mock = SmartMock::start(patient(10)).await;
+    mock.configure(|b| b.refresh_token_seconds = Some(2));
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    assert_eq!(finished_job(&server, source).await.status, "succeeded");
+    // The provider said when the refresh token ends; the page warns before it does.
+    let page = client.get("/sources").await;
+    assert!(
+        page.body.contains("reconnect soon") || page.body.contains("has expired"),
+        "{}",
+        page.body
+    );
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    mock.expire_access_tokens();
+    sync_now(&client, source).await;
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "failed", "{job:?}");
+    assert_eq!(
+        connection_status(&server, source).await.0,
+        "needs_reconnect"
+    );
+    assert_eq!(records(&server, source).await, 11);
+}
+
+#[tokio::test]
+async fn a_rate_limited_sync_waits_as_asked_and_then_succeeds() {
+    let mock = SmartMock::start(patient(20)).await;
+    mock.configure(|b| b.rate_limit = Some(("Condition".into(), 1, 1)));
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "succeeded", "{job:?}");
+    assert_eq!(job.attempt, 2, "the first attempt was rate limited");
+    assert_eq!(records(&server, source).await, 21);
+    assert!(mock.log().iter().any(|r| r.status == 429));
+}
+
+#[tokio::test]
+async fn failing_types_references_and_outcomes_become_warnings_not_failures() {
+    let resources = patient(200);
+    let practitioner = resources.iter().find_map(|r| {
+        let text = r.to_string();
+        let at = text.find("Practitioner/")?;
+        let rest = &text[at..];
+        let end = rest.find('"')?;
+        Some(rest[..end].to_string())
+    });
+    let mock = SmartMock::start(resources).await;
+    mock.configure(|b| {
+        b.require_observation_category = true;
+        b.html_404_type = Some("DiagnosticReport".into());
+        b.operation_outcome_in_searchset = Some("Condition".into());
+        b.reference_500 = practitioner.clone();
+        b.session_bound_paging = true;
+        b.page_size = 7;
+    });
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "warnings", "{job:?}");
+    let warnings: Vec<String> = serde_json::from_str(&job.warnings).unwrap();
+    let all = warnings.join("\n");
+    assert!(all.contains("Observation"), "{all}");
+    assert!(all.contains("DiagnosticReport"), "{all}");
+    assert!(all.contains("Some results were omitted"), "{all}");
+    // No OperationOutcome is stored as a record; the other types are all there.
+    assert_eq!(
+        server
+            .count(
+                "SELECT COUNT(*) FROM resources WHERE source_id = ? AND resource_type = 'OperationOutcome'",
+                source
+            )
+            .await,
+        0
+    );
+    let conditions = server
+        .count(
+            "SELECT COUNT(*) FROM resources WHERE source_id = ? AND resource_type = 'Condition'",
+            source,
+        )
+        .await;
+    assert!(conditions > 0);
+    // The session-bound next links were followed exactly as given.
+    assert!(mock.log().iter().any(|r| r.query.contains("_getpages=")));
+    assert!(
+        mock.log()
+            .iter()
+            .all(|r| r.status != 400 || r.path.contains("Observation"))
+    );
+    // The Jobs page shows the warnings.
+    let jobs = client.get("/jobs").await;
+    assert!(jobs.body.contains("Done with"), "{}", jobs.body);
+
+    // With the platform's category searches (as the Epic catalog entry sets them) the
+    // Observations arrive too.
+    sqlx::query("UPDATE connections SET sync_settings = ? WHERE source_id = ?")
+        .bind(
+            r#"[["category_searches","Observation=laboratory,vital-signs,social-history,survey"]]"#,
+        )
+        .bind(source)
+        .execute(&server.state.db)
+        .await
+        .unwrap();
+    sync_now(&client, source).await;
+    let job = finished_job(&server, source).await;
+    let warnings: Vec<String> = serde_json::from_str(&job.warnings).unwrap();
+    assert!(
+        !warnings.iter().any(|w| w.starts_with("Observation")),
+        "{warnings:?}"
+    );
+    let observations = server
+        .count(
+            "SELECT COUNT(*) FROM resources WHERE source_id = ? AND resource_type = 'Observation'",
+            source,
+        )
+        .await;
+    assert!(observations > 0);
+}
+
+#[tokio::test]
+async fn a_failed_sync_keeps_what_earlier_syncs_stored() {
+    let mock = SmartMock::start(patient(25)).await;
+    let (server, client) = start_fasten(|c| c.sync.max_attempts = 1).await;
+    let source = connect(&client, &mock).await;
+    assert_eq!(finished_job(&server, source).await.status, "succeeded");
+    mock.configure(|b| b.fail_all_after_requests = Some(0));
+    sync_now(&client, source).await;
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "failed", "{job:?}");
+    assert!(job.error.unwrap().contains("kept"));
+    assert_eq!(records(&server, source).await, 26);
+    assert_eq!(connection_status(&server, source).await.0, "connected");
+}
+
+#[tokio::test]
+async fn a_job_running_when_fasten_stopped_is_interrupted_and_queued_again() {
+    let mock = SmartMock::start(patient(10)).await;
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    let first = finished_job(&server, source).await;
+    // As if the process died mid-sync.
+    sqlx::query("UPDATE jobs SET status = 'running', finished_at = NULL WHERE id = ?")
+        .bind(first.id)
+        .execute(&server.state.db)
+        .await
+        .unwrap();
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, |c| {
+        c.plugins.allow_http_loopback = true;
+        c.plugins.allow_private_networks = true;
+    })
+    .await;
+    let status: String = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
+        .bind(first.id)
+        .fetch_one(&server.state.db)
+        .await
+        .unwrap();
+    assert_eq!(status, "interrupted");
+    let again = finished_job(&server, source).await;
+    assert_eq!(
+        (again.trigger.as_str(), again.status.as_str()),
+        ("restart", "succeeded")
+    );
+    assert_eq!(records(&server, source).await, 11);
+}
+
+#[tokio::test]
+async fn sources_sync_again_on_their_schedule() {
+    let mock = SmartMock::start(patient(10)).await;
+    let (server, client) = start_fasten(|c| c.sync.every = Duration::from_secs(1)).await;
+    let source = connect(&client, &mock).await;
+    assert_eq!(finished_job(&server, source).await.trigger, "connect");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let scheduled = server
+            .count(
+                "SELECT COUNT(*) FROM jobs WHERE source_id = ? AND trigger = 'schedule' AND status = 'succeeded'",
+                source,
+            )
+            .await;
+        if scheduled > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no scheduled sync ran");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn members_see_and_touch_only_their_own_sources_and_jobs() {
+    let mock = SmartMock::start(patient(10)).await;
+    let (server, admin) = start_fasten(|_| {}).await;
+    let source = connect(&admin, &mock).await;
+    let job = finished_job(&server, source).await;
+    admin.create_user("bob", "bob-password-1", "member").await;
+    let bob = server.client();
+    bob.login("bob", "bob-password-1").await;
+
+    assert!(!bob.get("/sources").await.body.contains("Mock Hospital"));
+    assert!(!bob.get("/jobs").await.body.contains("Mock Hospital"));
+    assert_eq!(
+        bob.get(&format!("/jobs/{}/progress", job.id)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    for action in ["sync", "reconnect", "delete"] {
+        let reply = bob
+            .submit(
+                "/sources",
+                &format!("/sources/{source}/{action}"),
+                &[("confirm", "yes")],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{action}");
+    }
+    assert_eq!(
+        bob.get(&format!("/sources/{source}/delete")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(records(&server, source).await, 11);
+    // The administrator sees everyone's jobs, with who they belong to.
+    let jobs = admin.get("/jobs").await;
+    assert!(jobs.body.contains("Mock Hospital"));
+}
+
+#[tokio::test]
+async fn deleting_a_source_removes_its_records_after_confirmation() {
+    let mock = SmartMock::start(patient(10)).await;
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    finished_job(&server, source).await;
+    let confirm = client.get(&format!("/sources/{source}/delete")).await;
+    assert!(
+        confirm.body.contains("<strong>11</strong> records"),
+        "{}",
+        confirm.body
+    );
+    let unconfirmed = client
+        .submit("/sources", &format!("/sources/{source}/delete"), &[])
+        .await;
+    assert_eq!(unconfirmed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(records(&server, source).await, 11);
+    let reply = client
+        .submit(
+            "/sources",
+            &format!("/sources/{source}/delete"),
+            &[("confirm", "yes")],
+        )
+        .await;
+    reply.assert_redirect("/sources");
+    assert_eq!(records(&server, source).await, 0);
+    assert_eq!(
+        server
+            .count(
+                "SELECT COUNT(*) FROM connections WHERE source_id = ?",
+                source
+            )
+            .await,
+        0
+    );
+    // The job history still names the source.
+    assert!(client.get("/jobs").await.body.contains("Mock Hospital"));
+}

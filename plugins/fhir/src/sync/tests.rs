@@ -1,0 +1,660 @@
+//! The sync against a fake FHIR server: every request is answered from a table of URLs.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use super::*;
+
+const BASE: &str = "https://fhir.example.org/r4";
+const NOW: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+#[derive(Default)]
+struct Fake {
+    routes: HashMap<String, Result<Response, HttpError>>,
+    requests: Vec<Request>,
+    batches: Vec<Vec<String>>,
+    progress: Vec<(u64, Option<u64>)>,
+    checkpoint: Option<String>,
+    logs: Vec<String>,
+}
+
+impl Fake {
+    fn route(&mut self, url: &str, response: Result<Response, HttpError>) -> &mut Self {
+        self.routes.insert(url.to_string(), response);
+        self
+    }
+
+    fn json(&mut self, url: &str, status: u16, body: Value) -> &mut Self {
+        self.route(url, Ok(json_response(status, body)))
+    }
+
+    fn urls(&self) -> Vec<&str> {
+        self.requests.iter().map(|r| r.url.as_str()).collect()
+    }
+
+    fn emitted(&self) -> Vec<Value> {
+        self.batches
+            .iter()
+            .flatten()
+            .map(|text| serde_json::from_str(text).unwrap())
+            .collect()
+    }
+
+    fn emitted_keys(&self) -> Vec<String> {
+        self.emitted()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{}",
+                    r["resourceType"].as_str().unwrap(),
+                    r["id"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+}
+
+impl Host for Fake {
+    fn send(&mut self, request: &Request) -> Result<Response, HttpError> {
+        self.requests.push(request.clone());
+        self.routes.get(&request.url).cloned().unwrap_or_else(|| {
+            Ok(json_response(
+                404,
+                json!({"resourceType": "OperationOutcome",
+                       "issue": [{"severity": "error", "code": "not-found",
+                                  "diagnostics": "Unknown resource"}]}),
+            ))
+        })
+    }
+
+    fn log(&mut self, _: Level, message: &str) {
+        self.logs.push(message.to_string());
+    }
+
+    fn emit(&mut self, resources: &[String]) -> Result<(), String> {
+        assert!(resources.len() <= MAX_EMIT_RESOURCES);
+        assert!(resources.iter().map(String::len).sum::<usize>() <= MAX_EMIT_BYTES);
+        self.batches.push(resources.to_vec());
+        Ok(())
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>) {
+        self.progress.push((done, total));
+    }
+
+    fn checkpoint(&mut self, cursor: &str) {
+        self.checkpoint = Some(cursor.to_string());
+    }
+}
+
+fn json_response(status: u16, body: Value) -> Response {
+    Response {
+        status,
+        headers: vec![("Content-Type".into(), "application/fhir+json".into())],
+        body: body.to_string().into_bytes(),
+    }
+}
+
+fn response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    Response {
+        status,
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        body: body.to_vec(),
+    }
+}
+
+fn request(patient: Option<&str>, cursor: Option<&str>, settings: &[(&str, &str)]) -> SyncRequest {
+    SyncRequest {
+        base_url: format!("{BASE}/"),
+        patient_id: patient.map(str::to_string),
+        cursor: cursor.map(str::to_string),
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn bundle(resources: &[Value], next: Option<&str>) -> Value {
+    let mut bundle = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": resources.iter().map(|r| json!({"resource": r, "search": {"mode": "match"}}))
+            .collect::<Vec<_>>(),
+    });
+    if let Some(next) = next {
+        bundle["link"] = json!([{"relation": "self", "url": "ignored"},
+                                {"relation": "next", "url": next}]);
+    }
+    bundle
+}
+
+fn patient() -> Value {
+    json!({"resourceType": "Patient", "id": "p1", "generalPractitioner": [{"reference": "Practitioner/dr1"}]})
+}
+
+/// A search URL as the sync builds it with the default page size.
+fn search(resource_type: &str) -> String {
+    format!("{BASE}/{resource_type}?patient=p1&_count=50")
+}
+
+#[test]
+fn falls_back_to_searches_follows_pages_and_references() {
+    let mut fake = Fake::default();
+    fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
+        .json(
+            &format!("{BASE}/Patient/p1/$everything?_count=50"),
+            404,
+            json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "diagnostics": "no"}]}),
+        )
+        .json(
+            &search("Condition"),
+            200,
+            bundle(
+                &[json!({"resourceType": "Condition", "id": "c1",
+                          "recorder": {"reference": "https://fhir.example.org/r4/Practitioner/dr1"}})],
+                Some("https://fhir.example.org/r4?_getpages=abc&_page=2"),
+            ),
+        )
+        .json(
+            "https://fhir.example.org/r4?_getpages=abc&_page=2",
+            200,
+            json!({
+                "resourceType": "Bundle",
+                "entry": [
+                    {"resource": {"resourceType": "Condition", "id": "c2",
+                                  "asserter": {"reference": "PractitionerRole/pr1"}}},
+                    {"resource": {"resourceType": "Condition", "id": "c1"}},
+                    {"resource": {"resourceType": "Encounter", "id": "e1",
+                                  "serviceProvider": {"reference": "Organization/o1"}},
+                     "search": {"mode": "include"}},
+                    {"resource": {"resourceType": "OperationOutcome",
+                                  "issue": [{"severity": "warning",
+                                             "details": {"text": "Some results are hidden"}}]},
+                     "search": {"mode": "outcome"}},
+                    {"resource": {"resourceType": "OperationOutcome",
+                                  "issue": [{"severity": "information", "diagnostics": "fine"}]}},
+                ]
+            }),
+        )
+        .json(
+            &search("DocumentReference"),
+            200,
+            bundle(
+                &[json!({"resourceType": "DocumentReference", "id": "d1",
+                          "content": [{"attachment": {"url": format!("{BASE}/Binary/b1")}}]})],
+                None,
+            ),
+        )
+        .json(
+            &format!("{BASE}/Practitioner/dr1"),
+            200,
+            json!({"resourceType": "Practitioner", "id": "dr1"}),
+        )
+        .json(
+            &format!("{BASE}/PractitionerRole/pr1"),
+            200,
+            json!({"resourceType": "PractitionerRole", "id": "pr1",
+                   "location": [{"reference": "Location/l1"}]}),
+        )
+        .route(
+            &format!("{BASE}/Binary/b1"),
+            Ok(response(200, &[("content-type", "application/pdf")], b"%PDF-1")),
+        )
+        .json(
+            &format!("{BASE}/Location/l1"),
+            200,
+            json!({"resourceType": "Location", "id": "l1",
+                   "managingOrganization": {"reference": "Organization/o2"}}),
+        )
+        .json(
+            &format!("{BASE}/Organization/o1"),
+            500,
+            json!({"resourceType": "OperationOutcome", "issue": [{"diagnostics": "boom"}]}),
+        );
+    let summary = sync(
+        request(
+            Some("p1"),
+            None,
+            &[("resource_types", "Condition,DocumentReference,Coverage")],
+        ),
+        NOW,
+        &mut fake,
+    )
+    .unwrap();
+
+    let mut keys = fake.emitted_keys();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "Binary/b1",
+            "Condition/c1",
+            "Condition/c2",
+            "DocumentReference/d1",
+            "Encounter/e1",
+            "Location/l1",
+            "Patient/p1",
+            "Practitioner/dr1",
+            "PractitionerRole/pr1",
+        ]
+    );
+    let binary = fake
+        .emitted()
+        .into_iter()
+        .find(|r| r["resourceType"] == "Binary")
+        .unwrap();
+    assert_eq!(
+        binary,
+        json!({"resourceType": "Binary", "id": "b1", "contentType": "application/pdf", "data": "JVBERi0x"})
+    );
+    // Organization/o2 was found in round 2's Location: a third round would be needed.
+    assert!(
+        !fake
+            .urls()
+            .contains(&format!("{BASE}/Organization/o2").as_str())
+    );
+    assert_eq!(
+        summary.warnings,
+        [
+            "Condition: the server reported: Some results are hidden",
+            "Coverage: the server answered 404 Not Found: Unknown resource",
+            "Organization/o1: the server answered 500 Internal Server Error: boom",
+            "Some records could not be read because of server or network errors; the next sync \
+             will read everything again.",
+        ]
+    );
+    // The 500 keeps the cursor from advancing: there was none before, so none is set.
+    assert_eq!(fake.checkpoint, None);
+    assert!(fake.requests.iter().all(|r| r.headers
+        == vec![("accept".to_string(), "application/fhir+json".to_string())]));
+    // 1 patient + 1 $everything + 3 types + 2 rounds.
+    assert_eq!(fake.progress.last(), Some(&(7, Some(7))));
+}
+
+#[test]
+fn everything_replaces_the_searches_and_the_cursor_advances() {
+    let mut fake = Fake::default();
+    fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
+        .json(
+            &format!("{BASE}/Patient/p1/$everything?_count=50"),
+            200,
+            bundle(
+                &[
+                    patient(),
+                    json!({"resourceType": "Observation", "id": "o1"}),
+                ],
+                Some("https://fhir.example.org/r4/Patient/p1/$everything?page=2&session=xyz"),
+            ),
+        )
+        .json(
+            "https://fhir.example.org/r4/Patient/p1/$everything?page=2&session=xyz",
+            200,
+            bundle(&[json!({"resourceType": "Condition", "id": "c1"})], None),
+        )
+        .json(
+            &format!("{BASE}/Practitioner/dr1"),
+            200,
+            json!({"resourceType": "Practitioner", "id": "dr1"}),
+        );
+    let summary = sync(request(Some("p1"), None, &[]), NOW, &mut fake).unwrap();
+    assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+    assert_eq!(
+        fake.emitted_keys(),
+        [
+            "Patient/p1",
+            "Observation/o1",
+            "Condition/c1",
+            "Practitioner/dr1"
+        ]
+    );
+    assert_eq!(fake.requests.len(), 4);
+    assert_eq!(fake.checkpoint.as_deref(), Some("2026-01-01T00:00:00Z"));
+    assert_eq!(fake.progress.last(), Some(&(4, Some(4))));
+}
+
+#[test]
+fn incremental_searches_and_a_server_without_last_updated() {
+    let cursor = "2025-06-01T10:00:00Z";
+    let mut fake = Fake::default();
+    fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
+        .json(
+            &format!("{BASE}/Patient/p1/$everything?_count=50&_since={cursor}"),
+            405,
+            json!({}),
+        )
+        .json(
+            &format!("{BASE}/Condition?patient=p1&_count=50&_lastUpdated=gt{cursor}"),
+            200,
+            bundle(&[json!({"resourceType": "Condition", "id": "c1"})], None),
+        )
+        .json(
+            &format!(
+                "{BASE}/Observation?patient=p1&category=laboratory&_count=50&_lastUpdated=gt{cursor}"
+            ),
+            400,
+            json!({"resourceType": "OperationOutcome", "issue": [{"diagnostics": "_lastUpdated"}]}),
+        )
+        .json(
+            &format!("{BASE}/Observation?patient=p1&category=laboratory&_count=50"),
+            200,
+            bundle(&[json!({"resourceType": "Observation", "id": "o1"})], None),
+        )
+        .json(
+            &format!("{BASE}/Observation?patient=p1&category=http://loinc.org%7Cvital&_count=50"),
+            200,
+            bundle(&[json!({"resourceType": "Observation", "id": "o2"})], None),
+        );
+    let summary = sync(
+        request(
+            Some("p1"),
+            Some(cursor),
+            &[
+                ("resource_types", "Condition,Observation"),
+                (
+                    "category_searches",
+                    "Observation=laboratory,http://loinc.org|vital",
+                ),
+                ("reference_rounds", "0"),
+            ],
+        ),
+        NOW,
+        &mut fake,
+    )
+    .unwrap();
+    assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+    assert_eq!(
+        fake.emitted_keys(),
+        [
+            "Patient/p1",
+            "Condition/c1",
+            "Observation/o1",
+            "Observation/o2"
+        ]
+    );
+    assert_eq!(fake.checkpoint.as_deref(), Some("2026-01-01T00:00:00Z"));
+}
+
+#[test]
+fn not_incremental_ignores_the_cursor() {
+    let mut fake = Fake::default();
+    fake.json(&format!("{BASE}/Patient/p1"), 200, patient());
+    sync(
+        request(
+            Some("p1"),
+            Some("2025-06-01T10:00:00Z"),
+            &[
+                ("incremental", "false"),
+                ("everything", "false"),
+                ("resource_types", "Goal"),
+            ],
+        ),
+        NOW,
+        &mut fake,
+    )
+    .unwrap();
+    assert_eq!(
+        fake.urls(),
+        [
+            format!("{BASE}/Patient/p1"),
+            search("Goal"),
+            format!("{BASE}/Practitioner/dr1")
+        ]
+    );
+}
+
+#[test]
+fn a_failing_later_page_keeps_the_earlier_ones() {
+    let mut fake = Fake::default();
+    fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
+        .json(
+            &search("Condition"),
+            200,
+            bundle(
+                &[json!({"resourceType": "Condition", "id": "c1"})],
+                Some("https://fhir.example.org/r4/next"),
+            ),
+        )
+        .route(
+            "https://fhir.example.org/r4/next",
+            Ok(response(
+                200,
+                &[("content-type", "text/html")],
+                b"<html><title>Session expired</title></html>",
+            )),
+        );
+    let summary = sync(
+        request(
+            Some("p1"),
+            Some("2025-06-01T10:00:00Z"),
+            &[
+                ("everything", "false"),
+                ("incremental", "false"),
+                ("resource_types", "Condition"),
+                ("reference_rounds", "0"),
+            ],
+        ),
+        NOW,
+        &mut fake,
+    )
+    .unwrap();
+    assert_eq!(fake.emitted_keys(), ["Patient/p1", "Condition/c1"]);
+    assert_eq!(
+        summary.warnings[0],
+        "Condition: the server answered with text/html instead of FHIR JSON: Session expired \
+         (on page 2; the 1 pages before it were kept)"
+    );
+    // The previous cursor is kept, so the next run asks again.
+    assert_eq!(fake.checkpoint.as_deref(), Some("2025-06-01T10:00:00Z"));
+}
+
+#[test]
+fn finds_the_patient_when_the_provider_named_none() {
+    let mut fake = Fake::default();
+    fake.json(&format!("{BASE}/Patient"), 200, bundle(&[patient()], None));
+    sync(
+        request(
+            None,
+            None,
+            &[
+                ("everything", "false"),
+                ("resource_types", "Goal"),
+                ("reference_rounds", "0"),
+            ],
+        ),
+        NOW,
+        &mut fake,
+    )
+    .unwrap();
+    assert_eq!(fake.urls(), [format!("{BASE}/Patient"), search("Goal")]);
+    assert_eq!(fake.emitted_keys(), ["Patient/p1"]);
+
+    let mut fake = Fake::default();
+    let other = json!({"resourceType": "Patient", "id": "p2"});
+    fake.json(
+        &format!("{BASE}/Patient"),
+        200,
+        bundle(&[patient(), other], None),
+    );
+    let error = sync(request(None, None, &[]), NOW, &mut fake).unwrap_err();
+    assert!(
+        matches!(&error, ConnectorError::InvalidInput(m)
+            if m == "the provider did not say which patient this connection is for"),
+        "{error:?}"
+    );
+    assert!(fake.batches.is_empty());
+}
+
+#[test]
+fn errors_that_end_the_run() {
+    let patient_url = format!("{BASE}/Patient/p1");
+    let cases: Vec<(Result<Response, HttpError>, ConnectorError)> = vec![
+        (Ok(response(401, &[], b"")), ConnectorError::Unauthorized),
+        (
+            Ok(response(429, &[("Retry-After", "120")], b"")),
+            ConnectorError::RateLimited(120),
+        ),
+        (Ok(response(429, &[], b"")), ConnectorError::RateLimited(60)),
+        (
+            Ok(response(
+                503,
+                &[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")],
+                b"",
+            )),
+            ConnectorError::RateLimited(60),
+        ),
+        (
+            Err(HttpError::Timeout),
+            ConnectorError::Transient(
+                "Reading Patient/p1: the server did not answer in time".into(),
+            ),
+        ),
+        (
+            Err(HttpError::Network("connection refused".into())),
+            ConnectorError::Transient(
+                "Reading Patient/p1: network error: connection refused".into(),
+            ),
+        ),
+        (
+            Err(HttpError::Denied("host not allowed".into())),
+            ConnectorError::Fatal(
+                "Reading Patient/p1: the host refused the request: host not allowed".into(),
+            ),
+        ),
+        (
+            Ok(response(503, &[], b"down")),
+            ConnectorError::Transient(
+                "Reading Patient/p1: the server answered 503 Service Unavailable: down".into(),
+            ),
+        ),
+        (
+            Ok(response(404, &[], b"")),
+            ConnectorError::Fatal("Reading Patient/p1: the server answered 404 Not Found".into()),
+        ),
+    ];
+    for (answer, expected) in cases {
+        let mut fake = Fake::default();
+        fake.route(&patient_url, answer);
+        let error = sync(request(Some("p1"), None, &[]), NOW, &mut fake).unwrap_err();
+        assert_eq!(format!("{error:?}"), format!("{expected:?}"));
+        assert_eq!(fake.checkpoint, None);
+    }
+}
+
+#[test]
+fn rate_limiting_later_ends_the_run() {
+    let mut fake = Fake::default();
+    fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
+        .route(
+            &search("Condition"),
+            Ok(response(429, &[("retry-after", "30")], b"")),
+        );
+    let error = sync(
+        request(
+            Some("p1"),
+            None,
+            &[
+                ("everything", "false"),
+                ("resource_types", "Condition,Goal"),
+            ],
+        ),
+        NOW,
+        &mut fake,
+    )
+    .unwrap_err();
+    assert!(matches!(error, ConnectorError::RateLimited(30)));
+    assert_eq!(fake.checkpoint, None);
+}
+
+#[test]
+fn a_dead_server_ends_the_run_as_transient() {
+    let mut fake = Fake::default();
+    fake.json(&format!("{BASE}/Patient/p1"), 200, patient());
+    for t in ["Condition", "Goal", "Procedure"] {
+        fake.route(&search(t), Err(HttpError::Timeout));
+    }
+    let error = sync(
+        request(
+            Some("p1"),
+            None,
+            &[
+                ("everything", "false"),
+                ("resource_types", "Condition,Goal,Procedure,Device"),
+            ],
+        ),
+        NOW,
+        &mut fake,
+    )
+    .unwrap_err();
+    assert!(matches!(error, ConnectorError::Transient(_)), "{error:?}");
+    assert_eq!(fake.requests.len(), 4);
+}
+
+#[test]
+fn bad_input_is_refused_before_any_request() {
+    let mut fake = Fake::default();
+    let error = sync(
+        request(Some("p1"), None, &[("page_size", "0")]),
+        NOW,
+        &mut fake,
+    )
+    .unwrap_err();
+    assert!(matches!(error, ConnectorError::InvalidInput(_)));
+    let mut bad_base = request(Some("p1"), None, &[]);
+    bad_base.base_url = "fhir.example.org".into();
+    let error = sync(bad_base, NOW, &mut fake).unwrap_err();
+    assert!(matches!(error, ConnectorError::InvalidInput(_)));
+    assert!(fake.requests.is_empty());
+}
+
+#[test]
+fn batches_respect_the_host_limits_and_skip_what_it_would_refuse() {
+    let mut fake = Fake::default();
+    let many: Vec<Value> = (0..1200)
+        .map(|i| json!({"resourceType": "Observation", "id": format!("o{i}"), "note": [{"text": "x".repeat(3000)}]}))
+        .collect();
+    let mut odd = many.clone();
+    odd.push(json!({"resourceType": "Observation", "id": "bad id"}));
+    odd.push(json!({"resourceType": "Observation"}));
+    odd.push(json!({"resourceType": "Observation", "id": "huge", "note": [{"text": "x".repeat(5 << 20)}]}));
+    fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
+        .json(&search("Observation"), 200, bundle(&odd, None));
+    let summary = sync(
+        request(
+            Some("p1"),
+            None,
+            &[
+                ("everything", "false"),
+                ("resource_types", "Observation"),
+                ("reference_rounds", "0"),
+            ],
+        ),
+        NOW,
+        &mut fake,
+    )
+    .unwrap();
+    assert_eq!(fake.emitted().len(), 1201);
+    assert!(fake.batches.len() >= 3);
+    assert_eq!(summary.warnings.len(), 3, "{:?}", summary.warnings);
+    assert_eq!(
+        summary.warnings[0],
+        "Observation: skipped Observation/bad id: not a valid FHIR id"
+    );
+    assert_eq!(
+        summary.warnings[1],
+        "Observation: skipped one Observation without an id"
+    );
+    assert!(summary.warnings[2].starts_with("Observation/huge: skipped: at 5.0 MiB"));
+}
+
+#[test]
+fn too_many_warnings_are_counted() {
+    let warnings: Vec<String> = (0..150).map(|i| i.to_string()).collect();
+    let capped = cap_warnings(warnings);
+    assert_eq!(capped.len(), 101);
+    assert_eq!(capped[100], "... and 50 more");
+}
