@@ -1,10 +1,12 @@
-//! The first-run journey in a real headless Chromium, driven over WebDriver: complete the
-//! wizard, sign out, sign in, see the dashboard.
+//! Journeys in a real headless Chromium, driven over WebDriver: the first-run wizard, signing
+//! out and in, an upload; and connecting a provider through the real SMART redirect flow (the
+//! real peers: sekmet-fhir behind oauth2-mock-server) while the first sync's progress runs.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them the
 //! test says why and passes, except under CI (`CI` set), where a missing browser is a failure.
 
 mod common;
+mod peers;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -206,6 +208,140 @@ async fn first_run_wizard_then_sign_out_and_sign_in_in_a_real_browser() {
             .unwrap();
         wait_for_text(&browser, "//summary[contains(., 'Raw FHIR JSON')]").await;
         save_screenshot(&browser, "record").await;
+    }
+    .await;
+    browser.close().await.unwrap();
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_a_provider_signs_in_there_and_shows_the_sync_finish() {
+    if !browser_available() || !peers::require() {
+        return;
+    }
+    let fhir = peers::Sekmet::start().await;
+    let patient = fhir
+        .load_bundle(&peers::synthea(
+            "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json",
+        ))
+        .await;
+    let provider = peers::OAuthPeer::start(&[
+        ("FHIR_UPSTREAM", fhir.base.as_str()),
+        ("PATIENT_ID", patient.as_str()),
+        ("CLIENT_ID", "fasten-browser"),
+    ])
+    .await;
+    let server = TestServer::start_with(|c| {
+        c.plugins.allow_http_loopback = true;
+        c.plugins.allow_private_networks = true;
+    })
+    .await;
+    server
+        .client()
+        .setup("alice", "Alice Example", "alice-password-1")
+        .await;
+    let (_driver, webdriver) = start_chromedriver();
+    let browser = open_browser(&webdriver).await;
+
+    let result = async {
+        browser
+            .goto(&format!("{}/login", server.url))
+            .await
+            .unwrap();
+        fill(&browser, "username", "alice").await;
+        fill(&browser, "password", "alice-password-1").await;
+        click(&browser, Locator::Css("main form button[type=submit]")).await;
+        wait_for_text(&browser, "//h1[contains(., 'Hello, Alice Example')]").await;
+
+        browser
+            .goto(&format!("{}/sources", server.url))
+            .await
+            .unwrap();
+        // The live catalog search narrows the list as one types.
+        fill(&browser, "provider-search", "smart sandbox").await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while browser
+            .find(Locator::Id("provider-epic-sandbox"))
+            .await
+            .is_ok()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the search never narrowed the list"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        wait_for_text(
+            &browser,
+            "//*[@id='providers']//strong[contains(., 'SMART Health IT')]",
+        )
+        .await;
+        save_screenshot(&browser, "catalog-search").await;
+
+        // A custom endpoint: the peer's FHIR base and the client id registered there.
+        browser
+            .execute(
+                "document.querySelector('#custom-endpoint').open = true",
+                vec![],
+            )
+            .await
+            .unwrap();
+        fill(&browser, "fhir_base", &provider.fhir_base).await;
+        fill(&browser, "client_id", "fasten-browser").await;
+        fill(&browser, "display_name", "Peer Hospital").await;
+        browser
+            .execute(
+                "document.querySelector('#custom-connect button').click()",
+                vec![],
+            )
+            .await
+            .unwrap();
+        // The browser goes to the provider and comes back; the first sync runs in the
+        // background while the page polls its progress, until it says it is done.
+        wait_for_text(
+            &browser,
+            "//*[@id='sources-notice'][contains(., 'Connected')]",
+        )
+        .await;
+        save_screenshot(&browser, "connected").await;
+        // When it ends the page refreshes itself with the new counts.
+        browser
+            .wait()
+            .at_most(Duration::from_secs(60))
+            .for_element(Locator::XPath(
+                "//tr[contains(., 'Peer Hospital')]//*[contains(., 'Last sync: done')]",
+            ))
+            .await
+            .expect("the sync finishes and the page says so");
+        let records = browser
+            .find(Locator::XPath(
+                "//tr[contains(., 'Peer Hospital')]/td[@class='records']",
+            ))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(records, "104", "every record of the patient arrived");
+        save_screenshot(&browser, "synced").await;
+        let row = browser
+            .find(Locator::XPath("//tr[contains(., 'Peer Hospital')]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(row.contains("Connected"), "{row}");
+
+        // The records are in Explore.
+        browser
+            .goto(&format!("{}/explore", server.url))
+            .await
+            .unwrap();
+        wait_for_text(&browser, "//a[contains(., 'Observation')]").await;
+        browser.goto(&format!("{}/jobs", server.url)).await.unwrap();
+        wait_for_text(&browser, "//td[contains(., 'Peer Hospital')]").await;
+        save_screenshot(&browser, "jobs").await;
     }
     .await;
     browser.close().await.unwrap();

@@ -61,17 +61,30 @@ async fn list(
     )
 }
 
-/// One job's progress cell; it keeps polling while the job is active.
+/// One job's progress cell; it keeps polling while the job is active. When a job watched from
+/// the Sources page ends, that page reloads so its record counts and status are current.
 async fn progress(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<i64>,
+    headers: HeaderMap,
     page: Page,
-) -> Result<Html<String>, AppError> {
+) -> Result<Response, AppError> {
     let job = jobs::get(&state.db, id, user.id, user.is_admin())
         .await?
         .ok_or(AppError::NotFound)?;
-    page.render(&state, "job_progress.html", context! { job => view(&job) })
+    let from_sources = headers
+        .get("hx-current-url")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| url::Url::parse(v).ok())
+        .is_some_and(|u| u.path().ends_with("/sources"));
+    if from_sources && !job.is_active() {
+        let sources = state.url("/sources");
+        return Ok(([("HX-Redirect", sources)], Html(String::new())).into_response());
+    }
+    Ok(page
+        .render(&state, "job_progress.html", context! { job => view(&job) })?
+        .into_response())
 }
 
 async fn cancel(
