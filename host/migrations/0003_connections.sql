@@ -28,15 +28,15 @@ CREATE TABLE connections (
     status_message     TEXT,
     -- The catalog platform's quirks, as the (key, value) pairs given to the plugin's sync.
     sync_settings      TEXT    NOT NULL DEFAULT '[]',
-    -- Scheduled sync: every this many seconds; NULL turns the schedule off.
-    sync_every_seconds INTEGER,
+    -- When the scheduler queues the next sync (`[sync] every` after the last one ended); NULL
+    -- while a sync is queued or running, or when scheduled sync is off.
     next_sync_at       INTEGER,
     last_sync_at       INTEGER,
     -- The plugin's checkpoint from the last successful sync (incremental sync).
     sync_cursor        TEXT,
     connected_at       INTEGER NOT NULL
 );
-CREATE INDEX connections_due ON connections (next_sync_at) WHERE sync_every_seconds IS NOT NULL;
+CREATE INDEX connections_due ON connections (next_sync_at) WHERE next_sync_at IS NOT NULL;
 
 -- An authorization request sent to a provider and not yet answered. The state sent is random;
 -- only its SHA-256 is kept, bound to the browser session that started the flow. A row is used

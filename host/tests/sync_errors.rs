@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{Client, TestServer};
 use reqwest::StatusCode;
-use smart_mock::{Behaviour, SmartMock, load_synthea};
+use smart_mock::{SmartMock, load_synthea};
 
 const PATIENT_FILE: &str = "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json";
 
@@ -515,7 +515,12 @@ async fn a_token_that_dies_mid_sync_is_refreshed_once_and_the_sync_finishes() {
     sync_now(&client, source).await;
     let again = finished_job(&server, source).await;
     assert_eq!(again.status, "succeeded", "{again:?}");
-    assert_eq!(again.added, 0, "nothing new at the provider: {again:?}");
+    // Nothing changed at the provider: the incremental sync stores nothing new or changed.
+    assert_eq!((again.added, again.updated), (0, 0), "{again:?}");
+    assert!(
+        again.unchanged >= 1,
+        "the Patient is read every time: {again:?}"
+    );
     assert_eq!(stored(&server, source).await, served(&mock));
 }
 
@@ -832,4 +837,98 @@ async fn deleting_a_source_removes_its_records_after_confirmation() {
     );
     // The job history still names the source.
     assert!(client.get("/jobs").await.body.contains("Mock Hospital"));
+}
+
+/// Waits until the newest job of a source is running.
+async fn running_job(server: &TestServer, source_id: i64) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let running: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE source_id = ? AND status = 'running' ORDER BY id DESC",
+        )
+        .bind(source_id)
+        .fetch_optional(&server.state.db)
+        .await
+        .unwrap();
+        if let Some(id) = running {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "the sync never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_running_sync_stops_it_and_stores_nothing_from_it() {
+    let mock = SmartMock::start(patient(40)).await;
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    assert_eq!(finished_job(&server, source).await.status, "succeeded");
+    let before = stored(&server, source).await;
+
+    // A slow provider, and a new record there: the cancelled sync must not store it.
+    mock.configure(|b| b.fhir_delay = Duration::from_millis(300));
+    let mut extra = mock.state.lock().unwrap().resources[1].clone();
+    extra["id"] = serde_json::json!("added-at-the-provider");
+    mock.add_resource(extra);
+    sync_now(&client, source).await;
+    let job = running_job(&server, source).await;
+    let page = client.get("/jobs").await;
+    assert!(page.body.contains("Syncing:"), "{}", page.body);
+    let reply = client
+        .submit("/jobs", &format!("/jobs/{job}/cancel"), &[])
+        .await;
+    reply.assert_redirect("/jobs");
+    let ended = finished_job(&server, source).await;
+    assert_eq!((ended.id, ended.status.as_str()), (job, "cancelled"));
+    assert!(
+        ended
+            .error
+            .unwrap()
+            .contains("nothing from this run was stored")
+    );
+    assert_eq!(stored(&server, source).await, before);
+
+    // A queued job is cancelled before it starts; another member cannot cancel anyone's.
+    mock.configure(|b| b.fhir_delay = Duration::ZERO);
+    client.create_user("bob", "bob-password-1", "member").await;
+    let bob = server.client();
+    bob.login("bob", "bob-password-1").await;
+    mock.configure(|b| b.rate_limit = Some(("Condition".into(), 1, 600)));
+    sync_now(&client, source).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let waiting = loop {
+        let retry: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE source_id = ? AND status = 'queued' AND attempt = 2",
+        )
+        .bind(source)
+        .fetch_optional(&server.state.db)
+        .await
+        .unwrap();
+        if let Some(id) = retry {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rate-limited sync was not queued for retry"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let progress = client.get(&format!("/jobs/{waiting}/progress")).await;
+    assert!(
+        progress.body.contains("Waiting to retry"),
+        "{}",
+        progress.body
+    );
+    assert!(progress.body.contains("slow down"), "{}", progress.body);
+    let refused = bob
+        .submit("/jobs", &format!("/jobs/{waiting}/cancel"), &[])
+        .await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    client
+        .submit("/jobs", &format!("/jobs/{waiting}/cancel"), &[])
+        .await
+        .assert_redirect("/jobs");
+    let ended = finished_job(&server, source).await;
+    assert_eq!((ended.id, ended.status.as_str()), (waiting, "cancelled"));
 }

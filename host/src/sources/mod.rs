@@ -325,6 +325,16 @@ pub struct CallbackParams {
     pub error_description: Option<String>,
 }
 
+#[derive(sqlx::FromRow)]
+struct PendingRow {
+    session_hash: Vec<u8>,
+    user_id: i64,
+    source_id: Option<i64>,
+    connection: String,
+    pkce_verifier: Vec<u8>,
+    created_at: i64,
+}
+
 /// A finished connection: its source and the first sync job.
 pub struct Connected {
     pub source_id: i64,
@@ -354,7 +364,7 @@ pub async fn finish_connect(
         })?;
     let state_hash = smart::hash(state);
     // Deleting first makes the state single-use even if two callbacks race.
-    let pending: Option<(Vec<u8>, i64, Option<i64>, String, Vec<u8>, i64)> = sqlx::query_as(
+    let pending: Option<PendingRow> = sqlx::query_as(
         "DELETE FROM oauth_pending WHERE state_hash = ?
          RETURNING session_hash, user_id, source_id, connection, pkce_verifier, created_at",
     )
@@ -368,8 +378,14 @@ pub async fn finish_connect(
                 .into(),
         )
     };
-    let Some((pending_session, pending_user, source_id, draft, sealed_verifier, created_at)) =
-        pending
+    let Some(PendingRow {
+        session_hash: pending_session,
+        user_id: pending_user,
+        source_id,
+        connection: draft,
+        pkce_verifier: sealed_verifier,
+        created_at,
+    }) = pending
     else {
         return Err(unknown());
     };
@@ -463,8 +479,8 @@ async fn store_connection(
         "INSERT INTO connections (source_id, catalog_id, fhir_base, authorize_url, token_url,
            client_id, client_secret, client_auth, scopes_requested, scopes_granted, patient_id,
            access_token, refresh_token, access_expires_at, refresh_expires_at, status,
-           status_message, sync_settings, sync_every_seconds, next_sync_at, connected_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'connected', NULL, ?, ?, NULL, ?)
+           status_message, sync_settings, next_sync_at, connected_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'connected', NULL, ?, NULL, ?)
          ON CONFLICT (source_id) DO UPDATE SET
            authorize_url = excluded.authorize_url, token_url = excluded.token_url,
            client_secret = excluded.client_secret, scopes_granted = excluded.scopes_granted,
@@ -490,7 +506,6 @@ async fn store_connection(
     .bind(tokens.access_expires_at)
     .bind(tokens.refresh_expires_at)
     .bind(serde_json::to_string(&draft.sync_settings).expect("pairs serialise"))
-    .bind(None::<i64>)
     .bind(now)
     .execute(&mut *tx)
     .await?;

@@ -93,6 +93,8 @@ pub struct Behaviour {
     pub fail_all_after_requests: Option<usize>,
     /// Registered clients: (client_id, secret). Confidential ones must authenticate with it.
     pub clients: Vec<(String, Option<String>)>,
+    /// Every FHIR search and read waits this long before answering (a slow provider).
+    pub fhir_delay: Duration,
 }
 
 impl Default for Behaviour {
@@ -118,6 +120,7 @@ impl Default for Behaviour {
                 ("fasten-test".to_owned(), None),
                 ("fasten-confidential".to_owned(), Some("s3cret".to_owned())),
             ],
+            fhir_delay: Duration::ZERO,
         }
     }
 }
@@ -427,6 +430,14 @@ async fn handle(State(state): State<Arc<Mutex<MockState>>>, request: Request) ->
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let delay = state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .behaviour
+        .fhir_delay;
+    if path.starts_with("/fhir/") && !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut st = state
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -1,0 +1,321 @@
+//! `cargo bench -p fasten --bench sync`: syncs the largest Synthea patient (Fletcher Hyatt) from
+//! the local real peers (sekmet-fhir behind the SMART authorization server's token-checking
+//! proxy, see `host/tests/peers`) through `fasten::sync::run`, the way a sync job does. For the
+//! default `Patient/$everything` mode and for per-type searches (`everything = false`), it
+//! measures a first sync into an empty database and a re-sync of the same source (incremental,
+//! from the first run's cursor), each in a fresh data folder, and prints the median of the rounds:
+//! wall time, resources emitted and per second, HTTP requests, and where the time went (plugin
+//! CPU = run time − network wait, waiting on the network, writing to SQLite). Then the peak RSS.
+//! Prints figures; asserts nothing beyond the syncs succeeding and storing something.
+//!
+//! Skipped (with a message) when the peers are not installed (`.ci/peers.sh`), unless `CI` is set.
+
+#[path = "../tests/peers/mod.rs"]
+mod peers;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fasten::sources::smart::labels;
+use fasten::state::AppState;
+use fasten::sync::{SyncOutcome, SyncReport};
+use peers::{OAuthPeer, Sekmet};
+
+const PATIENT_FILE: &str = "Fletcher_Hyatt_fe0562b5-f517-4951-8366-32fdab088930.json";
+const CLIENT_ID: &str = "fasten-bench";
+const SCOPES: &str = "launch/patient patient/*.read offline_access";
+/// Rounds of each measurement; each round has its own data folder.
+const ROUNDS: usize = 3;
+
+/// The two ways the FHIR plugin fetches a patient: the connection's `sync_settings`.
+const MODES: &[(&str, &str)] = &[
+    ("$everything", "[]"),
+    ("per-type", r#"[["everything","false"]]"#),
+];
+
+/// One sync: its wall time around `sync::run` and the report.
+struct Sample {
+    wall: Duration,
+    report: SyncReport,
+}
+
+fn main() -> anyhow::Result<()> {
+    if !peers::require() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let bench_started = Instant::now();
+    let bundle_path = peers::synthea(PATIENT_FILE);
+    let bundle: serde_json::Value = serde_json::from_slice(&std::fs::read(&bundle_path)?)?;
+    let entries = bundle["entry"].as_array().map_or(0, Vec::len);
+    drop(bundle);
+
+    let sekmet = Sekmet::start().await;
+    let started = Instant::now();
+    let patient = sekmet.load_bundle(&bundle_path).await;
+    let loaded = started.elapsed();
+    let oauth = OAuthPeer::start(&[
+        ("FHIR_UPSTREAM", sekmet.base.as_str()),
+        ("PATIENT_ID", patient.as_str()),
+        ("CLIENT_ID", CLIENT_ID),
+        ("EXPIRES_IN", "3600"),
+    ])
+    .await;
+    // One sign-in serves every connection: the proxy accepts any unexpired token it issued.
+    let token = oauth.code_flow(CLIENT_ID, SCOPES).await;
+    let access = token["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_string();
+    let refresh = token["refresh_token"].as_str().map(str::to_string);
+    println!(
+        "{PATIENT_FILE}: {entries} bundle entries, loaded into sekmet in {:.0} ms; \
+         peers up after {:.1} s",
+        ms(loaded),
+        bench_started.elapsed().as_secs_f64()
+    );
+    let rss_before = peak_rss_mib();
+
+    // The compiled plugin is kept between data folders, so each round pays for the sync only.
+    let cache = tempfile::tempdir()?;
+    let mut rows = Vec::new();
+    for (mode, settings) in MODES {
+        let mut first = Vec::new();
+        let mut again = Vec::new();
+        for _ in 0..ROUNDS {
+            let dir = tempfile::tempdir()?;
+            copy_files(cache.path(), &dir.path().join("plugin-cache"))?;
+            let state = fasten::open_state(config(dir.path())?).await?;
+            if std::fs::read_dir(cache.path())?.next().is_none() {
+                copy_files(&dir.path().join("plugin-cache"), cache.path())?;
+            }
+            let hash = "not-a-password-hash";
+            let user = fasten::store::users::create(
+                &state.db,
+                "bench",
+                "bench",
+                hash,
+                fasten::store::users::Role::Admin,
+            )
+            .await?
+            .id;
+            let connection = Connection {
+                oauth: &oauth,
+                patient: &patient,
+                access: &access,
+                refresh: refresh.as_deref(),
+                settings,
+            };
+            let source_id = connect(&state, user, mode, &connection).await?;
+            let sample = sync(&state, source_id).await?;
+            anyhow::ensure!(
+                sample.report.counts.added > 0,
+                "the first {mode} sync stored nothing: {:?}",
+                sample.report.counts
+            );
+            first.push(sample);
+            again.push(sync(&state, source_id).await?);
+            state.db.close().await;
+        }
+        rows.push((format!("first sync, {mode}"), first));
+        rows.push((format!("re-sync, {mode}"), again));
+    }
+
+    println!(
+        "median of {ROUNDS} rounds; plugin = run time − network wait; shares are of the wall time"
+    );
+    println!(
+        "{:<24} {:>8} {:>7} {:>7} {:>5} {:>10} {:>11} {:>10} {:>8} {:>17}",
+        "",
+        "wall ms",
+        "emitted",
+        "res/s",
+        "HTTP",
+        "plugin ms",
+        "network ms",
+        "write ms",
+        "refresh",
+        "add/upd/unchanged"
+    );
+    for (name, samples) in &rows {
+        print_row(name, samples);
+    }
+    for (name, samples) in &rows {
+        let warnings = &samples[0].report.warnings;
+        if !warnings.is_empty() {
+            println!(
+                "{name}: {} warning(s), first: {}",
+                warnings.len(),
+                warnings[0]
+            );
+        }
+    }
+    println!(
+        "peak RSS (VmHWM): {rss_before:.1} MiB before the syncs, {:.1} MiB after all {} syncs",
+        peak_rss_mib(),
+        rows.iter().map(|(_, s)| s.len()).sum::<usize>()
+    );
+    println!("bench took {:.1} s", bench_started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn config(data_dir: &Path) -> anyhow::Result<fasten::config::Config> {
+    let mut config =
+        fasten::config::Config::load(Some(&peers::root().join("config.toml")), Vec::new())?;
+    config.data_dir = data_dir.to_path_buf();
+    config.plugins.registry_dir = data_dir.join("no-registry");
+    config.plugins.allow_http_loopback = true;
+    config.plugins.allow_private_networks = true;
+    Ok(config)
+}
+
+/// What a SMART connection to the peers needs.
+struct Connection<'a> {
+    oauth: &'a OAuthPeer,
+    patient: &'a str,
+    access: &'a str,
+    refresh: Option<&'a str>,
+    settings: &'a str,
+}
+
+/// A source with a connected SMART connection, as the OAuth callback stores it; returns its id.
+async fn connect(
+    state: &AppState,
+    user_id: i64,
+    name: &str,
+    c: &Connection<'_>,
+) -> anyhow::Result<i64> {
+    let now = fasten::store::unix_now();
+    let source_id: i64 = sqlx::query_scalar(
+        "INSERT INTO sources (user_id, kind, display_name, plugin_id, created_at, updated_at)
+         VALUES (?, 'smart', ?, 'fhir', ?, ?) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(name)
+    .bind(now)
+    .bind(now)
+    .fetch_one(&state.db)
+    .await?;
+    sqlx::query(
+        "INSERT INTO connections (source_id, fhir_base, authorize_url, token_url, client_id,
+           client_auth, scopes_requested, scopes_granted, patient_id, access_token, refresh_token,
+           access_expires_at, status, sync_settings, connected_at)
+         VALUES (?, ?, ?, ?, ?, 'none', ?, ?, ?, ?, ?, ?, 'connected', ?, ?)",
+    )
+    .bind(source_id)
+    .bind(&c.oauth.fhir_base)
+    .bind(format!("{}/authorize", c.oauth.url))
+    .bind(format!("{}/token", c.oauth.url))
+    .bind(CLIENT_ID)
+    .bind(SCOPES)
+    .bind(SCOPES)
+    .bind(c.patient)
+    .bind(state.vault.seal(&labels::access(source_id), c.access))
+    .bind(
+        c.refresh
+            .map(|t| state.vault.seal(&labels::refresh(source_id), t)),
+    )
+    .bind(now + 3600)
+    .bind(c.settings)
+    .bind(now)
+    .execute(&state.db)
+    .await?;
+    Ok(source_id)
+}
+
+async fn sync(state: &AppState, source_id: i64) -> anyhow::Result<Sample> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Mutex::new((0, None)));
+    let started = Instant::now();
+    let outcome = fasten::sync::run(state, source_id, cancel, progress).await;
+    let wall = started.elapsed();
+    match outcome {
+        SyncOutcome::Done(report) => Ok(Sample { wall, report }),
+        other => anyhow::bail!("the sync of source {source_id} did not finish: {other:?}"),
+    }
+}
+
+fn print_row(name: &str, samples: &[Sample]) {
+    let wall = median(samples.iter().map(|s| s.wall.as_secs_f64()));
+    let plugin = median(samples.iter().map(|s| {
+        s.report
+            .run_time
+            .saturating_sub(s.report.http_waiting)
+            .as_secs_f64()
+    }));
+    let network = median(samples.iter().map(|s| s.report.http_waiting.as_secs_f64()));
+    let write = median(samples.iter().map(|s| s.report.write_time.as_secs_f64()));
+    let rate = median(
+        samples
+            .iter()
+            .map(|s| s.report.emitted as f64 / s.wall.as_secs_f64()),
+    );
+    // Counts do not vary between rounds; take them from the round with the median wall time.
+    let mut by_wall: Vec<&Sample> = samples.iter().collect();
+    by_wall.sort_by_key(|s| s.wall);
+    let typical = &by_wall[by_wall.len() / 2].report;
+    let share = |part: f64| 100.0 * part / wall;
+    println!(
+        "{name:<24} {:>8.0} {:>7} {:>7.0} {:>5} {:>4.0} ({:>2.0}%) {:>5.0} ({:>2.0}%) {:>4.0} ({:>2.0}%) {:>8} {:>17}",
+        wall * 1e3,
+        typical.emitted,
+        rate,
+        typical.http_requests,
+        plugin * 1e3,
+        share(plugin),
+        network * 1e3,
+        share(network),
+        write * 1e3,
+        share(write),
+        typical.token_refreshes,
+        format!(
+            "{}/{}/{}",
+            typical.counts.added, typical.counts.updated, typical.counts.unchanged
+        ),
+    );
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Copies the files of `from` (if it exists) into `to`.
+fn copy_files(from: &Path, to: &Path) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(to)?;
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
