@@ -11,6 +11,7 @@ pub mod fhir;
 pub mod import;
 pub mod jobs;
 pub mod plugins;
+pub mod record;
 pub mod secrets;
 pub mod sources;
 pub mod state;

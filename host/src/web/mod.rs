@@ -6,10 +6,14 @@ pub mod account;
 pub mod admin;
 pub mod assets;
 pub mod explore;
+pub mod history;
 pub mod jobs;
+pub mod labs;
 pub mod pages;
 pub mod plugins;
+pub mod profile;
 pub mod render;
+pub mod search;
 pub mod sources;
 
 use axum::Router;
@@ -33,6 +37,10 @@ pub fn build_app(state: AppState) -> Router {
         .merge(sources::router())
         .merge(explore::router())
         .merge(jobs::router())
+        .merge(labs::router())
+        .merge(history::router())
+        .merge(profile::router())
+        .merge(search::router())
         .fallback(|| async { AppError::NotFound });
 
     let mut layered = routes

@@ -1,0 +1,11 @@
+//! The record as the family reads it: plain functions that turn stored FHIR resources into what
+//! the pages show (lab trends, medical history, the profile, charts, unit conversion, glossary).
+//! Nothing here knows about HTTP; every query takes the user id and filters by it.
+
+pub mod chart;
+pub mod glossary;
+pub mod history;
+pub mod labs;
+pub mod observations;
+pub mod profile;
+pub mod units;
