@@ -10,6 +10,8 @@
 //!
 //! Skipped (with a message) when the peers are not installed (`.ci/peers.sh`), unless `CI` is set.
 
+// Its unit test is left out of a bench build, leaving the test's import unused.
+#[allow(unused_imports)]
 #[path = "../tests/peers/mod.rs"]
 mod peers;
 

@@ -36,6 +36,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub plugins: PluginsConfig,
     pub sync: SyncConfig,
+    pub glossary: GlossaryConfig,
     /// Read templates from disk and reload them on change (`serve --dev` sets this).
     #[serde(skip)]
     pub dev: bool,
@@ -93,6 +94,26 @@ pub struct SyncConfig {
     pub max_attempts: u32,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GlossaryConfig {
+    /// Ask MedlinePlus Connect about lab codes the built-in glossary does not explain. Off by
+    /// default: when on, the codes (never names or values) of records people open are sent to
+    /// the U.S. National Library of Medicine, each at most once a month.
+    pub online: bool,
+    /// MedlinePlus Connect's service address (tests point it at a stand-in).
+    pub medlineplus_url: String,
+}
+
+impl Default for GlossaryConfig {
+    fn default() -> Self {
+        GlossaryConfig {
+            online: false,
+            medlineplus_url: "https://connect.medlineplus.gov/service".into(),
+        }
+    }
+}
+
 impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
@@ -127,6 +148,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             plugins: PluginsConfig::default(),
             sync: SyncConfig::default(),
+            glossary: GlossaryConfig::default(),
             dev: false,
         }
     }

@@ -12,6 +12,7 @@ pub mod import;
 pub mod jobs;
 pub mod plugins;
 pub mod record;
+pub mod search;
 pub mod secrets;
 pub mod sources;
 pub mod state;
@@ -108,6 +109,13 @@ impl Server {
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     prepare_data_dir(&config.data_dir)?;
     let db = store::open(&config.database_path()).await?;
+    // Databases from before full-text search (or after an interrupted upgrade) get indexed once.
+    let indexed = search::index_missing(&db)
+        .await
+        .context("cannot build the search index")?;
+    if indexed > 0 {
+        tracing::info!(indexed, "records added to the search index");
+    }
     let key = SecretKey::load_or_create(
         &config.data_dir,
         std::env::var("FASTEN_SECRET_KEY").ok().as_deref(),

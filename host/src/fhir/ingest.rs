@@ -138,6 +138,11 @@ impl Writer {
             });
             insert.build().execute(&mut *self.tx).await?;
         }
+        let docs: Vec<(&str, &str, &crate::search::Document)> = changed
+            .iter()
+            .map(|r| (r.resource_type.as_str(), r.resource_id.as_str(), &r.search))
+            .collect();
+        crate::search::index(&mut self.tx, self.user_id, self.source_id, &docs).await?;
         Ok(())
     }
 

@@ -174,6 +174,8 @@ pub struct Prepared {
     pub sort_date: Option<String>,
     pub sort_title: Option<String>,
     pub tokens: Vec<Token>,
+    /// The text full-text search indexes (see [`crate::search`]).
+    pub search: crate::search::Document,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +229,7 @@ pub fn prepare(text: &str) -> Result<Prepared, String> {
         sort_date: sort_date(&value),
         sort_title: title(&value),
         tokens: tokens(&value),
+        search: crate::search::document(&value),
         resource_type,
         resource_id,
         json,

@@ -3,8 +3,10 @@
 //! Nothing here knows about HTTP; every query takes the user id and filters by it.
 
 pub mod chart;
+pub mod dashboard;
 pub mod glossary;
 pub mod history;
+pub mod ips;
 pub mod labs;
 pub mod observations;
 pub mod profile;

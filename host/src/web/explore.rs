@@ -14,6 +14,7 @@ use super::render::Page;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::fhir;
+use crate::record;
 use crate::state::AppState;
 
 const PAGE_SIZE: i64 = 50;
@@ -194,13 +195,30 @@ async fn detail(
         .iter()
         .find(|(kind, _, _)| kind == "status")
         .map(|(_, v, _)| v.clone());
+    let title = fhir::title(&resource);
+    let mut glossary = record::glossary::lookup_codes(
+        codes.iter().map(|c| (c.system.as_str(), c.code.as_str())),
+        title.as_deref().unwrap_or(""),
+    );
+    let loinc = codes.iter().find(|c| record::glossary::is_loinc(&c.system));
+    if glossary.is_none()
+        && let Some(c) = loinc
+    {
+        let config = &state.config.glossary;
+        glossary =
+            record::glossary::online(&state.db, &state.plugins, config, &c.system, &c.code).await;
+    }
+    let glossary_admin_note =
+        glossary.is_none() && loinc.is_some() && user.is_admin() && !state.config.glossary.online;
     page.render(
         &state,
         "explore_detail.html",
         context! {
             resource_type => resource_type,
             id => id,
-            title => fhir::title(&resource),
+            title => title,
+            glossary => glossary,
+            glossary_admin_note => glossary_admin_note,
             date => fhir::sort_date(&resource),
             status => status,
             value => value_text(&resource),

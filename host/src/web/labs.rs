@@ -1,9 +1,69 @@
-//! (being written)
+//! Labs: the signed-in user's lab results grouped by test (optionally only those of one
+//! report), and each test's trend page with its chart. Handlers are thin: the grouping,
+//! conversion and drawing live in `record::labs`. Every query filters by the user, so another
+//! user's report or test is simply not found.
 
 use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Html;
+use axum::routing::get;
+use minijinja::context;
+use serde::Deserialize;
 
+use super::render::Page;
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::record::labs;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/labs", get(list))
+        .route("/labs/{key}", get(test))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    /// A DiagnosticReport id: show only the results it references.
+    report: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    page: Page,
+    Query(query): Query<ListQuery>,
+) -> Result<Html<String>, AppError> {
+    // An empty choice from the report menu means "all results".
+    let report_id = query.report.filter(|r| !r.is_empty());
+    let (report, results) = match &report_id {
+        Some(id) => {
+            let (report, results) = labs::report_results(&state.db, user.id, id)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            (Some(report), results)
+        }
+        None => (None, labs::results(&state.db, user.id).await?),
+    };
+    let reports = labs::reports(&state.db, user.id).await?;
+    page.render(
+        &state,
+        "labs.html",
+        context! {
+            tests => labs::summarise(&results),
+            report => report,
+            reports => reports,
+        },
+    )
+}
+
+async fn test(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    page: Page,
+    Path(key): Path<String>,
+) -> Result<Html<String>, AppError> {
+    let results = labs::test_results(&state.db, user.id, &key).await?;
+    let trend = labs::trend(&key, &results).ok_or(AppError::NotFound)?;
+    page.render(&state, "labs_test.html", context! { test => trend })
 }

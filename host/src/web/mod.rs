@@ -5,11 +5,12 @@
 pub mod account;
 pub mod admin;
 pub mod assets;
+pub mod dashboard;
 pub mod explore;
+pub mod export;
 pub mod history;
 pub mod jobs;
 pub mod labs;
-pub mod pages;
 pub mod plugins;
 pub mod profile;
 pub mod render;
@@ -31,7 +32,7 @@ pub fn build_app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(assets::router())
         .merge(account::router())
-        .merge(pages::router())
+        .merge(dashboard::router())
         .merge(admin::router())
         .merge(plugins::router())
         .merge(sources::router())
@@ -41,6 +42,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(history::router())
         .merge(profile::router())
         .merge(search::router())
+        .merge(export::router())
         .fallback(|| async { AppError::NotFound });
 
     let mut layered = routes

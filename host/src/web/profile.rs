@@ -1,9 +1,28 @@
-//! (being written)
+//! Profile: who the signed-in user's records are about, field by field with the source of each,
+//! and the lists a clinician asks for first. The work is in `record::profile`.
 
 use axum::Router;
+use axum::extract::State;
+use axum::response::Html;
+use axum::routing::get;
+use minijinja::context;
 
+use super::render::Page;
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::record::profile;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/profile", get(show))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    page: Page,
+) -> Result<Html<String>, AppError> {
+    let today = time::OffsetDateTime::now_utc().date();
+    let profile = profile::profile(&state.db, user.id, today).await?;
+    page.render(&state, "profile.html", context! { profile => profile })
 }

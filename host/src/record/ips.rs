@@ -1,0 +1,375 @@
+//! "Summary for my doctor": the International Patient Summary (IPS) of a user's records, as a
+//! FHIR `document` Bundle and as the sections of a printable page.
+//!
+//! The IPS is a short, current picture: allergies, current medications, active problems,
+//! immunizations, recent results and procedures. Choosing what is "current" happens here, once,
+//! for both the Bundle and the page, so the two never disagree.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::SqlitePool;
+
+use crate::fhir;
+use crate::record::observations;
+
+/// How many recent results and procedures the summary lists.
+pub const RECENT: usize = 20;
+
+/// One IPS section: its LOINC code and title, and the resources in it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Section {
+    pub code: &'static str,
+    pub title: &'static str,
+    pub items: Vec<Item>,
+}
+
+/// One line of a section, as the printable page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub resource_type: String,
+    pub id: String,
+    pub title: String,
+    pub date: Option<String>,
+    pub detail: Option<String>,
+    #[serde(skip)]
+    pub resource: Value,
+}
+
+/// The summary of one user: the Patient (first one found) and the sections, in IPS order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub patient_name: Option<String>,
+    pub birth_date: Option<String>,
+    pub gender: Option<String>,
+    #[serde(skip)]
+    pub patient: Option<Value>,
+    pub sections: Vec<Section>,
+}
+
+/// A clinical status code (`clinicalStatus.coding[].code`), when there is one.
+fn clinical_status(resource: &Value) -> Option<&str> {
+    resource
+        .pointer("/clinicalStatus/coding")?
+        .as_array()?
+        .iter()
+        .find_map(|c| c.get("code")?.as_str())
+}
+
+/// A problem still going on: active, recurring or relapsed (a Condition without a status is
+/// taken as active, as FHIR's own guidance suggests for problem lists).
+pub fn is_active_condition(resource: &Value) -> bool {
+    matches!(
+        clinical_status(resource),
+        None | Some("active" | "recurrence" | "relapse")
+    ) && resource.get("abatementDateTime").is_none()
+}
+
+/// An allergy that has not been resolved or refuted.
+pub fn is_current_allergy(resource: &Value) -> bool {
+    let refuted = resource
+        .pointer("/verificationStatus/coding/0/code")
+        .and_then(Value::as_str)
+        == Some("refuted");
+    !refuted && matches!(clinical_status(resource), None | Some("active"))
+}
+
+/// A medication the person is taking now.
+pub fn is_current_medication(resource: &Value) -> bool {
+    matches!(
+        resource.get("status").and_then(Value::as_str),
+        Some("active" | "on-hold" | "intended")
+    )
+}
+
+fn item(resource: Value, detail: Option<String>) -> Item {
+    Item {
+        resource_type: resource["resourceType"].as_str().unwrap_or("").to_string(),
+        id: resource["id"].as_str().unwrap_or("").to_string(),
+        title: fhir::title(&resource).unwrap_or_else(|| "(no name)".into()),
+        date: fhir::sort_date(&resource),
+        detail,
+        resource,
+    }
+}
+
+/// Builds the summary from all of one user's resources of the types it uses, newest first.
+pub fn summarise(resources: Vec<Value>) -> Summary {
+    let mut patient = None;
+    let mut allergies = Vec::new();
+    let mut medications = Vec::new();
+    let mut problems = Vec::new();
+    let mut immunizations = Vec::new();
+    let mut results = Vec::new();
+    let mut procedures = Vec::new();
+    let mut seen_tests = std::collections::HashSet::new();
+    for resource in resources {
+        match resource["resourceType"].as_str().unwrap_or("") {
+            "Patient" if patient.is_none() => patient = Some(resource),
+            "AllergyIntolerance" if is_current_allergy(&resource) => {
+                let reaction = resource
+                    .pointer("/reaction/0/manifestation/0")
+                    .and_then(fhir::concept_text);
+                allergies.push(item(resource, reaction));
+            }
+            "MedicationRequest" | "MedicationStatement" if is_current_medication(&resource) => {
+                let dosage = resource
+                    .pointer("/dosageInstruction/0/text")
+                    .or_else(|| resource.pointer("/dosage/0/text"))
+                    .and_then(Value::as_str)
+                    .map(String::from);
+                medications.push(item(resource, dosage));
+            }
+            "Condition" if is_active_condition(&resource) => problems.push(item(resource, None)),
+            "Immunization" => immunizations.push(item(resource, None)),
+            "Observation" if is_laboratory(&resource) && results.len() < RECENT => {
+                // The latest result of each test: the rows come newest first.
+                let test = fhir::title(&resource).unwrap_or_default();
+                if seen_tests.insert(test) {
+                    let value = observations::read(&resource).and_then(|o| o.value_display());
+                    results.push(item(resource, value));
+                }
+            }
+            "Procedure" if procedures.len() < RECENT => procedures.push(item(resource, None)),
+            _ => {}
+        }
+    }
+    let text = |pointer: &str| {
+        patient
+            .as_ref()
+            .and_then(|p: &Value| p.pointer(pointer))
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    Summary {
+        patient_name: patient.as_ref().and_then(fhir::title),
+        birth_date: text("/birthDate"),
+        gender: text("/gender"),
+        sections: vec![
+            section("48765-2", "Allergies and intolerances", allergies),
+            section("10160-0", "Medications", medications),
+            section("11450-4", "Problems", problems),
+            section("11369-6", "Immunizations", immunizations),
+            section("30954-2", "Results", results),
+            section("47519-4", "Procedures", procedures),
+        ],
+        patient,
+    }
+}
+
+fn section(code: &'static str, title: &'static str, items: Vec<Item>) -> Section {
+    Section { code, title, items }
+}
+
+fn is_laboratory(resource: &Value) -> bool {
+    resource
+        .get("category")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("coding")?.as_array())
+        .flatten()
+        .any(|c| c.get("code").and_then(Value::as_str) == Some("laboratory"))
+}
+
+/// Reads the user's resources the summary draws on, newest first.
+pub async fn load(db: &SqlitePool, user_id: i64) -> sqlx::Result<Summary> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT json FROM resources WHERE user_id = ? AND resource_type IN
+           ('Patient', 'AllergyIntolerance', 'MedicationRequest', 'MedicationStatement',
+            'Condition', 'Immunization', 'Observation', 'Procedure')
+         ORDER BY sort_date DESC, resource_type, resource_id",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?;
+    Ok(summarise(
+        rows.iter()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect(),
+    ))
+}
+
+/// A stable `urn:uuid:` for a resource, so the same record keeps its address in every summary.
+fn urn(resource_type: &str, id: &str) -> String {
+    let hash = Sha256::digest(format!("{resource_type}/{id}").as_bytes());
+    let h = hex::encode(&hash[..16]);
+    format!(
+        "urn:uuid:{}-{}-4{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// The summary as an IPS `document` Bundle: a Composition (with one section per IPS section,
+/// each listing its entries, or saying it has none), the Patient, then every entry.
+/// `timestamp` is an RFC 3339 instant.
+pub fn bundle(summary: &Summary, timestamp: &str) -> Value {
+    let patient_ref = summary
+        .patient
+        .as_ref()
+        .map(|p| urn("Patient", p["id"].as_str().unwrap_or("")));
+    let mut entries = Vec::new();
+    let mut sections = Vec::new();
+    for s in &summary.sections {
+        let references: Vec<Value> = s
+            .items
+            .iter()
+            .map(|i| json!({ "reference": urn(&i.resource_type, &i.id) }))
+            .collect();
+        let mut section = json!({
+            "title": s.title,
+            "code": { "coding": [{ "system": "http://loinc.org", "code": s.code }] },
+            "text": {
+                "status": "generated",
+                "div": format!(
+                    "<div xmlns=\"http://www.w3.org/1999/xhtml\">{}</div>",
+                    if s.items.is_empty() {
+                        "None recorded".to_string()
+                    } else {
+                        s.items
+                            .iter()
+                            .map(|i| escape_xml(&i.title))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    }
+                ),
+            },
+        });
+        if references.is_empty() {
+            // IPS: an empty section says why (no information rather than "none").
+            section["emptyReason"] = json!({ "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/list-empty-reason",
+                "code": "unavailable" }] });
+        } else {
+            section["entry"] = Value::Array(references);
+        }
+        sections.push(section);
+        for i in &s.items {
+            entries.push(json!({
+                "fullUrl": urn(&i.resource_type, &i.id),
+                "resource": i.resource,
+            }));
+        }
+    }
+    let composition = json!({
+        "resourceType": "Composition",
+        "id": "summary",
+        "status": "final",
+        "type": { "coding": [{ "system": "http://loinc.org", "code": "60591-5",
+                               "display": "Patient summary Document" }] },
+        "subject": patient_ref.as_ref().map(|r| json!({ "reference": r })),
+        "date": timestamp,
+        "author": [{ "display": "Fasten On-Prem (compiled by the patient)" }],
+        "title": "International Patient Summary",
+        "section": sections,
+    });
+    let mut all = vec![
+        json!({ "fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000001",
+                               "resource": composition }),
+    ];
+    if let (Some(patient), Some(reference)) = (&summary.patient, &patient_ref) {
+        all.push(json!({ "fullUrl": reference, "resource": patient }));
+    }
+    all.extend(entries);
+    json!({
+        "resourceType": "Bundle",
+        "type": "document",
+        "timestamp": timestamp,
+        "identifier": { "system": "urn:ietf:rfc:3986",
+                        "value": urn("Bundle", timestamp) },
+        "entry": all,
+    })
+}
+
+fn escape_xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(id: &str, status: &str, onset: &str, name: &str) -> Value {
+        json!({"resourceType": "Condition", "id": id, "onsetDateTime": onset,
+               "clinicalStatus": {"coding": [{"code": status}]},
+               "code": {"text": name}})
+    }
+
+    #[test]
+    fn only_current_problems_medications_and_allergies_are_summarised() {
+        let summary = summarise(vec![
+            json!({"resourceType": "Patient", "id": "p", "birthDate": "1980-02-03",
+                   "name": [{"given": ["Ada"], "family": "Lovelace"}]}),
+            condition("c1", "active", "2020-01-01", "Hypertension"),
+            condition("c2", "resolved", "2019-01-01", "Acute bronchitis"),
+            json!({"resourceType": "MedicationRequest", "id": "m1", "status": "active",
+                   "medicationCodeableConcept": {"text": "Lisinopril 10 MG"}}),
+            json!({"resourceType": "MedicationRequest", "id": "m2", "status": "stopped",
+                   "medicationCodeableConcept": {"text": "Amoxicillin"}}),
+            json!({"resourceType": "AllergyIntolerance", "id": "a1",
+                   "clinicalStatus": {"coding": [{"code": "active"}]},
+                   "code": {"text": "Peanut"}}),
+        ]);
+        assert_eq!(summary.birth_date.as_deref(), Some("1980-02-03"));
+        let titles = |code: &str| -> Vec<String> {
+            summary
+                .sections
+                .iter()
+                .find(|s| s.code == code)
+                .unwrap()
+                .items
+                .iter()
+                .map(|i| i.title.clone())
+                .collect()
+        };
+        assert_eq!(titles("11450-4"), ["Hypertension"]);
+        assert_eq!(titles("10160-0"), ["Lisinopril 10 MG"]);
+        assert_eq!(titles("48765-2"), ["Peanut"]);
+    }
+
+    #[test]
+    fn the_bundle_is_an_ips_document_with_composition_first_and_resolvable_entries() {
+        let summary = summarise(vec![
+            json!({"resourceType": "Patient", "id": "p"}),
+            condition("c1", "active", "2020-01-01", "Asthma <severe>"),
+        ]);
+        let bundle = bundle(&summary, "2026-11-25T10:00:00Z");
+        assert_eq!(bundle["type"], "document");
+        let entries = bundle["entry"].as_array().unwrap();
+        assert_eq!(entries[0]["resource"]["resourceType"], "Composition");
+        assert_eq!(entries[1]["resource"]["resourceType"], "Patient");
+        let full_urls: Vec<&str> = entries
+            .iter()
+            .map(|e| e["fullUrl"].as_str().unwrap())
+            .collect();
+        let sections = entries[0]["resource"]["section"].as_array().unwrap();
+        assert_eq!(sections.len(), 6);
+        for section in sections {
+            for entry in section["entry"].as_array().into_iter().flatten() {
+                assert!(full_urls.contains(&entry["reference"].as_str().unwrap()));
+            }
+        }
+        let problems = sections
+            .iter()
+            .find(|s| s["code"]["coding"][0]["code"] == "11450-4");
+        assert!(
+            problems.unwrap()["text"]["div"]
+                .as_str()
+                .unwrap()
+                .contains("Asthma &lt;severe&gt;")
+        );
+        let allergies = sections
+            .iter()
+            .find(|s| s["code"]["coding"][0]["code"] == "48765-2");
+        assert!(allergies.unwrap().get("emptyReason").is_some());
+        // Unique fullUrls.
+        let unique: std::collections::HashSet<_> = full_urls.iter().collect();
+        assert_eq!(unique.len(), full_urls.len());
+    }
+}
