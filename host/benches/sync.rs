@@ -1,11 +1,12 @@
 //! `cargo bench -p fasten --bench sync`: syncs the largest Synthea patient (Fletcher Hyatt) from
 //! the local real peers (sekmet-fhir behind the SMART authorization server's token-checking
 //! proxy, see `host/tests/peers`) through `fasten::sync::run`, the way a sync job does. For the
-//! default `Patient/$everything` mode and for per-type searches (`everything = false`), it
-//! measures a first sync into an empty database and a re-sync of the same source (incremental,
-//! from the first run's cursor), each in a fresh data folder, and prints the median of the rounds:
-//! wall time, resources emitted and per second, HTTP requests, and where the time went (plugin
-//! CPU = run time − network wait, waiting on the network, writing to SQLite). Then the peak RSS.
+//! default `Patient/$everything` mode and for per-type searches (`everything = false`), each
+//! round takes a fresh data folder and measures a first sync into its empty database, then a
+//! re-sync of the same source (incremental, from the first run's cursor). Each row shows the
+//! round with the median wall time: wall time, resources emitted and per second, HTTP requests,
+//! and where the time went (plugin CPU = run time − network wait, waiting on the network,
+//! writing to SQLite). Then the peak RSS.
 //! Prints figures; asserts nothing beyond the syncs succeeding and storing something.
 //!
 //! Skipped (with a message) when the peers are not installed (`.ci/peers.sh`), unless `CI` is set.
@@ -130,12 +131,14 @@ async fn run() -> anyhow::Result<()> {
     }
 
     println!(
-        "median of {ROUNDS} rounds; plugin = run time − network wait; shares are of the wall time"
+        "each row: the round with the median wall time of {ROUNDS} (range: fastest-slowest); \
+         plugin = run time − network wait; shares are of the wall time"
     );
     println!(
-        "{:<24} {:>8} {:>7} {:>7} {:>5} {:>10} {:>11} {:>10} {:>8} {:>17}",
+        "{:<24} {:>7} {:>9} {:>7} {:>6} {:>4} {:>10} {:>11} {:>10} {:>7} {:>17}",
         "",
         "wall ms",
+        "range",
         "emitted",
         "res/s",
         "HTTP",
@@ -243,54 +246,39 @@ async fn sync(state: &AppState, source_id: i64) -> anyhow::Result<Sample> {
     }
 }
 
+/// The round with the median wall time, so that its split adds up; with the fastest and
+/// slowest wall times beside it.
 fn print_row(name: &str, samples: &[Sample]) {
-    let wall = median(samples.iter().map(|s| s.wall.as_secs_f64()));
-    let plugin = median(samples.iter().map(|s| {
-        s.report
-            .run_time
-            .saturating_sub(s.report.http_waiting)
-            .as_secs_f64()
-    }));
-    let network = median(samples.iter().map(|s| s.report.http_waiting.as_secs_f64()));
-    let write = median(samples.iter().map(|s| s.report.write_time.as_secs_f64()));
-    let rate = median(
-        samples
-            .iter()
-            .map(|s| s.report.emitted as f64 / s.wall.as_secs_f64()),
-    );
-    // Counts do not vary between rounds; take them from the round with the median wall time.
     let mut by_wall: Vec<&Sample> = samples.iter().collect();
     by_wall.sort_by_key(|s| s.wall);
-    let typical = &by_wall[by_wall.len() / 2].report;
-    let share = |part: f64| 100.0 * part / wall;
+    let Sample { wall, report } = by_wall[by_wall.len() / 2];
+    let range = format!(
+        "{:.0}-{:.0}",
+        ms(by_wall[0].wall),
+        ms(by_wall[by_wall.len() - 1].wall)
+    );
+    let plugin = report.run_time.saturating_sub(report.http_waiting);
+    let share = |part: Duration| 100.0 * part.as_secs_f64() / wall.as_secs_f64();
     println!(
-        "{name:<24} {:>8.0} {:>7} {:>7.0} {:>5} {:>4.0} ({:>2.0}%) {:>5.0} ({:>2.0}%) {:>4.0} ({:>2.0}%) {:>8} {:>17}",
-        wall * 1e3,
-        typical.emitted,
-        rate,
-        typical.http_requests,
-        plugin * 1e3,
+        "{name:<24} {:>7.0} {:>9} {:>7} {:>6.0} {:>4} {:>4.0} ({:>2.0}%) {:>5.0} ({:>2.0}%) \
+         {:>4.0} ({:>2.0}%) {:>7} {:>17}",
+        ms(*wall),
+        range,
+        report.emitted,
+        report.emitted as f64 / wall.as_secs_f64(),
+        report.http_requests,
+        ms(plugin),
         share(plugin),
-        network * 1e3,
-        share(network),
-        write * 1e3,
-        share(write),
-        typical.token_refreshes,
+        ms(report.http_waiting),
+        share(report.http_waiting),
+        ms(report.write_time),
+        share(report.write_time),
+        report.token_refreshes,
         format!(
             "{}/{}/{}",
-            typical.counts.added, typical.counts.updated, typical.counts.unchanged
+            report.counts.added, report.counts.updated, report.counts.unchanged
         ),
     );
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 /// Copies the files of `from` (if it exists) into `to`.

@@ -261,7 +261,8 @@ fn join_capped(parts: &[String], cap: usize) -> String {
     let mut out = String::new();
     for part in parts.iter().filter(|p| !p.is_empty()) {
         if !out.is_empty() {
-            out.push_str(" \n");
+            // A separator to the tokenizer, and readable in a snippet.
+            out.push_str(" · ");
         }
         out.push_str(part);
         if out.len() >= cap {
@@ -351,7 +352,9 @@ struct HitRow {
     resource_id: String,
     sort_date: Option<String>,
     title: String,
-    snippet: String,
+    codes: String,
+    notes: String,
+    body: String,
 }
 
 /// The user's records matching `input`, best first, at most `limit`. Only `user_id`'s records
@@ -369,7 +372,9 @@ pub async fn search(
     let rows: Vec<HitRow> = sqlx::query_as(
         "SELECT d.resource_type, d.resource_id, r.sort_date,
                 highlight(search_fts, 0, char(2), char(3)) AS title,
-                snippet(search_fts, -1, char(2), char(3), '…', 16) AS snippet
+                snippet(search_fts, 1, char(2), char(3), '…', 16) AS codes,
+                snippet(search_fts, 2, char(2), char(3), '…', 16) AS notes,
+                snippet(search_fts, 3, char(2), char(3), '…', 16) AS body
          FROM search_fts
          JOIN search_docs d ON d.id = search_fts.rowid
          JOIN resources r ON r.source_id = d.source_id AND r.resource_type = d.resource_type
@@ -386,12 +391,18 @@ pub async fn search(
     Ok(rows
         .into_iter()
         .map(|row| {
-            let plain = |s: &str| s.replace([HIT_START, HIT_END], "");
-            let snippet = if plain(&row.snippet) == plain(&row.title) {
-                Vec::new()
+            // Show where the words matched beyond the title: a note or the document first, the
+            // code names only when the title itself does not show the match (they mostly repeat it).
+            let has_hit = |s: &&String| s.contains(HIT_START);
+            let snippet = if row.title.contains(HIT_START) {
+                [&row.notes, &row.body].into_iter().find(has_hit)
             } else {
-                segments(&row.snippet)
-            };
+                [&row.notes, &row.body, &row.codes]
+                    .into_iter()
+                    .find(has_hit)
+            }
+            .map(|s| segments(s))
+            .unwrap_or_default();
             let title = if row.title.is_empty() {
                 segments(&row.resource_type)
             } else {

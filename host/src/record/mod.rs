@@ -8,6 +8,7 @@ pub mod glossary;
 pub mod history;
 pub mod ips;
 pub mod labs;
+pub mod manual;
 pub mod observations;
 pub mod profile;
 pub mod units;

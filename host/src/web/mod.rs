@@ -11,6 +11,7 @@ pub mod export;
 pub mod history;
 pub mod jobs;
 pub mod labs;
+pub mod manual;
 pub mod plugins;
 pub mod profile;
 pub mod render;
@@ -43,6 +44,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(profile::router())
         .merge(search::router())
         .merge(export::router())
+        .merge(manual::router())
         .fallback(|| async { AppError::NotFound });
 
     let mut layered = routes
