@@ -347,3 +347,89 @@ async fn connecting_a_provider_signs_in_there_and_shows_the_sync_finish() {
     browser.close().await.unwrap();
     result
 }
+
+#[tokio::test]
+async fn the_record_reads_well_dashboard_labs_history_and_summary() {
+    if !browser_available() {
+        return;
+    }
+    let server = TestServer::start().await;
+    server
+        .client()
+        .setup("alice", "Alice Example", "alice-password-1")
+        .await;
+    let (_driver, webdriver) = start_chromedriver();
+    let browser = open_browser(&webdriver).await;
+
+    let result = async {
+        browser.goto(&format!("{}/login", server.url)).await.unwrap();
+        fill(&browser, "username", "alice").await;
+        fill(&browser, "password", "alice-password-1").await;
+        click(&browser, Locator::Css("main form button[type=submit]")).await;
+        wait_for_text(&browser, "//h1[contains(., 'Hello, Alice Example')]").await;
+
+        // Import one Synthea patient.
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/testdata/fhir/synthea/Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json")
+            .canonicalize()
+            .unwrap();
+        browser.goto(&format!("{}/sources", server.url)).await.unwrap();
+        fill(&browser, "file", fixture.to_str().unwrap()).await;
+        browser
+            .execute("document.querySelector('#upload-form button').click()", vec![])
+            .await
+            .unwrap();
+        wait_for_text(&browser, "//*[@id='import-report'][contains(., '104 new')]").await;
+
+        // The dashboard's widgets load by themselves; the weight has a real chart.
+        browser.goto(&format!("{}/", server.url)).await.unwrap();
+        wait_for_text(
+            &browser,
+            "//section[@id='widget-vitals']//*[local-name()='svg']/*[local-name()='title'][contains(., 'Weight over time')]",
+        )
+        .await;
+        wait_for_text(&browser, "//section[@id='widget-summary'][contains(., 'Paris Casper')]").await;
+        save_screenshot(&browser, "dashboard-widgets").await;
+
+        // A result on paper, entered by hand twice with its normal range, charts with the band.
+        for (value, date) in [("35", "2023-01-10"), ("410", "2024-01-10")] {
+            browser.goto(&format!("{}/records/new/lab", server.url)).await.unwrap();
+            fill(&browser, "field-name", "Ferritin").await;
+            fill(&browser, "field-value", value).await;
+            fill(&browser, "field-unit", "ng/mL").await;
+            browser
+                .execute(
+                    "document.getElementById('field-date').value = arguments[0]",
+                    vec![serde_json::json!(date)],
+                )
+                .await
+                .unwrap();
+            fill(&browser, "field-low", "30").await;
+            fill(&browser, "field-high", "400").await;
+            browser
+                .execute("document.querySelector('#manual-form button').click()", vec![])
+                .await
+                .unwrap();
+            wait_for_text(&browser, "//h1[contains(., 'Ferritin')]").await;
+        }
+        browser.goto(&format!("{}/labs", server.url)).await.unwrap();
+        wait_for_text(&browser, "//a[contains(., 'Total Cholesterol')]").await;
+        browser.find(Locator::LinkText("Ferritin")).await.unwrap().follow().await.unwrap();
+        wait_for_text(&browser, "//*[local-name()='rect'][@class='band']").await;
+        save_screenshot(&browser, "labs-trend").await;
+
+        // History lists the visits, newest first.
+        browser.goto(&format!("{}/history", server.url)).await.unwrap();
+        wait_for_text(&browser, "//main//*[contains(., '2020')]").await;
+        save_screenshot(&browser, "history").await;
+
+        // The printable summary for a doctor.
+        browser.goto(&format!("{}/summary", server.url)).await.unwrap();
+        wait_for_text(&browser, "//h2[contains(., 'Immunizations')]").await;
+        wait_for_text(&browser, "//li[contains(., 'Influenza')]").await;
+        save_screenshot(&browser, "summary").await;
+    }
+    .await;
+    browser.close().await.unwrap();
+    result
+}

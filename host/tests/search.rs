@@ -46,13 +46,17 @@ fn group<'a>(body: &'a str, label: &str) -> Option<&'a str> {
 
 /// A small bundle with a note, a text document and a lab code the offline glossary lacks.
 fn notes_bundle(dir: &Path) -> PathBuf {
+    notes_bundle_with(dir, "Worse near the lilac hedge")
+}
+
+fn notes_bundle_with(dir: &Path, note: &str) -> PathBuf {
     let text = "Advised to try zebrafinch breathing exercises. <script>alert(1)</script>";
     let bundle = json!({
         "resourceType": "Bundle", "type": "collection",
         "entry": [
             {"resource": {"resourceType": "Condition", "id": "allergy-1",
                 "code": {"text": "Seasonal allergy"},
-                "note": [{"text": "Worse near the lilac hedge"}],
+                "note": [{"text": note}],
                 "onsetDateTime": "2023-04-02"}},
             {"resource": {"resourceType": "DocumentReference", "id": "doc-1", "status": "current",
                 "type": {"text": "Visit summary"}, "description": "Summary from the clinic",
@@ -192,6 +196,27 @@ async fn notes_and_documents_are_searchable_and_record_text_stays_text() {
     assert!(
         group(&reply.body, "Documents").is_some(),
         "found by its description"
+    );
+
+    // A changed record is found by its new words only.
+    import(
+        &server,
+        ADMIN,
+        &notes_bundle_with(dir.path(), "Better since the maple was cut"),
+    )
+    .await;
+    let reply = alice.get(&search_path("lilac")).await;
+    assert!(
+        reply.body.contains("Nothing in your records matches"),
+        "{}",
+        reply.body
+    );
+    let reply = alice.get(&search_path("maple")).await;
+    let conditions = group(&reply.body, "Conditions").expect("found by its new note");
+    assert!(conditions.contains("<mark>maple</mark>"), "{conditions}");
+    assert_eq!(
+        reply.body.matches("/explore/Condition/allergy-1").count(),
+        1
     );
 }
 
