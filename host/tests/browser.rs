@@ -423,6 +423,22 @@ async fn the_record_reads_well_dashboard_labs_history_and_summary() {
         wait_for_text(&browser, "//main//*[contains(., '2020')]").await;
         save_screenshot(&browser, "history").await;
 
+        // The search box in the navigation finds a condition by a word of its name.
+        browser
+            .execute(
+                "const f = document.querySelector('form.nav-search'); \
+                 f.querySelector('input[name=q]').value = 'obesity'; f.submit();",
+                vec![],
+            )
+            .await
+            .unwrap();
+        wait_for_text(
+            &browser,
+            "//*[@id='results-Condition']//mark[contains(translate(., 'OBESITY', 'obesity'), 'obesity')]",
+        )
+        .await;
+        save_screenshot(&browser, "search").await;
+
         // The printable summary for a doctor.
         browser.goto(&format!("{}/summary", server.url)).await.unwrap();
         wait_for_text(&browser, "//h2[contains(., 'Immunizations')]").await;

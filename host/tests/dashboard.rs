@@ -3,28 +3,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::TestServer;
 use reqwest::StatusCode;
-
-const PARIS: &str = "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json";
-
-async fn import_paris(server: &TestServer, username: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/fhir/synthea")
-        .join(PARIS);
-    let user_id = server.user_id(username).await;
-    fasten::import::import_file(
-        &server.state.db,
-        &server.state.plugins,
-        user_id,
-        &path,
-        PARIS,
-    )
-    .await
-    .unwrap();
-}
 
 /// The order in which widget sections appear on the dashboard.
 fn widget_order(body: &str) -> Vec<String> {
@@ -40,7 +20,7 @@ fn widget_order(body: &str) -> Vec<String> {
 #[tokio::test]
 async fn widgets_show_the_patients_vitals_labs_visits_and_lists() {
     let (server, alice) = TestServer::with_admin().await;
-    import_paris(&server, common::ADMIN).await;
+    server.import_synthea(common::ADMIN, common::PARIS).await;
     let page = alice.get("/").await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(widget_order(&page.body)[..3], ["summary", "vitals", "labs"]);
@@ -104,7 +84,7 @@ async fn widgets_show_the_patients_vitals_labs_visits_and_lists() {
 #[tokio::test]
 async fn the_layout_can_be_chosen_ordered_and_is_kept() {
     let (server, alice) = TestServer::with_admin().await;
-    import_paris(&server, common::ADMIN).await;
+    server.import_synthea(common::ADMIN, common::PARIS).await;
     let reply = alice
         .submit(
             "/dashboard/customize",
@@ -135,6 +115,6 @@ async fn the_layout_can_be_chosen_ordered_and_is_kept() {
     alice.create_user("bob", "bob-password-1", "member").await;
     let bob = server.client();
     bob.login("bob", "bob-password-1").await;
-    import_paris(&server, "bob").await;
+    server.import_synthea("bob", common::PARIS).await;
     assert_eq!(widget_order(&bob.get("/").await.body).len(), 9);
 }

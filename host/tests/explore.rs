@@ -2,48 +2,19 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{ADMIN, TestServer};
 use reqwest::StatusCode;
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/testdata/fhir/synthea")
-            .join(name),
-    )
-    .unwrap()
+    std::fs::read(common::synthea(name)).unwrap()
 }
 
 const PARIS: &str = "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json";
 
-async fn upload(client: &common::Client, name: &str, bytes: Vec<u8>) -> common::Reply {
-    let token = client.csrf_token("/sources").await;
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
-    );
-    let response = client
-        .http
-        .post(format!("{}/sources/upload", client.base))
-        .header("X-CSRF-Token", token)
-        .header("HX-Request", "true")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    common::Reply {
-        status: response.status(),
-        location: None,
-        body: response.text().await.unwrap(),
-    }
-}
-
 #[tokio::test]
 async fn an_uploaded_bundle_shows_in_explore_and_only_for_its_owner() {
     let (server, alice) = TestServer::with_admin().await;
-    let reply = upload(&alice, "paris.json", fixture(PARIS)).await;
+    let reply = common::upload(&alice, "paris.json", fixture(PARIS)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert!(reply.body.contains("104 new"), "{}", reply.body);
 
@@ -101,11 +72,11 @@ async fn bad_uploads_explain_themselves_and_store_nothing() {
     let (server, alice) = TestServer::with_admin().await;
     let mut truncated = fixture(PARIS);
     truncated.truncate(truncated.len() / 3);
-    let reply = upload(&alice, "paris.json", truncated).await;
+    let reply = common::upload(&alice, "paris.json", truncated).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(reply.body.contains("not valid JSON"), "{}", reply.body);
     assert!(reply.body.contains("Nothing from this file was stored"));
-    let reply = upload(&alice, "labs.csv", b"a,b\n1,2\n".to_vec()).await;
+    let reply = common::upload(&alice, "labs.csv", b"a,b\n1,2\n".to_vec()).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         reply.body.contains("Fasten cannot import labs.csv"),
@@ -145,7 +116,7 @@ async fn uploads_over_the_size_cap_are_refused() {
     let server = TestServer::start_with(|c| c.limits.upload_bytes = 1000).await;
     let alice = server.client();
     alice.setup(ADMIN, "Alice", common::ADMIN_PASSWORD).await;
-    let reply = upload(&alice, "paris.json", fixture(PARIS)).await;
+    let reply = common::upload(&alice, "paris.json", fixture(PARIS)).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(reply.body.contains("larger than"), "{}", reply.body);
     assert_eq!(

@@ -4,28 +4,9 @@
 mod common;
 
 use std::io::Read;
-use std::path::Path;
 
 use common::TestServer;
 use reqwest::StatusCode;
-
-const PARIS: &str = "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json";
-
-async fn import_paris(server: &TestServer, username: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/fhir/synthea")
-        .join(PARIS);
-    let user_id = server.user_id(username).await;
-    fasten::import::import_file(
-        &server.state.db,
-        &server.state.plugins,
-        user_id,
-        &path,
-        PARIS,
-    )
-    .await
-    .unwrap();
-}
 
 async fn download(client: &common::Client, path: &str) -> (StatusCode, String, Vec<u8>) {
     let response = client
@@ -50,7 +31,7 @@ async fn download(client: &common::Client, path: &str) -> (StatusCode, String, V
 #[tokio::test]
 async fn everything_downloads_as_a_bundle_and_as_ndjson_per_type() {
     let (server, alice) = TestServer::with_admin().await;
-    import_paris(&server, common::ADMIN).await;
+    server.import_synthea(common::ADMIN, common::PARIS).await;
     let page = alice.get("/export").await;
     assert!(page.body.contains("104 records"), "{}", page.body);
 
@@ -103,7 +84,7 @@ async fn everything_downloads_as_a_bundle_and_as_ndjson_per_type() {
 #[tokio::test]
 async fn the_summary_for_a_doctor_prints_and_downloads_as_an_ips_document() {
     let (server, alice) = TestServer::with_admin().await;
-    import_paris(&server, common::ADMIN).await;
+    server.import_synthea(common::ADMIN, common::PARIS).await;
     let page = alice.get("/summary").await;
     assert_eq!(page.status, StatusCode::OK);
     for heading in [

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use common::{Client, TestServer};
 use reqwest::StatusCode;
 
@@ -15,25 +13,6 @@ const NEWEST_VISIT: &str = "03dad44d-1b3f-43af-a033-da99a273f247";
 /// His emergency room visit of 1 Jul 2012: a thigh laceration, sutured.
 const ER_VISIT: &str = "3a21c2c1-22eb-4ba4-b529-88da37b50fe6";
 const LACERATION: &str = "5d73bc3f-7f5d-4353-bbcb-379bc3068332";
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/fhir/synthea")
-        .join(name)
-}
-
-async fn import(server: &TestServer, username: &str, name: &str) {
-    let user_id = server.user_id(username).await;
-    fasten::import::import_file(
-        &server.state.db,
-        &server.state.plugins,
-        user_id,
-        &fixture(name),
-        name,
-    )
-    .await
-    .expect("the Synthea bundle imports");
-}
 
 async fn page(client: &Client, path: &str) -> String {
     let reply = client.get(path).await;
@@ -55,7 +34,7 @@ fn section<'a>(body: &'a str, id: &str) -> &'a str {
 async fn history_lists_visits_newest_first_with_what_each_produced() {
     let (server, alice) = TestServer::with_admin().await;
     assert!(page(&alice, "/history").await.contains("Nothing here yet"));
-    import(&server, common::ADMIN, PARIS).await;
+    server.import_synthea(common::ADMIN, PARIS).await;
 
     let history = page(&alice, "/history").await;
     assert!(history.contains("7 visits"), "{history}");
@@ -103,7 +82,7 @@ async fn history_lists_visits_newest_first_with_what_each_produced() {
 #[tokio::test]
 async fn filters_narrow_the_history() {
     let (server, alice) = TestServer::with_admin().await;
-    import(&server, common::ADMIN, PARIS).await;
+    server.import_synthea(common::ADMIN, PARIS).await;
 
     let history = page(&alice, "/history").await;
     for year in ["2020", "2018", "2016", "2014", "2012"] {
@@ -140,7 +119,7 @@ async fn filters_narrow_the_history() {
 #[tokio::test]
 async fn a_condition_page_lists_its_visits() {
     let (server, alice) = TestServer::with_admin().await;
-    import(&server, common::ADMIN, PARIS).await;
+    server.import_synthea(common::ADMIN, PARIS).await;
 
     let condition = page(&alice, &format!("/conditions/{LACERATION}")).await;
     assert!(
@@ -166,7 +145,7 @@ async fn a_condition_page_lists_its_visits() {
 #[tokio::test]
 async fn long_histories_are_paged() {
     let (server, alice) = TestServer::with_admin().await;
-    import(&server, common::ADMIN, FLETCHER).await;
+    server.import_synthea(common::ADMIN, FLETCHER).await;
     let first = page(&alice, "/history").await;
     assert!(first.contains("127 visits"), "{first}");
     assert!(first.contains("Page 1 of 7"));
@@ -182,7 +161,7 @@ async fn the_profile_shows_who_and_the_short_lists() {
     let (server, alice) = TestServer::with_admin().await;
     assert!(page(&alice, "/profile").await.contains("Nothing here yet"));
     assert!(page(&alice, "/").await.contains(">Profile</a>"));
-    import(&server, common::ADMIN, PARIS).await;
+    server.import_synthea(common::ADMIN, PARIS).await;
 
     let profile = page(&alice, "/profile").await;
     let about = section(&profile, "demographics");
@@ -221,12 +200,12 @@ async fn the_profile_shows_who_and_the_short_lists() {
 #[tokio::test]
 async fn allergies_and_active_medications_are_listed() {
     let (server, alice) = TestServer::with_admin().await;
-    import(
-        &server,
-        common::ADMIN,
-        "Norma_Pagan_c5c29bde-5877-42ae-b786-17ce70275691.json",
-    )
-    .await;
+    server
+        .import_synthea(
+            common::ADMIN,
+            "Norma_Pagan_c5c29bde-5877-42ae-b786-17ce70275691.json",
+        )
+        .await;
     let profile = page(&alice, "/profile").await;
     let allergies = section(&profile, "allergies");
     assert!(allergies.contains("Allergy to mould"), "{allergies}");
@@ -246,7 +225,7 @@ async fn allergies_and_active_medications_are_listed() {
 #[tokio::test]
 async fn other_users_see_none_of_it() {
     let (server, alice) = TestServer::with_admin().await;
-    import(&server, common::ADMIN, PARIS).await;
+    server.import_synthea(common::ADMIN, PARIS).await;
     alice.create_user("bob", "bob-password-1", "member").await;
     let bob = server.client();
     bob.login("bob", "bob-password-1")

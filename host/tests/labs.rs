@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -13,32 +11,7 @@ use serde_json::{Value, json};
 const FLETCHER: &str = "Fletcher_Hyatt_fe0562b5-f517-4951-8366-32fdab088930.json";
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/testdata/fhir/synthea")
-            .join(name),
-    )
-    .unwrap()
-}
-
-async fn upload(client: &common::Client, name: &str, bytes: Vec<u8>) {
-    let token = client.csrf_token("/sources").await;
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
-    );
-    let response = client
-        .http
-        .post(format!("{}/sources/upload", client.base))
-        .header("X-CSRF-Token", token)
-        .header("HX-Request", "true")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body = response.text().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{body}");
+    std::fs::read(common::synthea(name)).unwrap()
 }
 
 /// Text as the templates print it: minijinja escapes "/" too.
@@ -88,7 +61,7 @@ async fn a_synthea_patient_has_tests_with_latest_values_trends_and_reports() {
 
     let bytes = fixture(FLETCHER);
     let bundle: Value = serde_json::from_slice(&bytes).unwrap();
-    upload(&alice, "fletcher.json", bytes).await;
+    common::upload(&alice, "fletcher.json", bytes).await;
 
     let cholesterol = observations_with_code(&bundle, "2093-3");
     let latest = cholesterol
@@ -225,7 +198,7 @@ async fn glucose_in_two_units_shares_one_chart_with_its_reference_band() {
             "result": [{"reference": "Observation/vitd"}]
         }}
     ]});
-    upload(&alice, "crafted.json", serde_json::to_vec(&bundle).unwrap()).await;
+    common::upload(&alice, "crafted.json", serde_json::to_vec(&bundle).unwrap()).await;
 
     let labs = alice.get("/labs").await;
     assert!(

@@ -28,7 +28,10 @@ async fn a_lab_result_entered_by_hand_can_be_seen_edited_and_deleted() {
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.body.contains("Result is required."), "{}", bad.body);
     assert!(bad.body.contains("Date must be a date like 2024-03-31."));
-    assert!(bad.body.contains("value=\"Ferritin\""), "what was typed is kept");
+    assert!(
+        bad.body.contains("value=\"Ferritin\""),
+        "what was typed is kept"
+    );
 
     let created = alice
         .submit(
@@ -62,7 +65,12 @@ async fn a_lab_result_entered_by_hand_can_be_seen_edited_and_deleted() {
         .submit(
             &edit_path,
             &edit_path,
-            &[("name", "Ferritin"), ("value", "52"), ("unit", "ng/mL"), ("date", "2024-03-01")],
+            &[
+                ("name", "Ferritin"),
+                ("value", "52"),
+                ("unit", "ng/mL"),
+                ("date", "2024-03-01"),
+            ],
         )
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER);
@@ -81,7 +89,10 @@ async fn a_lab_result_entered_by_hand_can_be_seen_edited_and_deleted() {
     bob.login("bob", "bob-password-1").await;
     assert_eq!(bob.get(&edit_path).await.status, StatusCode::NOT_FOUND);
     let delete_path = format!("/records/manual/Observation/{id}/delete");
-    assert_eq!(bob.submit("/records/new", &delete_path, &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        bob.submit("/records/new", &delete_path, &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
 
     let deleted = alice.submit("/records/new", &delete_path, &[]).await;
     deleted.assert_redirect("/explore/Observation");
@@ -112,16 +123,27 @@ async fn an_attachment_is_kept_as_a_document_with_its_file() {
             .multipart(form)
             .send()
     };
-    let refused = send(b"MZ\x90\x00".to_vec(), "application/x-msdownload").await.unwrap();
+    let refused = send(b"MZ\x90\x00".to_vec(), "application/x-msdownload")
+        .await
+        .unwrap();
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(refused.text().await.unwrap().contains("Fasten keeps PDFs"));
 
     let created = send(pdf.clone(), "application/pdf").await.unwrap();
     assert_eq!(created.status(), StatusCode::OK);
-    let location = created.headers()["hx-redirect"].to_str().unwrap().to_string();
+    let location = created.headers()["hx-redirect"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let (resource_type, _) = record_path(&location);
     assert_eq!(resource_type, "DocumentReference");
-    assert!(alice.get(&location).await.body.contains("Letter from the cardiologist"));
+    assert!(
+        alice
+            .get(&location)
+            .await
+            .body
+            .contains("Letter from the cardiologist")
+    );
     let uid = server.user_id(common::ADMIN).await;
     let data: String = sqlx::query_scalar(
         "SELECT json_extract(json, '$.data') FROM resources WHERE user_id = ? AND resource_type = 'Binary'",
@@ -131,24 +153,38 @@ async fn an_attachment_is_kept_as_a_document_with_its_file() {
     .await
     .unwrap();
     use base64::Engine as _;
-    assert_eq!(base64::engine::general_purpose::STANDARD.decode(data).unwrap(), pdf);
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+        pdf
+    );
 }
 
 #[tokio::test]
 async fn imported_records_are_not_editable_here() {
     let (server, alice) = TestServer::with_admin().await;
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/fhir/synthea/Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../../shared/testdata/fhir/synthea/Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json",
+    );
     let uid = server.user_id(common::ADMIN).await;
-    fasten::import::import_file(&server.state.db, &server.state.plugins, uid, &path, "paris.json")
-        .await
-        .unwrap();
+    fasten::import::import_file(
+        &server.state.db,
+        &server.state.plugins,
+        uid,
+        &path,
+        "paris.json",
+    )
+    .await
+    .unwrap();
     let id: String = sqlx::query_scalar(
         "SELECT resource_id FROM resources WHERE resource_type = 'Condition' LIMIT 1",
     )
     .fetch_one(&server.state.db)
     .await
     .unwrap();
-    let edit = alice.get(&format!("/records/manual/Condition/{id}/edit")).await;
+    let edit = alice
+        .get(&format!("/records/manual/Condition/{id}/edit"))
+        .await;
     assert_eq!(edit.status, StatusCode::NOT_FOUND);
 }

@@ -164,6 +164,24 @@ impl HttpGate {
         Ok(())
     }
 
+    /// A GET for the host's own use (discovery, the glossary): the JSON body of a 200, else why
+    /// not, in words.
+    pub async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
+        let response = self
+            .send(Request {
+                method: "GET".into(),
+                url: url.to_string(),
+                headers: vec![("Accept".into(), "application/json".into())],
+                body: None,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status != 200 {
+            return Err(format!("{url} answered HTTP {}", response.status));
+        }
+        serde_json::from_slice(&response.body).map_err(|_| format!("{url} did not answer JSON"))
+    }
+
     pub async fn send(&self, request: Request) -> Result<Response, HttpFailure> {
         let started = Instant::now();
         let result = self.send_following_redirects(request).await;

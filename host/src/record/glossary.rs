@@ -22,7 +22,6 @@ use sqlx::SqlitePool;
 use crate::config::GlossaryConfig;
 use crate::plugins::PluginHost;
 use crate::plugins::grants::HostPattern;
-use crate::plugins::http;
 use crate::store::unix_now;
 
 /// LOINC's OID, as MedlinePlus Connect names the code system.
@@ -254,21 +253,10 @@ async fn fetch(
         .append_pair("knowledgeResponseType", "application/json");
     let origin = HostPattern::origin_of(&url)
         .ok_or_else(|| format!("{} has no host", config.medlineplus_url))?;
-    let response = plugins
+    let feed = plugins
         .host_gate(vec![origin])
-        .send(http::Request {
-            method: "GET".into(),
-            url: url.to_string(),
-            headers: vec![("Accept".into(), "application/json".into())],
-            body: None,
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    if response.status != 200 {
-        return Err(format!("HTTP {}", response.status));
-    }
-    let feed: Value =
-        serde_json::from_slice(&response.body).map_err(|_| "the answer is not JSON".to_string())?;
+        .get_json(url.as_str())
+        .await?;
     Ok(parse_feed(&feed))
 }
 

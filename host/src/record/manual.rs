@@ -250,7 +250,12 @@ fn note(form: &FormValues) -> Option<Value> {
 
 /// The FHIR resource for a form (already validated). `binary_id` names the Binary holding an
 /// attachment's bytes.
-pub fn build(kind: &Kind, id: &str, form: &FormValues, binary: Option<(&str, &Attachment)>) -> Value {
+pub fn build(
+    kind: &Kind,
+    id: &str,
+    form: &FormValues,
+    binary: Option<(&str, &Attachment)>,
+) -> Value {
     let name = value(form, "name");
     let concept = json!({ "text": name });
     let mut resource = match kind.id {
@@ -402,7 +407,9 @@ pub fn build(kind: &Kind, id: &str, form: &FormValues, binary: Option<(&str, &At
 pub fn retitle_attachment(existing: &Value, form: &FormValues) -> Value {
     let kind = kind("attachment").expect("the attachment kind exists");
     let mut resource = existing.clone();
-    let object = resource.as_object_mut().expect("a stored resource is an object");
+    let object = resource
+        .as_object_mut()
+        .expect("a stored resource is an object");
     object.insert("description".into(), json!(value(form, "name")));
     match non_empty(value(form, "date")) {
         Some(d) => object.insert("date".into(), json!(format!("{d}T00:00:00Z"))),

@@ -139,23 +139,6 @@ fn origin_pattern(url: &Url) -> Result<HostPattern, SmartError> {
         .ok_or_else(|| SmartError::Input(format!("{url} has no host Fasten can connect to")))
 }
 
-/// A GET through the gate that answers the JSON body of a 200, else why not.
-async fn get_json(gate: &http::HttpGate, url: &str) -> Result<serde_json::Value, String> {
-    let response = gate
-        .send(http::Request {
-            method: "GET".into(),
-            url: url.to_string(),
-            headers: vec![("Accept".into(), "application/json".into())],
-            body: None,
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    if response.status != 200 {
-        return Err(format!("{url} answered HTTP {}", response.status));
-    }
-    serde_json::from_slice(&response.body).map_err(|_| format!("{url} did not answer JSON"))
-}
-
 /// Finds the endpoints: `{base}/.well-known/smart-configuration`, else the CapabilityStatement's
 /// oauth-uris extension (older servers).
 pub async fn discover(plugins: &PluginHost, base: &Url) -> Result<Endpoints, SmartError> {
@@ -165,11 +148,9 @@ pub async fn discover(plugins: &PluginHost, base: &Url) -> Result<Endpoints, Sma
         base: base_str.to_string(),
         reason,
     };
-    let well_known = get_json(
-        &gate,
-        &format!("{base_str}/.well-known/smart-configuration"),
-    )
-    .await;
+    let well_known = gate
+        .get_json(&format!("{base_str}/.well-known/smart-configuration"))
+        .await;
     let (authorize, token, smart_v2) = match well_known {
         Ok(config) => {
             let text = |key: &str| config.get(key).and_then(|v| v.as_str()).map(String::from);
@@ -184,7 +165,8 @@ pub async fn discover(plugins: &PluginHost, base: &Url) -> Result<Endpoints, Sma
             )
         }
         Err(first) => {
-            let metadata = get_json(&gate, &format!("{base_str}/metadata"))
+            let metadata = gate
+                .get_json(&format!("{base_str}/metadata"))
                 .await
                 .map_err(|second| failed(format!("{first}; {second}")))?;
             let (authorize, token) = oauth_uris(&metadata);

@@ -153,8 +153,8 @@ async fn detail(
     Path((resource_type, id)): Path<(String, String)>,
 ) -> Result<Html<String>, AppError> {
     check_type(&resource_type)?;
-    let (json, source_id, source_name): (String, i64, String) = sqlx::query_as(
-        "SELECT r.json, r.source_id, s.display_name FROM resources r JOIN sources s ON s.id = r.source_id
+    let (json, source_id, source_name, source_kind): (String, i64, String, String) = sqlx::query_as(
+        "SELECT r.json, r.source_id, s.display_name, s.kind FROM resources r JOIN sources s ON s.id = r.source_id
          WHERE r.user_id = ? AND r.resource_type = ? AND r.resource_id = ?
          ORDER BY r.source_id LIMIT 1",
     )
@@ -225,6 +225,9 @@ async fn detail(
             codes => codes,
             references => references,
             source_name => source_name,
+            // Records entered by hand can be edited and deleted here; imported ones belong to
+            // their source.
+            editable => source_kind == "manual" && record::manual::kind_of(&resource).is_some(),
             raw => serde_json::to_string_pretty(&resource).map_err(anyhow::Error::new)?,
         },
     )

@@ -26,9 +26,14 @@ pub fn router() -> Router<AppState> {
             get(new_form)
                 .post(create)
                 // Room for an attachment at the cap plus the multipart framing.
-                .layer(DefaultBodyLimit::max(manual::MAX_ATTACHMENT_BYTES + 64 * 1024)),
+                .layer(DefaultBodyLimit::max(
+                    manual::MAX_ATTACHMENT_BYTES + 64 * 1024,
+                )),
         )
-        .route("/records/manual/{resource_type}/{id}/edit", get(edit_form).post(update))
+        .route(
+            "/records/manual/{resource_type}/{id}/edit",
+            get(edit_form).post(update),
+        )
         .route("/records/manual/{resource_type}/{id}/delete", post(delete))
 }
 
@@ -54,12 +59,16 @@ fn fields(kind: &Kind, values: &FormValues) -> Vec<minijinja::Value> {
                 Input::Choice(options) => ("select", options.to_vec()),
             };
             context! { name => f.name, label => f.label, input => input, options => options,
-                       required => f.required, value => value }
+            required => f.required, value => value }
         })
         .collect()
 }
 
-async fn choose(State(state): State<AppState>, _: CurrentUser, page: Page) -> Result<Html<String>, AppError> {
+async fn choose(
+    State(state): State<AppState>,
+    _: CurrentUser,
+    page: Page,
+) -> Result<Html<String>, AppError> {
     let kinds: Vec<minijinja::Value> = manual::KINDS
         .iter()
         .map(|k| context! { id => k.id, label => k.label })
@@ -99,7 +108,15 @@ async fn new_form(
     page: Page,
 ) -> Result<Response, AppError> {
     let kind = kind_or_404(&kind)?;
-    render_form(&state, &page, StatusCode::OK, kind, &Vec::new(), Vec::new(), None)
+    render_form(
+        &state,
+        &page,
+        StatusCode::OK,
+        kind,
+        &Vec::new(),
+        Vec::new(),
+        None,
+    )
 }
 
 /// Where to go after saving: the record's page (htmx follows HX-Redirect).
@@ -227,7 +244,15 @@ async fn edit_form(
         .ok_or(AppError::NotFound)?;
     let kind = manual::kind_of(&resource).ok_or(AppError::NotFound)?;
     let values = manual::form_of(&resource).unwrap_or_default();
-    render_form(&state, &page, StatusCode::OK, kind, &values, Vec::new(), Some(&id))
+    render_form(
+        &state,
+        &page,
+        StatusCode::OK,
+        kind,
+        &values,
+        Vec::new(),
+        Some(&id),
+    )
 }
 
 async fn update(

@@ -13,6 +13,8 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 
 pub const ADMIN: &str = "alice";
+/// A small Synthea patient (104 resources) from the shared test data.
+pub const PARIS: &str = "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json";
 pub const ADMIN_PASSWORD: &str = "alice-password-1";
 
 pub struct TestServer {
@@ -29,6 +31,36 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.data_dir = data_dir.to_path_buf();
     config
+}
+
+/// A Synthea bundle in `../shared/testdata/fhir/synthea`.
+pub fn synthea(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/fhir/synthea")
+        .join(name)
+}
+
+/// Uploads a file on the Sources page as the browser's htmx form does.
+pub async fn upload(client: &Client, name: &str, bytes: Vec<u8>) -> Reply {
+    let token = client.csrf_token("/sources").await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+    );
+    let response = client
+        .http
+        .post(format!("{}/sources/upload", client.base))
+        .header("X-CSRF-Token", token)
+        .header("HX-Request", "true")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    Reply {
+        status: response.status(),
+        location: None,
+        body: response.text().await.unwrap(),
+    }
 }
 
 pub fn repo_config() -> std::path::PathBuf {
@@ -103,6 +135,20 @@ impl TestServer {
             .fetch_one(&self.state.db)
             .await
             .unwrap()
+    }
+
+    /// Imports a Synthea bundle for a user the way `fasten import` does.
+    pub async fn import_synthea(&self, username: &str, name: &str) {
+        let user_id = self.user_id(username).await;
+        fasten::import::import_file(
+            &self.state.db,
+            &self.state.plugins,
+            user_id,
+            &synthea(name),
+            name,
+        )
+        .await
+        .expect("the Synthea bundle imports");
     }
 
     pub async fn user_exists(&self, username: &str) -> bool {
