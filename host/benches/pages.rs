@@ -21,7 +21,7 @@ use common::{ADMIN, Client, TestServer};
 
 /// The lab test timed on `/labs/{key}`: total cholesterol.
 const LAB_KEY: &str = "2093-3";
-const SIZES: [usize; 2] = [10_000, 100_000];
+const SIZES: [u64; 2] = [10_000, 100_000];
 /// Resources per `Writer::write` and per transaction.
 const BATCH: usize = 2_000;
 
@@ -119,56 +119,65 @@ fn prepare_copy(
         .unwrap_or_else(|e| panic!("{} {}: {e}", t.resource_type, t.id))
 }
 
-/// Adds resources to the user until they have `target`, continuing the copies from `*next`
-/// (index into the sequence of all copies of all corpus resources). One source per copy.
+/// Adds resources to the user until they have `target`, continuing the copies from `cursor`
+/// (`next`: index into the sequence of all copies of all corpus resources; `stored`: rows the
+/// user has). One source per copy. A resource repeated across the bundles (an organisation, a
+/// practitioner) is stored once per copy, so more templates than rows are used.
 async fn grow(
     db: &sqlx::SqlitePool,
     user_id: i64,
     corpus: &Corpus,
-    next: &mut usize,
-    target: usize,
+    cursor: &mut Cursor,
+    target: u64,
 ) -> anyhow::Result<()> {
     let per_copy = corpus.resources.len();
     let started = Instant::now();
-    let mut sources: HashMap<usize, i64> = HashMap::new();
-    while *next < target {
-        let end = (*next + BATCH).min(target);
-        // A batch is written per source: split it where a copy ends.
-        let mut start = *next;
-        while start < end {
-            let copy = start / per_copy;
-            let copy_end = end.min((copy + 1) * per_copy);
-            let source_id = match sources.get(&copy) {
-                Some(id) => *id,
-                None => {
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO sources (user_id, kind, display_name, created_at, updated_at)
-                         VALUES (?, 'upload', ?, 0, 0) RETURNING id",
-                    )
-                    .bind(user_id)
-                    .bind(format!("Synthea copy {copy}"))
-                    .fetch_one(db)
-                    .await?;
-                    sources.insert(copy, id);
-                    id
-                }
-            };
-            let batch: Vec<fasten::fhir::Prepared> = (start..copy_end)
-                .map(|i| prepare_copy(&corpus.resources[i % per_copy], &corpus.targets, copy))
-                .collect();
-            let mut writer = fasten::fhir::ingest::Writer::begin(db, user_id, source_id).await?;
-            writer.write(&batch).await?;
-            writer.commit().await?;
-            start = copy_end;
+    let mut reported = cursor.stored;
+    while cursor.stored < target {
+        let copy = cursor.next / per_copy;
+        let wanted = (target - cursor.stored).min(BATCH as u64) as usize;
+        let end = (cursor.next + wanted).min((copy + 1) * per_copy);
+        let source_id = match cursor.source {
+            Some((c, id)) if c == copy => id,
+            _ => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO sources (user_id, kind, display_name, created_at, updated_at)
+                     VALUES (?, 'upload', ?, 0, 0) RETURNING id",
+                )
+                .bind(user_id)
+                .bind(format!("Synthea copy {copy}"))
+                .fetch_one(db)
+                .await?;
+                cursor.source = Some((copy, id));
+                id
+            }
+        };
+        let batch: Vec<fasten::fhir::Prepared> = (cursor.next..end)
+            .map(|i| prepare_copy(&corpus.resources[i % per_copy], &corpus.targets, copy))
+            .collect();
+        let mut writer = fasten::fhir::ingest::Writer::begin(db, user_id, source_id).await?;
+        writer.write(&batch).await?;
+        cursor.stored += writer.commit().await?.added;
+        cursor.next = end;
+        if cursor.stored - reported >= BATCH as u64 || cursor.stored == target {
+            reported = cursor.stored;
+            println!(
+                "  imported {} / {target} resources ({:.1} s)",
+                cursor.stored,
+                started.elapsed().as_secs_f64()
+            );
         }
-        *next = end;
-        println!(
-            "  imported {} / {target} resources ({:.1} s)",
-            *next,
-            started.elapsed().as_secs_f64()
-        );
     }
     Ok(())
+}
+
+/// Where importing stands.
+#[derive(Default)]
+struct Cursor {
+    next: usize,
+    stored: u64,
+    /// The copy being written and its source.
+    source: Option<(usize, i64)>,
 }
 
 /// Median and p90 of a page's timed requests; `None` when it answered 404 (search not there).
@@ -248,11 +257,11 @@ async fn run() -> anyhow::Result<()> {
     let observation_id = format!("{}-0", observation.id);
     let pages = pages(&observation_id);
 
-    let mut next = 0;
+    let mut cursor = Cursor::default();
     let mut results: Vec<Vec<Figures>> = Vec::new();
     for size in SIZES {
         println!("importing up to {size} resources");
-        grow(&server.state.db, user_id, &corpus, &mut next, size).await?;
+        grow(&server.state.db, user_id, &corpus, &mut cursor, size).await?;
         let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM resources WHERE user_id = ?")
             .bind(user_id)
             .fetch_one(&server.state.db)
