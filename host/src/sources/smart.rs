@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
     BasicTokenIntrospectionResponse, BasicTokenType,
@@ -271,13 +273,7 @@ impl OAuthClient {
         pkce_verifier: &str,
     ) -> Result<Tokens, SmartError> {
         let client = self.build()?;
-        let gate = self.token_gate(plugins)?;
-        // The future owns its gate: a borrowed one makes the future's type higher-ranked,
-        // which the Send check of the job runner cannot see through.
-        let http_client = move |request| {
-            let gate = gate.clone();
-            async move { send_through(&gate, request).await }
-        };
+        let http_client = self.token_http_client(plugins)?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
@@ -295,13 +291,7 @@ impl OAuthClient {
         refresh_token: &str,
     ) -> Result<Tokens, SmartError> {
         let client = self.build()?;
-        let gate = self.token_gate(plugins)?;
-        // The future owns its gate: a borrowed one makes the future's type higher-ranked,
-        // which the Send check of the job runner cannot see through.
-        let http_client = move |request| {
-            let gate = gate.clone();
-            async move { send_through(&gate, request).await }
-        };
+        let http_client = self.token_http_client(plugins)?;
         let refresh = RefreshToken::new(refresh_token.to_string());
         let response = client
             .exchange_refresh_token(&refresh)
@@ -311,9 +301,23 @@ impl OAuthClient {
         Ok(Tokens::from_response(&response, Some(refresh_token)))
     }
 
-    fn token_gate(&self, plugins: &PluginHost) -> Result<http::HttpGate, SmartError> {
+    /// oauth2's HTTP client for the token endpoint: requests go through a gate allowing only
+    /// that endpoint's origin, so policy and limits apply.
+    fn token_http_client(
+        &self,
+        plugins: &PluginHost,
+    ) -> Result<
+        impl Fn(oauth2::HttpRequest) -> BoxFuture<'static, Result<oauth2::HttpResponse, HttpFailure>>,
+        SmartError,
+    > {
         let url = normalize_base(&self.token_url)?;
-        Ok(plugins.host_gate(vec![origin_pattern(&url)?]))
+        let gate = plugins.host_gate(vec![origin_pattern(&url)?]);
+        // Each future owns its gate: a borrowed one makes the future's type higher-ranked,
+        // which the Send check of the job runner cannot see through.
+        Ok(move |request| {
+            let gate = gate.clone();
+            Box::pin(async move { send_through(&gate, request).await }) as BoxFuture<'static, _>
+        })
     }
 }
 
@@ -375,7 +379,7 @@ impl Tokens {
     }
 }
 
-/// oauth2's HTTP client: the request goes through the gate, so policy and limits apply.
+/// One oauth2 request through the gate.
 async fn send_through(
     gate: &http::HttpGate,
     request: oauth2::HttpRequest,
