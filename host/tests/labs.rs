@@ -94,6 +94,8 @@ async fn a_synthea_patient_has_tests_with_latest_values_trends_and_reports() {
     let page = alice.get("/labs/2093-3").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("<h1>Total Cholesterol</h1>"));
+    // The plain-language explanation from the glossary.
+    assert!(page.body.contains("What is this?"), "{}", page.body);
     assert!(page.body.contains("<svg"));
     assert!(page.body.contains(r#"role="img""#));
     assert_eq!(

@@ -75,8 +75,39 @@ async fn all_results(db: &SqlitePool, user_id: i64) -> Result<Vec<LabResult>, sq
     .bind(user_id)
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
+    Ok(read_rows(rows))
+}
+
+/// The observations carrying one of these LOINC codes (as code or component code), through the
+/// code index rather than by reading every observation.
+async fn results_with_codes(
+    db: &SqlitePool,
+    user_id: i64,
+    codes: &[&str],
+) -> Result<Vec<LabResult>, sqlx::Error> {
+    let values: Vec<String> = codes
+        .iter()
+        .map(|c| format!("http://loinc.org|{c}"))
+        .collect();
+    let rows: Vec<Stored> = sqlx::query_as(
+        "SELECT DISTINCT r.json, s.display_name AS source_name, r.sort_date, r.resource_id
+         FROM resource_tokens t
+         JOIN resources r ON r.source_id = t.source_id AND r.resource_type = t.resource_type
+                          AND r.resource_id = t.resource_id
+         JOIN sources s ON s.id = r.source_id
+         WHERE t.user_id = ?1 AND t.kind = 'code' AND t.resource_type = 'Observation'
+           AND t.value IN (SELECT value FROM json_each(?2))
+         ORDER BY r.sort_date, r.resource_id",
+    )
+    .bind(user_id)
+    .bind(serde_json::to_string(&values).expect("strings serialise"))
+    .fetch_all(db)
+    .await?;
+    Ok(read_rows(rows))
+}
+
+fn read_rows(rows: Vec<Stored>) -> Vec<LabResult> {
+    rows.into_iter()
         .flat_map(|row| {
             // Stored JSON was validated at ingest; a row that no longer parses is skipped, not fatal.
             let resource: Value = serde_json::from_str(&row.json).unwrap_or(Value::Null);
@@ -88,7 +119,7 @@ async fn all_results(db: &SqlitePool, user_id: i64) -> Result<Vec<LabResult>, sq
                     source_name: source_name.clone(),
                 })
         })
-        .collect())
+        .collect()
 }
 
 /// The user's lab results, oldest first.
@@ -105,7 +136,17 @@ pub async fn test_results(
     user_id: i64,
     key: &str,
 ) -> Result<Vec<LabResult>, sqlx::Error> {
-    let mut all = all_results(db, user_id).await?;
+    // A LOINC key is found through the code index; a name key (no code) needs a full read.
+    let is_loinc = key.contains('-') && key.chars().all(|c| c.is_ascii_digit() || c == '-');
+    let mut all = if is_loinc {
+        results_with_codes(db, user_id, &units::keys_in_group(key)).await?
+    } else {
+        Vec::new()
+    };
+    // Component codes (a blood pressure's systolic part) are not in the index.
+    if all.is_empty() {
+        all = all_results(db, user_id).await?;
+    }
     all.retain(|r| units::group_key(&r.observation.key) == key);
     Ok(all)
 }

@@ -65,43 +65,10 @@ pub async fn profile(db: &SqlitePool, user_id: i64, today: Date) -> Result<Profi
         }
     }
 
-    let allergies = records(db, user_id, "AllergyIntolerance", None, false)
-        .await?
-        .into_iter()
-        .filter(|(_, json)| !mistaken(json))
-        .map(|(mut item, json)| {
-            item.value = allergy_detail(&json);
-            quiet_status(&mut item, &["active"]);
-            item
-        })
-        .collect();
-    let immunizations = records(db, user_id, "Immunization", None, true)
-        .await?
-        .into_iter()
-        .filter(|(item, _)| item.status.as_deref() != Some("entered-in-error"))
-        .map(|(item, _)| item)
-        .collect();
-    let medications = records(db, user_id, "MedicationRequest", Some(&["active"]), false)
-        .await?
-        .into_iter()
-        .map(|(mut item, json)| {
-            item.value = json
-                .pointer("/dosageInstruction/0/text")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            quiet_status(&mut item, &["active"]);
-            item
-        })
-        .collect();
-    let conditions = records(db, user_id, "Condition", Some(ACTIVE_CONDITION), false)
-        .await?
-        .into_iter()
-        .filter(|(_, json)| !mistaken(json))
-        .map(|(mut item, _)| {
-            quiet_status(&mut item, &["active"]);
-            item
-        })
-        .collect();
+    let allergies = allergies(db, user_id).await?;
+    let immunizations = immunizations(db, user_id).await?;
+    let medications = medications(db, user_id).await?;
+    let conditions = conditions(db, user_id).await?;
     Ok(Profile {
         has_records,
         fields: merge(facts),
@@ -110,6 +77,64 @@ pub async fn profile(db: &SqlitePool, user_id: i64, today: Date) -> Result<Profi
         medications,
         conditions,
     })
+}
+
+/// Allergies not entered in error, by name.
+pub async fn allergies(db: &SqlitePool, user_id: i64) -> Result<Vec<Item>, sqlx::Error> {
+    Ok(records(db, user_id, "AllergyIntolerance", None, false)
+        .await?
+        .into_iter()
+        .filter(|(_, json)| !mistaken(json))
+        .map(|(mut item, json)| {
+            item.value = allergy_detail(&json);
+            quiet_status(&mut item, &["active"]);
+            item
+        })
+        .collect())
+}
+
+/// Immunizations, newest first.
+pub async fn immunizations(db: &SqlitePool, user_id: i64) -> Result<Vec<Item>, sqlx::Error> {
+    Ok(records(db, user_id, "Immunization", None, true)
+        .await?
+        .into_iter()
+        .filter(|(item, _)| item.status.as_deref() != Some("entered-in-error"))
+        .map(|(item, _)| item)
+        .collect())
+}
+
+/// Medications being taken: active prescriptions and active statements (a medication entered
+/// by hand is a statement), by name.
+pub async fn medications(db: &SqlitePool, user_id: i64) -> Result<Vec<Item>, sqlx::Error> {
+    let mut found = records(db, user_id, "MedicationRequest", Some(&["active"]), false).await?;
+    found.extend(records(db, user_id, "MedicationStatement", Some(&["active"]), false).await?);
+    Ok(found
+        .into_iter()
+        .map(|(mut item, json)| {
+            item.value = json
+                .pointer("/dosageInstruction/0/text")
+                .or_else(|| json.pointer("/dosage/0/text"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            quiet_status(&mut item, &["active"]);
+            item
+        })
+        .collect())
+}
+
+/// Conditions still going on, by name.
+pub async fn conditions(db: &SqlitePool, user_id: i64) -> Result<Vec<Item>, sqlx::Error> {
+    Ok(
+        records(db, user_id, "Condition", Some(ACTIVE_CONDITION), false)
+            .await?
+            .into_iter()
+            .filter(|(_, json)| !mistaken(json))
+            .map(|(mut item, _)| {
+                quiet_status(&mut item, &["active"]);
+                item
+            })
+            .collect(),
+    )
 }
 
 /// The user's records of one type, optionally only those with one of these status tokens;

@@ -117,6 +117,18 @@ pub fn group_key(key: &str) -> &str {
         .unwrap_or(key)
 }
 
+/// Every key grouped under `group` (itself included), e.g. both glucose codes.
+pub fn keys_in_group(group: &str) -> Vec<&str> {
+    std::iter::once(group)
+        .chain(
+            SAME_TEST
+                .iter()
+                .filter(|(_, to)| *to == group)
+                .map(|(from, _)| *from),
+        )
+        .collect()
+}
+
 fn molar_mass(key: &str) -> Option<f64> {
     let key = group_key(key);
     ANALYTES

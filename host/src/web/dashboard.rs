@@ -57,15 +57,16 @@ async fn widget(
         "labs" => context! { labs => dashboard::recent_labs(db, user.id).await? },
         "encounters" => context! { items => dashboard::recent_encounters(db, user.id).await? },
         "types" => context! { types => dashboard::type_counts(db, user.id).await? },
-        "conditions" | "medications" | "allergies" | "immunizations" => {
-            let profile = profile::profile(db, user.id, today()).await?;
-            let items = match id.as_str() {
-                "conditions" => profile.conditions,
-                "medications" => profile.medications,
-                "allergies" => profile.allergies,
-                _ => profile.immunizations.into_iter().take(5).collect(),
-            };
-            context! { items => items }
+        "conditions" => context! { items => profile::conditions(db, user.id).await? },
+        "medications" => context! { items => profile::medications(db, user.id).await? },
+        "allergies" => context! { items => profile::allergies(db, user.id).await? },
+        "immunizations" => {
+            let recent: Vec<_> = profile::immunizations(db, user.id)
+                .await?
+                .into_iter()
+                .take(5)
+                .collect();
+            context! { items => recent }
         }
         _ => return Err(AppError::NotFound),
     };

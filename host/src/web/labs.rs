@@ -65,5 +65,11 @@ async fn test(
 ) -> Result<Html<String>, AppError> {
     let results = labs::test_results(&state.db, user.id, &key).await?;
     let trend = labs::trend(&key, &results).ok_or(AppError::NotFound)?;
-    page.render(&state, "labs_test.html", context! { test => trend })
+    // The key is a LOINC code when the results had one, else a name.
+    let glossary = crate::record::glossary::lookup("http://loinc.org", &key, &trend.name);
+    page.render(
+        &state,
+        "labs_test.html",
+        context! { test => trend, glossary => glossary },
+    )
 }

@@ -6,3 +6,7 @@ CREATE TABLE dashboard_layouts (
     widgets    TEXT    NOT NULL,
     updated_at INTEGER NOT NULL
 );
+
+-- Pages open one record by its type and id among all of a user's sources (Explore, History,
+-- manual entry): without this index that lookup scans every record of the type.
+CREATE INDEX resources_by_user_type_id ON resources (user_id, resource_type, resource_id);
