@@ -268,3 +268,36 @@ async fn glucose_in_two_units_shares_one_chart_with_its_reference_band() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// The overview reads only the newest result per code; it must say what reading every result
+/// says, for real patients and for results entered by hand without a code.
+#[tokio::test]
+async fn the_fast_overview_matches_reading_every_result() {
+    let (server, alice) = TestServer::with_admin().await;
+    for patient in [FLETCHER, common::PARIS] {
+        server.import_synthea(common::ADMIN, patient).await;
+    }
+    let reply = alice
+        .submit(
+            "/records/new/lab",
+            "/records/new/lab",
+            &[
+                ("name", "Ferritin"),
+                ("value", "35"),
+                ("unit", "ng/mL"),
+                ("date", "2024-01-10"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let uid = server.user_id(common::ADMIN).await;
+    let db = &server.state.db;
+    let fast = fasten::record::labs::overview(db, uid).await.unwrap();
+    let slow =
+        fasten::record::labs::summarise(&fasten::record::labs::results(db, uid).await.unwrap());
+    assert!(fast.len() > 20);
+    assert_eq!(
+        serde_json::to_value(&fast).unwrap(),
+        serde_json::to_value(&slow).unwrap()
+    );
+}

@@ -234,16 +234,25 @@ pub struct TestSummary {
 
 /// Groups results by test (equivalent codes joined), each with its latest result; by name.
 pub fn summarise(results: &[LabResult]) -> Vec<TestSummary> {
-    let mut groups: BTreeMap<&str, Vec<&LabResult>> = BTreeMap::new();
-    for r in results {
-        groups
+    summarise_counted(results.iter().map(|r| (r, 1)))
+}
+
+/// As [`summarise`], where each result stands for `count` results of its code (the overview
+/// reads only the newest result of each code, with how many there are).
+fn summarise_counted<'a>(
+    results: impl Iterator<Item = (&'a LabResult, usize)>,
+) -> Vec<TestSummary> {
+    let mut groups: BTreeMap<&str, (Vec<&LabResult>, usize)> = BTreeMap::new();
+    for (r, count) in results {
+        let group = groups
             .entry(units::group_key(&r.observation.key))
-            .or_default()
-            .push(r);
+            .or_default();
+        group.0.push(r);
+        group.1 += count;
     }
     let mut out: Vec<TestSummary> = groups
         .into_iter()
-        .filter_map(|(key, members)| {
+        .filter_map(|(key, (members, count))| {
             let latest = latest(&members)?;
             let o = &latest.observation;
             Some(TestSummary {
@@ -254,12 +263,59 @@ pub fn summarise(results: &[LabResult]) -> Vec<TestSummary> {
                 range: o.range.as_ref().and_then(|r| r.display()),
                 flag: o.flag,
                 flag_label: o.flag.map(|f| f.label()),
-                count: members.len(),
+                count,
             })
         })
         .collect();
     out.sort_by_key(|t| t.name.to_lowercase());
     out
+}
+
+/// The Labs overview without reading every result: through the code index, the newest
+/// observation of each LOINC code and how many there are; observations without a LOINC code
+/// (entered by hand, local codes) are read in full. Same answer as
+/// `summarise(&results(..))` when each observation has at most one LOINC code.
+pub async fn overview(db: &SqlitePool, user_id: i64) -> Result<Vec<TestSummary>, sqlx::Error> {
+    let newest: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT n, json, source_name FROM (
+           SELECT COUNT(*) OVER per_code AS n,
+                  ROW_NUMBER() OVER (PARTITION BY t.value
+                                     ORDER BY r.sort_date DESC, r.resource_id DESC) AS rank,
+                  r.json, s.display_name AS source_name
+           FROM resource_tokens t
+           JOIN resources r ON r.source_id = t.source_id AND r.resource_type = t.resource_type
+                            AND r.resource_id = t.resource_id
+           JOIN sources s ON s.id = r.source_id
+           WHERE t.user_id = ? AND t.kind = 'code' AND t.resource_type = 'Observation'
+             AND t.value LIKE 'http://loinc.org|%'
+           WINDOW per_code AS (PARTITION BY t.value))
+         WHERE rank = 1",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?;
+    let uncoded: Vec<Stored> = sqlx::query_as(
+        "SELECT r.json, s.display_name AS source_name
+         FROM resources r JOIN sources s ON s.id = r.source_id
+         WHERE r.user_id = ? AND r.resource_type = 'Observation'
+           AND NOT EXISTS (SELECT 1 FROM resource_tokens t
+                           WHERE t.source_id = r.source_id AND t.resource_type = 'Observation'
+                             AND t.resource_id = r.resource_id AND t.kind = 'code'
+                             AND t.value LIKE 'http://loinc.org|%')
+         ORDER BY r.sort_date, r.resource_id",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?;
+    let mut counted: Vec<(LabResult, usize)> = Vec::new();
+    for (n, json, source_name) in newest {
+        let results = read_rows(vec![Stored { json, source_name }]);
+        // A panel's components stand for as many results as the panel.
+        counted.extend(results.into_iter().map(|r| (r, n as usize)));
+    }
+    counted.extend(read_rows(uncoded).into_iter().map(|r| (r, 1)));
+    counted.retain(|(r, _)| is_lab(&r.observation));
+    Ok(summarise_counted(counted.iter().map(|(r, n)| (r, *n))))
 }
 
 /// The test's name: from the newest result under the group's own code, so glucose reported

@@ -36,21 +36,21 @@ async fn list(
 ) -> Result<Html<String>, AppError> {
     // An empty choice from the report menu means "all results".
     let report_id = query.report.filter(|r| !r.is_empty());
-    let (report, results) = match &report_id {
+    let (report, tests) = match &report_id {
         Some(id) => {
             let (report, results) = labs::report_results(&state.db, user.id, id)
                 .await?
                 .ok_or(AppError::NotFound)?;
-            (Some(report), results)
+            (Some(report), labs::summarise(&results))
         }
-        None => (None, labs::results(&state.db, user.id).await?),
+        None => (None, labs::overview(&state.db, user.id).await?),
     };
     let reports = labs::reports(&state.db, user.id).await?;
     page.render(
         &state,
         "labs.html",
         context! {
-            tests => labs::summarise(&results),
+            tests => tests,
             report => report,
             reports => reports,
         },
