@@ -100,13 +100,20 @@ async fn by_loinc(
     code: &str,
     limit: i64,
 ) -> sqlx::Result<Vec<Value>> {
+    // The newest rows are chosen by key and date first; only they are read whole, so the
+    // cost does not grow with the size of every matching record.
     let rows: Vec<String> = sqlx::query_scalar(
-        "SELECT r.json FROM resource_tokens t
-         JOIN resources r ON r.source_id = t.source_id AND r.resource_type = t.resource_type
-                          AND r.resource_id = t.resource_id
-         WHERE t.user_id = ? AND t.kind = 'code' AND t.value = ?
-           AND t.resource_type = 'Observation'
-         ORDER BY r.sort_date DESC LIMIT ?",
+        "WITH newest AS (
+           SELECT r.source_id, r.resource_type, r.resource_id, r.sort_date FROM resource_tokens t
+           JOIN resources r ON r.source_id = t.source_id AND r.resource_type = t.resource_type
+                            AND r.resource_id = t.resource_id
+           WHERE t.user_id = ? AND t.kind = 'code' AND t.value = ?
+             AND t.resource_type = 'Observation'
+           ORDER BY r.sort_date DESC LIMIT ?)
+         SELECT r.json FROM newest n
+         JOIN resources r ON r.source_id = n.source_id AND r.resource_type = n.resource_type
+                          AND r.resource_id = n.resource_id
+         ORDER BY n.sort_date DESC",
     )
     .bind(user_id)
     .bind(format!("http://loinc.org|{code}"))
@@ -200,12 +207,17 @@ pub struct RecentLab {
 /// The newest laboratory results (10), abnormal ones flagged.
 pub async fn recent_labs(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<RecentLab>> {
     let rows: Vec<String> = sqlx::query_scalar(
-        "SELECT r.json FROM resource_tokens t
-         JOIN resources r ON r.source_id = t.source_id AND r.resource_type = t.resource_type
-                          AND r.resource_id = t.resource_id
-         WHERE t.user_id = ? AND t.kind = 'category' AND t.resource_type = 'Observation'
-           AND t.value = 'http://terminology.hl7.org/CodeSystem/observation-category|laboratory'
-         ORDER BY r.sort_date DESC LIMIT 10",
+        "WITH newest AS (
+           SELECT r.source_id, r.resource_type, r.resource_id, r.sort_date FROM resource_tokens t
+           JOIN resources r ON r.source_id = t.source_id AND r.resource_type = t.resource_type
+                            AND r.resource_id = t.resource_id
+           WHERE t.user_id = ? AND t.kind = 'category' AND t.resource_type = 'Observation'
+             AND t.value = 'http://terminology.hl7.org/CodeSystem/observation-category|laboratory'
+           ORDER BY r.sort_date DESC LIMIT 10)
+         SELECT r.json FROM newest n
+         JOIN resources r ON r.source_id = n.source_id AND r.resource_type = n.resource_type
+                          AND r.resource_id = n.resource_id
+         ORDER BY n.sort_date DESC",
     )
     .bind(user_id)
     .fetch_all(db)
