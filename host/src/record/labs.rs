@@ -277,19 +277,22 @@ fn summarise_counted<'a>(
 /// `summarise(&results(..))` when each observation has at most one LOINC code.
 pub async fn overview(db: &SqlitePool, user_id: i64) -> Result<Vec<TestSummary>, sqlx::Error> {
     let newest: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT n, json, source_name FROM (
-           SELECT COUNT(*) OVER per_code AS n,
+        // Ranked by key and date first, so only the newest row of each code is read whole.
+        "WITH ranked AS (
+           SELECT r.source_id, r.resource_type, r.resource_id,
+                  COUNT(*) OVER (PARTITION BY t.value) AS n,
                   ROW_NUMBER() OVER (PARTITION BY t.value
-                                     ORDER BY r.sort_date DESC, r.resource_id DESC) AS rank,
-                  r.json, s.display_name AS source_name
+                                     ORDER BY r.sort_date DESC, r.resource_id DESC) AS rank
            FROM resource_tokens t
            JOIN resources r ON r.source_id = t.source_id AND r.resource_type = t.resource_type
                             AND r.resource_id = t.resource_id
-           JOIN sources s ON s.id = r.source_id
            WHERE t.user_id = ? AND t.kind = 'code' AND t.resource_type = 'Observation'
-             AND t.value LIKE 'http://loinc.org|%'
-           WINDOW per_code AS (PARTITION BY t.value))
-         WHERE rank = 1",
+             AND t.value LIKE 'http://loinc.org|%')
+         SELECT k.n, r.json, s.display_name AS source_name FROM ranked k
+         JOIN resources r ON r.source_id = k.source_id AND r.resource_type = k.resource_type
+                          AND r.resource_id = k.resource_id
+         JOIN sources s ON s.id = r.source_id
+         WHERE k.rank = 1",
     )
     .bind(user_id)
     .fetch_all(db)
