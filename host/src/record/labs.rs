@@ -277,7 +277,8 @@ fn summarise_counted<'a>(
 /// `summarise(&results(..))` when each observation has at most one LOINC code.
 pub async fn overview(db: &SqlitePool, user_id: i64) -> Result<Vec<TestSummary>, sqlx::Error> {
     let newest: Vec<(i64, String, String)> = sqlx::query_as(
-        // Ranked by key and date first, so only the newest row of each code is read whole.
+        // Ranked by key and date first, so only the newest row of each code is read whole. The
+        // value range ('}' sorts right after '|') is "every LOINC code", and uses the index.
         "WITH ranked AS (
            SELECT r.source_id, r.resource_type, r.resource_id,
                   COUNT(*) OVER (PARTITION BY t.value) AS n,
@@ -287,7 +288,7 @@ pub async fn overview(db: &SqlitePool, user_id: i64) -> Result<Vec<TestSummary>,
            JOIN resources r ON r.source_id = t.source_id AND r.resource_type = t.resource_type
                             AND r.resource_id = t.resource_id
            WHERE t.user_id = ? AND t.kind = 'code' AND t.resource_type = 'Observation'
-             AND t.value LIKE 'http://loinc.org|%')
+             AND t.value >= 'http://loinc.org|' AND t.value < 'http://loinc.org}')
          SELECT k.n, r.json, s.display_name AS source_name FROM ranked k
          JOIN resources r ON r.source_id = k.source_id AND r.resource_type = k.resource_type
                           AND r.resource_id = k.resource_id
@@ -304,7 +305,7 @@ pub async fn overview(db: &SqlitePool, user_id: i64) -> Result<Vec<TestSummary>,
            AND NOT EXISTS (SELECT 1 FROM resource_tokens t
                            WHERE t.source_id = r.source_id AND t.resource_type = 'Observation'
                              AND t.resource_id = r.resource_id AND t.kind = 'code'
-                             AND t.value LIKE 'http://loinc.org|%')
+                             AND t.value >= 'http://loinc.org|' AND t.value < 'http://loinc.org}')
          ORDER BY r.sort_date, r.resource_id",
     )
     .bind(user_id)
