@@ -58,6 +58,14 @@ impl Server {
             }
         })?;
         let state = open_state(config).await?;
+        // Databases from before full-text search (or after an interrupted upgrade) get indexed
+        // once. Only the server searches, so the command-line tools skip this scan.
+        let indexed = search::index_missing(&state.db)
+            .await
+            .context("cannot build the search index")?;
+        if indexed > 0 {
+            tracing::info!(indexed, "records added to the search index");
+        }
         // Only the server runs jobs (not `fasten import` beside it), so only it may decide that
         // a job marked running belongs to a process that is gone.
         let requeued = jobs::recover(&state.db)
@@ -109,13 +117,6 @@ impl Server {
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     prepare_data_dir(&config.data_dir)?;
     let db = store::open(&config.database_path()).await?;
-    // Databases from before full-text search (or after an interrupted upgrade) get indexed once.
-    let indexed = search::index_missing(&db)
-        .await
-        .context("cannot build the search index")?;
-    if indexed > 0 {
-        tracing::info!(indexed, "records added to the search index");
-    }
     let key = SecretKey::load_or_create(
         &config.data_dir,
         std::env::var("FASTEN_SECRET_KEY").ok().as_deref(),

@@ -336,8 +336,9 @@ fn date_ticks(start: Date, end: Date, max: i64) -> Vec<(Date, String)> {
     ticks
 }
 
-/// Escapes text for SVG content and attribute values.
-fn escape(text: &str) -> String {
+/// Escapes text for markup Fasten writes itself: SVG content and attributes, and the XHTML
+/// narrative of the IPS summary.
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -232,7 +232,7 @@ pub fn bundle(summary: &Summary, timestamp: &str) -> Value {
                     } else {
                         s.items
                             .iter()
-                            .map(|i| escape_xml(&i.title))
+                            .map(|i| super::chart::escape(&i.title))
                             .collect::<Vec<_>>()
                             .join("; ")
                     }
@@ -283,12 +283,6 @@ pub fn bundle(summary: &Summary, timestamp: &str) -> Value {
                         "value": urn("Bundle", timestamp) },
         "entry": all,
     })
-}
-
-fn escape_xml(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -599,14 +599,12 @@ pub async fn delete(
         return Ok(false);
     }
     queue.cancel_for_source(db, source_id).await?;
-    let mut tx = db.begin().await?;
-    // Tokens live in the resources' sibling table; both go with the source (ON DELETE CASCADE).
+    // Records, their index rows and the connection go with the source (ON DELETE CASCADE).
     sqlx::query("DELETE FROM sources WHERE id = ? AND user_id = ?")
         .bind(source_id)
         .bind(user_id)
-        .execute(&mut *tx)
+        .execute(db)
         .await?;
-    tx.commit().await?;
     tracing::info!(user_id, source_id, "source deleted");
     Ok(true)
 }

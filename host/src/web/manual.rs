@@ -76,15 +76,20 @@ async fn choose(
     page.render(&state, "manual_choose.html", context! { kinds => kinds })
 }
 
+/// The form, with the problems found in what was sent (a 422 when there are any).
 fn render_form(
     state: &AppState,
     page: &Page,
-    status: StatusCode,
     kind: &Kind,
     values: &FormValues,
     problems: Vec<String>,
     editing: Option<&str>,
 ) -> Result<Response, AppError> {
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
     page.render_status(
         state,
         status,
@@ -108,15 +113,7 @@ async fn new_form(
     page: Page,
 ) -> Result<Response, AppError> {
     let kind = kind_or_404(&kind)?;
-    render_form(
-        &state,
-        &page,
-        StatusCode::OK,
-        kind,
-        &Vec::new(),
-        Vec::new(),
-        None,
-    )
+    render_form(&state, &page, kind, &Vec::new(), Vec::new(), None)
 }
 
 /// Where to go after saving: the record's page (htmx follows HX-Redirect).
@@ -202,15 +199,7 @@ async fn create(
         }
     }
     if !problems.is_empty() {
-        return render_form(
-            &state,
-            &page,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            kind,
-            &values,
-            problems,
-            None,
-        );
+        return render_form(&state, &page, kind, &values, problems, None);
     }
     let id = manual::new_id();
     let mut resources = Vec::new();
@@ -244,15 +233,7 @@ async fn edit_form(
         .ok_or(AppError::NotFound)?;
     let kind = manual::kind_of(&resource).ok_or(AppError::NotFound)?;
     let values = manual::form_of(&resource).unwrap_or_default();
-    render_form(
-        &state,
-        &page,
-        StatusCode::OK,
-        kind,
-        &values,
-        Vec::new(),
-        Some(&id),
-    )
+    render_form(&state, &page, kind, &values, Vec::new(), Some(&id))
 }
 
 async fn update(
@@ -269,15 +250,7 @@ async fn update(
     let kind = manual::kind_of(&existing).ok_or(AppError::NotFound)?;
     let problems = manual::validate(kind, &values);
     if !problems.is_empty() {
-        return render_form(
-            &state,
-            &page,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            kind,
-            &values,
-            problems,
-            Some(&id),
-        );
+        return render_form(&state, &page, kind, &values, problems, Some(&id));
     }
     let updated = if kind.id == "attachment" {
         manual::retitle_attachment(&existing, &values)

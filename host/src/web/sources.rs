@@ -205,14 +205,13 @@ async fn connect(
     match sources::begin_connect(&ctx(&state), user.id, &session, &form, &redirect_uri).await {
         Ok(url) => to_provider(&state, &page, &url),
         Err(e) => {
-            sources_page(
+            connect_failed(
                 &state,
                 &page,
                 &headers,
                 user.id,
                 StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some(connect_error(&e)),
+                &e,
                 &form,
             )
             .await
@@ -220,11 +219,31 @@ async fn connect(
     }
 }
 
-fn connect_error(e: &SmartError) -> String {
-    match e {
+/// The Sources page again, saying why connecting failed (and keeping what was typed).
+async fn connect_failed(
+    state: &AppState,
+    page: &Page,
+    headers: &HeaderMap,
+    user_id: i64,
+    status: StatusCode,
+    error: &SmartError,
+    form: &ConnectForm,
+) -> Result<Response, AppError> {
+    let message = match error {
         SmartError::Input(m) => m.clone(),
         other => format!("Could not connect: {other}."),
-    }
+    };
+    sources_page(
+        state,
+        page,
+        headers,
+        user_id,
+        status,
+        None,
+        Some(message),
+        form,
+    )
+    .await
 }
 
 async fn callback(
@@ -245,14 +264,13 @@ async fn callback(
         }
         Err(e) => {
             tracing::info!(user_id = user.id, reason = %e, "sign-in callback refused");
-            sources_page(
+            connect_failed(
                 &state,
                 &page,
                 &headers,
                 user.id,
                 StatusCode::BAD_REQUEST,
-                None,
-                Some(connect_error(&e)),
+                &e,
                 &ConnectForm::default(),
             )
             .await
@@ -304,14 +322,13 @@ async fn reconnect(
         Ok(Some(url)) => to_provider(&state, &page, &url),
         Ok(None) => Err(AppError::NotFound),
         Err(e) => {
-            sources_page(
+            connect_failed(
                 &state,
                 &page,
                 &headers,
                 user.id,
                 StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some(connect_error(&e)),
+                &e,
                 &ConnectForm::default(),
             )
             .await
