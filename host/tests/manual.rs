@@ -188,3 +188,37 @@ async fn imported_records_are_not_editable_here() {
         .await;
     assert_eq!(edit.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn an_oversized_attachment_is_refused_with_its_limit_and_nothing_is_stored() {
+    let (server, alice) = TestServer::with_admin().await;
+    let token = alice.csrf_token("/records/new/attachment").await;
+    let form = reqwest::multipart::Form::new()
+        .text("name", "Huge scan")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![0u8; 11 * 1024 * 1024])
+                .file_name("scan.pdf")
+                .mime_str("application/pdf")
+                .unwrap(),
+        );
+    let reply = alice
+        .http
+        .post(format!("{}/records/new/attachment", alice.base))
+        .header("X-CSRF-Token", token)
+        .header("HX-Request", "true")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = reply.text().await.unwrap();
+    assert!(body.contains("larger than the 10 MiB"), "{body}");
+    let uid = server.user_id(common::ADMIN).await;
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM resources WHERE user_id = ?", uid)
+            .await,
+        0
+    );
+}

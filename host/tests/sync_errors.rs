@@ -932,3 +932,28 @@ async fn cancelling_a_running_sync_stops_it_and_stores_nothing_from_it() {
     let ended = finished_job(&server, source).await;
     assert_eq!((ended.id, ended.status.as_str()), (waiting, "cancelled"));
 }
+
+#[tokio::test]
+async fn an_uploaded_source_has_nothing_to_sync_and_says_so() {
+    let (server, client) = start_fasten(|_| {}).await;
+    server.import_synthea(common::ADMIN, common::PARIS).await;
+    let source: i64 = sqlx::query_scalar("SELECT id FROM sources LIMIT 1")
+        .fetch_one(&server.state.db)
+        .await
+        .unwrap();
+    let reply = client
+        .submit("/sources", &format!("/sources/{source}/sync"), &[])
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.body.contains("no provider connection to sync"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM jobs WHERE source_id = ?", source)
+            .await,
+        0
+    );
+}

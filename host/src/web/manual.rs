@@ -131,7 +131,14 @@ async fn read_multipart(
     mut multipart: Multipart,
 ) -> Result<(FormValues, Option<Attachment>), AppError> {
     let bad = |e: axum::extract::multipart::MultipartError| {
-        AppError::BadRequest(format!("The form could not be read: {e}"))
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge(format!(
+                "The file is larger than the {} MiB Fasten keeps for one attachment. Nothing was stored.",
+                manual::MAX_ATTACHMENT_BYTES >> 20
+            ))
+        } else {
+            AppError::BadRequest(format!("The form could not be read: {e}"))
+        }
     };
     let mut values = Vec::new();
     let mut file = None;
