@@ -8,6 +8,10 @@ use std::process::Command;
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugins compiled into the binary: (registry id, crate artifact name).
 const BUNDLED: &[(&str, &str)] = &[("fhir", "fasten_plugin_fhir")];
+/// Every plugin crate built, bundled or not (the test-only ones are loaded by the tests). A crate
+/// in the plugin workspace but not listed here is not built, so one being written cannot break
+/// the host's build.
+const BUILT: &[&str] = &["fasten-plugin-fhir", "fasten-plugin-test-hostile"];
 
 fn main() {
     // Release binaries carry the templates inside them so `fasten` runs from any folder;
@@ -96,6 +100,9 @@ fn build_plugins(root: &Path) -> Result<PathBuf, String> {
         .arg(root.join("plugins").join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);
+    for package in BUILT {
+        command.args(["--package", package]);
+    }
     // Settings meant for the host build must not leak into the guest build.
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",

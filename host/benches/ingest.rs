@@ -87,7 +87,16 @@ async fn run() -> anyhow::Result<()> {
     for (i, path) in files.iter().enumerate() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let started = Instant::now();
-        let report = fasten::import::import_file(&db, &plugins, plugin_user, path, &name).await?;
+        let report = fasten::import::import_file(
+            &db,
+            &plugins,
+            plugin_user,
+            path,
+            &name,
+            fasten::jobs::Trigger::Cli,
+            &Default::default(),
+        )
+        .await?;
         let took = started.elapsed();
         plugin_time += took;
         plugin_resources += report.counts.total();

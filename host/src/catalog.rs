@@ -67,6 +67,27 @@ pub struct Platform {
     pub skip_types: Vec<String>,
     /// `_count` to ask for; `None` lets the server choose.
     pub page_size: Option<u32>,
+    /// The connector plugin that syncs this platform's entries.
+    #[serde(default = "default_plugin")]
+    pub plugin: String,
+    /// How people sign in: SMART App Launch against a FHIR server, or plain OAuth2 against
+    /// another API (a wearable's), whose entries give every endpoint and scope themselves.
+    #[serde(default)]
+    pub sign_in: SignIn,
+    /// Extra form fields sent on every token request.
+    #[serde(default)]
+    pub token_params: BTreeMap<String, String>,
+    /// The JSON field a non-standard token endpoint wraps its answer in.
+    pub token_envelope: Option<String>,
+}
+
+/// How people sign in to a platform's entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignIn {
+    #[default]
+    Smart,
+    OAuth2,
 }
 
 /// Something a user can pick on the connect page.
@@ -137,6 +158,10 @@ impl TryFrom<CatalogFile> for Catalog {
     fn try_from(file: CatalogFile) -> Result<Catalog, Problem> {
         validate(file)
     }
+}
+
+fn default_plugin() -> String {
+    crate::sources::FHIR_PLUGIN.to_string()
 }
 
 fn default_everything() -> bool {
@@ -304,6 +329,7 @@ fn validate(file: CatalogFile) -> Result<Catalog, Problem> {
             message,
         };
         check_id(&platform.id).map_err(&fail)?;
+        check_id(&platform.plugin).map_err(|m| fail(format!("plugin: {m}")))?;
         if !platform_ids.insert(platform.id.as_str()) {
             return Err(fail("the id is used by another platform".into()));
         }
@@ -385,6 +411,25 @@ fn validate(file: CatalogFile) -> Result<Catalog, Problem> {
         }
         if entry.scopes.as_deref().is_some_and(|s| s.trim().is_empty()) {
             entry.scopes = None;
+        }
+        let sign_in = platforms
+            .iter()
+            .find(|p| p.id == entry.platform)
+            .map(|p| p.sign_in);
+        if sign_in == Some(SignIn::OAuth2) {
+            // Nothing can be discovered from a plain OAuth2 API.
+            for (field, missing) in [
+                ("fhir_base (the API's base URL)", entry.fhir_base.is_empty()),
+                ("authorize_url", entry.authorize_url.is_none()),
+                ("token_url", entry.token_url.is_none()),
+                ("scopes", entry.scopes.is_none()),
+            ] {
+                if missing {
+                    return Err(fail(format!(
+                        "{field} is required for a platform that signs in with OAuth2"
+                    )));
+                }
+            }
         }
     }
 
@@ -678,6 +723,10 @@ fhir_base = "https://fhir.example.org/r4"
             extra_types: vec!["Appointment".into(), "Consent".into()],
             skip_types: vec!["Provenance".into()],
             page_size: Some(100),
+            plugin: "fhir".into(),
+            sign_in: SignIn::Smart,
+            token_params: BTreeMap::new(),
+            token_envelope: None,
         };
         let expected: Vec<(String, String)> = [
             ("accept", "application/json+fhir"),

@@ -37,6 +37,7 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub sync: SyncConfig,
     pub glossary: GlossaryConfig,
+    pub inbox: InboxConfig,
     /// Read templates from disk and reload them on change (`serve --dev` sets this).
     #[serde(skip)]
     pub dev: bool,
@@ -105,6 +106,26 @@ pub struct GlossaryConfig {
     pub medlineplus_url: String,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboxConfig {
+    /// Watch `<data_dir>/inbox/<username>/` and import each file dropped there for that member.
+    pub enabled: bool,
+    /// How long a dropped file must stay unchanged before it is imported (a copy in progress is
+    /// left alone).
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        InboxConfig {
+            enabled: true,
+            settle: Duration::from_secs(2),
+        }
+    }
+}
+
 impl Default for GlossaryConfig {
     fn default() -> Self {
         GlossaryConfig {
@@ -149,6 +170,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             sync: SyncConfig::default(),
             glossary: GlossaryConfig::default(),
+            inbox: InboxConfig::default(),
             dev: false,
         }
     }

@@ -1,6 +1,7 @@
 //! Importing a file: choose the plugin, run it in the sandbox, and store what it emits in one
-//! transaction, committed only if the whole run succeeds. Shared by the upload page and
-//! `fasten import`.
+//! transaction, committed only if the whole run succeeds. Shared by the upload page, `fasten
+//! import` and the inbox folder; every import is recorded as a job. A preview runs the same
+//! plugin without storing anything.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -9,8 +10,10 @@ use serde::Serialize;
 use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 
+use crate::fhir::Prepared;
 use crate::fhir::ingest::{Counts, Writer};
-use crate::plugins::{FileInput, LoadedPlugin, PluginHost, RunContext, RunFailure};
+use crate::jobs::{self, Trigger};
+use crate::plugins::{FileInput, LoadedPlugin, PluginHost, RunContext, RunFailure, RunOutput};
 
 /// What a successful import did.
 #[derive(Debug, Clone, Serialize)]
@@ -19,6 +22,8 @@ pub struct ImportReport {
     pub plugin: String,
     pub counts: Counts,
     pub warnings: Vec<String>,
+    /// The job recording this import.
+    pub job_id: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +111,34 @@ pub async fn upload_source(
     .await
 }
 
+/// What the user chose about how a file is read, passed to the plugin as parameters of the
+/// file's media type (`text/csv; dates=dmy`), which is how the connector contract carries them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ImportOptions {
+    /// The order of day and month in dates a CSV column leaves ambiguous: `ymd`, `mdy`, `dmy`.
+    #[serde(default)]
+    pub dates: Option<String>,
+}
+
+impl ImportOptions {
+    /// Only known values pass: the text ends up in the plugin's view of the file.
+    pub fn validated(self) -> ImportOptions {
+        ImportOptions {
+            dates: self
+                .dates
+                .filter(|d| matches!(d.as_str(), "ymd" | "mdy" | "dmy")),
+        }
+    }
+
+    fn media_type(&self, name: &str) -> String {
+        let base = media_type_for(name);
+        match &self.dates {
+            Some(order) => format!("{base}; dates={order}"),
+            None => base.to_string(),
+        }
+    }
+}
+
 fn media_type_for(name: &str) -> &'static str {
     let lower = name.to_ascii_lowercase();
     if lower.ends_with(".ndjson") || lower.ends_with(".jsonl") {
@@ -116,39 +149,34 @@ fn media_type_for(name: &str) -> &'static str {
         "application/xml"
     } else if lower.ends_with(".csv") {
         "text/csv"
+    } else if lower.ends_with(".tsv") {
+        "text/tab-separated-values"
+    } else if lower.ends_with(".zip") {
+        "application/zip"
+    } else if lower.ends_with(".eml") {
+        "message/rfc822"
     } else {
         "application/octet-stream"
     }
 }
 
-/// Imports one file for a user. On any failure nothing from the file is stored.
-pub async fn import_file(
-    db: &SqlitePool,
+/// Runs a plugin over a file, handing what it emits to `consume` as it comes. Answers the run's
+/// outcome and what `consume` made of the batches.
+async fn run_plugin<T: Send + 'static>(
     plugins: &PluginHost,
-    user_id: i64,
+    plugin: Arc<LoadedPlugin>,
     path: &Path,
     file_name: &str,
-) -> Result<ImportReport, ImportError> {
-    let head = read_head(path);
-    let plugin = choose_plugin(plugins, file_name, &head)?;
-    let source_id = upload_source(db, user_id, &plugin).await?;
-
-    // The writer owns the transaction and stores batches while the plugin keeps reading.
-    let (batches, mut received) = mpsc::channel::<Vec<crate::fhir::Prepared>>(4);
-    let mut writer = Writer::begin(db, user_id, source_id).await?;
-    let storing = tokio::spawn(async move {
-        while let Some(batch) = received.recv().await {
-            if let Err(e) = writer.write(&batch).await {
-                // Dropping the receiver makes the plugin's next emit fail, ending the run.
-                return Err((writer, e));
-            }
-        }
-        Ok(writer)
-    });
+    options: &ImportOptions,
+    state_store: Option<(SqlitePool, i64)>,
+    consume: impl FnOnce(mpsc::Receiver<Vec<Prepared>>) -> tokio::task::JoinHandle<T>,
+) -> Result<(Result<RunOutput, RunFailure>, T), ImportError> {
+    let (batches, received) = mpsc::channel::<Vec<Prepared>>(4);
+    let consuming = consume(received);
     let ctx = RunContext {
         batches,
         progress: Arc::new(Mutex::new((0, None))),
-        state_store: Some((db.clone(), source_id)),
+        state_store,
         connection: None,
         bearer: None,
         cancel: None,
@@ -156,37 +184,181 @@ pub async fn import_file(
     let input = FileInput {
         path: path.to_path_buf(),
         name: file_name.to_string(),
-        media_type: media_type_for(file_name).to_string(),
+        media_type: options.media_type(file_name),
     };
-    let outcome = plugins.import_file(plugin.clone(), input, ctx).await;
-    let stored = storing
+    let outcome = plugins.import_file(plugin, input, ctx).await;
+    let consumed = consuming
         .await
-        .map_err(|e| sqlx::Error::Protocol(format!("writer task: {e}")))?;
-    match (outcome, stored) {
-        (Ok(output), Ok(writer)) => {
-            let counts = writer.commit().await?;
-            tracing::info!(user_id, plugin = %plugin.manifest.id, added = counts.added,
-                updated = counts.updated, unchanged = counts.unchanged, "file imported");
-            Ok(ImportReport {
-                file_name: file_name.to_string(),
-                plugin: plugin.manifest.name.clone(),
-                counts,
-                warnings: output.warnings,
-            })
+        .map_err(|e| sqlx::Error::Protocol(format!("storing task: {e}")))?;
+    Ok((outcome, consumed))
+}
+
+/// Imports one file for a user, recording the import as a job. On any failure nothing from the
+/// file is stored, and the job says why.
+pub async fn import_file(
+    db: &SqlitePool,
+    plugins: &PluginHost,
+    user_id: i64,
+    path: &Path,
+    file_name: &str,
+    via: Trigger,
+    options: &ImportOptions,
+) -> Result<ImportReport, ImportError> {
+    let head = read_head(path);
+    let plugin = match choose_plugin(plugins, file_name, &head) {
+        Ok(plugin) => plugin,
+        Err(e) => {
+            let job_id = jobs::start_import(db, user_id, None, file_name, via).await?;
+            jobs::finish_import(db, job_id, Err(&e.to_string())).await?;
+            return Err(e);
         }
-        (Ok(_), Err((writer, e))) | (Err(_), Err((writer, e))) => {
+    };
+    let source_id = upload_source(db, user_id, &plugin).await?;
+    let source_name = format!("Uploaded files ({})", plugin.manifest.name);
+    let job_id =
+        jobs::start_import(db, user_id, Some((source_id, &source_name)), file_name, via).await?;
+    let result = store_file(
+        db, plugins, &plugin, user_id, source_id, path, file_name, options,
+    )
+    .await
+    .map(|(counts, warnings)| ImportReport {
+        file_name: file_name.to_string(),
+        plugin: plugin.manifest.name.clone(),
+        counts,
+        warnings,
+        job_id,
+    });
+    match &result {
+        Ok(report) => {
+            jobs::finish_import(db, job_id, Ok((&report.counts, &report.warnings))).await?;
+            tracing::info!(user_id, job_id, plugin = %plugin.manifest.id, added = report.counts.added,
+                updated = report.counts.updated, unchanged = report.counts.unchanged, "file imported");
+        }
+        Err(e) => {
+            jobs::finish_import(db, job_id, Err(&e.to_string())).await?;
+            tracing::info!(user_id, job_id, plugin = %plugin.manifest.id, error = %e, "import refused");
+        }
+    }
+    result
+}
+
+/// The run and its one transaction: the writer stores batches while the plugin keeps reading,
+/// and commits only when the plugin finished without error.
+#[allow(clippy::too_many_arguments)]
+async fn store_file(
+    db: &SqlitePool,
+    plugins: &PluginHost,
+    plugin: &Arc<LoadedPlugin>,
+    user_id: i64,
+    source_id: i64,
+    path: &Path,
+    file_name: &str,
+    options: &ImportOptions,
+) -> Result<(Counts, Vec<String>), ImportError> {
+    let mut writer = Writer::begin(db, user_id, source_id).await?;
+    let (outcome, stored) = run_plugin(
+        plugins,
+        plugin.clone(),
+        path,
+        file_name,
+        options,
+        Some((db.clone(), source_id)),
+        |mut received| {
+            tokio::spawn(async move {
+                while let Some(batch) = received.recv().await {
+                    if let Err(e) = writer.write(&batch).await {
+                        // Dropping the receiver makes the plugin's next emit fail, ending the run.
+                        return Err((writer, e));
+                    }
+                }
+                Ok(writer)
+            })
+        },
+    )
+    .await?;
+    match (outcome, stored) {
+        (Ok(output), Ok(writer)) => Ok((writer.commit().await?, output.warnings)),
+        (_, Err((writer, e))) => {
             writer.rollback().await.ok();
             Err(ImportError::Database(e))
         }
         (Err(failure), Ok(writer)) => {
             writer.rollback().await?;
-            tracing::info!(user_id, plugin = %plugin.manifest.id, %failure, "import refused");
             Err(ImportError::Failed {
                 file: file_name.to_string(),
                 failure,
             })
         }
     }
+}
+
+/// What importing a file would store, without storing anything.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    pub file_name: String,
+    pub plugin_id: String,
+    pub plugin: String,
+    /// How many resources of each type the file holds, e.g. ("Observation", 120).
+    pub counts: Vec<(String, u64)>,
+    /// The first resources as they would be stored.
+    pub sample: Vec<serde_json::Value>,
+    pub warnings: Vec<String>,
+}
+
+/// Runs the import of a file without a transaction, keeping the first `sample_size` resources
+/// and counting the rest, so the user can see what would be stored before anything is.
+pub async fn preview_file(
+    plugins: &PluginHost,
+    path: &Path,
+    file_name: &str,
+    options: &ImportOptions,
+    sample_size: usize,
+) -> Result<Preview, ImportError> {
+    let plugin = choose_plugin(plugins, file_name, &read_head(path))?;
+    let (outcome, (counts, sample)) = run_plugin(
+        plugins,
+        plugin.clone(),
+        path,
+        file_name,
+        options,
+        None,
+        |mut received| {
+            tokio::spawn(async move {
+                let mut counts: Vec<(String, u64)> = Vec::new();
+                let mut sample = Vec::new();
+                while let Some(batch) = received.recv().await {
+                    for prepared in batch {
+                        match counts
+                            .iter_mut()
+                            .find(|(t, _)| *t == prepared.resource_type)
+                        {
+                            Some((_, n)) => *n += 1,
+                            None => counts.push((prepared.resource_type.clone(), 1)),
+                        }
+                        if sample.len() < sample_size
+                            && let Ok(value) = serde_json::from_str(&prepared.json)
+                        {
+                            sample.push(value);
+                        }
+                    }
+                }
+                (counts, sample)
+            })
+        },
+    )
+    .await?;
+    let output = outcome.map_err(|failure| ImportError::Failed {
+        file: file_name.to_string(),
+        failure,
+    })?;
+    Ok(Preview {
+        file_name: file_name.to_string(),
+        plugin_id: plugin.manifest.id.clone(),
+        plugin: plugin.manifest.name.clone(),
+        counts,
+        sample,
+        warnings: output.warnings,
+    })
 }
 
 fn read_head(path: &Path) -> Vec<u8> {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod fhir;
 pub mod import;
+pub mod inbox;
 pub mod jobs;
 pub mod plugins;
 pub mod record;
@@ -96,7 +97,16 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let purge = tokio::spawn(purge_sessions_periodically(self.state.clone()));
-        let background = jobs::runner::spawn(self.state.clone());
+        let mut background = jobs::runner::spawn(self.state.clone());
+        if self.state.config.inbox.enabled {
+            match inbox::spawn(self.state.clone()) {
+                Ok(task) => background.push(task),
+                // Fasten is still useful without it: say so and go on.
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot watch the inbox folders")
+                }
+            }
+        }
         let app = web::build_app(self.state);
         let result = axum::serve(
             self.listener,

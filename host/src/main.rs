@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use fasten::auth::accounts::{self, NewAccount};
 use fasten::config::{Config, LogFormat};
+use fasten::import::ImportOptions;
+use fasten::jobs::Trigger;
 use fasten::store::{self, users::Role};
 
 #[derive(Parser)]
@@ -36,10 +38,14 @@ enum Command {
         #[arg(long)]
         dev: bool,
     },
-    /// Import files (FHIR Bundles, NDJSON, ...) into a user's records.
+    /// Import files (FHIR Bundles and NDJSON, lab CSVs, Apple Health exports, emails) into a
+    /// user's records.
     Import {
         #[arg(long, value_name = "NAME")]
         user: String,
+        /// How to read dates in a CSV that could be month/day or day/month.
+        #[arg(long, value_enum)]
+        dates: Option<DateOrderArg>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -118,7 +124,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(serve(config))
         }
         Command::User { action } => runtime.block_on(user_command(config, action)),
-        Command::Import { user, files } => runtime.block_on(import_command(config, &user, &files)),
+        Command::Import { user, dates, files } => {
+            let options = ImportOptions {
+                dates: dates.map(|d| d.as_str().to_string()),
+            };
+            runtime.block_on(import_command(config, &user, &options, &files))
+        }
         Command::Export { user, format, out } => {
             runtime.block_on(export_command(config, &user, format, out.as_deref()))
         }
@@ -235,7 +246,33 @@ async fn user_by_name(db: &sqlx::SqlitePool, name: &str) -> anyhow::Result<store
         .ok_or_else(|| anyhow::anyhow!("no account named {name:?}"))
 }
 
-async fn import_command(config: Config, user: &str, files: &[PathBuf]) -> anyhow::Result<()> {
+/// `--dates`: the order of a CSV's dates.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DateOrderArg {
+    /// Year-month-day (2024-03-05).
+    Ymd,
+    /// Month/day/year, as in the US (03/05/2024 is March 5).
+    Mdy,
+    /// Day/month/year, as in most of Europe (05/03/2024 is March 5).
+    Dmy,
+}
+
+impl DateOrderArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            DateOrderArg::Ymd => "ymd",
+            DateOrderArg::Mdy => "mdy",
+            DateOrderArg::Dmy => "dmy",
+        }
+    }
+}
+
+async fn import_command(
+    config: Config,
+    user: &str,
+    options: &ImportOptions,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
     fasten::prepare_data_dir(&config.data_dir)?;
     let db = store::open(&config.database_path()).await?;
     let user = user_by_name(&db, user).await?;
@@ -257,11 +294,24 @@ async fn import_command(config: Config, user: &str, files: &[PathBuf]) -> anyhow
             failed += 1;
             continue;
         }
-        match fasten::import::import_file(&db, &plugins, user.id, path, &name).await {
+        match fasten::import::import_file(
+            &db,
+            &plugins,
+            user.id,
+            path,
+            &name,
+            Trigger::Cli,
+            options,
+        )
+        .await
+        {
             Ok(report) => {
                 println!(
-                    "{name}: {} added, {} updated, {} unchanged",
-                    report.counts.added, report.counts.updated, report.counts.unchanged
+                    "{name}: {} added, {} updated, {} unchanged (job #{})",
+                    report.counts.added,
+                    report.counts.updated,
+                    report.counts.unchanged,
+                    report.job_id
                 );
                 for warning in report.warnings {
                     println!("{name}: warning: {warning}");

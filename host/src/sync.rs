@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use crate::fhir::Prepared;
 use crate::fhir::ingest::{Counts, Writer};
 use crate::plugins::{PluginError, RunContext, RunFailure, SyncRequest};
+use crate::sources;
 use crate::sources::tokens::{ConnectionTokens, RefreshProblem};
-use crate::sources::{self, FHIR_PLUGIN};
 use crate::state::AppState;
 use crate::store::unix_now;
 
@@ -84,9 +84,12 @@ async fn run_inner(
             }),
         ));
     }
-    let Some(plugin) = state.plugins.get(FHIR_PLUGIN) else {
+    let Some(plugin) = state.plugins.get(&connection.plugin_id) else {
         return Ok(SyncOutcome::Retry {
-            reason: "The FHIR plugin is not loaded (see Admin → Plugins).".into(),
+            reason: format!(
+                "The {} plugin that syncs this source is not loaded (see Admin → Plugins).",
+                connection.plugin_id
+            ),
             after_seconds: None,
         });
     };

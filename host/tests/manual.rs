@@ -174,6 +174,8 @@ async fn imported_records_are_not_editable_here() {
         uid,
         &path,
         "paris.json",
+        fasten::jobs::Trigger::Cli,
+        &Default::default(),
     )
     .await
     .unwrap();

@@ -79,9 +79,17 @@ async fn every_synthea_bundle_imports_exports_back_whole_and_reimports_as_unchan
             })
             .collect();
         let name = path.file_name().unwrap().to_str().unwrap();
-        let report = import_file(&server.state.db, plugins, user, path, name)
-            .await
-            .unwrap();
+        let report = import_file(
+            &server.state.db,
+            plugins,
+            user,
+            path,
+            name,
+            fasten::jobs::Trigger::Cli,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             report.counts.total(),
             entries.len() as u64,
@@ -119,9 +127,17 @@ async fn every_synthea_bundle_imports_exports_back_whole_and_reimports_as_unchan
         );
         assert!(text.contains("\"reference\":\"Patient/"), "{name}");
 
-        let again = import_file(&server.state.db, plugins, user, path, name)
-            .await
-            .unwrap();
+        let again = import_file(
+            &server.state.db,
+            plugins,
+            user,
+            path,
+            name,
+            fasten::jobs::Trigger::Cli,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(again.counts.added, 0, "{name}: re-import adds nothing");
         assert_eq!(again.counts.updated, 0);
         assert_eq!(resource_count(&server, user).await, distinct.len() as i64);
@@ -145,6 +161,8 @@ async fn ndjson_and_single_resources_import_and_bundles_export_as_a_bundle() {
         user,
         &path,
         "export.ndjson",
+        fasten::jobs::Trigger::Cli,
+        &Default::default(),
     )
     .await
     .unwrap();
@@ -160,6 +178,8 @@ async fn ndjson_and_single_resources_import_and_bundles_export_as_a_bundle() {
         user,
         &single,
         "one.json",
+        fasten::jobs::Trigger::Cli,
+        &Default::default(),
     )
     .await
     .unwrap();
@@ -196,9 +216,17 @@ async fn bad_files_are_refused_with_a_clear_message_and_store_nothing() {
     ];
     for (name, contents, expected) in cases {
         let path = write(dir.path(), name, &contents);
-        let err = import_file(&server.state.db, &server.state.plugins, user, &path, name)
-            .await
-            .expect_err(name);
+        let err = import_file(
+            &server.state.db,
+            &server.state.plugins,
+            user,
+            &path,
+            name,
+            fasten::jobs::Trigger::Cli,
+            &Default::default(),
+        )
+        .await
+        .expect_err(name);
         let message = err.to_string();
         assert!(message.contains(expected), "{name}: {message}");
         assert!(
@@ -218,6 +246,8 @@ async fn bad_files_are_refused_with_a_clear_message_and_store_nothing() {
         user,
         &csv,
         "labs.csv",
+        fasten::jobs::Trigger::Cli,
+        &Default::default(),
     )
     .await
     .unwrap_err();
@@ -339,7 +369,18 @@ async fn a_hostile_plugin_is_contained_and_everything_else_keeps_working() {
         let path = write(dir.path(), "cmd.hostile", command.as_bytes());
         let db = server.state.db.clone();
         let plugins = plugins.clone();
-        async move { import_file(&db, &plugins, user, &path, "cmd.hostile").await }
+        async move {
+            import_file(
+                &db,
+                &plugins,
+                user,
+                &path,
+                "cmd.hostile",
+                fasten::jobs::Trigger::Cli,
+                &Default::default(),
+            )
+            .await
+        }
     };
     let failure = |result: Result<fasten::import::ImportReport, ImportError>| match result {
         Err(ImportError::Failed { failure, .. }) => failure,
@@ -427,6 +468,8 @@ async fn a_hostile_plugin_is_contained_and_everything_else_keeps_working() {
         user,
         &synthea()[3],
         "paris.json",
+        fasten::jobs::Trigger::Cli,
+        &Default::default(),
     )
     .await
     .unwrap();
@@ -595,8 +638,16 @@ async fn dev_mode_swaps_a_rebuilt_plugin_in_and_keeps_the_old_one_when_a_rebuild
             .await
             .unwrap()
             .id;
-    let report = import_file(&db, &host, user, &synthea()[3], "paris.json")
-        .await
-        .unwrap();
+    let report = import_file(
+        &db,
+        &host,
+        user,
+        &synthea()[3],
+        "paris.json",
+        fasten::jobs::Trigger::Cli,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.counts.added, 104);
 }

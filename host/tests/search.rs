@@ -26,9 +26,17 @@ fn synthea(name: &str) -> PathBuf {
 async fn import(server: &TestServer, username: &str, path: &Path) {
     let user_id = server.user_id(username).await;
     let name = path.file_name().unwrap().to_str().unwrap();
-    fasten::import::import_file(&server.state.db, &server.state.plugins, user_id, path, name)
-        .await
-        .expect("the bundle imports");
+    fasten::import::import_file(
+        &server.state.db,
+        &server.state.plugins,
+        user_id,
+        path,
+        name,
+        fasten::jobs::Trigger::Cli,
+        &Default::default(),
+    )
+    .await
+    .expect("the bundle imports");
 }
 
 fn search_path(words: &str) -> String {

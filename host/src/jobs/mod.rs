@@ -24,6 +24,12 @@ pub enum Trigger {
     Manual,
     Schedule,
     Restart,
+    /// An import from the upload page.
+    Upload,
+    /// An import by `fasten import`.
+    Cli,
+    /// An import of a file dropped into the user's inbox folder.
+    Inbox,
 }
 
 impl Trigger {
@@ -33,6 +39,9 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Schedule => "schedule",
             Trigger::Restart => "restart",
+            Trigger::Upload => "upload",
+            Trigger::Cli => "cli",
+            Trigger::Inbox => "inbox",
         }
     }
 }
@@ -198,28 +207,97 @@ pub async fn enqueue(
     Ok(id)
 }
 
-/// At start-up: jobs left `running` by a process that died are marked `interrupted` and queued
-/// again. Answers how many were re-queued.
+/// At start-up: jobs left `running` by a process that died are marked `interrupted`, and syncs
+/// among them queued again (an interrupted import stored nothing; its file is the user's to
+/// import again). Answers how many were re-queued.
 pub async fn recover(db: &SqlitePool) -> sqlx::Result<u64> {
     let now = unix_now();
     let mut tx = db.begin().await?;
-    let interrupted: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
+    let interrupted: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
         "UPDATE jobs SET status = 'interrupted', finished_at = ?,
-           error = 'Fasten stopped while this job was running; it was queued again.'
-         WHERE status = 'running' RETURNING id, user_id, source_id",
+           error = CASE kind
+             WHEN 'sync' THEN 'Fasten stopped while this job was running; it was queued again.'
+             ELSE 'Fasten stopped while this file was being imported; nothing from it was stored. Import it again.'
+           END
+         WHERE status = 'running' RETURNING kind, user_id, source_id",
     )
     .bind(now)
     .fetch_all(&mut *tx)
     .await?;
     let mut requeued = 0;
-    for (_, user_id, source_id) in interrupted {
-        if let Some(source_id) = source_id {
+    for (kind, user_id, source_id) in interrupted {
+        if kind == "sync"
+            && let Some(source_id) = source_id
+        {
             enqueue_in(&mut tx, user_id, source_id, Trigger::Restart).await?;
             requeued += 1;
         }
     }
     tx.commit().await?;
     Ok(requeued)
+}
+
+/// Records an import that is starting (imports run at once, never from the queue).
+pub async fn start_import(
+    db: &SqlitePool,
+    user_id: i64,
+    source: Option<(i64, &str)>,
+    file_name: &str,
+    trigger: Trigger,
+) -> sqlx::Result<i64> {
+    let now = unix_now();
+    sqlx::query_scalar(
+        "INSERT INTO jobs (kind, user_id, source_id, source_name, status, trigger, run_after,
+           created_at, started_at, file_name)
+         VALUES ('import', ?, ?, ?, 'running', ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(source.map(|(id, _)| id))
+    .bind(source.map_or("Uploaded files", |(_, name)| name))
+    .bind(trigger.as_str())
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .bind(file_name)
+    .fetch_one(db)
+    .await
+}
+
+/// Records how an import ended: what it stored and its warnings, or why it stored nothing.
+pub async fn finish_import(
+    db: &SqlitePool,
+    job_id: i64,
+    outcome: Result<(&crate::fhir::ingest::Counts, &[String]), &str>,
+) -> sqlx::Result<()> {
+    let (status, counts, warnings, error) = match outcome {
+        Ok((counts, warnings)) => (
+            if warnings.is_empty() {
+                "succeeded"
+            } else {
+                "warnings"
+            },
+            *counts,
+            warnings.to_vec(),
+            None,
+        ),
+        Err(message) => ("failed", Default::default(), vec![], Some(message)),
+    };
+    sqlx::query(
+        "UPDATE jobs SET status = ?, added = ?, updated = ?, unchanged = ?, warnings = ?,
+           error = ?, progress_done = ?, finished_at = ? WHERE id = ?",
+    )
+    .bind(status)
+    .bind(counts.added as i64)
+    .bind(counts.updated as i64)
+    .bind(counts.unchanged as i64)
+    .bind(serde_json::to_string(&warnings).expect("strings serialise"))
+    .bind(error)
+    .bind(counts.total() as i64)
+    .bind(unix_now())
+    .bind(job_id)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// A job as the Jobs page shows it.
@@ -246,6 +324,7 @@ pub struct JobView {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    pub file_name: Option<String>,
 }
 
 impl JobView {
@@ -271,7 +350,7 @@ pub struct JobFilter {
 const JOB_COLUMNS: &str = "j.id, j.kind, j.user_id, u.username, j.source_id, j.source_name,
     j.status, j.trigger, j.attempt, j.run_after, j.progress_done, j.progress_total, j.added,
     j.updated, j.unchanged, j.warnings, j.error, j.cancel_requested, j.created_at, j.started_at,
-    j.finished_at";
+    j.finished_at, j.file_name";
 
 /// The newest jobs the viewer may see: their own, or everyone's for an administrator.
 pub async fn list(

@@ -6,10 +6,11 @@
 pub mod smart;
 pub mod tokens;
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
-use self::smart::{ClientAuth, OAuthClient, SmartError, Tokens, labels};
+use self::smart::{ClientAuth, OAuthClient, OAuthQuirks, SmartError, Tokens, labels};
 use crate::catalog::{self, Catalog};
 use crate::jobs::{self, Trigger};
 use crate::plugins::PluginHost;
@@ -24,6 +25,8 @@ pub const FHIR_PLUGIN: &str = "fhir";
 pub struct Connection {
     pub source_id: i64,
     pub user_id: i64,
+    /// The connector plugin that syncs it.
+    pub plugin_id: String,
     pub display_name: String,
     pub fhir_base: String,
     pub oauth: OAuthClient,
@@ -42,6 +45,7 @@ pub struct Connection {
 #[derive(sqlx::FromRow)]
 struct ConnectionRow {
     user_id: i64,
+    plugin_id: Option<String>,
     display_name: String,
     catalog_id: Option<String>,
     fhir_base: String,
@@ -59,6 +63,7 @@ struct ConnectionRow {
     status_message: Option<String>,
     sync_settings: String,
     sync_cursor: Option<String>,
+    oauth_quirks: String,
 }
 
 /// Loads a connection with its secrets opened. `None` when the source has no connection.
@@ -68,10 +73,11 @@ pub async fn load_connection(
     source_id: i64,
 ) -> anyhow::Result<Option<Connection>> {
     let row: Option<ConnectionRow> = sqlx::query_as(
-        "SELECT s.user_id, s.display_name, c.catalog_id, c.fhir_base,
+        "SELECT s.user_id, s.plugin_id, s.display_name, c.catalog_id, c.fhir_base,
                 c.authorize_url, c.token_url, c.client_id, c.client_secret, c.client_auth,
                 c.scopes_requested, c.patient_id, c.access_token, c.refresh_token,
-                c.access_expires_at, c.status, c.status_message, c.sync_settings, c.sync_cursor
+                c.access_expires_at, c.status, c.status_message, c.sync_settings, c.sync_cursor,
+                c.oauth_quirks
          FROM connections c JOIN sources s ON s.id = c.source_id WHERE c.source_id = ?",
     )
     .bind(source_id)
@@ -87,6 +93,7 @@ pub async fn load_connection(
     Ok(Some(Connection {
         source_id,
         user_id: row.user_id,
+        plugin_id: row.plugin_id.unwrap_or_else(|| FHIR_PLUGIN.to_string()),
         display_name: row.display_name,
         fhir_base: row.fhir_base,
         oauth: OAuthClient {
@@ -96,6 +103,8 @@ pub async fn load_connection(
             client_secret: open(labels::client_secret(source_id), row.client_secret)?,
             client_auth: row.client_auth,
             redirect_uri: None,
+            quirks: serde_json::from_str(&row.oauth_quirks)
+                .context("the connection's OAuth settings are unreadable")?,
         },
         scopes_requested: row.scopes_requested,
         patient_id: row.patient_id,
@@ -144,6 +153,9 @@ pub struct ConnectForm {
 #[derive(Debug, Serialize, Deserialize)]
 struct Draft {
     display_name: String,
+    /// The connector that will sync it.
+    #[serde(default = "fhir_plugin")]
+    plugin_id: String,
     catalog_id: Option<String>,
     fhir_base: String,
     oauth: OAuthClient,
@@ -151,6 +163,10 @@ struct Draft {
     sealed_secret: Option<String>,
     scopes: String,
     sync_settings: Vec<(String, String)>,
+}
+
+fn fhir_plugin() -> String {
+    FHIR_PLUGIN.to_string()
 }
 
 /// Everything connecting needs from the running Fasten.
@@ -201,6 +217,8 @@ pub async fn begin_connect(
             "This provider needs the client secret of your app registration.".into(),
         ));
     }
+    let platform = entry.map(|e| ctx.catalog.platform_of(e));
+    let plain_oauth2 = platform.is_some_and(|p| p.sign_in == catalog::SignIn::OAuth2);
     let (authorize_url, token_url, smart_v2) = match entry {
         Some(catalog::Entry {
             authorize_url: Some(a),
@@ -220,8 +238,21 @@ pub async fn begin_connect(
     let display_name = non_empty(&form.display_name)
         .or_else(|| entry.map(|e| e.name.clone()))
         .unwrap_or_else(|| base.host_str().unwrap_or("FHIR server").to_string());
+    let quirks = match platform {
+        Some(p) if plain_oauth2 => OAuthQuirks {
+            not_fhir: true,
+            token_params: p
+                .token_params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            token_envelope: p.token_envelope.clone(),
+        },
+        _ => OAuthQuirks::default(),
+    };
     let draft = Draft {
         display_name,
+        plugin_id: platform.map_or_else(fhir_plugin, |p| p.plugin.clone()),
         catalog_id: entry.map(|e| e.id.clone()),
         fhir_base: base.as_str().trim_end_matches('/').to_string(),
         oauth: OAuthClient {
@@ -235,12 +266,14 @@ pub async fn begin_connect(
             },
             client_secret,
             redirect_uri: Some(redirect_uri.to_string()),
+            quirks,
         },
         sealed_secret: None,
         scopes,
-        sync_settings: entry
-            .map(|e| ctx.catalog.platform_of(e).sync_settings())
-            .unwrap_or_default(),
+        sync_settings: match platform {
+            Some(p) if !plain_oauth2 => p.sync_settings(),
+            _ => Vec::new(),
+        },
     };
     start(ctx, user_id, session_hash, None, draft).await
 }
@@ -263,6 +296,7 @@ pub async fn begin_reconnect(
     oauth.redirect_uri = Some(redirect_uri.to_string());
     let draft = Draft {
         display_name: connection.display_name,
+        plugin_id: connection.plugin_id,
         catalog_id: connection.catalog_id,
         fhir_base: connection.fhir_base,
         oauth,
@@ -454,11 +488,16 @@ async fn store_connection(
         Some(id) => id,
         None => sqlx::query_scalar(
             "INSERT INTO sources (user_id, kind, display_name, plugin_id, created_at, updated_at)
-                 VALUES (?, 'smart', ?, ?, ?, ?) RETURNING id",
+                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(user_id)
+        .bind(if draft.oauth.quirks.not_fhir {
+            "oauth2"
+        } else {
+            "smart"
+        })
         .bind(&draft.display_name)
-        .bind(FHIR_PLUGIN)
+        .bind(&draft.plugin_id)
         .bind(now)
         .bind(now)
         .fetch_one(&mut *tx)
@@ -479,8 +518,8 @@ async fn store_connection(
         "INSERT INTO connections (source_id, catalog_id, fhir_base, authorize_url, token_url,
            client_id, client_secret, client_auth, scopes_requested, scopes_granted, patient_id,
            access_token, refresh_token, access_expires_at, refresh_expires_at, status,
-           status_message, sync_settings, next_sync_at, connected_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'connected', NULL, ?, NULL, ?)
+           status_message, sync_settings, next_sync_at, connected_at, oauth_quirks)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'connected', NULL, ?, NULL, ?, ?)
          ON CONFLICT (source_id) DO UPDATE SET
            authorize_url = excluded.authorize_url, token_url = excluded.token_url,
            client_secret = excluded.client_secret, scopes_granted = excluded.scopes_granted,
@@ -507,6 +546,7 @@ async fn store_connection(
     .bind(tokens.refresh_expires_at)
     .bind(serde_json::to_string(&draft.sync_settings).expect("pairs serialise"))
     .bind(now)
+    .bind(serde_json::to_string(&draft.oauth.quirks).expect("quirks serialise"))
     .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE sources SET updated_at = ? WHERE id = ?")

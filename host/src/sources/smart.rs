@@ -95,6 +95,24 @@ pub struct OAuthClient {
     pub client_auth: ClientAuth,
     /// Needed for the authorization and the code exchange, not for refreshing.
     pub redirect_uri: Option<String>,
+    /// How this provider departs from plain OAuth2 (none for SMART servers).
+    #[serde(default)]
+    pub quirks: OAuthQuirks,
+}
+
+/// Departures from the standard flow that some non-FHIR APIs make, kept with the connection
+/// (column `oauth_quirks`) so a refresh months later speaks the same dialect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthQuirks {
+    /// A plain OAuth2 API rather than a FHIR server: no `aud` parameter on the authorization.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_fhir: bool,
+    /// Extra form fields on every token request (Withings wants `action=requesttoken`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_params: Vec<(String, String)>,
+    /// The field the token endpoint wraps its answer in (Withings: `{"status": 0, "body": {...}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_envelope: Option<String>,
 }
 
 /// Why a step of the flow failed, in words for the Sources page.
@@ -252,12 +270,14 @@ impl OAuthClient {
     pub fn authorize(&self, fhir_base: &str, scopes: &str) -> Result<Authorization, SmartError> {
         let client = self.build()?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let (url, state) = client
+        let mut request = client
             .authorize_url(CsrfToken::new_random)
             .add_scopes(scopes.split_whitespace().map(|s| Scope::new(s.to_string())))
-            .add_extra_param("aud", fhir_base)
-            .set_pkce_challenge(challenge)
-            .url();
+            .set_pkce_challenge(challenge);
+        if !self.quirks.not_fhir {
+            request = request.add_extra_param("aud", fhir_base);
+        }
+        let (url, state) = request.url();
         Ok(Authorization {
             url: url.to_string(),
             state: state.secret().clone(),
@@ -274,9 +294,13 @@ impl OAuthClient {
     ) -> Result<Tokens, SmartError> {
         let client = self.build()?;
         let http_client = self.token_http_client(plugins)?;
-        let response = client
+        let mut request = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()));
+        for (name, value) in &self.quirks.token_params {
+            request = request.add_extra_param(name.clone(), value.clone());
+        }
+        let response = request
             .request_async(&http_client)
             .await
             .map_err(describe_token_error)?;
@@ -293,8 +317,11 @@ impl OAuthClient {
         let client = self.build()?;
         let http_client = self.token_http_client(plugins)?;
         let refresh = RefreshToken::new(refresh_token.to_string());
-        let response = client
-            .exchange_refresh_token(&refresh)
+        let mut request = client.exchange_refresh_token(&refresh);
+        for (name, value) in &self.quirks.token_params {
+            request = request.add_extra_param(name.clone(), value.clone());
+        }
+        let response = request
             .request_async(&http_client)
             .await
             .map_err(describe_token_error)?;
@@ -312,11 +339,19 @@ impl OAuthClient {
     > {
         let url = normalize_base(&self.token_url)?;
         let gate = plugins.host_gate(vec![origin_pattern(&url)?]);
+        let envelope = self.quirks.token_envelope.clone();
         // Each future owns its gate: a borrowed one makes the future's type higher-ranked,
         // which the Send check of the job runner cannot see through.
         Ok(move |request| {
             let gate = gate.clone();
-            Box::pin(async move { send_through(&gate, request).await }) as BoxFuture<'static, _>
+            let envelope = envelope.clone();
+            Box::pin(async move {
+                let response = send_through(&gate, request).await?;
+                Ok(match envelope {
+                    Some(field) => unwrap_envelope(response, &field),
+                    None => response,
+                })
+            }) as BoxFuture<'static, _>
         })
     }
 }
@@ -405,6 +440,38 @@ async fn send_through(
     builder
         .body(response.body)
         .map_err(|e| HttpFailure::Network(format!("unreadable answer: {e}")))
+}
+
+/// Turns an enveloped token answer into the plain OAuth2 one the oauth2 crate reads:
+/// `{"status": 0, "body": {tokens}}` becomes `{tokens}`, and a non-zero status (always sent with
+/// HTTP 200) becomes an HTTP 400 OAuth2 error carrying the provider's message, so a refused
+/// refresh is recognised as one.
+fn unwrap_envelope(response: oauth2::HttpResponse, field: &str) -> oauth2::HttpResponse {
+    let (mut parts, body) = response.into_parts();
+    let Ok(serde_json::Value::Object(mut outer)) = serde_json::from_slice(&body) else {
+        return oauth2::HttpResponse::from_parts(parts, body);
+    };
+    let status = outer.get("status").and_then(serde_json::Value::as_i64);
+    let unwrapped = match (status, outer.remove(field)) {
+        (Some(0) | None, Some(inner)) if inner.is_object() => inner,
+        // "Too many requests": try again later rather than ask the user to reconnect.
+        (Some(601), _) => {
+            parts.status = ::http::StatusCode::SERVICE_UNAVAILABLE;
+            return oauth2::HttpResponse::from_parts(parts, b"rate limited (status 601)".to_vec());
+        }
+        _ => {
+            let message = outer
+                .get("error")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("no reason given");
+            parts.status = ::http::StatusCode::BAD_REQUEST;
+            serde_json::json!({
+                "error": "invalid_grant",
+                "error_description": format!("status {}: {message}", status.unwrap_or(-1)),
+            })
+        }
+    };
+    oauth2::HttpResponse::from_parts(parts, unwrapped.to_string().into_bytes())
 }
 
 fn describe_token_error<RE: std::error::Error + 'static>(
@@ -511,6 +578,33 @@ mod tests {
     }
 
     #[test]
+    fn an_enveloped_token_answer_is_unwrapped_and_a_refusal_becomes_an_oauth_error() {
+        let answer = |body: &str| {
+            let response = ::http::Response::builder()
+                .status(200)
+                .body(body.as_bytes().to_vec())
+                .unwrap();
+            let out = unwrap_envelope(response, "body");
+            let json: serde_json::Value = serde_json::from_slice(out.body()).unwrap_or_default();
+            (out.status().as_u16(), json)
+        };
+        let (status, json) = answer(
+            r#"{"status":0,"body":{"access_token":"a","token_type":"Bearer","expires_in":10800}}"#,
+        );
+        assert_eq!(status, 200);
+        assert_eq!(json["access_token"], "a");
+        let (status, json) =
+            answer(r#"{"status":503,"body":{},"error":"Invalid Params: invalid refresh_token"}"#);
+        assert_eq!(status, 400);
+        assert_eq!(json["error"], "invalid_grant");
+        assert_eq!(
+            json["error_description"],
+            "status 503: Invalid Params: invalid refresh_token"
+        );
+        assert_eq!(answer(r#"{"status":601,"body":{}}"#).0, 503);
+    }
+
+    #[test]
     fn authorization_url_carries_pkce_state_and_audience() {
         let client = OAuthClient {
             authorize_url: "https://auth.example/authorize".into(),
@@ -519,6 +613,7 @@ mod tests {
             client_secret: None,
             client_auth: ClientAuth::None,
             redirect_uri: Some("http://127.0.0.1:9090/sources/callback".into()),
+            quirks: OAuthQuirks::default(),
         };
         let auth = client
             .authorize("https://fhir.example/R4", "launch/patient patient/*.read")

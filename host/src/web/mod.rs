@@ -17,6 +17,7 @@ pub mod profile;
 pub mod render;
 pub mod search;
 pub mod sources;
+pub mod upload;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -37,6 +38,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(admin::router())
         .merge(plugins::router())
         .merge(sources::router())
+        .merge(upload::router())
         .merge(explore::router())
         .merge(jobs::router())
         .merge(labs::router())

@@ -146,6 +146,8 @@ impl TestServer {
             user_id,
             &synthea(name),
             name,
+            fasten::jobs::Trigger::Cli,
+            &Default::default(),
         )
         .await
         .expect("the Synthea bundle imports");
