@@ -7,11 +7,20 @@ use std::process::Command;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugins compiled into the binary: (registry id, crate artifact name).
-const BUNDLED: &[(&str, &str)] = &[("fhir", "fasten_plugin_fhir")];
+const BUNDLED: &[(&str, &str)] = &[
+    ("fhir", "fasten_plugin_fhir"),
+    ("withings", "fasten_plugin_withings"),
+    ("email", "fasten_plugin_email"),
+];
 /// Every plugin crate built, bundled or not (the test-only ones are loaded by the tests). A crate
 /// in the plugin workspace but not listed here is not built, so one being written cannot break
 /// the host's build.
-const BUILT: &[&str] = &["fasten-plugin-fhir", "fasten-plugin-test-hostile"];
+const BUILT: &[&str] = &[
+    "fasten-plugin-fhir",
+    "fasten-plugin-withings",
+    "fasten-plugin-email",
+    "fasten-plugin-test-hostile",
+];
 
 fn main() {
     // Release binaries carry the templates inside them so `fasten` runs from any folder;

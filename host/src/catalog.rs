@@ -79,6 +79,9 @@ pub struct Platform {
     pub token_params: BTreeMap<String, String>,
     /// The JSON field a non-standard token endpoint wraps its answer in.
     pub token_envelope: Option<String>,
+    /// How a confidential client sends its secret to the token endpoint: `basic` (HTTP Basic,
+    /// the default) or `post` (in the form, for APIs that accept nothing else).
+    pub client_auth: Option<crate::sources::smart::ClientAuth>,
 }
 
 /// How people sign in to a platform's entries.
@@ -727,6 +730,7 @@ fhir_base = "https://fhir.example.org/r4"
             sign_in: SignIn::Smart,
             token_params: BTreeMap::new(),
             token_envelope: None,
+            client_auth: None,
         };
         let expected: Vec<(String, String)> = [
             ("accept", "application/json+fhir"),

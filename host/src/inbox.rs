@@ -24,8 +24,9 @@ use crate::store;
 pub const PROCESSED: &str = "processed";
 /// Where files that could not be imported go, with their `.error.txt`.
 pub const FAILED: &str = "failed";
-/// A rescan even when no event came, for events a file system does not deliver (network shares).
-const RESCAN: Duration = Duration::from_secs(30);
+/// A rescan even when no event came: for events a file system does not deliver (network shares),
+/// and to give a new account its folder soon. A scan is one small query and a folder listing.
+const RESCAN: Duration = Duration::from_secs(5);
 
 /// The inbox folder of every member.
 pub fn root(state: &AppState) -> PathBuf {

@@ -108,24 +108,29 @@ async fn run_inner(
         connection,
     ));
 
-    let (batches, mut received) = mpsc::channel::<Vec<Prepared>>(8);
-    let gathering = tokio::spawn(async move {
-        let mut all = Vec::new();
-        while let Some(batch) = received.recv().await {
-            all.extend(batch);
-        }
-        all
-    });
-    let ctx = RunContext {
-        batches,
-        progress,
-        state_store: Some((state.db.clone(), source_id)),
-        connection: Some(base),
-        bearer: Some(tokens.clone()),
-        cancel: Some(cancel.clone()),
+    let run = || {
+        run_plugin(state, plugin.clone(), request.clone(), |batches| {
+            RunContext {
+                batches,
+                progress: progress.clone(),
+                state_store: Some((state.db.clone(), source_id)),
+                connection: Some(base.clone()),
+                bearer: Some(tokens.clone()),
+                cancel: Some(cancel.clone()),
+            }
+        })
     };
-    let outcome = state.plugins.sync(plugin, request, ctx).await;
-    let resources = gathering.await?;
+    let (mut outcome, mut resources) = run().await?;
+    // Some APIs (Withings) refuse an expired token inside an HTTP 200 answer, where the http
+    // gate cannot see it: the plugin says "unauthorized", and as the contract promises, the
+    // host renews the token once and runs the sync again.
+    if matches!(outcome, Err(RunFailure::Plugin(PluginError::Unauthorized)))
+        && tokens.refreshes() == 0
+        && tokens.problem().is_none()
+        && tokens.refresh_now().await
+    {
+        (outcome, resources) = run().await?;
+    }
     let run_time = started.elapsed();
 
     let output = match outcome {
@@ -165,6 +170,26 @@ async fn run_inner(
         http_waiting: output.http_waiting,
         write_time,
     }))
+}
+
+/// One run of the plugin's sync, gathering what it emits in memory.
+async fn run_plugin(
+    state: &AppState,
+    plugin: Arc<crate::plugins::LoadedPlugin>,
+    request: SyncRequest,
+    context: impl FnOnce(mpsc::Sender<Vec<Prepared>>) -> RunContext,
+) -> anyhow::Result<(Result<crate::plugins::RunOutput, RunFailure>, Vec<Prepared>)> {
+    let (batches, mut received) = mpsc::channel::<Vec<Prepared>>(8);
+    let ctx = context(batches);
+    let gathering = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(batch) = received.recv().await {
+            all.extend(batch);
+        }
+        all
+    });
+    let outcome = state.plugins.sync(plugin, request, ctx).await;
+    Ok((outcome, gathering.await?))
 }
 
 /// Turns a failed run into what the job records, marking the source when the user must act.

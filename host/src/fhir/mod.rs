@@ -253,6 +253,7 @@ pub fn sort_date(resource: &Value) -> Option<String> {
         "/occurrenceDateTime",
         "/recordedDate",
         "/billablePeriod/start",
+        "/context/period/start",
         "/created",
         "/date",
         "/started",

@@ -43,10 +43,20 @@ const TICKS_PER_SECOND: u64 = 100;
 const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Plugins compiled into the binary: (manifest text, component bytes).
-const BUNDLED: &[(&str, &[u8])] = &[(
-    include_str!("../../../plugin-registry/fhir/plugin.toml"),
-    include_bytes!(concat!(env!("OUT_DIR"), "/fhir.wasm")),
-)];
+const BUNDLED: &[(&str, &[u8])] = &[
+    (
+        include_str!("../../../plugin-registry/fhir/plugin.toml"),
+        include_bytes!(concat!(env!("OUT_DIR"), "/fhir.wasm")),
+    ),
+    (
+        include_str!("../../../plugin-registry/withings/plugin.toml"),
+        include_bytes!(concat!(env!("OUT_DIR"), "/withings.wasm")),
+    ),
+    (
+        include_str!("../../../plugin-registry/email/plugin.toml"),
+        include_bytes!(concat!(env!("OUT_DIR"), "/email.wasm")),
+    ),
+];
 
 /// Where a plugin came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

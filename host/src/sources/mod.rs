@@ -259,10 +259,10 @@ pub async fn begin_connect(
             authorize_url,
             token_url,
             client_id,
-            client_auth: if client_secret.is_some() {
-                ClientAuth::Basic
-            } else {
-                ClientAuth::None
+            client_auth: match (&client_secret, platform.and_then(|p| p.client_auth)) {
+                (None, _) => ClientAuth::None,
+                (Some(_), Some(chosen)) => chosen,
+                (Some(_), None) => ClientAuth::Basic,
             },
             client_secret,
             redirect_uri: Some(redirect_uri.to_string()),

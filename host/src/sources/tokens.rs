@@ -82,6 +82,13 @@ impl ConnectionTokens {
         self.problem.lock().expect("refresh problem lock").clone()
     }
 
+    /// Renews the access token now, whatever its expiry says (the provider refused it in a way
+    /// only the plugin could see). False when it could not be renewed.
+    pub async fn refresh_now(&self) -> bool {
+        let mut current = self.current.lock().await;
+        self.refresh_locked(&mut current).await
+    }
+
     /// Refreshes with the lock held, so concurrent requests wait for one refresh rather than
     /// each spending the (possibly single-use) refresh token.
     async fn refresh_locked(&self, current: &mut Current) -> bool {

@@ -1,10 +1,11 @@
 //! Explore: the signed-in user's records by type, a paged list per type, and each record as a
-//! readable card with its raw JSON. Every query filters by the user, so another user's record id
-//! is simply not found.
+//! readable card with its raw JSON, and the files a document carries (an emailed PDF, a scan).
+//! Every query filters by the user, so another user's record id is simply not found.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::response::Html;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,10 @@ pub fn router() -> Router<AppState> {
         .route("/explore", get(types))
         .route("/explore/{resource_type}", get(list))
         .route("/explore/{resource_type}/{id}", get(detail))
+        .route(
+            "/explore/{resource_type}/{id}/attachments/{index}",
+            get(attachment),
+        )
 }
 
 #[derive(Serialize, sqlx::FromRow)]
@@ -225,10 +230,156 @@ async fn detail(
             codes => codes,
             references => references,
             source_name => source_name,
+            attachments => attachment_list(&resource),
             // Records entered by hand can be edited and deleted here; imported ones belong to
             // their source.
             editable => source_kind == "manual" && record::manual::kind_of(&resource).is_some(),
             raw => serde_json::to_string_pretty(&resource).map_err(anyhow::Error::new)?,
         },
     )
+}
+
+/// A file a document carries, as its card lists it.
+#[derive(Debug, Serialize)]
+struct AttachmentView {
+    index: usize,
+    title: String,
+    content_type: String,
+    size: Option<u64>,
+}
+
+/// `content[].attachment` of a DocumentReference (or the `presentedForm` of a report).
+fn attachments_of(resource: &Value) -> Vec<&Value> {
+    let content = resource
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("attachment"));
+    let presented = resource
+        .get("presentedForm")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    content.chain(presented).collect()
+}
+
+fn attachment_list(resource: &Value) -> Vec<AttachmentView> {
+    attachments_of(resource)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, a)| a.get("data").is_some() || a.get("url").is_some())
+        .map(|(index, a)| {
+            let text = |key: &str| a.get(key).and_then(Value::as_str).map(str::to_owned);
+            AttachmentView {
+                index,
+                title: text("title").unwrap_or_else(|| format!("Attachment {}", index + 1)),
+                content_type: text("contentType").unwrap_or_else(|| "file".into()),
+                size: a.get("size").and_then(Value::as_u64),
+            }
+        })
+        .collect()
+}
+
+/// Types a browser may show in the page; anything else is downloaded, so a stored HTML or SVG
+/// file can never run as part of Fasten.
+const SHOWN_INLINE: &[&str] = &[
+    "application/pdf",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "text/plain",
+];
+
+/// One file of a document: its inline data, or the Binary its `url` names (in the same source).
+async fn attachment(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((resource_type, id, index)): Path<(String, String, usize)>,
+) -> Result<Response, AppError> {
+    use base64::Engine;
+    check_type(&resource_type)?;
+    let (json, source_id): (String, i64) = sqlx::query_as(
+        "SELECT json, source_id FROM resources
+         WHERE user_id = ? AND resource_type = ? AND resource_id = ? ORDER BY source_id LIMIT 1",
+    )
+    .bind(user.id)
+    .bind(&resource_type)
+    .bind(&id)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(AppError::NotFound)?;
+    let resource: Value = serde_json::from_str(&json).map_err(anyhow::Error::new)?;
+    let attachment = attachments_of(&resource)
+        .get(index)
+        .copied()
+        .cloned()
+        .ok_or(AppError::NotFound)?;
+    let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+    let (data, content_type) = match (text(&attachment, "data"), text(&attachment, "url")) {
+        (Some(data), _) => (data, text(&attachment, "contentType")),
+        (None, Some(url)) => {
+            let binary_id = url.strip_prefix("Binary/").ok_or(AppError::NotFound)?;
+            let json: String = sqlx::query_scalar(
+                "SELECT json FROM resources WHERE user_id = ? AND source_id = ?
+                   AND resource_type = 'Binary' AND resource_id = ?",
+            )
+            .bind(user.id)
+            .bind(source_id)
+            .bind(binary_id)
+            .fetch_optional(&state.db)
+            .await?
+            .ok_or(AppError::NotFound)?;
+            let binary: Value = serde_json::from_str(&json).map_err(anyhow::Error::new)?;
+            let data = text(&binary, "data").ok_or(AppError::NotFound)?;
+            (
+                data,
+                text(&attachment, "contentType").or_else(|| text(&binary, "contentType")),
+            )
+        }
+        (None, None) => return Err(AppError::NotFound),
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|_| AppError::BadRequest("This file's stored data is not valid base64.".into()))?;
+    let declared = content_type.unwrap_or_default().to_ascii_lowercase();
+    let essence = declared.split(';').next().unwrap_or("").trim().to_string();
+    let inline = SHOWN_INLINE.contains(&essence.as_str());
+    let name: String = text(&attachment, "title")
+        .unwrap_or_else(|| format!("attachment-{}", index + 1))
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let served_type = if inline {
+        declared
+    } else {
+        "application/octet-stream".to_string()
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, served_type),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "{}; filename=\"{name}\"",
+                    if inline { "inline" } else { "attachment" }
+                ),
+            ),
+            // Even a file shown in the page runs no script and reaches nothing.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
+                    .to_string(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
