@@ -11,6 +11,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("fhir", "fasten_plugin_fhir"),
     ("withings", "fasten_plugin_withings"),
     ("email", "fasten_plugin_email"),
+    ("csv-labs", "fasten_plugin_csv_labs"),
 ];
 /// Every plugin crate built, bundled or not (the test-only ones are loaded by the tests). A crate
 /// in the plugin workspace but not listed here is not built, so one being written cannot break
@@ -19,6 +20,7 @@ const BUILT: &[&str] = &[
     "fasten-plugin-fhir",
     "fasten-plugin-withings",
     "fasten-plugin-email",
+    "fasten-plugin-csv-labs",
     "fasten-plugin-test-hostile",
 ];
 

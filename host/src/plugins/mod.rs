@@ -56,6 +56,10 @@ const BUNDLED: &[(&str, &[u8])] = &[
         include_str!("../../../plugin-registry/email/plugin.toml"),
         include_bytes!(concat!(env!("OUT_DIR"), "/email.wasm")),
     ),
+    (
+        include_str!("../../../plugin-registry/csv-labs/plugin.toml"),
+        include_bytes!(concat!(env!("OUT_DIR"), "/csv-labs.wasm")),
+    ),
 ];
 
 /// Where a plugin came from.

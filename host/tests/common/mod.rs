@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod lab_csv;
+
 use std::path::Path;
 
 use fasten::config::Config;
