@@ -12,6 +12,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("withings", "fasten_plugin_withings"),
     ("email", "fasten_plugin_email"),
     ("csv-labs", "fasten_plugin_csv_labs"),
+    ("apple-health", "fasten_plugin_apple_health"),
 ];
 /// Every plugin crate built, bundled or not (the test-only ones are loaded by the tests). A crate
 /// in the plugin workspace but not listed here is not built, so one being written cannot break
@@ -21,6 +22,7 @@ const BUILT: &[&str] = &[
     "fasten-plugin-withings",
     "fasten-plugin-email",
     "fasten-plugin-csv-labs",
+    "fasten-plugin-apple-health",
     "fasten-plugin-test-hostile",
 ];
 

@@ -60,6 +60,10 @@ const BUNDLED: &[(&str, &[u8])] = &[
         include_str!("../../../plugin-registry/csv-labs/plugin.toml"),
         include_bytes!(concat!(env!("OUT_DIR"), "/csv-labs.wasm")),
     ),
+    (
+        include_str!("../../../plugin-registry/apple-health/plugin.toml"),
+        include_bytes!(concat!(env!("OUT_DIR"), "/apple-health.wasm")),
+    ),
 ];
 
 /// Where a plugin came from.
