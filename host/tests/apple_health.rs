@@ -4,7 +4,7 @@
 
 mod common;
 
-#[path = "../benches/apple_health_gen.rs"]
+#[path = "../benches/support/apple_health_gen.rs"]
 mod apple_health_gen;
 
 use std::io::Write;

@@ -1175,9 +1175,9 @@ fn seeking_back_within_the_window_does_not_rewind_the_host_file() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The lead's benchmark input (host/benches/apple_health_gen.rs)
+// The lead's benchmark input (host/benches/support/apple_health_gen.rs)
 
-#[path = "../../../host/benches/apple_health_gen.rs"]
+#[path = "../../../host/benches/support/apple_health_gen.rs"]
 mod benchmark_generator;
 
 fn benchmark_export(target_bytes: u64) -> Vec<u8> {
