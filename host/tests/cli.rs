@@ -314,3 +314,55 @@ fn import_export_and_plugins_list_from_the_command_line() {
         "{text}"
     );
 }
+
+#[test]
+fn a_csv_with_ambiguous_dates_is_refused_until_the_order_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let added = run_with_stdin(
+        fasten(dir.path()).args(["user", "add", "anna"]),
+        "anna-password-1\n",
+    );
+    assert!(added.status.success());
+    let csv = dir.path().join("labs.csv");
+    std::fs::write(
+        &csv,
+        "Test,Result,Units,Date\nGlucose,95,mg/dL,03/05/2024\nGlucose,101,mg/dL,04/06/2024\n",
+    )
+    .unwrap();
+
+    let ambiguous = fasten(dir.path())
+        .args(["import", "--user", "anna"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(!ambiguous.status.success());
+    let stderr = String::from_utf8_lossy(&ambiguous.stderr);
+    assert!(
+        stderr.contains("Ambiguous dates") && stderr.contains("Nothing from this file was stored"),
+        "{stderr}"
+    );
+
+    let day_first = fasten(dir.path())
+        .args(["import", "--user", "anna", "--dates", "dmy"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(
+        day_first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&day_first.stderr)
+    );
+    // Two results and their two reports (one per date), recorded as a job.
+    let stdout = String::from_utf8_lossy(&day_first.stdout);
+    assert!(stdout.contains("labs.csv: 4 added"), "{stdout}");
+    assert!(stdout.contains("(job #"), "{stdout}");
+    let export = fasten(dir.path())
+        .args(["export", "--user", "anna"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&export.stdout);
+    assert!(
+        text.contains("\"effectiveDateTime\":\"2024-05-03\""),
+        "{text}"
+    );
+}

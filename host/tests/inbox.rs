@@ -83,7 +83,8 @@ async fn a_bundle_dropped_in_a_members_inbox_is_imported_for_that_member_and_mov
 }
 
 #[tokio::test]
-async fn a_file_that_cannot_be_imported_goes_to_failed_with_the_reason_beside_it() {
+async fn a_file_that_cannot_be_imported_goes_to_failed_with_the_reason_beside_it_and_an_email_is_imported()
+ {
     let (server, client) = start().await;
     let folder = folder_of(&server, common::ADMIN).await;
     std::fs::write(
@@ -112,12 +113,14 @@ async fn a_file_that_cannot_be_imported_goes_to_failed_with_the_reason_beside_it
         [0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10],
         "the file itself is kept as it was"
     );
+    appears(&folder.join("processed/from-clinic.eml")).await;
     let alice = server.user_id(common::ADMIN).await;
+    // Only the email was stored: its document and its PDF.
     assert_eq!(
         server
             .count("SELECT COUNT(*) FROM resources WHERE user_id = ?", alice)
             .await,
-        0
+        2
     );
 
     // The Jobs page tells the same story.

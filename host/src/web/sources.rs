@@ -97,6 +97,11 @@ async fn sources_page(
             sources => sources,
             accepts => accepts.join(","),
             max_upload_mib => state.config.limits.upload_bytes / (1024 * 1024),
+            inbox_folder => state.config.inbox.enabled.then(|| {
+                page.user.as_ref().map(|u| {
+                    crate::inbox::root(state).join(&u.username).display().to_string()
+                })
+            }).flatten(),
             notice => notice,
             error => error,
             form => context! { fhir_base => form.fhir_base, client_id => form.client_id,
