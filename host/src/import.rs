@@ -32,10 +32,19 @@ pub enum ImportError {
     #[error("Fasten cannot import {0}: {1}")]
     NoPlugin(String, String),
     /// The run failed; nothing from the file was stored.
-    #[error("{file}: {failure}. Nothing from this file was stored.")]
+    #[error("{file}: {} Nothing from this file was stored.", full_stop(&.failure.to_string()))]
     Failed { file: String, failure: RunFailure },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+/// A plugin's message as one sentence: plugins end theirs with a full stop, the host's own do not.
+fn full_stop(message: &str) -> String {
+    if message.ends_with(['.', '!', '?']) {
+        message.to_string()
+    } else {
+        format!("{message}.")
+    }
 }
 
 /// Picks the plugin for a file: by its name's ending, else by a look at its first bytes.

@@ -76,10 +76,10 @@ async fn bad_uploads_explain_themselves_and_store_nothing() {
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(reply.body.contains("not valid JSON"), "{}", reply.body);
     assert!(reply.body.contains("Nothing from this file was stored"));
-    let reply = common::upload(&alice, "labs.csv", b"a,b\n1,2\n".to_vec()).await;
+    let reply = common::upload(&alice, "labs.docx", b"PK\x03\x04word/document.xml".to_vec()).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        reply.body.contains("Fasten cannot import labs.csv"),
+        reply.body.contains("Fasten cannot import labs.docx"),
         "{}",
         reply.body
     );

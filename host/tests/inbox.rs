@@ -33,9 +33,11 @@ async fn appears(path: &Path) {
             Instant::now() < deadline,
             "{} did not appear; the inbox holds {:?}",
             path.display(),
-            std::fs::read_dir(path.parent().unwrap().parent().unwrap())
-                .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
-                .unwrap_or_default()
+            ["", "processed", "failed"].map(|sub| std::fs::read_dir(
+                path.parent().unwrap().parent().unwrap().join(sub)
+            )
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+            .unwrap_or_default())
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -97,6 +99,12 @@ async fn a_file_that_cannot_be_imported_goes_to_failed_with_the_reason_beside_it
         [0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10],
     )
     .unwrap();
+    // An email saved by a mail rule goes in beside them and is imported.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/eml/mixed-pdf.eml"),
+        folder.join("from-clinic.eml"),
+    )
+    .unwrap();
 
     appears(&folder.join("failed/notes.json.error.txt")).await;
     appears(&folder.join("failed/holiday.jpg.error.txt")).await;
@@ -114,6 +122,7 @@ async fn a_file_that_cannot_be_imported_goes_to_failed_with_the_reason_beside_it
         "the file itself is kept as it was"
     );
     appears(&folder.join("processed/from-clinic.eml")).await;
+
     let alice = server.user_id(common::ADMIN).await;
     // Only the email was stored: its document and its PDF.
     assert_eq!(
