@@ -239,13 +239,13 @@ async fn bad_files_are_refused_with_a_clear_message_and_store_nothing() {
             "{name}: nothing stored"
         );
     }
-    let csv = write(dir.path(), "labs.csv", b"test,value\nglucose,5\n");
+    let docx = write(dir.path(), "letter.docx", b"PK\x03\x04word/document.xml");
     let err = import_file(
         &server.state.db,
         &server.state.plugins,
         user,
-        &csv,
-        "labs.csv",
+        &docx,
+        "letter.docx",
         fasten::jobs::Trigger::Cli,
         &Default::default(),
     )

@@ -952,8 +952,12 @@ async fn an_uploaded_source_has_nothing_to_sync_and_says_so() {
     );
     assert_eq!(
         server
-            .count("SELECT COUNT(*) FROM jobs WHERE source_id = ?", source)
+            .count(
+                "SELECT COUNT(*) FROM jobs WHERE source_id = ? AND kind = 'sync'",
+                source
+            )
             .await,
-        0
+        0,
+        "no sync was queued (the import itself is on record)"
     );
 }
