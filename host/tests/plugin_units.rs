@@ -41,5 +41,4 @@ fn the_connector_plugins_pass_their_own_unit_tests() {
             "{crate_name} ran no tests:\n{stderr}"
         );
     }
-    assert!(!stdout.contains(" 0 passed"), "{stdout}");
 }
