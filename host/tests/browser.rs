@@ -449,3 +449,92 @@ async fn the_record_reads_well_dashboard_labs_history_and_summary() {
     browser.close().await.unwrap();
     result
 }
+
+#[tokio::test]
+async fn a_lab_csv_is_previewed_its_date_order_chosen_and_imported_in_a_real_browser() {
+    if !browser_available() {
+        return;
+    }
+    let server = TestServer::start().await;
+    server
+        .client()
+        .setup("alice", "Alice Example", "alice-password-1")
+        .await;
+    let csv = server.data_dir.path().join("labs.csv");
+    std::fs::write(
+        &csv,
+        "Test,LOINC,Result,Units,Reference Range,Date\n\
+         Glucose,2345-7,95,mg/dL,70-99,03/05/2024\n\
+         Glucose,2345-7,131,mg/dL,70-99,04/06/2024\n\
+         Hemoglobin,718-7,,g/dL,12-16,04/06/2024\n",
+    )
+    .unwrap();
+    let (_driver, webdriver) = start_chromedriver();
+    let browser = open_browser(&webdriver).await;
+
+    let result = async {
+        browser
+            .goto(&format!("{}/login", server.url))
+            .await
+            .unwrap();
+        fill(&browser, "username", "alice").await;
+        fill(&browser, "password", "alice-password-1").await;
+        click(&browser, Locator::Css("main form button[type=submit]")).await;
+        wait_for_text(&browser, "//h1[contains(., 'Hello, Alice Example')]").await;
+        browser
+            .goto(&format!("{}/sources", server.url))
+            .await
+            .unwrap();
+        fill(&browser, "file", csv.to_str().unwrap()).await;
+        browser
+            .execute(
+                "document.querySelector('#upload-form button').click()",
+                vec![],
+            )
+            .await
+            .unwrap();
+        // 03/05 and 04/06 could be either order: the page asks.
+        wait_for_text(
+            &browser,
+            "//*[@id='preview-ambiguous'][contains(., 'Ambiguous dates')]",
+        )
+        .await;
+        save_screenshot(&browser, "csv-ambiguous").await;
+        browser
+            .execute(
+                "document.querySelector('input[name=dates][value=dmy]').click();
+                 document.querySelector('#preview-dates button').click()",
+                vec![],
+            )
+            .await
+            .unwrap();
+        // The preview: results as they will be stored, the empty row named with its number.
+        wait_for_text(
+            &browser,
+            "//*[@id='preview-rows']//td[contains(., '2024-06-04')]",
+        )
+        .await;
+        wait_for_text(
+            &browser,
+            "//*[@id='preview-problems'][contains(., 'Row 4')]",
+        )
+        .await;
+        save_screenshot(&browser, "csv-preview").await;
+        browser
+            .execute(
+                "document.querySelector('#preview-confirm button').click()",
+                vec![],
+            )
+            .await
+            .unwrap();
+        wait_for_text(&browser, "//*[@id='import-report'][contains(., '4 new')]").await;
+        // The results are on the Labs page, the newest glucose flagged high.
+        browser.goto(&format!("{}/labs", server.url)).await.unwrap();
+        wait_for_text(&browser, "//main//*[contains(., 'Glucose')]").await;
+        wait_for_text(&browser, "//main//*[contains(., '131')]").await;
+        save_screenshot(&browser, "csv-labs").await;
+    }
+    .await;
+    browser.close().await.unwrap();
+    result
+}
