@@ -82,6 +82,15 @@ impl Writer {
                     .bind(&r.resource_id)
                     .execute(&mut *self.tx)
                     .await?;
+                    if r.resource_type == "Observation" {
+                        sqlx::query(
+                            "DELETE FROM lab_results WHERE source_id = ? AND resource_id = ?",
+                        )
+                        .bind(self.source_id)
+                        .bind(&r.resource_id)
+                        .execute(&mut *self.tx)
+                        .await?;
+                    }
                     self.counts.updated += 1;
                     changed.push(r);
                 }
@@ -138,6 +147,15 @@ impl Writer {
             });
             insert.build().execute(&mut *self.tx).await?;
         }
+        let lab_rows: Vec<LabRow<'_>> = changed
+            .iter()
+            .flat_map(|r| {
+                r.lab_keys
+                    .iter()
+                    .map(move |k| (r.resource_id.as_str(), k.as_str(), r.sort_date.as_deref()))
+            })
+            .collect();
+        insert_lab_rows(&mut self.tx, self.user_id, self.source_id, &lab_rows).await?;
         let docs: Vec<(&str, &str, &crate::search::Document)> = changed
             .iter()
             .map(|r| (r.resource_type.as_str(), r.resource_id.as_str(), &r.search))
@@ -155,4 +173,30 @@ impl Writer {
     pub async fn rollback(self) -> sqlx::Result<()> {
         self.tx.rollback().await
     }
+}
+
+/// One row of `lab_results`: an observation's id, one of its test keys, its sort date.
+pub(crate) type LabRow<'a> = (&'a str, &'a str, Option<&'a str>);
+
+/// Adds lab observations' test keys to `lab_results`.
+pub(crate) async fn insert_lab_rows(
+    tx: &mut Transaction<'static, Sqlite>,
+    user_id: i64,
+    source_id: i64,
+    rows: &[LabRow<'_>],
+) -> sqlx::Result<()> {
+    for chunk in rows.chunks(2000) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO lab_results (user_id, source_id, resource_id, key, sort_date) ",
+        );
+        insert.push_values(chunk, |mut row, (resource_id, key, sort_date)| {
+            row.push_bind(user_id)
+                .push_bind(source_id)
+                .push_bind(*resource_id)
+                .push_bind(*key)
+                .push_bind(*sort_date);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }

@@ -271,55 +271,87 @@ fn summarise_counted<'a>(
     out
 }
 
-/// The Labs overview without reading every result: through the code index, the newest
-/// observation of each LOINC code and how many there are; observations without a LOINC code
-/// (entered by hand, local codes) are read in full. Same answer as
-/// `summarise(&results(..))` when each observation has at most one LOINC code.
+/// The test keys a resource holds lab results for, as `lab_results` keeps them: each lab
+/// observation's key (a panel's components each have their own), once.
+pub fn lab_keys(resource: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for o in observations::read_all(resource) {
+        if is_lab(&o) && !keys.contains(&o.key) {
+            keys.push(o.key);
+        }
+    }
+    keys
+}
+
+/// The Labs overview without reading every result: `lab_results` gives each test's count and
+/// newest observation from its index, and only those newest observations are read whole. Same
+/// answer as `summarise(&results(..))`.
 pub async fn overview(db: &SqlitePool, user_id: i64) -> Result<Vec<TestSummary>, sqlx::Error> {
-    let newest: Vec<(i64, String, String)> = sqlx::query_as(
-        // Ranked by key and date first, so only the newest row of each code is read whole. The
-        // value range ('}' sorts right after '|') is "every LOINC code", and uses the index.
-        "WITH ranked AS (
-           SELECT r.source_id, r.resource_type, r.resource_id,
-                  COUNT(*) OVER (PARTITION BY t.value) AS n,
-                  ROW_NUMBER() OVER (PARTITION BY t.value
-                                     ORDER BY r.sort_date DESC, r.resource_id DESC) AS rank
-           FROM resource_tokens t
-           JOIN resources r ON r.source_id = t.source_id AND r.resource_type = t.resource_type
-                            AND r.resource_id = t.resource_id
-           WHERE t.user_id = ? AND t.kind = 'code' AND t.resource_type = 'Observation'
-             AND t.value >= 'http://loinc.org|' AND t.value < 'http://loinc.org}')
-         SELECT k.n, r.json, s.display_name AS source_name FROM ranked k
-         JOIN resources r ON r.source_id = k.source_id AND r.resource_type = k.resource_type
+    // SQLite takes the bare columns of a MAX() aggregate from the row holding the maximum.
+    let newest: Vec<(String, i64, String, String)> = sqlx::query_as(
+        "WITH newest AS (
+           SELECT key, COUNT(*) AS n, MAX(sort_date) AS latest, source_id, resource_id
+           FROM lab_results WHERE user_id = ? GROUP BY key)
+         SELECT k.key, k.n, r.json, s.display_name AS source_name FROM newest k
+         JOIN resources r ON r.source_id = k.source_id AND r.resource_type = 'Observation'
                           AND r.resource_id = k.resource_id
-         JOIN sources s ON s.id = r.source_id
-         WHERE k.rank = 1",
-    )
-    .bind(user_id)
-    .fetch_all(db)
-    .await?;
-    let uncoded: Vec<Stored> = sqlx::query_as(
-        "SELECT r.json, s.display_name AS source_name
-         FROM resources r JOIN sources s ON s.id = r.source_id
-         WHERE r.user_id = ? AND r.resource_type = 'Observation'
-           AND NOT EXISTS (SELECT 1 FROM resource_tokens t
-                           WHERE t.source_id = r.source_id AND t.resource_type = 'Observation'
-                             AND t.resource_id = r.resource_id AND t.kind = 'code'
-                             AND t.value >= 'http://loinc.org|' AND t.value < 'http://loinc.org}')
-         ORDER BY r.sort_date, r.resource_id",
+         JOIN sources s ON s.id = r.source_id",
     )
     .bind(user_id)
     .fetch_all(db)
     .await?;
     let mut counted: Vec<(LabResult, usize)> = Vec::new();
-    for (n, json, source_name) in newest {
+    for (key, n, json, source_name) in newest {
+        // The newest result of this test: the observation (or the panel's component) with
+        // this key.
         let results = read_rows(vec![Stored { json, source_name }]);
-        // A panel's components stand for as many results as the panel.
-        counted.extend(results.into_iter().map(|r| (r, n as usize)));
+        counted.extend(
+            results
+                .into_iter()
+                .filter(|r| r.observation.key == key)
+                .map(|r| (r, n as usize)),
+        );
     }
-    counted.extend(read_rows(uncoded).into_iter().map(|r| (r, 1)));
     counted.retain(|(r, _)| is_lab(&r.observation));
     Ok(summarise_counted(counted.iter().map(|(r, n)| (r, *n))))
+}
+
+/// Fills `lab_results` for records stored before it existed, once (at start-up).
+pub async fn backfill_index(db: &SqlitePool) -> sqlx::Result<u64> {
+    let done: Option<i64> = sqlx::query_scalar("SELECT done_at FROM lab_results_backfill")
+        .fetch_optional(db)
+        .await?;
+    if done.is_some() {
+        return Ok(0);
+    }
+    let mut tx = db.begin().await?;
+    let rows: Vec<(i64, i64, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT user_id, source_id, resource_id, sort_date, json FROM resources
+         WHERE resource_type = 'Observation'",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM lab_results")
+        .execute(&mut *tx)
+        .await?;
+    let mut added = 0;
+    for (user_id, source_id, resource_id, sort_date, json) in &rows {
+        let keys = serde_json::from_str::<Value>(json)
+            .map(|v| lab_keys(&v))
+            .unwrap_or_default();
+        let lab_rows: Vec<crate::fhir::ingest::LabRow<'_>> = keys
+            .iter()
+            .map(|k| (resource_id.as_str(), k.as_str(), sort_date.as_deref()))
+            .collect();
+        crate::fhir::ingest::insert_lab_rows(&mut tx, *user_id, *source_id, &lab_rows).await?;
+        added += lab_rows.len() as u64;
+    }
+    sqlx::query("INSERT INTO lab_results_backfill (done_at) VALUES (?)")
+        .bind(crate::store::unix_now())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(added)
 }
 
 /// The test's name: from the newest result under the group's own code, so glucose reported
