@@ -67,12 +67,12 @@ impl Server {
         if indexed > 0 {
             tracing::info!(indexed, "records added to the search index");
         }
-        // Databases from before the lab index get it built once.
-        let lab_rows = record::labs::backfill_index(&state.db)
+        // Databases from before the observation index get it built once.
+        let keyed = record::labs::backfill_index(&state.db)
             .await
-            .context("cannot build the lab results index")?;
-        if lab_rows > 0 {
-            tracing::info!(lab_rows, "lab results indexed");
+            .context("cannot build the observation index")?;
+        if keyed > 0 {
+            tracing::info!(keyed, "observations indexed");
         }
         // Only the server runs jobs (not `fasten import` beside it), so only it may decide that
         // a job marked running belongs to a process that is gone.

@@ -301,13 +301,21 @@ async fn the_fast_overview_matches_reading_every_result() {
         serde_json::to_value(&slow).unwrap()
     );
 
-    // A database from before the lab index gets it built at start-up, with the same answer.
-    sqlx::query("DELETE FROM lab_results").execute(db).await.unwrap();
-    sqlx::query("DELETE FROM lab_results_backfill")
+    // A database from before the observation index gets it built at start-up, with the same answer.
+    sqlx::query("DELETE FROM observation_keys")
         .execute(db)
         .await
         .unwrap();
-    assert!(fasten::record::labs::overview(db, uid).await.unwrap().is_empty());
+    sqlx::query("DELETE FROM observation_keys_backfill")
+        .execute(db)
+        .await
+        .unwrap();
+    assert!(
+        fasten::record::labs::overview(db, uid)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let rows = fasten::record::labs::backfill_index(db).await.unwrap();
     assert!(rows > 20, "{rows}");
     let rebuilt = fasten::record::labs::overview(db, uid).await.unwrap();
@@ -315,5 +323,9 @@ async fn the_fast_overview_matches_reading_every_result() {
         serde_json::to_value(&rebuilt).unwrap(),
         serde_json::to_value(&slow).unwrap()
     );
-    assert_eq!(fasten::record::labs::backfill_index(db).await.unwrap(), 0, "only once");
+    assert_eq!(
+        fasten::record::labs::backfill_index(db).await.unwrap(),
+        0,
+        "only once"
+    );
 }

@@ -84,7 +84,7 @@ impl Writer {
                     .await?;
                     if r.resource_type == "Observation" {
                         sqlx::query(
-                            "DELETE FROM lab_results WHERE source_id = ? AND resource_id = ?",
+                            "DELETE FROM observation_keys WHERE source_id = ? AND resource_id = ?",
                         )
                         .bind(self.source_id)
                         .bind(&r.resource_id)
@@ -147,15 +147,18 @@ impl Writer {
             });
             insert.build().execute(&mut *self.tx).await?;
         }
-        let lab_rows: Vec<LabRow<'_>> = changed
+        let key_rows: Vec<KeyRow<'_>> = changed
             .iter()
             .flat_map(|r| {
-                r.lab_keys
-                    .iter()
-                    .map(move |k| (r.resource_id.as_str(), k.as_str(), r.sort_date.as_deref()))
+                r.observation_keys.iter().map(move |(key, is_lab)| KeyRow {
+                    resource_id: &r.resource_id,
+                    key,
+                    sort_date: r.sort_date.as_deref(),
+                    is_lab: *is_lab,
+                })
             })
             .collect();
-        insert_lab_rows(&mut self.tx, self.user_id, self.source_id, &lab_rows).await?;
+        insert_observation_keys(&mut self.tx, self.user_id, self.source_id, &key_rows).await?;
         let docs: Vec<(&str, &str, &crate::search::Document)> = changed
             .iter()
             .map(|r| (r.resource_type.as_str(), r.resource_id.as_str(), &r.search))
@@ -175,26 +178,32 @@ impl Writer {
     }
 }
 
-/// One row of `lab_results`: an observation's id, one of its test keys, its sort date.
-pub(crate) type LabRow<'a> = (&'a str, &'a str, Option<&'a str>);
+/// One row of `observation_keys`.
+pub(crate) struct KeyRow<'a> {
+    pub resource_id: &'a str,
+    pub key: &'a str,
+    pub sort_date: Option<&'a str>,
+    pub is_lab: bool,
+}
 
-/// Adds lab observations' test keys to `lab_results`.
-pub(crate) async fn insert_lab_rows(
+/// Adds what observations measured to `observation_keys`.
+pub(crate) async fn insert_observation_keys(
     tx: &mut Transaction<'static, Sqlite>,
     user_id: i64,
     source_id: i64,
-    rows: &[LabRow<'_>],
+    rows: &[KeyRow<'_>],
 ) -> sqlx::Result<()> {
     for chunk in rows.chunks(2000) {
         let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO lab_results (user_id, source_id, resource_id, key, sort_date) ",
+            "INSERT INTO observation_keys (user_id, source_id, resource_id, key, sort_date, is_lab) ",
         );
-        insert.push_values(chunk, |mut row, (resource_id, key, sort_date)| {
+        insert.push_values(chunk, |mut row, r| {
             row.push_bind(user_id)
                 .push_bind(source_id)
-                .push_bind(*resource_id)
-                .push_bind(*key)
-                .push_bind(*sort_date);
+                .push_bind(r.resource_id)
+                .push_bind(r.key)
+                .push_bind(r.sort_date)
+                .push_bind(r.is_lab);
         });
         insert.build().execute(&mut **tx).await?;
     }

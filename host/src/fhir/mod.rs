@@ -24,9 +24,9 @@ pub struct Prepared {
     pub tokens: Vec<Token>,
     /// The text full-text search indexes (see [`crate::search`]).
     pub search: crate::search::Document,
-    /// For a lab Observation, the test keys it holds results for (see
-    /// [`crate::record::labs::lab_keys`]); empty for anything else.
-    pub lab_keys: Vec<String>,
+    /// For an Observation, what it measured (see [`crate::record::labs::observation_keys`]);
+    /// empty for anything else.
+    pub observation_keys: Vec<(String, bool)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub fn prepare(text: &str) -> Result<Prepared, String> {
         sort_title: title(&value),
         tokens: tokens(&value),
         search: crate::search::document(&value),
-        lab_keys: crate::record::labs::lab_keys(&value),
+        observation_keys: crate::record::labs::observation_keys(&value),
         resource_type,
         resource_id,
         json,

@@ -93,30 +93,25 @@ pub struct Vital {
     pub chart: Option<String>,
 }
 
-/// The newest observations with this LOINC code, newest first, through the code index.
+/// The newest observations of this LOINC code (as code or a panel's component), newest first,
+/// through `observation_keys`: the index holds them in date order, so only `limit` rows are read.
 async fn by_loinc(
     db: &SqlitePool,
     user_id: i64,
     code: &str,
     limit: i64,
 ) -> sqlx::Result<Vec<Value>> {
-    // The newest rows are chosen by key and date first; only they are read whole, so the
-    // cost does not grow with the size of every matching record.
     let rows: Vec<String> = sqlx::query_scalar(
         "WITH newest AS (
-           SELECT r.source_id, r.resource_type, r.resource_id, r.sort_date FROM resource_tokens t
-           JOIN resources r ON r.source_id = t.source_id AND r.resource_type = t.resource_type
-                            AND r.resource_id = t.resource_id
-           WHERE t.user_id = ? AND t.kind = 'code' AND t.value = ?
-             AND t.resource_type = 'Observation'
-           ORDER BY r.sort_date DESC LIMIT ?)
+           SELECT source_id, resource_type, resource_id, sort_date FROM observation_keys
+           WHERE user_id = ? AND key = ? ORDER BY sort_date DESC LIMIT ?)
          SELECT r.json FROM newest n
          JOIN resources r ON r.source_id = n.source_id AND r.resource_type = n.resource_type
                           AND r.resource_id = n.resource_id
          ORDER BY n.sort_date DESC",
     )
     .bind(user_id)
-    .bind(format!("http://loinc.org|{code}"))
+    .bind(code)
     .bind(limit)
     .fetch_all(db)
     .await?;
@@ -204,28 +199,31 @@ pub struct RecentLab {
     pub date: Option<String>,
 }
 
-/// The newest laboratory results (10), abnormal ones flagged.
+/// How many recent lab results the dashboard shows.
+const RECENT_LABS: usize = 10;
+
+/// The newest laboratory results, abnormal ones flagged.
 pub async fn recent_labs(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<RecentLab>> {
+    // A panel has a row per component: read a few more rows than results are shown.
     let rows: Vec<String> = sqlx::query_scalar(
         "WITH newest AS (
-           SELECT r.source_id, r.resource_type, r.resource_id, r.sort_date FROM resource_tokens t
-           JOIN resources r ON r.source_id = t.source_id AND r.resource_type = t.resource_type
-                            AND r.resource_id = t.resource_id
-           WHERE t.user_id = ? AND t.kind = 'category' AND t.resource_type = 'Observation'
-             AND t.value = 'http://terminology.hl7.org/CodeSystem/observation-category|laboratory'
-           ORDER BY r.sort_date DESC LIMIT 10)
+           SELECT DISTINCT source_id, resource_type, resource_id, sort_date FROM (
+             SELECT source_id, resource_type, resource_id, sort_date FROM observation_keys
+             WHERE user_id = ? AND is_lab = 1 ORDER BY sort_date DESC LIMIT ?))
          SELECT r.json FROM newest n
          JOIN resources r ON r.source_id = n.source_id AND r.resource_type = n.resource_type
                           AND r.resource_id = n.resource_id
-         ORDER BY n.sort_date DESC",
+         ORDER BY n.sort_date DESC, n.resource_id DESC",
     )
     .bind(user_id)
+    .bind((RECENT_LABS * 4) as i64)
     .fetch_all(db)
     .await?;
     Ok(rows
         .iter()
         .filter_map(|j| serde_json::from_str::<Value>(j).ok())
         .filter_map(|r| observations::read(&r))
+        .filter(super::labs::is_lab)
         .filter_map(|o| {
             Some(RecentLab {
                 value: o.value_display()?,
@@ -235,6 +233,7 @@ pub async fn recent_labs(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<Rece
                 key: super::units::group_key(&o.key).to_string(),
             })
         })
+        .take(RECENT_LABS)
         .collect())
 }
 

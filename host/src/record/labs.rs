@@ -271,27 +271,28 @@ fn summarise_counted<'a>(
     out
 }
 
-/// The test keys a resource holds lab results for, as `lab_results` keeps them: each lab
-/// observation's key (a panel's components each have their own), once.
-pub fn lab_keys(resource: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = Vec::new();
+/// What an Observation measured, as `observation_keys` keeps it: each observation's key (a
+/// panel's components each have their own), once, with whether it is a lab result.
+pub fn observation_keys(resource: &Value) -> Vec<(String, bool)> {
+    let mut keys: Vec<(String, bool)> = Vec::new();
     for o in observations::read_all(resource) {
-        if is_lab(&o) && !keys.contains(&o.key) {
-            keys.push(o.key);
+        if !keys.iter().any(|(k, _)| *k == o.key) {
+            let lab = is_lab(&o);
+            keys.push((o.key, lab));
         }
     }
     keys
 }
 
-/// The Labs overview without reading every result: `lab_results` gives each test's count and
-/// newest observation from its index, and only those newest observations are read whole. Same
-/// answer as `summarise(&results(..))`.
+/// The Labs overview without reading every result: `observation_keys` gives each test's count
+/// and newest observation from its index, and only those newest observations are read whole.
+/// Same answer as `summarise(&results(..))`.
 pub async fn overview(db: &SqlitePool, user_id: i64) -> Result<Vec<TestSummary>, sqlx::Error> {
     // SQLite takes the bare columns of a MAX() aggregate from the row holding the maximum.
     let newest: Vec<(String, i64, String, String)> = sqlx::query_as(
         "WITH newest AS (
            SELECT key, COUNT(*) AS n, MAX(sort_date) AS latest, source_id, resource_id
-           FROM lab_results WHERE user_id = ? GROUP BY key)
+           FROM observation_keys WHERE user_id = ? AND is_lab = 1 GROUP BY key)
          SELECT k.key, k.n, r.json, s.display_name AS source_name FROM newest k
          JOIN resources r ON r.source_id = k.source_id AND r.resource_type = 'Observation'
                           AND r.resource_id = k.resource_id
@@ -316,9 +317,9 @@ pub async fn overview(db: &SqlitePool, user_id: i64) -> Result<Vec<TestSummary>,
     Ok(summarise_counted(counted.iter().map(|(r, n)| (r, *n))))
 }
 
-/// Fills `lab_results` for records stored before it existed, once (at start-up).
+/// Fills `observation_keys` for records stored before it existed, once (at start-up).
 pub async fn backfill_index(db: &SqlitePool) -> sqlx::Result<u64> {
-    let done: Option<i64> = sqlx::query_scalar("SELECT done_at FROM lab_results_backfill")
+    let done: Option<i64> = sqlx::query_scalar("SELECT done_at FROM observation_keys_backfill")
         .fetch_optional(db)
         .await?;
     if done.is_some() {
@@ -331,22 +332,28 @@ pub async fn backfill_index(db: &SqlitePool) -> sqlx::Result<u64> {
     )
     .fetch_all(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM lab_results")
+    sqlx::query("DELETE FROM observation_keys")
         .execute(&mut *tx)
         .await?;
     let mut added = 0;
     for (user_id, source_id, resource_id, sort_date, json) in &rows {
         let keys = serde_json::from_str::<Value>(json)
-            .map(|v| lab_keys(&v))
+            .map(|v| observation_keys(&v))
             .unwrap_or_default();
-        let lab_rows: Vec<crate::fhir::ingest::LabRow<'_>> = keys
+        let key_rows: Vec<crate::fhir::ingest::KeyRow<'_>> = keys
             .iter()
-            .map(|k| (resource_id.as_str(), k.as_str(), sort_date.as_deref()))
+            .map(|(key, is_lab)| crate::fhir::ingest::KeyRow {
+                resource_id,
+                key,
+                sort_date: sort_date.as_deref(),
+                is_lab: *is_lab,
+            })
             .collect();
-        crate::fhir::ingest::insert_lab_rows(&mut tx, *user_id, *source_id, &lab_rows).await?;
-        added += lab_rows.len() as u64;
+        crate::fhir::ingest::insert_observation_keys(&mut tx, *user_id, *source_id, &key_rows)
+            .await?;
+        added += key_rows.len() as u64;
     }
-    sqlx::query("INSERT INTO lab_results_backfill (done_at) VALUES (?)")
+    sqlx::query("INSERT INTO observation_keys_backfill (done_at) VALUES (?)")
         .bind(crate::store::unix_now())
         .execute(&mut *tx)
         .await?;
