@@ -65,10 +65,10 @@ pub async fn profile(db: &SqlitePool, user_id: i64, today: Date) -> Result<Profi
         }
     }
 
-    let allergies = allergies(db, user_id).await?;
-    let immunizations = immunizations(db, user_id).await?;
-    let medications = medications(db, user_id).await?;
-    let conditions = conditions(db, user_id).await?;
+    let allergies = allergies(db, user_id, None).await?;
+    let immunizations = immunizations(db, user_id, None).await?;
+    let medications = medications(db, user_id, None).await?;
+    let conditions = conditions(db, user_id, None).await?;
     Ok(Profile {
         has_records,
         fields: merge(facts),
@@ -80,36 +80,54 @@ pub async fn profile(db: &SqlitePool, user_id: i64, today: Date) -> Result<Profi
 }
 
 /// Allergies not entered in error, by name.
-pub async fn allergies(db: &SqlitePool, user_id: i64) -> Result<Vec<Item>, sqlx::Error> {
-    Ok(records(db, user_id, "AllergyIntolerance", None, false)
-        .await?
-        .into_iter()
-        .filter(|(_, json)| !mistaken(json))
-        .map(|(mut item, json)| {
-            item.value = allergy_detail(&json);
-            quiet_status(&mut item, &["active"]);
-            item
-        })
-        .collect())
+pub async fn allergies(
+    db: &SqlitePool,
+    user_id: i64,
+    limit: Option<usize>,
+) -> Result<Vec<Item>, sqlx::Error> {
+    Ok(
+        records(db, user_id, "AllergyIntolerance", None, false, limit)
+            .await?
+            .into_iter()
+            .filter(|(_, json)| !mistaken(json))
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|(mut item, json)| {
+                item.value = allergy_detail(&json);
+                quiet_status(&mut item, &["active"]);
+                item
+            })
+            .collect(),
+    )
 }
 
 /// Immunizations, newest first.
-pub async fn immunizations(db: &SqlitePool, user_id: i64) -> Result<Vec<Item>, sqlx::Error> {
-    Ok(records(db, user_id, "Immunization", None, true)
+pub async fn immunizations(
+    db: &SqlitePool,
+    user_id: i64,
+    limit: Option<usize>,
+) -> Result<Vec<Item>, sqlx::Error> {
+    Ok(records(db, user_id, "Immunization", None, true, limit)
         .await?
         .into_iter()
         .filter(|(item, _)| item.status.as_deref() != Some("entered-in-error"))
+        .take(limit.unwrap_or(usize::MAX))
         .map(|(item, _)| item)
         .collect())
 }
 
 /// Medications being taken: active prescriptions and active statements (a medication entered
 /// by hand is a statement), by name.
-pub async fn medications(db: &SqlitePool, user_id: i64) -> Result<Vec<Item>, sqlx::Error> {
-    let mut found = records(db, user_id, "MedicationRequest", Some(&["active"]), false).await?;
-    found.extend(records(db, user_id, "MedicationStatement", Some(&["active"]), false).await?);
+pub async fn medications(
+    db: &SqlitePool,
+    user_id: i64,
+    limit: Option<usize>,
+) -> Result<Vec<Item>, sqlx::Error> {
+    let active = Some(&["active"][..]);
+    let mut found = records(db, user_id, "MedicationRequest", active, false, limit).await?;
+    found.extend(records(db, user_id, "MedicationStatement", active, false, limit).await?);
     Ok(found
         .into_iter()
+        .take(limit.unwrap_or(usize::MAX))
         .map(|(mut item, json)| {
             item.value = json
                 .pointer("/dosageInstruction/0/text")
@@ -123,28 +141,40 @@ pub async fn medications(db: &SqlitePool, user_id: i64) -> Result<Vec<Item>, sql
 }
 
 /// Conditions still going on, by name.
-pub async fn conditions(db: &SqlitePool, user_id: i64) -> Result<Vec<Item>, sqlx::Error> {
-    Ok(
-        records(db, user_id, "Condition", Some(ACTIVE_CONDITION), false)
-            .await?
-            .into_iter()
-            .filter(|(_, json)| !mistaken(json))
-            .map(|(mut item, _)| {
-                quiet_status(&mut item, &["active"]);
-                item
-            })
-            .collect(),
+pub async fn conditions(
+    db: &SqlitePool,
+    user_id: i64,
+    limit: Option<usize>,
+) -> Result<Vec<Item>, sqlx::Error> {
+    Ok(records(
+        db,
+        user_id,
+        "Condition",
+        Some(ACTIVE_CONDITION),
+        false,
+        limit,
     )
+    .await?
+    .into_iter()
+    .filter(|(_, json)| !mistaken(json))
+    .take(limit.unwrap_or(usize::MAX))
+    .map(|(mut item, _)| {
+        quiet_status(&mut item, &["active"]);
+        item
+    })
+    .collect())
 }
 
 /// The user's records of one type, optionally only those with one of these status tokens;
-/// newest first or by title.
+/// newest first or by title. With a `limit` (a dashboard widget) only the first few rows are
+/// read whole, with room for the ones the callers leave out (duplicates, mistakes).
 async fn records(
     db: &SqlitePool,
     user_id: i64,
     resource_type: &str,
     statuses: Option<&[&str]>,
     newest_first: bool,
+    limit: Option<usize>,
 ) -> Result<Vec<(Item, Value)>, sqlx::Error> {
     let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
         "SELECT r.resource_id, r.sort_date, r.sort_title, r.json FROM resources r WHERE r.user_id = ",
@@ -170,6 +200,9 @@ async fn records(
     } else {
         " ORDER BY lower(r.sort_title), r.sort_date DESC"
     });
+    if let Some(limit) = limit {
+        query.push(" LIMIT ").push_bind((limit * 3) as i64);
+    }
     let rows: Vec<(String, Option<String>, Option<String>, String)> =
         query.build_query_as().fetch_all(db).await?;
     let mut seen = std::collections::HashSet::new();

@@ -43,6 +43,9 @@ fn today() -> time::Date {
     time::OffsetDateTime::now_utc().date()
 }
 
+/// How many items a list widget shows; the Profile page has them all.
+const LIST: Option<usize> = Some(10);
+
 async fn widget(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -57,16 +60,11 @@ async fn widget(
         "labs" => context! { labs => dashboard::recent_labs(db, user.id).await? },
         "encounters" => context! { items => dashboard::recent_encounters(db, user.id).await? },
         "types" => context! { types => dashboard::type_counts(db, user.id).await? },
-        "conditions" => context! { items => profile::conditions(db, user.id).await? },
-        "medications" => context! { items => profile::medications(db, user.id).await? },
-        "allergies" => context! { items => profile::allergies(db, user.id).await? },
+        "conditions" => context! { items => profile::conditions(db, user.id, LIST).await? },
+        "medications" => context! { items => profile::medications(db, user.id, LIST).await? },
+        "allergies" => context! { items => profile::allergies(db, user.id, LIST).await? },
         "immunizations" => {
-            let recent: Vec<_> = profile::immunizations(db, user.id)
-                .await?
-                .into_iter()
-                .take(5)
-                .collect();
-            context! { items => recent }
+            context! { items => profile::immunizations(db, user.id, Some(5)).await? }
         }
         _ => return Err(AppError::NotFound),
     };
