@@ -176,33 +176,57 @@ async fn records(
     newest_first: bool,
     limit: Option<usize>,
 ) -> Result<Vec<(Item, Value)>, sqlx::Error> {
-    let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "SELECT r.resource_id, r.sort_date, r.sort_title, r.json FROM resources r WHERE r.user_id = ",
-    );
-    query
-        .push_bind(user_id)
-        .push(" AND r.resource_type = ")
-        .push_bind(resource_type.to_string());
-    if let Some(statuses) = statuses {
-        query.push(
-            " AND EXISTS (SELECT 1 FROM resource_tokens t WHERE t.source_id = r.source_id
-             AND t.resource_type = r.resource_type AND t.resource_id = r.resource_id
-             AND t.kind = 'status' AND t.value IN (",
-        );
-        let mut list = query.separated(", ");
-        for status in statuses {
-            list.push_bind(status.to_string());
+    // The rows are chosen (and cut to the limit) from the index columns first; only those are
+    // read whole. With a status filter the status index leads, so only matching rows are seen.
+    let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new("WITH chosen AS (");
+    match statuses {
+        Some(statuses) => {
+            query.push(
+                "SELECT r.source_id, r.resource_id, r.sort_date, r.sort_title
+                 FROM resource_tokens t
+                 JOIN resources r ON r.source_id = t.source_id
+                      AND r.resource_type = t.resource_type AND r.resource_id = t.resource_id
+                 WHERE t.user_id = ",
+            );
+            query
+                .push_bind(user_id)
+                .push(" AND t.kind = 'status' AND t.resource_type = ")
+                .push_bind(resource_type.to_string())
+                .push(" AND t.value IN (");
+            let mut list = query.separated(", ");
+            for status in statuses {
+                list.push_bind(status.to_string());
+            }
+            query.push(")");
         }
-        query.push("))");
+        None => {
+            query
+                .push(
+                    "SELECT r.source_id, r.resource_id, r.sort_date, r.sort_title
+                     FROM resources r WHERE r.user_id = ",
+                )
+                .push_bind(user_id)
+                .push(" AND r.resource_type = ")
+                .push_bind(resource_type.to_string());
+        }
     }
-    query.push(if newest_first {
-        " ORDER BY r.sort_date DESC, r.sort_title"
+    let order = if newest_first {
+        " ORDER BY sort_date DESC, sort_title"
     } else {
-        " ORDER BY lower(r.sort_title), r.sort_date DESC"
-    });
+        " ORDER BY lower(sort_title), sort_date DESC"
+    };
+    query.push(order.replace("sort_", "r.sort_"));
     if let Some(limit) = limit {
         query.push(" LIMIT ").push_bind((limit * 3) as i64);
     }
+    query
+        .push(
+            ") SELECT c.resource_id, c.sort_date, c.sort_title, r.json FROM chosen c
+             JOIN resources r ON r.source_id = c.source_id AND r.resource_type = ",
+        )
+        .push_bind(resource_type.to_string())
+        .push(" AND r.resource_id = c.resource_id")
+        .push(order.replace("sort_", "c.sort_"));
     let rows: Vec<(String, Option<String>, Option<String>, String)> =
         query.build_query_as().fetch_all(db).await?;
     let mut seen = std::collections::HashSet::new();
