@@ -5,7 +5,8 @@
 //! widgets, the Explore list, Labs, one lab test, History, Profile, search and a resource detail
 //! page over loopback (one warm-up, then 20 timed requests; 10 at 100k), and prints a table of the
 //! median and p90 per page beside its target. Asserts only that each page answers 200 (search may
-//! answer 404 where it does not exist: "n/a").
+//! answer 404 where it does not exist: "n/a"). `FASTEN_BENCH_KEEP_DB=FILE` keeps a copy of the
+//! 100k database for looking into a slow page.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -305,6 +306,14 @@ async fn run() -> anyhow::Result<()> {
         );
     }
     println!("(within: median under the target at 10k / at 100k)");
+    // For looking into a slow page afterwards (EXPLAIN QUERY PLAN in sqlite3).
+    if let Some(keep) = std::env::var_os("FASTEN_BENCH_KEEP_DB") {
+        sqlx::query("VACUUM INTO ?")
+            .bind(std::path::PathBuf::from(&keep).to_string_lossy().into_owned())
+            .execute(&server.state.db)
+            .await?;
+        println!("database kept in {}", keep.to_string_lossy());
+    }
     server.stop().await;
     Ok(())
 }
