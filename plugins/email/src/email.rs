@@ -15,6 +15,7 @@ use std::borrow::Cow;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use fasten_fhir_r4::bundle::outcome_issues;
 use mail_parser::decoders::html::html_to_text;
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use serde_json::{Map, Value, json};
@@ -744,20 +745,7 @@ fn unreadable_warning(label: &str, unreadable: &Unreadable) -> String {
 
 /// An OperationOutcome is a server's report of a problem, not a record: it becomes a warning.
 fn describe_outcome(label: &str, outcome: &Value) -> String {
-    let issues: Vec<&str> = outcome
-        .get("issue")
-        .and_then(Value::as_array)
-        .map(|issues| {
-            issues
-                .iter()
-                .filter_map(|i| {
-                    i.get("diagnostics")
-                        .or_else(|| i.pointer("/details/text"))
-                        .and_then(Value::as_str)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let issues = outcome_issues(outcome);
     if issues.is_empty() {
         format!("The attachment {label} holds an OperationOutcome (a problem a server reported).")
     } else {

@@ -1,6 +1,10 @@
 //! What Fasten accepts as a FHIR R4 resource, in one place for the host (which refuses anything
 //! else at ingest) and for connectors that check what they take from a user's files before
 //! emitting it (one refused resource fails a whole import, so they skip it with a warning).
+//! With the `bundle` feature, also the JSON Bundle reader the connectors share (module `bundle`).
+
+#[cfg(feature = "bundle")]
+pub mod bundle;
 
 /// Every resource type of FHIR R4 (4.0.1). Anything else is refused at ingest.
 pub const RESOURCE_TYPES: &[&str] = &[

@@ -10,8 +10,7 @@
 mod bundle;
 mod sync;
 
-use std::collections::HashMap;
-
+use fasten_fhir_r4::bundle::outcome_issues;
 use serde_json::Value;
 
 wit_bindgen::generate!({
@@ -147,7 +146,7 @@ fn sniff(file: &SourceFile) -> Result<Format, ConnectorError> {
     Ok(Format::Json)
 }
 
-pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
+fn strip_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
@@ -163,7 +162,7 @@ fn import_ndjson(file: &SourceFile, emitter: &mut Emitter<'_>) -> Result<(), Con
         }
         let resource: Value = serde_json::from_slice(line)
             .map_err(|e| invalid(format!("Line {number} is not valid JSON: {e}.")))?;
-        emitter.push(resource, &HashMap::new())?;
+        emitter.push(resource)?;
     }
     if emitter.seen == 0 {
         return Err(invalid("The file holds no resources."));
@@ -193,20 +192,13 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// Queues one resource, with references rewritten through `references` (fullUrl -> Type/id).
-    /// OperationOutcomes are problems reported by a server, not records: they become warnings.
-    pub(crate) fn push(
-        &mut self,
-        mut resource: Value,
-        references: &HashMap<String, String>,
-    ) -> Result<(), ConnectorError> {
+    /// Queues one resource. OperationOutcomes are problems reported by a server, not records:
+    /// they become warnings.
+    pub(crate) fn push(&mut self, resource: Value) -> Result<(), ConnectorError> {
         self.seen += 1;
         if resource.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") {
             self.warnings.push(describe_outcome(&resource));
             return Ok(());
-        }
-        if !references.is_empty() {
-            rewrite_references(&mut resource, references);
         }
         let text = resource.to_string();
         self.batch_bytes += text.len();
@@ -236,50 +228,10 @@ impl<'a> Emitter<'a> {
 }
 
 fn describe_outcome(outcome: &Value) -> String {
-    let issues: Vec<String> = outcome
-        .get("issue")
-        .and_then(Value::as_array)
-        .map(|issues| {
-            issues
-                .iter()
-                .filter_map(|i| {
-                    i.get("diagnostics")
-                        .or_else(|| i.pointer("/details/text"))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let issues = outcome_issues(outcome);
     if issues.is_empty() {
         "The file contained an OperationOutcome (a server-reported problem).".into()
     } else {
         format!("The file reported a problem: {}", issues.join("; "))
-    }
-}
-
-/// Replaces every `reference` whose value is a known fullUrl (such as `urn:uuid:...`) with the
-/// `Type/id` of the entry it names.
-pub(crate) fn rewrite_references(value: &mut Value, references: &HashMap<String, String>) {
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map.iter_mut() {
-                if key == "reference" {
-                    if let Value::String(target) = child
-                        && let Some(local) = references.get(target.as_str())
-                    {
-                        *target = local.clone();
-                    }
-                } else {
-                    rewrite_references(child, references);
-                }
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                rewrite_references(item, references);
-            }
-        }
-        _ => {}
     }
 }
