@@ -309,7 +309,7 @@ async fn run() -> anyhow::Result<()> {
     // For looking into a slow page afterwards (EXPLAIN QUERY PLAN in sqlite3).
     if let Some(keep) = std::env::var_os("FASTEN_BENCH_KEEP_DB") {
         sqlx::query("VACUUM INTO ?")
-            .bind(std::path::PathBuf::from(&keep).to_string_lossy().into_owned())
+            .bind(keep.to_string_lossy().into_owned())
             .execute(&server.state.db)
             .await?;
         println!("database kept in {}", keep.to_string_lossy());
