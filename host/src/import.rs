@@ -91,6 +91,11 @@ pub fn choose_plugin(
     ))
 }
 
+/// The name of a plugin's "Uploaded files" source.
+fn upload_source_name(plugin: &LoadedPlugin) -> String {
+    format!("Uploaded files ({})", plugin.manifest.name)
+}
+
 /// The user's "Uploaded files" source for a plugin, created on first use, so that importing the
 /// same file again updates the same records instead of duplicating them.
 pub async fn upload_source(
@@ -105,7 +110,7 @@ pub async fn upload_source(
          ON CONFLICT (user_id, plugin_id) WHERE kind = 'upload' DO NOTHING",
     )
     .bind(user_id)
-    .bind(format!("Uploaded files ({})", plugin.manifest.name))
+    .bind(upload_source_name(plugin))
     .bind(&plugin.manifest.id)
     .bind(now)
     .bind(now)
@@ -223,7 +228,7 @@ pub async fn import_file(
         }
     };
     let source_id = upload_source(db, user_id, &plugin).await?;
-    let source_name = format!("Uploaded files ({})", plugin.manifest.name);
+    let source_name = upload_source_name(plugin.as_ref());
     let job_id =
         jobs::start_import(db, user_id, Some((source_id, &source_name)), file_name, via).await?;
     let result = store_file(

@@ -19,7 +19,8 @@ pub const FORM_EXTENSION: &str =
 /// Largest attachment accepted (PDF or image), stored base64 inside a Binary.
 pub const MAX_ATTACHMENT_BYTES: usize = 10 * 1024 * 1024;
 
-/// Attachments people keep: documents and pictures.
+/// Attachments people keep: documents and pictures. Also the only types Explore lets a browser
+/// show in the page.
 pub const ATTACHMENT_TYPES: &[&str] = &[
     "application/pdf",
     "image/png",

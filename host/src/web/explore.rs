@@ -281,17 +281,6 @@ fn attachment_list(resource: &Value) -> Vec<AttachmentView> {
         .collect()
 }
 
-/// Types a browser may show in the page; anything else is downloaded, so a stored HTML or SVG
-/// file can never run as part of Fasten.
-const SHOWN_INLINE: &[&str] = &[
-    "application/pdf",
-    "image/png",
-    "image/jpeg",
-    "image/gif",
-    "image/webp",
-    "text/plain",
-];
-
 /// One file of a document: its inline data, or the Binary its `url` names (in the same source).
 async fn attachment(
     State(state): State<AppState>,
@@ -345,7 +334,9 @@ async fn attachment(
         .map_err(|_| AppError::BadRequest("This file's stored data is not valid base64.".into()))?;
     let declared = content_type.unwrap_or_default().to_ascii_lowercase();
     let essence = declared.split(';').next().unwrap_or("").trim().to_string();
-    let inline = SHOWN_INLINE.contains(&essence.as_str());
+    // Only documents and pictures show in the page; anything else is downloaded, so a stored
+    // HTML or SVG file can never run as part of Fasten.
+    let inline = record::manual::ATTACHMENT_TYPES.contains(&essence.as_str());
     let name: String = text(&attachment, "title")
         .unwrap_or_else(|| format!("attachment-{}", index + 1))
         .chars()

@@ -3,6 +3,8 @@
 //! emitting it (one refused resource fails a whole import, so they skip it with a warning).
 //! With the `bundle` feature, also the JSON Bundle reader the connectors share (module `bundle`).
 
+pub mod instant;
+
 #[cfg(feature = "bundle")]
 pub mod bundle;
 

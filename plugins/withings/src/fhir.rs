@@ -1,6 +1,7 @@
 //! The FHIR side: Observation shapes, stable ids, exact decimals and dates. Pure functions, unit
 //! tested natively.
 
+use fasten_fhir_r4::instant::rfc3339;
 use serde_json::{Map, Number, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -207,39 +208,6 @@ pub(crate) fn ratio_2dp(numerator: i64, denominator: i64) -> Option<Number> {
     let hundredths = (i128::from(numerator) * 100 * 2 + i128::from(denominator))
         .div_euclid(2 * i128::from(denominator));
     decimal(i64::try_from(hundredths).ok()?, -2)
-}
-
-/// Seconds since the Unix epoch as RFC 3339 UTC, `YYYY-MM-DDThh:mm:ssZ`.
-pub(crate) fn rfc3339(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// Year, month and day of the proleptic Gregorian calendar for a count of days since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`), to avoid a date crate for one format.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month as u32, day as u32)
 }
 
 /// Unix times Withings could plausibly send: after 2000 and before 2200. Anything else is a
