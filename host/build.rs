@@ -35,6 +35,11 @@ fn main() {
     let root = manifest_dir.parent().unwrap().to_path_buf();
     println!("cargo::rerun-if-changed={}", root.join("plugins").display());
     println!("cargo::rerun-if-changed={}", root.join("wit").display());
+    // `sqlx::migrate!` embeds the migrations but cannot tell cargo to watch them on stable Rust.
+    println!(
+        "cargo::rerun-if-changed={}",
+        manifest_dir.join("migrations").display()
+    );
     println!(
         "cargo::rerun-if-changed={}",
         root.join("plugin-registry").display()
