@@ -59,6 +59,13 @@ impl Server {
             }
         })?;
         let state = open_state(config).await?;
+        // Records whose derived columns an upgrade changed get them derived again, once.
+        let rederived = fhir::ingest::rederive_pending(&state.db)
+            .await
+            .context("cannot update stored records for this version")?;
+        if rederived > 0 {
+            tracing::info!(rederived, "records updated for this version");
+        }
         // Databases from before full-text search (or after an interrupted upgrade) get indexed
         // once. Only the server searches, so the command-line tools skip this scan.
         let indexed = search::index_missing(&state.db)

@@ -118,3 +118,95 @@ async fn the_layout_can_be_chosen_ordered_and_is_kept() {
     server.import_synthea("bob", common::PARIS).await;
     assert_eq!(widget_order(&bob.get("/").await.body).len(), 9);
 }
+
+/// Prescriptions as Epic sends them name their medicine by reference (with a display) or carry
+/// it inside (`contained`); the lists, search and the doctor's summary must name the medicine,
+/// also for records stored before Fasten could read it that way (an upgrade derives them again).
+#[tokio::test]
+async fn medicines_given_by_reference_are_named_everywhere_also_after_an_upgrade() {
+    let (server, alice) = TestServer::with_admin().await;
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p1",
+                "name": [{"given": ["Ann"], "family": "Epic"}]}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "m1", "status": "active",
+                "intent": "order", "subject": {"reference": "Patient/p1"},
+                "authoredOn": "2024-03-01",
+                "category": [{"coding": [{"code": "outpatient", "display": "Outpatient"}],
+                              "text": "Outpatient"}],
+                "medicationReference": {"reference": "Medication/eA1",
+                    "display": "atorvastatin (LIPITOR) 40 MG tablet"},
+                "dosageInstruction": [{"text": "Take 1 tablet by mouth daily"}]}},
+            {"resource": {"resourceType": "MedicationStatement", "id": "s1", "status": "active",
+                "subject": {"reference": "Patient/p1"},
+                "contained": [{"resourceType": "Medication", "id": "med1",
+                    "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                        "code": "197361", "display": "amlodipine 5 MG Oral Tablet"}]}}],
+                "medicationReference": {"reference": "#med1"}}}
+        ]
+    });
+    let file = server.data_dir.path().join("epic.json");
+    std::fs::write(&file, bundle.to_string()).unwrap();
+    let user_id = server.user_id(common::ADMIN).await;
+    fasten::import::import_file(
+        &server.state.db,
+        &server.state.plugins,
+        user_id,
+        &file,
+        "epic.json",
+        fasten::jobs::Trigger::Cli,
+        &Default::default(),
+    )
+    .await
+    .expect("the bundle imports");
+
+    let named_everywhere = |alice: common::Client| async move {
+        let widget = alice.get("/dashboard/widgets/medications").await.body;
+        assert!(
+            widget.contains("atorvastatin (LIPITOR) 40 MG tablet"),
+            "{widget}"
+        );
+        assert!(widget.contains("amlodipine 5 MG Oral Tablet"), "{widget}");
+        assert!(!widget.contains("Outpatient"), "{widget}");
+        let summary = alice.get("/summary").await.body;
+        assert!(summary.contains("atorvastatin (LIPITOR) 40 MG tablet"));
+        assert!(summary.contains("amlodipine 5 MG Oral Tablet"));
+        let found = alice.get("/search?q=amlodipine").await.body;
+        assert!(found.contains("/explore/MedicationStatement/s1"), "{found}");
+    };
+    named_everywhere(alice).await;
+
+    // As stored by a version before this one: titled by the category or not at all, without the
+    // contained medicine's code or search text; then the upgrade migration runs at start-up.
+    let db = &server.state.db;
+    for statement in [
+        "UPDATE resources SET sort_title = 'Outpatient' WHERE resource_id = 'm1'",
+        "UPDATE resources SET sort_title = NULL WHERE resource_id = 's1'",
+        "DELETE FROM resource_tokens WHERE resource_id = 's1' AND kind = 'code'",
+        "DELETE FROM search_docs WHERE resource_type LIKE 'Medication%'",
+        "DROP TABLE rederive_pending",
+        "DELETE FROM _sqlx_migrations WHERE description LIKE 'rederive%'",
+    ] {
+        sqlx::query(statement).execute(db).await.unwrap();
+    }
+    let data_dir = server.stop().await;
+    let server = TestServer::start_in(data_dir, |_| {}).await;
+    let alice = server.client();
+    alice.login(common::ADMIN, common::ADMIN_PASSWORD).await;
+    named_everywhere(alice).await;
+    let db = &server.state.db;
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rederive_pending")
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0, "the list is emptied once done");
+    let code: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM resource_tokens WHERE resource_id = 's1' AND kind = 'code'
+         AND value = 'http://www.nlm.nih.gov/research/umls/rxnorm|197361'",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+}

@@ -226,3 +226,27 @@ async fn the_sample_emails_import_or_say_clearly_why_not() {
         before
     );
 }
+
+/// The clinic emails the record the family already imported: each visit is listed once in
+/// History, with what happened there, and each condition once on the profile.
+#[tokio::test]
+async fn a_record_that_arrives_twice_is_listed_once() {
+    let (server, client) = TestServer::with_admin().await;
+    server.import_synthea(common::ADMIN, PARIS).await;
+    let reply = common::upload(&client, "results.eml", clinic_email()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let alice = server.user_id(common::ADMIN).await;
+    assert_eq!(count(&server, alice, "Encounter").await, 14, "two sources");
+
+    let history = client.get("/history").await.body;
+    assert!(history.contains("7 visits"), "{history}");
+    assert_eq!(history.matches("<article class=\"encounter\"").count(), 7);
+    assert!(history.contains("Laceration of thigh"));
+    let profile = client.get("/profile").await.body;
+    assert_eq!(
+        profile.matches(">Laceration of thigh<").count(),
+        0,
+        "healed"
+    );
+    assert_eq!(profile.matches("Body mass index 30+ - obesity").count(), 1);
+}

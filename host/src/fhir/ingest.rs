@@ -26,6 +26,8 @@ pub struct Writer {
     tx: Transaction<'static, Sqlite>,
     user_id: i64,
     source_id: i64,
+    /// Rewrite what is derived from rows whose JSON did not change (see [`rederive_pending`]).
+    rederive: bool,
     pub counts: Counts,
 }
 
@@ -35,6 +37,7 @@ impl Writer {
             tx: db.begin().await?,
             user_id,
             source_id,
+            rederive: false,
             counts: Counts::default(),
         })
     }
@@ -56,7 +59,9 @@ impl Writer {
             .fetch_optional(&mut *self.tx)
             .await?;
             match existing {
-                Some(hash) if hash == r.content_hash => self.counts.unchanged += 1,
+                Some(hash) if hash == r.content_hash && !self.rederive => {
+                    self.counts.unchanged += 1
+                }
                 Some(_) => {
                     sqlx::query(
                         "UPDATE resources SET content_hash = ?, sort_date = ?, sort_title = ?,
@@ -175,6 +180,62 @@ impl Writer {
     /// Drops everything written (also what happens if the writer is dropped).
     pub async fn rollback(self) -> sqlx::Result<()> {
         self.tx.rollback().await
+    }
+}
+
+/// Derives again the title, date, tokens, observation keys and search text of the records a
+/// migration listed in `rederive_pending`, because the code that derives them from the JSON
+/// changed and a migration cannot run it. The JSON itself is kept as stored. Runs at start-up,
+/// one source and at most 500 records per transaction, until the list is empty.
+pub async fn rederive_pending(db: &SqlitePool) -> sqlx::Result<u64> {
+    let mut total = 0;
+    loop {
+        let Some((source_id, user_id)): Option<(i64, i64)> = sqlx::query_as(
+            "SELECT p.source_id, s.user_id FROM rederive_pending p
+             JOIN sources s ON s.id = p.source_id LIMIT 1",
+        )
+        .fetch_optional(db)
+        .await?
+        else {
+            // Rows of sources deleted since the migration have nothing left to do.
+            sqlx::query("DELETE FROM rederive_pending")
+                .execute(db)
+                .await?;
+            return Ok(total);
+        };
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT p.resource_type, p.resource_id, r.json FROM rederive_pending p
+             LEFT JOIN resources r ON r.source_id = p.source_id
+                  AND r.resource_type = p.resource_type AND r.resource_id = p.resource_id
+             WHERE p.source_id = ? LIMIT 500",
+        )
+        .bind(source_id)
+        .fetch_all(db)
+        .await?;
+        // Stored JSON was prepared once already, so it prepares again to the same identity.
+        let prepared: Vec<Prepared> = rows
+            .iter()
+            .filter_map(|(_, _, json)| super::prepare(json.as_deref()?).ok())
+            .collect();
+        let mut writer = Writer::begin(db, user_id, source_id).await?;
+        writer.rederive = true;
+        writer.write(&prepared).await?;
+        let mut done =
+            QueryBuilder::<Sqlite>::new("DELETE FROM rederive_pending WHERE source_id = ");
+        done.push_bind(source_id)
+            .push(" AND (resource_type, resource_id) IN (");
+        let mut list = done.separated(", ");
+        for (resource_type, resource_id, _) in &rows {
+            list.push("(")
+                .push_bind_unseparated(resource_type)
+                .push_unseparated(", ")
+                .push_bind_unseparated(resource_id)
+                .push_unseparated(")");
+        }
+        done.push(")");
+        done.build().execute(&mut *writer.tx).await?;
+        writer.commit().await?;
+        total += prepared.len() as u64;
     }
 }
 

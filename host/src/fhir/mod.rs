@@ -141,23 +141,27 @@ fn human_name(name: &Value) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
-/// A short human title: the code's text, a person's name, an organisation's name...
+/// A short human title: the code's text, the medicine's name, a person's name, an
+/// organisation's name...
 pub fn title(resource: &Value) -> Option<String> {
-    for field in [
-        "code",
-        "medicationCodeableConcept",
-        "vaccineCode",
-        "type",
-        "class",
-        "category",
-    ] {
+    let field_text = |field: &str| {
         let concept = match resource.get(field) {
             Some(Value::Array(items)) => items.first(),
             other => other,
         };
-        if let Some(text) = concept.and_then(concept_text) {
-            return Some(text);
-        }
+        concept.and_then(concept_text)
+    };
+    if let Some(text) = ["code", "medicationCodeableConcept"]
+        .into_iter()
+        .find_map(field_text)
+        .or_else(|| referenced_medication_name(resource))
+        .or_else(|| {
+            ["vaccineCode", "type", "class", "category"]
+                .into_iter()
+                .find_map(field_text)
+        })
+    {
+        return Some(text);
     }
     if let Some(name) = resource.get("name") {
         match name {
@@ -174,6 +178,36 @@ pub fn title(resource: &Value) -> Option<String> {
         .iter()
         .find_map(|f| resource.get(*f).and_then(Value::as_str))
         .map(str::to_owned)
+}
+
+/// The medicine of a medication record that points to it (`medicationReference`, as Epic's
+/// records do) instead of naming it: the reference's display, else the contained Medication's
+/// name. Checked before the record's category, which would otherwise give every such
+/// prescription the title "Outpatient".
+fn referenced_medication_name(resource: &Value) -> Option<String> {
+    let display = resource
+        .pointer("/medicationReference/display")
+        .and_then(Value::as_str)
+        .filter(|display| !display.trim().is_empty());
+    match display {
+        Some(display) => Some(display.to_owned()),
+        None => contained_medication(resource)?
+            .get("code")
+            .and_then(concept_text),
+    }
+}
+
+/// The Medication a medication record carries inside itself (`contained`) and points to by
+/// `#id`.
+fn contained_medication(resource: &Value) -> Option<&Value> {
+    let local_id = resource
+        .pointer("/medicationReference/reference")?
+        .as_str()?
+        .strip_prefix('#')?;
+    resource.get("contained")?.as_array()?.iter().find(|c| {
+        c.get("resourceType").and_then(Value::as_str) == Some("Medication")
+            && c.get("id").and_then(Value::as_str) == Some(local_id)
+    })
 }
 
 fn codings<'a>(concept: &'a Value, out: &mut Vec<(&'a str, &'a str, Option<&'a str>)>) {
@@ -195,6 +229,10 @@ pub fn tokens(resource: &Value) -> Vec<Token> {
         if let Some(concept) = resource.get(field) {
             codings(concept, &mut found);
         }
+    }
+    // A contained medicine's codes are the record's own: the glossary and search find them.
+    if let Some(concept) = contained_medication(resource).and_then(|m| m.get("code")) {
+        codings(concept, &mut found);
     }
     for (system, code, display) in found.drain(..) {
         tokens.push(Token {
@@ -301,6 +339,41 @@ mod tests {
                 .iter()
                 .any(|(k, v)| *k == "category" && v.ends_with("|laboratory"))
         );
+    }
+
+    #[test]
+    fn medicines_given_by_reference_are_titled_by_their_name() {
+        // As Epic sends them: the medicine by reference with a display, and a category.
+        let epic = json!({
+            "resourceType": "MedicationRequest", "id": "m1", "status": "active",
+            "category": [{"coding": [{"code": "outpatient", "display": "Outpatient"}], "text": "Outpatient"}],
+            "medicationReference": {"reference": "Medication/eXYZ", "display": "atorvastatin (LIPITOR) 40 MG tablet"},
+        });
+        assert_eq!(
+            title(&epic).as_deref(),
+            Some("atorvastatin (LIPITOR) 40 MG tablet")
+        );
+        // The medicine contained in the record: its name, and its code as the record's own.
+        let contained = json!({
+            "resourceType": "MedicationStatement", "id": "s1", "status": "active",
+            "contained": [{"resourceType": "Medication", "id": "med1",
+                "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197361", "display": "amlodipine 5 MG Oral Tablet"}]}}],
+            "medicationReference": {"reference": "#med1"},
+        });
+        assert_eq!(
+            title(&contained).as_deref(),
+            Some("amlodipine 5 MG Oral Tablet")
+        );
+        assert!(
+            tokens(&contained).iter().any(|t| t.kind == "code"
+                && t.value == "http://www.nlm.nih.gov/research/umls/rxnorm|197361")
+        );
+        // A reference with nothing to name it by falls back as before.
+        let bare = json!({
+            "resourceType": "MedicationRequest", "id": "m2", "status": "active",
+            "medicationReference": {"reference": "#missing", "display": " "},
+        });
+        assert_eq!(title(&bare), None);
     }
 
     #[test]

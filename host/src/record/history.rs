@@ -267,6 +267,13 @@ fn push_encounter_filters(qb: &mut QueryBuilder<'_, Sqlite>, user_id: i64, filte
     qb.push(" WHERE r.user_id = ")
         .push_bind(user_id)
         .push(" AND r.resource_type = 'Encounter'");
+    // A visit that came from two sources (the portal and a downloaded export of it) is one visit:
+    // the copy from the oldest source is listed, and links reach it from both.
+    qb.push(
+        " AND NOT EXISTS (SELECT 1 FROM resources twin WHERE twin.user_id = r.user_id
+          AND twin.resource_type = 'Encounter' AND twin.resource_id = r.resource_id
+          AND twin.source_id < r.source_id)",
+    );
     if let Some(year) = &filters.year {
         qb.push(" AND substr(r.sort_date, 1, 4) = ")
             .push_bind(year.clone());
