@@ -35,6 +35,43 @@ impl Size {
     };
 }
 
+/// A reference range to shade, in the chart's unit. One bound may be open: many lab ranges are
+/// only "< 200" (total cholesterol) or "> 40" (HDL).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Band {
+    low: Option<f64>,
+    high: Option<f64>,
+}
+
+impl Band {
+    /// A band from the bounds that are numbers; none without any, or when they are reversed.
+    pub fn new(low: Option<f64>, high: Option<f64>) -> Option<Band> {
+        let (low, high) = (
+            low.filter(|l| l.is_finite()),
+            high.filter(|h| h.is_finite()),
+        );
+        match (low, high) {
+            (None, None) => None,
+            (Some(l), Some(h)) if l > h => None,
+            _ => Some(Band { low, high }),
+        }
+    }
+
+    pub fn contains(&self, value: f64) -> bool {
+        self.low.is_none_or(|l| value >= l) && self.high.is_none_or(|h| value <= h)
+    }
+
+    /// "70–99", "< 200" or "> 40", as lab reports write them.
+    pub fn label(&self) -> String {
+        match (self.low, self.high) {
+            (Some(l), Some(h)) => format!("{}–{}", format_number(l), format_number(h)),
+            (None, Some(h)) => format!("< {}", format_number(h)),
+            (Some(l), _) => format!("> {}", format_number(l)),
+            (None, None) => String::new(),
+        }
+    }
+}
+
 const LINE: &str = "#2f6db5";
 const OUT_OF_RANGE: &str = "#c0392b";
 const BAND: &str = "#2e9b5a";
@@ -46,14 +83,14 @@ const TOP: f64 = 24.0;
 const BOTTOM: f64 = 30.0;
 
 /// A line-and-points chart of `points` (date, value in `unit`), in date order whatever the
-/// input order. `band` is the reference range (low, high) in the same unit: drawn as a shaded
-/// strip, and points outside it are drawn in red. `title` names the chart for screen readers and
+/// input order. `band` is the reference range in the same unit: drawn as a shaded strip (to the
+/// chart's edge on an open side), and points outside it are drawn in red. `title` names the chart for screen readers and
 /// tooltips; the page shows its own heading. With no points the chart says so.
 pub fn line_chart(
     title: &str,
     unit: &str,
     points: &[(Date, f64)],
-    band: Option<(f64, f64)>,
+    band: Option<Band>,
     size: Size,
 ) -> String {
     let mut points: Vec<(Date, f64)> = points
@@ -62,7 +99,6 @@ pub fn line_chart(
         .filter(|(_, v)| v.is_finite())
         .collect();
     points.sort_by_key(|(d, _)| *d);
-    let band = band.filter(|(l, h)| l.is_finite() && h.is_finite() && l <= h);
     let (width, height) = (f64::from(size.width), f64::from(size.height));
     let unit_text = if unit.is_empty() {
         String::new()
@@ -110,22 +146,21 @@ pub fn line_chart(
     // Y: nice ticks over the values and the band.
     let mut lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let mut hi = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-    if let Some((l, h)) = band {
-        lo = lo.min(l);
-        hi = hi.max(h);
+    for bound in band.iter().flat_map(|b| [b.low, b.high]).flatten() {
+        lo = lo.min(bound);
+        hi = hi.max(bound);
     }
     let (y0, y1, step) = nice_ticks(lo, hi, 5);
     let y = |v: f64| plot_bottom - (v - y0) / (y1 - y0) * (plot_bottom - TOP);
 
-    if let Some((l, h)) = band {
-        let (top, bottom) = (y(h), y(l));
+    if let Some(band) = band {
+        let (top, bottom) = (y(band.high.unwrap_or(y1)), y(band.low.unwrap_or(y0)));
         let _ = write!(
             svg,
-            r#"<rect class="band" x="{LEFT:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{BAND}" fill-opacity="0.15"><title>Reference range {}–{}{}</title></rect>"#,
+            r#"<rect class="band" x="{LEFT:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{BAND}" fill-opacity="0.15"><title>Reference range {}{}</title></rect>"#,
             plot_right - LEFT,
             (bottom - top).max(1.0),
-            format_number(l),
-            format_number(h),
+            escape(&band.label()),
             escape(&unit_text)
         );
     }
@@ -191,7 +226,7 @@ pub fn line_chart(
     }
     svg.push_str(r#"<g class="points">"#);
     for ((date, value), (px, py)) in points.iter().zip(&coordinates) {
-        let outside = band.is_some_and(|(l, h)| *value < l || *value > h);
+        let outside = band.is_some_and(|b| !b.contains(*value));
         let colour = if outside { OUT_OF_RANGE } else { LINE };
         let _ = write!(
             svg,
@@ -207,7 +242,7 @@ pub fn line_chart(
 }
 
 /// The chart in words, for screen readers: how many values, over which dates, their extremes.
-fn describe(points: &[(Date, f64)], unit: &str, band: Option<(f64, f64)>) -> String {
+fn describe(points: &[(Date, f64)], unit: &str, band: Option<Band>) -> String {
     let Some((first, last)) = points.first().zip(points.last()) else {
         return "No values.".into();
     };
@@ -230,13 +265,8 @@ fn describe(points: &[(Date, f64)], unit: &str, band: Option<(f64, f64)>) -> Str
             format_number(last.1)
         )
     };
-    if let Some((l, h)) = band {
-        let _ = write!(
-            text,
-            " Reference range {}–{}{unit}.",
-            format_number(l),
-            format_number(h)
-        );
+    if let Some(band) = band {
+        let _ = write!(text, " Reference range {}{unit}.", band.label());
     }
     text
 }
@@ -395,12 +425,54 @@ mod tests {
             (date!(2021 - 01 - 01), 120.0),
             (date!(2021 - 06 - 01), 85.0),
         ];
-        let svg = line_chart("Glucose", "mg/dL", &points, Some((70.0, 99.0)), Size::WIDE);
+        let band = Band::new(Some(70.0), Some(99.0));
+        let svg = line_chart("Glucose", "mg/dL", &points, band, Size::WIDE);
         assert_eq!(count(&svg, r#"<rect class="band""#), 1);
         assert!(svg.contains("Reference range 70–99 mg/dL"));
         assert_eq!(count(&svg, r#"class="out""#), 1);
         // Monthly ticks over five months.
         assert!(svg.contains(">Mar 2021</text>"), "{svg}");
+    }
+
+    #[test]
+    fn a_range_with_one_bound_is_shaded_to_the_edge() {
+        // Total cholesterol: "< 200". The band runs from the axis' foot up to 200.
+        let points = [
+            (date!(2019 - 01 - 01), 230.0),
+            (date!(2021 - 01 - 01), 180.0),
+        ];
+        let svg = line_chart(
+            "Cholesterol",
+            "mg/dL",
+            &points,
+            Band::new(None, Some(200.0)),
+            Size::WIDE,
+        );
+        assert!(svg.contains("Reference range &lt; 200 mg/dL"), "{svg}");
+        assert_eq!(count(&svg, r#"class="out""#), 1, "230 is above");
+        let bottom = Size::WIDE.height as f64 - BOTTOM;
+        let rect = &svg[svg.find(r#"<rect class="band""#).unwrap()..];
+        let attribute = |name: &str| -> f64 {
+            let at = rect.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            rect[at..at + rect[at..].find('"').unwrap()]
+                .parse()
+                .unwrap()
+        };
+        let (top, height) = (attribute("y"), attribute("height"));
+        assert!((top + height - bottom).abs() < 0.2, "reaches the x axis");
+        assert!(top > TOP, "stops below the top, at 200");
+        // HDL: "> 40" reaches the top instead; a reversed range is no band.
+        let hdl = line_chart(
+            "HDL",
+            "mg/dL",
+            &[(date!(2020 - 01 - 01), 35.0)],
+            Band::new(Some(40.0), None),
+            Size::SMALL,
+        );
+        assert!(hdl.contains("Reference range &gt; 40 mg/dL"));
+        assert_eq!(count(&hdl, r#"class="out""#), 1, "35 is below");
+        assert_eq!(Band::new(Some(9.0), Some(1.0)), None);
+        assert_eq!(Band::new(None, Some(f64::NAN)), None);
     }
 
     #[test]
@@ -422,7 +494,7 @@ mod tests {
 
     #[test]
     fn no_points_says_so() {
-        let svg = line_chart("Empty", "", &[], Some((1.0, 2.0)), Size::SMALL);
+        let svg = line_chart("Empty", "", &[], Band::new(Some(1.0), None), Size::SMALL);
         assert!(svg.contains("No numbers to chart"));
         assert_eq!(count(&svg, "<circle"), 0);
     }

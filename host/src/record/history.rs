@@ -296,9 +296,7 @@ pub async fn history(
     page: i64,
 ) -> Result<HistoryPage, sqlx::Error> {
     let page = page.max(1);
-    let mut count = QueryBuilder::<Sqlite>::new(
-        "SELECT COUNT(*) FROM resources r JOIN sources s ON s.id = r.source_id",
-    );
+    let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM resources r");
     push_encounter_filters(&mut count, user_id, filters);
     let total: i64 = count.build_query_scalar().fetch_one(db).await?;
 

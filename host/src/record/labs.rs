@@ -13,7 +13,7 @@ use serde_json::Value;
 use sqlx::SqlitePool;
 use time::{Date, Month};
 
-use crate::record::chart::{self, Size};
+use crate::record::chart::{self, Band, Size};
 use crate::record::observations::{self, Observation};
 use crate::record::units;
 
@@ -510,15 +510,7 @@ pub fn trend(key: &str, results: &[LabResult]) -> Option<Trend> {
         chart: chart::line_chart(&name, &unit, &points, band, Size::WIDE),
         chart_small: chart::line_chart(&name, &unit, &points, band, Size::SMALL),
         charted: points.len(),
-        range: band.map(|(l, h)| {
-            format!(
-                "{}–{} {unit}",
-                units::format_number(l),
-                units::format_number(h)
-            )
-            .trim()
-            .to_owned()
-        }),
+        range: band.map(|b| format!("{} {unit}", b.label()).trim().to_owned()),
         name,
         unit,
         conversion,
@@ -545,28 +537,27 @@ fn common_unit(members: &[&LabResult]) -> Option<String> {
 }
 
 /// The newest two-sided reference range, converted to the chart's unit.
-fn band(members: &[&LabResult], unit: Option<&str>) -> Option<(f64, f64)> {
+fn band(members: &[&LabResult], unit: Option<&str>) -> Option<Band> {
     let mut with_range: Vec<&Observation> = members
         .iter()
         .map(|r| &r.observation)
         .filter(|o| {
             o.range
                 .as_ref()
-                .is_some_and(|r| r.low.is_some() && r.high.is_some())
+                .is_some_and(|r| r.low.is_some() || r.high.is_some())
         })
         .collect();
     with_range.sort_by(|a, b| b.date.cmp(&a.date));
     with_range.into_iter().find_map(|o| {
         let range = o.range.as_ref()?;
-        let (low, high) = (range.low?, range.high?);
         let from = range.unit.as_deref().or(o.unit_id());
-        match (from, unit) {
-            (Some(from), Some(to)) => Some((
-                units::convert(&o.key, low, from, to)?,
-                units::convert(&o.key, high, from, to)?,
-            )),
-            _ => Some((low, high)),
-        }
+        let convert = |bound: Option<f64>| match (bound, from, unit) {
+            (Some(value), Some(from), Some(to)) => {
+                units::convert(&o.key, value, from, to).map(Some)
+            }
+            (bound, ..) => Some(bound),
+        };
+        Band::new(convert(range.low)?, convert(range.high)?)
     })
 }
 
@@ -657,6 +648,34 @@ mod tests {
         assert_eq!(t.rows[2].flag_label, Some("High"));
         assert_eq!(t.left_out, None);
         assert!(trend("2093-3", &results).is_none());
+    }
+
+    #[test]
+    fn a_range_with_only_an_upper_bound_is_drawn_and_converted() {
+        // Total cholesterol as a European lab reports it: mmol/L with "< 5.2".
+        let cholesterol = |id: &str, date: &str, value: f64, unit: &str, high: f64| {
+            result(json!({
+                "resourceType": "Observation", "id": id,
+                "category": [{"coding": [{"code": "laboratory"}]}],
+                "code": {"coding": [{"system": "http://loinc.org", "code": "2093-3"}], "text": "Cholesterol"},
+                "effectiveDateTime": date,
+                "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+                "referenceRange": [{"high": {"value": high, "unit": unit}}]
+            }))
+        };
+        let results = vec![
+            cholesterol("a", "2019-01-01", 231.0, "mg/dL", 200.0),
+            cholesterol("b", "2020-01-01", 190.0, "mg/dL", 200.0),
+            cholesterol("c", "2021-01-01", 4.9, "mmol/L", 5.2),
+        ];
+        let t = trend("2093-3", &results).unwrap();
+        assert_eq!(t.unit, "mg/dL");
+        // The newest range, converted: 5.2 mmol/L is about 201 mg/dL.
+        let range = t.range.as_deref().unwrap();
+        assert!(range.starts_with("< 201"), "{range}");
+        assert!(t.chart.contains(r#"class="band""#), "{}", t.chart);
+        assert_eq!(t.chart.matches(r#"class="out""#).count(), 1, "231 only");
+        assert_eq!(t.rows[2].flag_label, Some("High"));
     }
 
     #[test]

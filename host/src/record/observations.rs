@@ -92,13 +92,9 @@ impl Flag {
 impl Range {
     /// "70–100", "< 200", "> 40", or the range's text.
     pub fn display(&self) -> Option<String> {
-        use crate::record::units::format_number as f;
-        match (self.low, self.high) {
-            (Some(l), Some(h)) => Some(format!("{}–{}", f(l), f(h))),
-            (None, Some(h)) => Some(format!("< {}", f(h))),
-            (Some(l), None) => Some(format!("> {}", f(l))),
-            (None, None) => self.text.clone(),
-        }
+        crate::record::chart::Band::new(self.low, self.high)
+            .map(|band| band.label())
+            .or_else(|| self.text.clone())
     }
 
     /// Where a value falls against the bounds, if either bound is known.

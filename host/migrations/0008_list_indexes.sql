@@ -5,3 +5,8 @@
 -- Every query that used the old index uses this one the same way (it is a prefix).
 DROP INDEX resource_tokens_by_value;
 CREATE INDEX resource_tokens_by_value ON resource_tokens (user_id, kind, value, resource_type);
+
+-- History lists each visit once even when two sources hold it (the copy from the oldest source):
+-- with the source in the index, that check and the page count read no table rows.
+DROP INDEX resources_by_user_type_id;
+CREATE INDEX resources_by_user_type_id ON resources (user_id, resource_type, resource_id, source_id);
