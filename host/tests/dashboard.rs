@@ -120,10 +120,11 @@ async fn the_layout_can_be_chosen_ordered_and_is_kept() {
 }
 
 /// Prescriptions as Epic sends them name their medicine by reference (with a display) or carry
-/// it inside (`contained`); the lists, search and the doctor's summary must name the medicine,
-/// also for records stored before Fasten could read it that way (an upgrade derives them again).
+/// it inside (`contained`); the lists, search and the doctor's summary must name the medicine.
+/// Imaging studies without a procedure are named by what was imaged. Records stored before
+/// Fasten could read them that way are derived again by an upgrade.
 #[tokio::test]
-async fn medicines_given_by_reference_are_named_everywhere_also_after_an_upgrade() {
+async fn medicines_and_images_are_named_everywhere_also_after_an_upgrade() {
     let (server, alice) = TestServer::with_admin().await;
     let bundle = serde_json::json!({
         "resourceType": "Bundle", "type": "collection",
@@ -143,7 +144,11 @@ async fn medicines_given_by_reference_are_named_everywhere_also_after_an_upgrade
                 "contained": [{"resourceType": "Medication", "id": "med1",
                     "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
                         "code": "197361", "display": "amlodipine 5 MG Oral Tablet"}]}}],
-                "medicationReference": {"reference": "#med1"}}}
+                "medicationReference": {"reference": "#med1"}}},
+            {"resource": {"resourceType": "ImagingStudy", "id": "x1", "status": "available",
+                "subject": {"reference": "Patient/p1"}, "started": "2024-02-01",
+                "series": [{"uid": "1.2.3", "modality": {"code": "US", "display": "Ultrasound"},
+                    "bodySite": {"code": "261179002", "display": "thoracic"}}]}}
         ]
     });
     let file = server.data_dir.path().join("epic.json");
@@ -174,6 +179,8 @@ async fn medicines_given_by_reference_are_named_everywhere_also_after_an_upgrade
         assert!(summary.contains("amlodipine 5 MG Oral Tablet"));
         let found = alice.get("/search?q=amlodipine").await.body;
         assert!(found.contains("/explore/MedicationStatement/s1"), "{found}");
+        let images = alice.get("/explore/ImagingStudy").await.body;
+        assert!(images.contains("Ultrasound (thoracic)"), "{images}");
     };
     named_everywhere(alice).await;
 
@@ -182,7 +189,7 @@ async fn medicines_given_by_reference_are_named_everywhere_also_after_an_upgrade
     let db = &server.state.db;
     for statement in [
         "UPDATE resources SET sort_title = 'Outpatient' WHERE resource_id = 'm1'",
-        "UPDATE resources SET sort_title = NULL WHERE resource_id = 's1'",
+        "UPDATE resources SET sort_title = NULL WHERE resource_id IN ('s1', 'x1')",
         "DELETE FROM resource_tokens WHERE resource_id = 's1' AND kind = 'code'",
         "DELETE FROM search_docs WHERE resource_type LIKE 'Medication%'",
         "DROP TABLE rederive_pending",
@@ -209,4 +216,29 @@ async fn medicines_given_by_reference_are_named_everywhere_also_after_an_upgrade
     .await
     .unwrap();
     assert_eq!(code, 1);
+}
+
+/// Roberto Graham died in 1987, and his last labs sent some tests twice on one day.
+#[tokio::test]
+async fn the_dashboard_reads_right_for_a_late_relative() {
+    let (server, alice) = TestServer::with_admin().await;
+    server
+        .import_synthea(
+            common::ADMIN,
+            "Roberto_Graham_238a58eb-31dc-4054-82ee-0651ee76f391.json",
+        )
+        .await;
+    let summary = alice.get("/dashboard/widgets/summary").await.body;
+    assert!(
+        summary.contains("born 3 Oct 1920, died 19 Oct 1987"),
+        "{summary}"
+    );
+    assert!(!summary.contains("years)"), "no age for someone who died");
+
+    let labs = alice.get("/dashboard/widgets/labs").await.body;
+    let rows = labs.matches("<tr>").count();
+    assert_eq!(rows, 10, "{labs}");
+    for test in ["Chloride", "Potassium", "Urea Nitrogen"] {
+        assert_eq!(labs.matches(&format!(">{test}</a>")).count(), 1, "{labs}");
+    }
 }

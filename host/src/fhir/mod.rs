@@ -151,7 +151,7 @@ pub fn title(resource: &Value) -> Option<String> {
         };
         concept.and_then(concept_text)
     };
-    if let Some(text) = ["code", "medicationCodeableConcept"]
+    if let Some(text) = ["code", "medicationCodeableConcept", "procedureCode"]
         .into_iter()
         .find_map(field_text)
         .or_else(|| referenced_medication_name(resource))
@@ -178,6 +178,20 @@ pub fn title(resource: &Value) -> Option<String> {
         .iter()
         .find_map(|f| resource.get(*f).and_then(Value::as_str))
         .map(str::to_owned)
+        .or_else(|| imaging_title(resource))
+}
+
+/// "Ultrasound (thoracic)" for an ImagingStudy that names no procedure: what kind of images of
+/// which part of the body, from its first series.
+fn imaging_title(resource: &Value) -> Option<String> {
+    let series = resource.pointer("/series/0")?;
+    let modality = series.pointer("/modality/display")?.as_str()?;
+    Some(
+        match series.pointer("/bodySite/display").and_then(Value::as_str) {
+            Some(site) => format!("{modality} ({site})"),
+            None => modality.to_owned(),
+        },
+    )
 }
 
 /// The medicine of a medication record that points to it (`medicationReference`, as Epic's
@@ -374,6 +388,19 @@ mod tests {
             "medicationReference": {"reference": "#missing", "display": " "},
         });
         assert_eq!(title(&bare), None);
+    }
+
+    #[test]
+    fn imaging_studies_are_titled_by_procedure_else_by_modality_and_body_site() {
+        let synthea = json!({
+            "resourceType": "ImagingStudy", "id": "i1", "status": "available",
+            "series": [{"uid": "1.2", "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "US", "display": "Ultrasound"},
+                        "bodySite": {"system": "http://snomed.info/sct", "code": "261179002", "display": "thoracic"}}],
+        });
+        assert_eq!(title(&synthea).as_deref(), Some("Ultrasound (thoracic)"));
+        let mut named = synthea.clone();
+        named["procedureCode"] = json!([{"text": "Echocardiography"}]);
+        assert_eq!(title(&named).as_deref(), Some("Echocardiography"));
     }
 
     #[test]

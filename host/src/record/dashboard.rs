@@ -202,7 +202,7 @@ pub struct RecentLab {
 /// How many recent lab results the dashboard shows.
 const RECENT_LABS: usize = 10;
 
-/// The newest laboratory results, abnormal ones flagged.
+/// The newest result of each of the most recently done laboratory tests, abnormal ones flagged.
 pub async fn recent_labs(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<RecentLab>> {
     // A panel has a row per component: read a few more rows than results are shown.
     let rows: Vec<String> = sqlx::query_scalar(
@@ -219,11 +219,14 @@ pub async fn recent_labs(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<Rece
     .bind((RECENT_LABS * 4) as i64)
     .fetch_all(db)
     .await?;
+    // Labs often send one test twice on a day (in two panels): each test is listed once.
+    let mut tests = std::collections::HashSet::new();
     Ok(rows
         .iter()
         .filter_map(|j| serde_json::from_str::<Value>(j).ok())
         .filter_map(|r| observations::read(&r))
         .filter(super::labs::is_lab)
+        .filter(|o| tests.insert(super::units::group_key(&o.key).to_string()))
         .filter_map(|o| {
             Some(RecentLab {
                 value: o.value_display()?,
@@ -242,7 +245,9 @@ pub async fn recent_labs(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<Rece
 pub struct About {
     pub name: Option<String>,
     pub birth_date: Option<String>,
+    /// Not shown for someone who has died; their date of death is.
     pub age: Option<i32>,
+    pub died: Option<String>,
     pub records: i64,
     pub sources: i64,
     pub last_sync: Option<i64>,
@@ -257,9 +262,12 @@ pub async fn about(db: &SqlitePool, user_id: i64, today: Date) -> sqlx::Result<A
     .fetch_optional(db)
     .await?;
     let patient: Option<Value> = patient.and_then(|j| serde_json::from_str(&j).ok());
-    let birth_date = patient
-        .as_ref()
-        .and_then(|p| p.get("birthDate")?.as_str().map(String::from));
+    let date_of = |field: &str| {
+        patient
+            .as_ref()
+            .and_then(|p| p.get(field)?.as_str().map(String::from))
+    };
+    let (birth_date, died) = (date_of("birthDate"), date_of("deceasedDateTime"));
     let (records, sources, last_sync): (i64, i64, Option<i64>) = sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM resources WHERE user_id = ?1),
                 (SELECT COUNT(*) FROM sources WHERE user_id = ?1),
@@ -271,8 +279,12 @@ pub async fn about(db: &SqlitePool, user_id: i64, today: Date) -> sqlx::Result<A
     .await?;
     Ok(About {
         name: patient.as_ref().and_then(crate::fhir::title),
-        age: birth_date.as_deref().and_then(|b| profile::age(b, today)),
+        age: birth_date
+            .as_deref()
+            .filter(|_| died.is_none())
+            .and_then(|b| profile::age(b, today)),
         birth_date: birth_date.as_deref().map(display_date),
+        died: died.as_deref().map(display_date),
         records,
         sources,
         last_sync,

@@ -34,6 +34,17 @@ pub struct Item {
     pub detail: Option<String>,
     #[serde(skip)]
     pub resource: Value,
+    /// Earlier records of the same thing, newest first (earlier doses of a vaccine): in the
+    /// Bundle, but one line on the page.
+    #[serde(skip)]
+    pub earlier: Vec<Value>,
+}
+
+impl Item {
+    /// The item's own resource, then the earlier ones.
+    fn resources(&self) -> impl Iterator<Item = &Value> {
+        std::iter::once(&self.resource).chain(&self.earlier)
+    }
 }
 
 /// The summary of one user: the Patient (first one found) and the sections, in IPS order.
@@ -90,7 +101,33 @@ fn item(resource: Value, detail: Option<String>) -> Item {
         date: fhir::sort_date(&resource),
         detail,
         resource,
+        earlier: Vec::new(),
     }
+}
+
+/// One line per vaccine: its latest dose, with how many there were and when the first was.
+fn immunization_lines(doses: Vec<Value>) -> Vec<Item> {
+    let mut lines: Vec<Item> = Vec::new();
+    for dose in doses {
+        let title = fhir::title(&dose);
+        match lines
+            .iter_mut()
+            .find(|line| Some(&line.title) == title.as_ref())
+        {
+            Some(line) => line.earlier.push(dose),
+            None => lines.push(item(dose, None)),
+        }
+    }
+    for line in &mut lines {
+        if let Some(first) = line.earlier.last().and_then(fhir::sort_date) {
+            let count = line.earlier.len() + 1;
+            line.detail = Some(format!(
+                "{count} doses, the first on {}",
+                &first[..first.len().min(10)]
+            ));
+        }
+    }
+    lines
 }
 
 /// Builds the summary from all of one user's resources of the types it uses, newest first.
@@ -121,7 +158,7 @@ pub fn summarise(resources: Vec<Value>) -> Summary {
                 medications.push(item(resource, dosage));
             }
             "Condition" if is_active_condition(&resource) => problems.push(item(resource, None)),
-            "Immunization" => immunizations.push(item(resource, None)),
+            "Immunization" => immunizations.push(resource),
             "Observation" if is_laboratory(&resource) && results.len() < RECENT => {
                 // The latest result of each test: the rows come newest first.
                 let test = fhir::title(&resource).unwrap_or_default();
@@ -149,7 +186,11 @@ pub fn summarise(resources: Vec<Value>) -> Summary {
             section("48765-2", "Allergies and intolerances", allergies),
             section("10160-0", "Medications", medications),
             section("11450-4", "Problems", problems),
-            section("11369-6", "Immunizations", immunizations),
+            section(
+                "11369-6",
+                "Immunizations",
+                immunization_lines(immunizations),
+            ),
             section("30954-2", "Results", results),
             section("47519-4", "Procedures", procedures),
         ],
@@ -215,10 +256,16 @@ pub fn bundle(summary: &Summary, timestamp: &str) -> Value {
     let mut entries = Vec::new();
     let mut sections = Vec::new();
     for s in &summary.sections {
-        let references: Vec<Value> = s
-            .items
+        let full_url = |resource: &Value| {
+            urn(
+                resource["resourceType"].as_str().unwrap_or(""),
+                resource["id"].as_str().unwrap_or(""),
+            )
+        };
+        let resources: Vec<&Value> = s.items.iter().flat_map(Item::resources).collect();
+        let references: Vec<Value> = resources
             .iter()
-            .map(|i| json!({ "reference": urn(&i.resource_type, &i.id) }))
+            .map(|r| json!({ "reference": full_url(r) }))
             .collect();
         let mut section = json!({
             "title": s.title,
@@ -248,11 +295,8 @@ pub fn bundle(summary: &Summary, timestamp: &str) -> Value {
             section["entry"] = Value::Array(references);
         }
         sections.push(section);
-        for i in &s.items {
-            entries.push(json!({
-                "fullUrl": urn(&i.resource_type, &i.id),
-                "resource": i.resource,
-            }));
+        for resource in resources {
+            entries.push(json!({ "fullUrl": full_url(resource), "resource": resource }));
         }
     }
     let composition = json!({
@@ -325,6 +369,58 @@ mod tests {
         assert_eq!(titles("11450-4"), ["Hypertension"]);
         assert_eq!(titles("10160-0"), ["Lisinopril 10 MG"]);
         assert_eq!(titles("48765-2"), ["Peanut"]);
+    }
+
+    #[test]
+    fn each_vaccine_is_one_line_and_every_dose_is_in_the_bundle() {
+        let dose = |id: &str, date: &str, vaccine: &str| {
+            json!({"resourceType": "Immunization", "id": id, "status": "completed",
+                   "occurrenceDateTime": date, "vaccineCode": {"text": vaccine}})
+        };
+        // Newest first, as `load` reads them.
+        let summary = summarise(vec![
+            dose("i3", "2023-10-01", "Influenza"),
+            dose("i2", "2022-10-01", "Influenza"),
+            dose("t1", "2021-05-01", "Tdap"),
+            dose("i1", "2021-10-01", "Influenza"),
+        ]);
+        let section = summary
+            .sections
+            .iter()
+            .find(|s| s.code == "11369-6")
+            .unwrap();
+        let lines: Vec<(&str, Option<&str>, Option<&str>)> = section
+            .items
+            .iter()
+            .map(|i| (i.title.as_str(), i.date.as_deref(), i.detail.as_deref()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (
+                    "Influenza",
+                    Some("2023-10-01"),
+                    Some("3 doses, the first on 2021-10-01")
+                ),
+                ("Tdap", Some("2021-05-01"), None),
+            ]
+        );
+        let bundle = bundle(&summary, "2026-11-25T10:00:00Z");
+        let section = bundle["entry"][0]["resource"]["section"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["code"]["coding"][0]["code"] == "11369-6")
+            .unwrap()
+            .clone();
+        assert_eq!(section["entry"].as_array().unwrap().len(), 4);
+        let doses = bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["resource"]["resourceType"] == "Immunization")
+            .count();
+        assert_eq!(doses, 4);
     }
 
     #[test]

@@ -18,3 +18,9 @@ WHERE resource_type IN ('MedicationRequest', 'MedicationStatement',
                         'MedicationAdministration', 'MedicationDispense')
   AND json_valid(json)
   AND json_type(json, '$.medicationReference') IS NOT NULL;
+
+-- Imaging studies that name no procedure were untitled; they are now "Ultrasound (thoracic)"
+-- from their first series, or named by procedureCode.
+INSERT INTO rederive_pending (source_id, resource_type, resource_id)
+SELECT source_id, resource_type, resource_id FROM resources
+WHERE resource_type = 'ImagingStudy' AND sort_title IS NULL;
