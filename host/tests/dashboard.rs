@@ -57,6 +57,12 @@ async fn widgets_show_the_patients_vitals_labs_visits_and_lists() {
     assert!(conditions.body.contains("obesity"), "{}", conditions.body);
     let shots = alice.get("/dashboard/widgets/immunizations").await;
     assert!(shots.body.contains("Influenza"), "{}", shots.body);
+    assert!(shots.body.contains("5 doses since 2012"), "{}", shots.body);
+    assert_eq!(
+        shots.body.matches("<li>").count(),
+        3,
+        "one line per vaccine"
+    );
     assert_eq!(
         alice.get("/dashboard/widgets/no-such-widget").await.status,
         StatusCode::NOT_FOUND

@@ -175,11 +175,25 @@ async fn the_profile_shows_who_and_the_short_lists() {
     assert!(about.contains("Medical Record Number"));
     assert!(!about.contains("999-37-3544"), "SSN is masked");
 
+    // One line per vaccine, newest first: which vaccines, how many doses, the latest when.
     let immunizations = section(&profile, "immunizations");
-    assert!(immunizations.contains("Hep A, adult"), "{immunizations}");
-    let flu = immunizations.find("1 Oct 2020").expect("latest flu shot");
-    let hep = immunizations.find("13 Sep 2012").expect("first shots");
-    assert!(flu < hep, "newest first");
+    assert_eq!(immunizations.matches("<li>").count(), 3, "{immunizations}");
+    let flu = immunizations
+        .find("preservative free</a> <strong>5 doses since 2012</strong>")
+        .expect("five flu shots");
+    let latest_flu = immunizations.find("1 Oct 2020").expect("latest flu shot");
+    let hep = immunizations
+        .find("Hep A, adult</a> <strong>2 doses since 2012</strong>")
+        .expect("two Hep A doses");
+    let td = immunizations.find("Td (adult)").expect("one Td");
+    assert!(
+        flu < latest_flu && latest_flu < hep && hep < td,
+        "newest first"
+    );
+    assert!(
+        !immunizations.contains("13 Sep 2012"),
+        "only the latest dose's date"
+    );
 
     let conditions = section(&profile, "conditions");
     assert!(

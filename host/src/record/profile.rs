@@ -100,18 +100,64 @@ pub async fn allergies(
     )
 }
 
-/// Immunizations, newest first.
+/// Vaccines given, one line per vaccine: its latest dose, newest first, with how many doses
+/// there were ("3 doses since 2019"). A dose marked entered-in-error is left out; one marked
+/// not-done gets its own line, showing that status.
 pub async fn immunizations(
     db: &SqlitePool,
     user_id: i64,
     limit: Option<usize>,
 ) -> Result<Vec<Item>, sqlx::Error> {
-    Ok(records(db, user_id, "Immunization", None, true, limit)
-        .await?
+    // Grouped before any JSON is read; the same dose from two sources is counted once.
+    let rows: Vec<(
+        String,
+        Option<String>,
+        Option<String>,
+        i64,
+        Option<String>,
+        String,
+    )> = sqlx::query_as(
+        "WITH doses AS (
+               SELECT r.source_id, r.resource_id, r.sort_date, r.sort_title,
+                      (SELECT t.value FROM resource_tokens t WHERE t.source_id = r.source_id
+                         AND t.resource_type = 'Immunization' AND t.resource_id = r.resource_id
+                         AND t.kind = 'status') AS status
+               FROM resources r WHERE r.user_id = ? AND r.resource_type = 'Immunization'
+             ), vaccines AS (
+               -- SQLite takes the bare columns from the row holding max(sort_date).
+               SELECT source_id, resource_id, max(sort_date) AS sort_date, sort_title,
+                      count(DISTINCT resource_id) AS doses, min(sort_date) AS first_date
+               FROM doses WHERE status IS NOT 'entered-in-error'
+               GROUP BY lower(coalesce(sort_title, '')), status IS 'not-done'
+             )
+             SELECT v.resource_id, v.sort_date, v.sort_title, v.doses, v.first_date, r.json
+             FROM vaccines v JOIN resources r ON r.source_id = v.source_id
+                  AND r.resource_type = 'Immunization' AND r.resource_id = v.resource_id
+             ORDER BY v.sort_date DESC, v.resource_id LIMIT ?",
+    )
+    .bind(user_id)
+    .bind(limit.map_or(-1, |l| l as i64))
+    .fetch_all(db)
+    .await?;
+    Ok(rows
         .into_iter()
-        .filter(|(item, _)| item.status.as_deref() != Some("entered-in-error"))
-        .take(limit.unwrap_or(usize::MAX))
-        .map(|(item, _)| item)
+        .map(|(id, date, title, doses, first_date, json)| {
+            let json: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+            let mut item = Item::new(
+                "Immunization",
+                &id,
+                date.as_deref(),
+                title.as_deref(),
+                &json,
+            );
+            if doses > 1 {
+                item.value = Some(match first_date.as_deref().and_then(|d| d.get(..4)) {
+                    Some(year) => format!("{doses} doses since {year}"),
+                    None => format!("{doses} doses"),
+                });
+            }
+            item
+        })
         .collect())
 }
 
