@@ -100,6 +100,17 @@ pub async fn allergies(
     )
 }
 
+/// The latest dose of one vaccine, and how many there were.
+#[derive(sqlx::FromRow)]
+struct VaccineRow {
+    resource_id: String,
+    sort_date: Option<String>,
+    sort_title: Option<String>,
+    doses: i64,
+    first_date: Option<String>,
+    json: String,
+}
+
 /// Vaccines given, one line per vaccine: its latest dose, newest first, with how many doses
 /// there were ("3 doses since 2019"). A dose marked entered-in-error is left out; one marked
 /// not-done gets its own line, showing that status.
@@ -109,14 +120,7 @@ pub async fn immunizations(
     limit: Option<usize>,
 ) -> Result<Vec<Item>, sqlx::Error> {
     // Grouped before any JSON is read; the same dose from two sources is counted once.
-    let rows: Vec<(
-        String,
-        Option<String>,
-        Option<String>,
-        i64,
-        Option<String>,
-        String,
-    )> = sqlx::query_as(
+    let rows: Vec<VaccineRow> = sqlx::query_as(
         "WITH doses AS (
                SELECT r.source_id, r.resource_id, r.sort_date, r.sort_title,
                       (SELECT t.value FROM resource_tokens t WHERE t.source_id = r.source_id
@@ -141,19 +145,20 @@ pub async fn immunizations(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, date, title, doses, first_date, json)| {
-            let json: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+        .map(|row| {
+            let json: Value = serde_json::from_str(&row.json).unwrap_or(Value::Null);
             let mut item = Item::new(
                 "Immunization",
-                &id,
-                date.as_deref(),
-                title.as_deref(),
+                &row.resource_id,
+                row.sort_date.as_deref(),
+                row.sort_title.as_deref(),
                 &json,
             );
-            if doses > 1 {
-                item.value = Some(match first_date.as_deref().and_then(|d| d.get(..4)) {
-                    Some(year) => format!("{doses} doses since {year}"),
-                    None => format!("{doses} doses"),
+            if row.doses > 1 {
+                let since = row.first_date.as_deref().and_then(|d| d.get(..4));
+                item.value = Some(match since {
+                    Some(year) => format!("{} doses since {year}", row.doses),
+                    None => format!("{} doses", row.doses),
                 });
             }
             item
