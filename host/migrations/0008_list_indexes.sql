@@ -10,3 +10,9 @@ CREATE INDEX resource_tokens_by_value ON resource_tokens (user_id, kind, value, 
 -- with the source in the index, that check and the page count read no table rows.
 DROP INDEX resources_by_user_type_id;
 CREATE INDEX resources_by_user_type_id ON resources (user_id, resource_type, resource_id, source_id);
+
+-- Immunizations are listed one line per vaccine (profile::immunizations): counting the doses
+-- of each reads only this small index, not every dose's row.
+CREATE INDEX immunizations_by_vaccine
+    ON resources (user_id, resource_type, sort_title, sort_date, source_id, resource_id)
+    WHERE resource_type = 'Immunization';

@@ -157,20 +157,9 @@ async fn medicines_and_images_are_named_everywhere_also_after_an_upgrade() {
                     "bodySite": {"code": "261179002", "display": "thoracic"}}]}}
         ]
     });
-    let file = server.data_dir.path().join("epic.json");
-    std::fs::write(&file, bundle.to_string()).unwrap();
-    let user_id = server.user_id(common::ADMIN).await;
-    fasten::import::import_file(
-        &server.state.db,
-        &server.state.plugins,
-        user_id,
-        &file,
-        "epic.json",
-        fasten::jobs::Trigger::Cli,
-        &Default::default(),
-    )
-    .await
-    .expect("the bundle imports");
+    server
+        .import_bundle(common::ADMIN, "epic.json", &bundle)
+        .await;
 
     let named_everywhere = |alice: common::Client| async move {
         let widget = alice.get("/dashboard/widgets/medications").await.body;

@@ -236,6 +236,36 @@ async fn allergies_and_active_medications_are_listed() {
     assert!(!conditions.contains("Otitis media"));
 }
 
+/// A dose recorded by mistake is not a dose; a dose not given is said so, on its own line.
+#[tokio::test]
+async fn vaccines_count_only_the_doses_given() {
+    let (server, alice) = TestServer::with_admin().await;
+    let dose = |id: &str, status: &str, date: &str| {
+        serde_json::json!({"resource": {"resourceType": "Immunization", "id": id,
+            "status": status, "occurrenceDateTime": date,
+            "vaccineCode": {"text": "Influenza"}, "patient": {"reference": "Patient/p"}}})
+    };
+    let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        dose("f1", "completed", "2021-10-01"),
+        dose("f2", "completed", "2022-10-01"),
+        dose("f3", "entered-in-error", "2024-10-01"),
+        dose("f4", "not-done", "2023-10-01"),
+    ]});
+    server
+        .import_bundle(common::ADMIN, "shots.json", &bundle)
+        .await;
+    let profile = page(&alice, "/profile").await;
+    let shots = section(&profile, "immunizations");
+    assert_eq!(shots.matches("<li>").count(), 2, "{shots}");
+    let not_done = shots.find("(not-done)").expect("the dose not given");
+    let given = shots
+        .find("Influenza</a> <strong>2 doses since 2021</strong>")
+        .expect("two doses given");
+    assert!(not_done < given, "newest first: 2023 before 2022");
+    assert!(shots.contains("1 Oct 2022"), "the latest dose given");
+    assert!(!shots.contains("2024"), "the mistaken dose is left out");
+}
+
 #[tokio::test]
 async fn other_users_see_none_of_it() {
     let (server, alice) = TestServer::with_admin().await;

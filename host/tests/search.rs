@@ -17,28 +17,6 @@ const PARIS: &str = "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json";
 /// Paris's "Viral sinusitis (disorder)".
 const SINUSITIS: &str = "7648b996-765c-4e4b-9daf-af0ede11d69b";
 
-fn synthea(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/fhir/synthea")
-        .join(name)
-}
-
-async fn import(server: &TestServer, username: &str, path: &Path) {
-    let user_id = server.user_id(username).await;
-    let name = path.file_name().unwrap().to_str().unwrap();
-    fasten::import::import_file(
-        &server.state.db,
-        &server.state.plugins,
-        user_id,
-        path,
-        name,
-        fasten::jobs::Trigger::Cli,
-        &Default::default(),
-    )
-    .await
-    .expect("the bundle imports");
-}
-
 fn search_path(words: &str) -> String {
     let q: String = form_urlencoded::byte_serialize(words.as_bytes()).collect();
     format!("/search?q={q}")
@@ -86,7 +64,7 @@ fn notes_bundle_with(dir: &Path, note: &str) -> PathBuf {
 #[tokio::test]
 async fn words_find_their_records_marked_and_grouped_only_for_their_owner() {
     let (server, alice) = TestServer::with_admin().await;
-    import(&server, ADMIN, &synthea(PARIS)).await;
+    server.import_synthea(ADMIN, PARIS).await;
 
     // Every page has the search box.
     let explore = alice.get("/explore").await;
@@ -181,7 +159,7 @@ async fn words_find_their_records_marked_and_grouped_only_for_their_owner() {
 async fn notes_and_documents_are_searchable_and_record_text_stays_text() {
     let (server, alice) = TestServer::with_admin().await;
     let dir = tempfile::tempdir().unwrap();
-    import(&server, ADMIN, &notes_bundle(dir.path())).await;
+    server.import_path(ADMIN, &notes_bundle(dir.path())).await;
 
     let reply = alice.get(&search_path("lilac")).await;
     let conditions = group(&reply.body, "Conditions").expect("found by its note");
@@ -207,12 +185,12 @@ async fn notes_and_documents_are_searchable_and_record_text_stays_text() {
     );
 
     // A changed record is found by its new words only.
-    import(
-        &server,
-        ADMIN,
-        &notes_bundle_with(dir.path(), "Better since the maple was cut"),
-    )
-    .await;
+    server
+        .import_path(
+            ADMIN,
+            &notes_bundle_with(dir.path(), "Better since the maple was cut"),
+        )
+        .await;
     let reply = alice.get(&search_path("lilac")).await;
     assert!(
         reply.body.contains("Nothing in your records matches"),
@@ -232,12 +210,12 @@ async fn notes_and_documents_are_searchable_and_record_text_stays_text() {
 async fn reimports_do_not_duplicate_and_deleting_the_source_removes_results() {
     let (server, alice) = TestServer::with_admin().await;
     let user_id = server.user_id(ADMIN).await;
-    import(&server, ADMIN, &synthea(PARIS)).await;
+    server.import_synthea(ADMIN, PARIS).await;
     let first = alice.get(&search_path("cholesterol")).await.body;
     let matches = |body: &str| body.matches("<li>").count();
     assert!(matches(&first) >= 4, "{first}");
 
-    import(&server, ADMIN, &synthea(PARIS)).await;
+    server.import_synthea(ADMIN, PARIS).await;
     let again = alice.get(&search_path("cholesterol")).await.body;
     assert_eq!(matches(&again), matches(&first));
     let indexed = server
@@ -278,7 +256,7 @@ async fn reimports_do_not_duplicate_and_deleting_the_source_removes_results() {
 #[tokio::test]
 async fn a_database_from_before_search_is_indexed_at_start() {
     let (server, alice) = TestServer::with_admin().await;
-    import(&server, ADMIN, &synthea(PARIS)).await;
+    server.import_synthea(ADMIN, PARIS).await;
     // As if these records had been stored before search existed.
     sqlx::query("DELETE FROM search_docs")
         .execute(&server.state.db)
@@ -302,7 +280,7 @@ async fn a_database_from_before_search_is_indexed_at_start() {
 #[tokio::test]
 async fn record_pages_explain_common_tests() {
     let (server, alice) = TestServer::with_admin().await;
-    import(&server, ADMIN, &synthea(PARIS)).await;
+    server.import_synthea(ADMIN, PARIS).await;
     let (id,): (String,) = sqlx::query_as(
         "SELECT resource_id FROM resource_tokens WHERE kind = 'code' AND value = 'http://loinc.org|2085-9' LIMIT 1",
     )
@@ -376,7 +354,7 @@ async fn the_online_glossary_asks_once_and_only_when_turned_on() {
 
     // Off (the default): no request, whatever is opened; the admin is told about the setting.
     let (server, alice) = start_with_glossary(addr, false).await;
-    import(&server, ADMIN, &notes_bundle(dir.path())).await;
+    server.import_path(ADMIN, &notes_bundle(dir.path())).await;
     let card = alice.get("/explore/Observation/ldh-1").await;
     assert_eq!(card.status, StatusCode::OK);
     assert!(!card.body.contains("What is this?"));
@@ -390,7 +368,7 @@ async fn the_online_glossary_asks_once_and_only_when_turned_on() {
 
     // On: asked once, then answered from the cache.
     let (server, alice) = start_with_glossary(addr, true).await;
-    import(&server, ADMIN, &notes_bundle(dir.path())).await;
+    server.import_path(ADMIN, &notes_bundle(dir.path())).await;
     for _ in 0..2 {
         let card = alice.get("/explore/Observation/ldh-1").await;
         assert!(card.body.contains("What is this?"), "{}", card.body);
@@ -406,7 +384,7 @@ async fn the_online_glossary_asks_once_and_only_when_turned_on() {
     assert!(queries[0].contains("mainSearchCriteria.v.cs=2.16.840.1.113883.6.1"));
 
     // Codes the offline glossary explains never leave the machine.
-    import(&server, ADMIN, &synthea(PARIS)).await;
+    server.import_synthea(ADMIN, PARIS).await;
     let (id,): (String,) = sqlx::query_as(
         "SELECT resource_id FROM resource_tokens WHERE kind = 'code' AND value = 'http://loinc.org|2085-9' LIMIT 1",
     )

@@ -119,14 +119,18 @@ pub async fn immunizations(
     user_id: i64,
     limit: Option<usize>,
 ) -> Result<Vec<Item>, sqlx::Error> {
-    // Grouped before any JSON is read; the same dose from two sources is counted once.
+    // Grouped from an index before any JSON is read (the few flagged doses are looked up
+    // first); the same dose from two sources is counted once.
     let rows: Vec<VaccineRow> = sqlx::query_as(
-        "WITH doses AS (
-               SELECT r.source_id, r.resource_id, r.sort_date, r.sort_title,
-                      (SELECT t.value FROM resource_tokens t WHERE t.source_id = r.source_id
-                         AND t.resource_type = 'Immunization' AND t.resource_id = r.resource_id
-                         AND t.kind = 'status') AS status
-               FROM resources r WHERE r.user_id = ? AND r.resource_type = 'Immunization'
+        "WITH flagged AS MATERIALIZED (
+               SELECT source_id, resource_id, value FROM resource_tokens
+               WHERE user_id = ?1 AND kind = 'status' AND resource_type = 'Immunization'
+                 AND value IN ('entered-in-error', 'not-done')
+             ), doses AS (
+               SELECT r.source_id, r.resource_id, r.sort_date, r.sort_title, f.value AS status
+               FROM resources r LEFT JOIN flagged f
+                    ON f.source_id = r.source_id AND f.resource_id = r.resource_id
+               WHERE r.user_id = ?1 AND r.resource_type = 'Immunization'
              ), vaccines AS (
                -- SQLite takes the bare columns from the row holding max(sort_date).
                SELECT source_id, resource_id, max(sort_date) AS sort_date, sort_title,
@@ -137,7 +141,7 @@ pub async fn immunizations(
              SELECT v.resource_id, v.sort_date, v.sort_title, v.doses, v.first_date, r.json
              FROM vaccines v JOIN resources r ON r.source_id = v.source_id
                   AND r.resource_type = 'Immunization' AND r.resource_id = v.resource_id
-             ORDER BY v.sort_date DESC, v.resource_id LIMIT ?",
+             ORDER BY v.sort_date DESC, v.resource_id LIMIT ?2",
     )
     .bind(user_id)
     .bind(limit.map_or(-1, |l| l as i64))

@@ -141,18 +141,31 @@ impl TestServer {
 
     /// Imports a Synthea bundle for a user the way `fasten import` does.
     pub async fn import_synthea(&self, username: &str, name: &str) {
+        self.import_path(username, &synthea(name)).await;
+    }
+
+    /// Imports a file for a user the way `fasten import` does.
+    pub async fn import_path(&self, username: &str, path: &Path) {
         let user_id = self.user_id(username).await;
+        let name = path.file_name().unwrap().to_str().unwrap();
         fasten::import::import_file(
             &self.state.db,
             &self.state.plugins,
             user_id,
-            &synthea(name),
+            path,
             name,
             fasten::jobs::Trigger::Cli,
             &Default::default(),
         )
         .await
-        .expect("the Synthea bundle imports");
+        .unwrap_or_else(|e| panic!("{name} imports: {e:#}"));
+    }
+
+    /// Imports a FHIR Bundle written by the test, saved as `name` in the data folder.
+    pub async fn import_bundle(&self, username: &str, name: &str, bundle: &serde_json::Value) {
+        let path = self.data_dir.path().join(name);
+        std::fs::write(&path, bundle.to_string()).unwrap();
+        self.import_path(username, &path).await;
     }
 
     pub async fn user_exists(&self, username: &str) -> bool {
