@@ -95,11 +95,18 @@ pub enum HttpFailure {
     Network(String),
 }
 
+/// How long an idle connection is kept for reuse: less than common servers' keep-alive timeout.
+pub const IDLE_CONNECTION: Duration = Duration::from_secs(4);
+
 /// A client that never follows redirects by itself: [`HttpGate::send`] checks each hop.
 pub fn build_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(TIMEOUT)
+        // A server may close a keep-alive connection once it has been idle for its own timeout
+        // (5 s in Node.js); reusing one it is closing fails the request with "connection
+        // reset". Idle connections are dropped before that.
+        .pool_idle_timeout(IDLE_CONNECTION)
         .user_agent(concat!("Fasten-On-Prem/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("a reqwest client with static settings")

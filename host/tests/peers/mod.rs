@@ -117,6 +117,7 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(60))
+        .pool_idle_timeout(fasten::plugins::http::IDLE_CONNECTION)
         .build()
         .unwrap()
 }
