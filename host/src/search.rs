@@ -483,6 +483,28 @@ pub async fn index(
     Ok(())
 }
 
+/// Replaces the title in a resource's search text, for a title learnt after it was indexed
+/// (a medicine named by a Medication stored later).
+pub async fn set_title(
+    conn: &mut SqliteConnection,
+    source_id: i64,
+    resource_type: &str,
+    resource_id: &str,
+    title: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE search_fts SET title = ? WHERE rowid = (SELECT id FROM search_docs
+         WHERE source_id = ? AND resource_type = ? AND resource_id = ?)",
+    )
+    .bind(clean(title))
+    .bind(source_id)
+    .bind(resource_type)
+    .bind(resource_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Indexes every resource that has no search text yet: all of them the first time a database
 /// from before search starts, and none afterwards (one indexed anti-join to find out). Runs in
 /// batches, each its own transaction, so a large record does not hold the write lock for long.

@@ -237,3 +237,64 @@ async fn the_dashboard_reads_right_for_a_late_relative() {
         assert_eq!(labs.matches(&format!(">{test}</a>")).count(), 1, "{labs}");
     }
 }
+
+/// A prescription that points to a separate Medication (no display) is named by it, also when
+/// the Medication comes in a later import than the prescription.
+#[tokio::test]
+async fn a_medicine_stored_apart_names_its_prescriptions() {
+    let (server, alice) = TestServer::with_admin().await;
+    let request = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "MedicationRequest", "id": "rx1", "status": "active",
+            "intent": "order", "authoredOn": "2024-05-01",
+            "medicationReference": {"reference": "Medication/med-9"}}}
+    ]});
+    server
+        .import_bundle(common::ADMIN, "request.json", &request)
+        .await;
+    let widget = alice.get("/dashboard/widgets/medications").await.body;
+    assert!(
+        widget.contains(">MedicationRequest</a>"),
+        "not named yet: {widget}"
+    );
+
+    let medication = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Medication", "id": "med-9",
+            "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                "code": "314076", "display": "lisinopril 10 MG Oral Tablet"}]}}}
+    ]});
+    server
+        .import_bundle(common::ADMIN, "medication.json", &medication)
+        .await;
+    let widget = alice.get("/dashboard/widgets/medications").await.body;
+    assert!(
+        widget.contains(">lisinopril 10 MG Oral Tablet</a>"),
+        "{widget}"
+    );
+    let card = alice.get("/explore/MedicationRequest/rx1").await.body;
+    assert!(card.contains("lisinopril 10 MG Oral Tablet"), "{card}");
+    assert!(
+        alice
+            .get("/summary")
+            .await
+            .body
+            .contains("<strong>lisinopril 10 MG Oral Tablet</strong>")
+    );
+    let found = alice.get("/search?q=lisinopril").await.body;
+    assert!(found.contains("/explore/MedicationRequest/rx1"), "{found}");
+
+    // Written the other way round, in one import: named at once.
+    let both = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "MedicationRequest", "id": "rx2", "status": "active",
+            "intent": "order", "medicationReference": {"reference": "Medication/med-10"}}},
+        {"resource": {"resourceType": "Medication", "id": "med-10",
+            "code": {"text": "metformin 500 MG Oral Tablet"}}}
+    ]});
+    server
+        .import_bundle(common::ADMIN, "both.json", &both)
+        .await;
+    let widget = alice.get("/dashboard/widgets/medications").await.body;
+    assert!(
+        widget.contains(">metformin 500 MG Oral Tablet</a>"),
+        "{widget}"
+    );
+}

@@ -21,6 +21,14 @@ impl Counts {
     }
 }
 
+/// The resource types that record a medicine's use and may name it by reference.
+const MEDICATION_USES: [&str; 4] = [
+    "MedicationRequest",
+    "MedicationStatement",
+    "MedicationAdministration",
+    "MedicationDispense",
+];
+
 /// An open transaction that resources are written into.
 pub struct Writer {
     tx: Transaction<'static, Sqlite>,
@@ -169,7 +177,87 @@ impl Writer {
             .map(|r| (r.resource_type.as_str(), r.resource_id.as_str(), &r.search))
             .collect();
         crate::search::index(&mut self.tx, self.user_id, self.source_id, &docs).await?;
+        self.name_referenced_medicines(&changed).await?;
         Ok(())
+    }
+
+    /// A medication record that names its medicine only by a reference to a Medication of the
+    /// same source (`medicationReference` without a display) takes that Medication's name as its
+    /// title, in lists and search, whichever of the two is written first: a sync may bring them
+    /// in different batches.
+    async fn name_referenced_medicines(&mut self, changed: &[&Prepared]) -> sqlx::Result<()> {
+        for r in changed {
+            if MEDICATION_USES.contains(&r.resource_type.as_str()) && r.sort_title.is_none() {
+                let medication = r.tokens.iter().find_map(|t| {
+                    (t.kind == "ref")
+                        .then(|| t.value.strip_prefix("Medication/"))
+                        .flatten()
+                });
+                let Some(medication) = medication else {
+                    continue;
+                };
+                let name: Option<Option<String>> = sqlx::query_scalar(
+                    "SELECT sort_title FROM resources
+                     WHERE source_id = ? AND resource_type = 'Medication' AND resource_id = ?",
+                )
+                .bind(self.source_id)
+                .bind(medication)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+                if let Some(name) = name.flatten() {
+                    self.set_title(&r.resource_type, &r.resource_id, &name)
+                        .await?;
+                }
+            }
+            if r.resource_type == "Medication"
+                && let Some(name) = &r.sort_title
+            {
+                let untitled: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT u.resource_type, u.resource_id FROM resource_tokens t
+                     JOIN resources u ON u.source_id = t.source_id
+                          AND u.resource_type = t.resource_type AND u.resource_id = t.resource_id
+                     WHERE t.user_id = ? AND t.kind = 'ref' AND t.value = ? AND t.source_id = ?
+                       AND u.sort_title IS NULL",
+                )
+                .bind(self.user_id)
+                .bind(format!("Medication/{}", r.resource_id))
+                .bind(self.source_id)
+                .fetch_all(&mut *self.tx)
+                .await?;
+                for (resource_type, resource_id) in untitled {
+                    if MEDICATION_USES.contains(&resource_type.as_str()) {
+                        self.set_title(&resource_type, &resource_id, name).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_title(
+        &mut self,
+        resource_type: &str,
+        resource_id: &str,
+        title: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE resources SET sort_title = ?
+             WHERE source_id = ? AND resource_type = ? AND resource_id = ?",
+        )
+        .bind(title)
+        .bind(self.source_id)
+        .bind(resource_type)
+        .bind(resource_id)
+        .execute(&mut *self.tx)
+        .await?;
+        crate::search::set_title(
+            &mut self.tx,
+            self.source_id,
+            resource_type,
+            resource_id,
+            title,
+        )
+        .await
     }
 
     pub async fn commit(self) -> sqlx::Result<Counts> {

@@ -93,11 +93,17 @@ pub fn is_current_medication(resource: &Value) -> bool {
     )
 }
 
-fn item(resource: Value, detail: Option<String>) -> Item {
+/// A resource as stored, with the title Fasten stored for it (which may come from elsewhere: a
+/// medicine named by a separate Medication).
+pub type Stored = (Value, Option<String>);
+
+fn item((resource, stored_title): Stored, detail: Option<String>) -> Item {
     Item {
         resource_type: resource["resourceType"].as_str().unwrap_or("").to_string(),
         id: resource["id"].as_str().unwrap_or("").to_string(),
-        title: fhir::title(&resource).unwrap_or_else(|| "(no name)".into()),
+        title: fhir::title(&resource)
+            .or(stored_title)
+            .unwrap_or_else(|| "(no name)".into()),
         date: fhir::sort_date(&resource),
         detail,
         resource,
@@ -106,15 +112,15 @@ fn item(resource: Value, detail: Option<String>) -> Item {
 }
 
 /// One line per vaccine: its latest dose, with how many there were and when the first was.
-fn immunization_lines(doses: Vec<Value>) -> Vec<Item> {
+fn immunization_lines(doses: Vec<Stored>) -> Vec<Item> {
     let mut lines: Vec<Item> = Vec::new();
     for dose in doses {
-        let title = fhir::title(&dose);
+        let title = fhir::title(&dose.0);
         match lines
             .iter_mut()
             .find(|line| Some(&line.title) == title.as_ref())
         {
-            Some(line) => line.earlier.push(dose),
+            Some(line) => line.earlier.push(dose.0),
             None => lines.push(item(dose, None)),
         }
     }
@@ -131,7 +137,7 @@ fn immunization_lines(doses: Vec<Value>) -> Vec<Item> {
 }
 
 /// Builds the summary from all of one user's resources of the types it uses, newest first.
-pub fn summarise(resources: Vec<Value>) -> Summary {
+pub fn summarise(resources: Vec<Stored>) -> Summary {
     let mut patient = None;
     let mut allergies = Vec::new();
     let mut medications = Vec::new();
@@ -140,34 +146,35 @@ pub fn summarise(resources: Vec<Value>) -> Summary {
     let mut results = Vec::new();
     let mut procedures = Vec::new();
     let mut seen_tests = std::collections::HashSet::new();
-    for resource in resources {
+    for stored in resources {
+        let resource = &stored.0;
         match resource["resourceType"].as_str().unwrap_or("") {
-            "Patient" if patient.is_none() => patient = Some(resource),
-            "AllergyIntolerance" if is_current_allergy(&resource) => {
+            "Patient" if patient.is_none() => patient = Some(stored.0),
+            "AllergyIntolerance" if is_current_allergy(resource) => {
                 let reaction = resource
                     .pointer("/reaction/0/manifestation/0")
                     .and_then(fhir::concept_text);
-                allergies.push(item(resource, reaction));
+                allergies.push(item(stored, reaction));
             }
-            "MedicationRequest" | "MedicationStatement" if is_current_medication(&resource) => {
+            "MedicationRequest" | "MedicationStatement" if is_current_medication(resource) => {
                 let dosage = resource
                     .pointer("/dosageInstruction/0/text")
                     .or_else(|| resource.pointer("/dosage/0/text"))
                     .and_then(Value::as_str)
                     .map(String::from);
-                medications.push(item(resource, dosage));
+                medications.push(item(stored, dosage));
             }
-            "Condition" if is_active_condition(&resource) => problems.push(item(resource, None)),
-            "Immunization" => immunizations.push(resource),
-            "Observation" if is_laboratory(&resource) && results.len() < RECENT => {
+            "Condition" if is_active_condition(resource) => problems.push(item(stored, None)),
+            "Immunization" => immunizations.push(stored),
+            "Observation" if is_laboratory(resource) && results.len() < RECENT => {
                 // The latest result of each test: the rows come newest first.
-                let test = fhir::title(&resource).unwrap_or_default();
+                let test = fhir::title(resource).unwrap_or_default();
                 if seen_tests.insert(test) {
-                    let value = observations::read(&resource).and_then(|o| o.value_display());
-                    results.push(item(resource, value));
+                    let value = observations::read(resource).and_then(|o| o.value_display());
+                    results.push(item(stored, value));
                 }
             }
-            "Procedure" if procedures.len() < RECENT => procedures.push(item(resource, None)),
+            "Procedure" if procedures.len() < RECENT => procedures.push(item(stored, None)),
             _ => {}
         }
     }
@@ -215,8 +222,8 @@ fn is_laboratory(resource: &Value) -> bool {
 
 /// Reads the user's resources the summary draws on, newest first.
 pub async fn load(db: &SqlitePool, user_id: i64) -> sqlx::Result<Summary> {
-    let rows: Vec<String> = sqlx::query_scalar(
-        "SELECT json FROM resources WHERE user_id = ? AND resource_type IN
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT json, sort_title FROM resources WHERE user_id = ? AND resource_type IN
            ('Patient', 'AllergyIntolerance', 'MedicationRequest', 'MedicationStatement',
             'Condition', 'Immunization', 'Observation', 'Procedure')
          ORDER BY sort_date DESC, resource_type, resource_id",
@@ -225,8 +232,8 @@ pub async fn load(db: &SqlitePool, user_id: i64) -> sqlx::Result<Summary> {
     .fetch_all(db)
     .await?;
     Ok(summarise(
-        rows.iter()
-            .filter_map(|json| serde_json::from_str(json).ok())
+        rows.into_iter()
+            .filter_map(|(json, title)| Some((serde_json::from_str(&json).ok()?, title)))
             .collect(),
     ))
 }
@@ -333,6 +340,11 @@ pub fn bundle(summary: &Summary, timestamp: &str) -> Value {
 mod tests {
     use super::*;
 
+    /// Resources as stored with no title of Fasten's own.
+    fn untitled(resources: Vec<Value>) -> Vec<Stored> {
+        resources.into_iter().map(|r| (r, None)).collect()
+    }
+
     fn condition(id: &str, status: &str, onset: &str, name: &str) -> Value {
         json!({"resourceType": "Condition", "id": id, "onsetDateTime": onset,
                "clinicalStatus": {"coding": [{"code": status}]},
@@ -341,7 +353,7 @@ mod tests {
 
     #[test]
     fn only_current_problems_medications_and_allergies_are_summarised() {
-        let summary = summarise(vec![
+        let summary = summarise(untitled(vec![
             json!({"resourceType": "Patient", "id": "p", "birthDate": "1980-02-03",
                    "name": [{"given": ["Ada"], "family": "Lovelace"}]}),
             condition("c1", "active", "2020-01-01", "Hypertension"),
@@ -353,7 +365,7 @@ mod tests {
             json!({"resourceType": "AllergyIntolerance", "id": "a1",
                    "clinicalStatus": {"coding": [{"code": "active"}]},
                    "code": {"text": "Peanut"}}),
-        ]);
+        ]));
         assert_eq!(summary.birth_date.as_deref(), Some("1980-02-03"));
         let titles = |code: &str| -> Vec<String> {
             summary
@@ -378,12 +390,12 @@ mod tests {
                    "occurrenceDateTime": date, "vaccineCode": {"text": vaccine}})
         };
         // Newest first, as `load` reads them.
-        let summary = summarise(vec![
+        let summary = summarise(untitled(vec![
             dose("i3", "2023-10-01", "Influenza"),
             dose("i2", "2022-10-01", "Influenza"),
             dose("t1", "2021-05-01", "Tdap"),
             dose("i1", "2021-10-01", "Influenza"),
-        ]);
+        ]));
         let section = summary
             .sections
             .iter()
@@ -425,10 +437,10 @@ mod tests {
 
     #[test]
     fn the_bundle_is_an_ips_document_with_composition_first_and_resolvable_entries() {
-        let summary = summarise(vec![
+        let summary = summarise(untitled(vec![
             json!({"resourceType": "Patient", "id": "p"}),
             condition("c1", "active", "2020-01-01", "Asthma <severe>"),
-        ]);
+        ]));
         let bundle = bundle(&summary, "2026-11-25T10:00:00Z");
         assert_eq!(bundle["type"], "document");
         let entries = bundle["entry"].as_array().unwrap();

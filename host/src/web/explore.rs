@@ -158,8 +158,15 @@ async fn detail(
     Path((resource_type, id)): Path<(String, String)>,
 ) -> Result<Html<String>, AppError> {
     check_type(&resource_type)?;
-    let (json, source_id, source_name, source_kind): (String, i64, String, String) = sqlx::query_as(
-        "SELECT r.json, r.source_id, s.display_name, s.kind FROM resources r JOIN sources s ON s.id = r.source_id
+    let (json, stored_title, source_id, source_name, source_kind): (
+        String,
+        Option<String>,
+        i64,
+        String,
+        String,
+    ) = sqlx::query_as(
+        "SELECT r.json, r.sort_title, r.source_id, s.display_name, s.kind
+         FROM resources r JOIN sources s ON s.id = r.source_id
          WHERE r.user_id = ? AND r.resource_type = ? AND r.resource_id = ?
          ORDER BY r.source_id LIMIT 1",
     )
@@ -200,7 +207,8 @@ async fn detail(
         .iter()
         .find(|(kind, _, _)| kind == "status")
         .map(|(_, v, _)| v.clone());
-    let title = fhir::title(&resource);
+    // The stored title may come from elsewhere (a medicine named by a separate Medication).
+    let title = fhir::title(&resource).or(stored_title);
     let mut glossary = record::glossary::lookup_codes(
         codes.iter().map(|c| (c.system.as_str(), c.code.as_str())),
         title.as_deref().unwrap_or(""),
