@@ -36,20 +36,6 @@ fn exported_zip(export_xml: &[u8]) -> Vec<u8> {
     zip.finish().unwrap().into_inner()
 }
 
-async fn observations(server: &TestServer, user: i64) -> Vec<Value> {
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT json FROM resources WHERE user_id = ? AND resource_type = 'Observation'
-         ORDER BY resource_id",
-    )
-    .bind(user)
-    .fetch_all(&server.state.db)
-    .await
-    .unwrap();
-    rows.iter()
-        .map(|(j,)| serde_json::from_str(j).unwrap())
-        .collect()
-}
-
 fn with_loinc<'a>(observations: &'a [Value], code: &str) -> Vec<&'a Value> {
     observations
         .iter()
@@ -71,7 +57,7 @@ async fn an_apple_health_export_and_its_zip_give_the_same_records() {
     // The workout is not imported, and the page says so.
     assert!(reply.body.contains("workout"), "{}", reply.body);
 
-    let stored = observations(&server, alice).await;
+    let stored = server.stored(alice, "Observation").await;
     let bmi = with_loinc(&stored, "39156-5");
     assert_eq!(bmi.len(), 1, "{stored:?}");
     assert_eq!(bmi[0]["valueQuantity"]["value"], 22.5312);
@@ -84,7 +70,7 @@ async fn an_apple_health_export_and_its_zip_give_the_same_records() {
     let reply = common::upload(&client, "export.zip", exported_zip(&sample())).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert!(reply.body.contains(" 0 new,"), "{}", reply.body);
-    assert_eq!(observations(&server, alice).await, stored);
+    assert_eq!(server.stored(alice, "Observation").await, stored);
 }
 
 #[tokio::test]
@@ -109,11 +95,11 @@ async fn a_years_export_is_summarised_per_day_and_a_cut_off_one_stores_nothing()
         "{}",
         reply.body
     );
-    assert!(observations(&server, alice).await.is_empty());
+    assert!(server.stored(alice, "Observation").await.is_empty());
 
     let reply = common::upload(&client, "export.zip", exported_zip(&export)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    let stored = observations(&server, alice).await;
+    let stored = server.stored(alice, "Observation").await;
     // Heart rate every few minutes becomes one summary per day and device, so a few weeks of
     // readings are tens of records, not thousands.
     let heart = with_loinc(&stored, "8867-4");

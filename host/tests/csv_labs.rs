@@ -54,19 +54,6 @@ async fn answer(client: &Client, action: &str, fields: &[(&str, &str)]) -> Reply
     }
 }
 
-async fn observations(server: &TestServer, user: i64) -> Vec<Value> {
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT json FROM resources WHERE user_id = ? AND resource_type = 'Observation'",
-    )
-    .bind(user)
-    .fetch_all(&server.state.db)
-    .await
-    .unwrap();
-    rows.iter()
-        .map(|(j,)| serde_json::from_str(j).unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_portal_csv_is_previewed_then_imported_into_labs_with_every_value_as_exported() {
     let (server, client) = TestServer::with_admin().await;
@@ -94,7 +81,11 @@ async fn a_portal_csv_is_previewed_then_imported_into_labs_with_every_value_as_e
             readable(&preview.body).contains(&expected[0].name),
             "{layout:?}"
         );
-        assert_eq!(observations(&server, alice).await.len(), 0, "{layout:?}");
+        assert_eq!(
+            server.stored(alice, "Observation").await.len(),
+            0,
+            "{layout:?}"
+        );
 
         let imported = answer(
             &client,
@@ -111,7 +102,7 @@ async fn a_portal_csv_is_previewed_then_imported_into_labs_with_every_value_as_e
         assert!(imported.body.contains("import-report"), "{}", imported.body);
 
         // Every exported value came back with its LOINC code, number, UCUM unit and date.
-        let stored = observations(&server, alice).await;
+        let stored = server.stored(alice, "Observation").await;
         for row in &expected {
             let found = stored.iter().any(|o| {
                 o["code"]["coding"][0]["code"] == row.loinc.as_str()
@@ -189,7 +180,8 @@ async fn ambiguous_dates_ask_for_the_order_and_the_answer_decides_the_stored_dat
     )
     .await;
     assert!(imported.body.contains("import-report"), "{}", imported.body);
-    let mut dates: Vec<String> = observations(&server, alice)
+    let mut dates: Vec<String> = server
+        .stored(alice, "Observation")
         .await
         .iter()
         .map(|o| o["effectiveDateTime"].as_str().unwrap().to_string())
@@ -241,7 +233,7 @@ async fn row_problems_are_listed_with_row_numbers_and_bad_files_store_nothing() 
         "{}",
         cancelled.body
     );
-    assert_eq!(observations(&server, alice).await.len(), 0);
+    assert_eq!(server.stored(alice, "Observation").await.len(), 0);
     let uploads = server.data_dir.path().join("uploads");
     let left: Vec<_> = std::fs::read_dir(&uploads)
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
@@ -282,5 +274,5 @@ async fn row_problems_are_listed_with_row_numbers_and_bad_files_store_nothing() 
             reply.body
         );
     }
-    assert_eq!(observations(&server, alice).await.len(), 0);
+    assert_eq!(server.stored(alice, "Observation").await.len(), 0);
 }

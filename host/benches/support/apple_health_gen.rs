@@ -22,7 +22,9 @@ pub fn write_export(writer: &mut impl Write, target_bytes: u64) -> io::Result<u6
         inner: writer,
         written: 0,
     };
-    out.write_all(HEADER.as_bytes())?;
+    for part in [XML_DECLARATION, APPLE_DOCTYPE, OPENING] {
+        out.write_all(part.as_bytes())?;
+    }
     let mut random = 0x2545_f491_4f6c_dd1d_u64;
     // 2019-01-01 in days since 1970.
     let mut day = 17_897_i64;
@@ -230,121 +232,12 @@ fn write_day(out: &mut impl Write, day: i64, random: &mut u64) -> io::Result<()>
     )
 }
 
-const HEADER: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE HealthData [
-<!-- HealthKit Export Version: 13 -->
-<!ELEMENT HealthData (ExportDate,Me,(Record|Correlation|Workout|ActivitySummary|ClinicalRecord|Audiogram|VisionPrescription)*)>
-<!ATTLIST HealthData
-  locale CDATA #REQUIRED
->
-<!ELEMENT ExportDate EMPTY>
-<!ATTLIST ExportDate
-  value CDATA #REQUIRED
->
-<!ELEMENT Me EMPTY>
-<!ATTLIST Me
-  HKCharacteristicTypeIdentifierDateOfBirth                   CDATA #REQUIRED
-  HKCharacteristicTypeIdentifierBiologicalSex                 CDATA #REQUIRED
-  HKCharacteristicTypeIdentifierBloodType                     CDATA #REQUIRED
-  HKCharacteristicTypeIdentifierFitzpatrickSkinType           CDATA #REQUIRED
-  HKCharacteristicTypeIdentifierCardioFitnessMedicationsUse   CDATA #REQUIRED
->
-<!ELEMENT Record ((MetadataEntry|HeartRateVariabilityMetadataList)*)>
-<!ATTLIST Record
-  type          CDATA #REQUIRED
-  unit          CDATA #IMPLIED
-  value         CDATA #IMPLIED
-  sourceName    CDATA #REQUIRED
-  sourceVersion CDATA #IMPLIED
-  device        CDATA #IMPLIED
-  creationDate  CDATA #IMPLIED
-  startDate     CDATA #REQUIRED
-  endDate       CDATA #REQUIRED
->
-<!-- Note: Any Records that appear as children of a correlation also appear as top-level records in this document. -->
-<!ELEMENT Correlation ((MetadataEntry|Record)*)>
-<!ATTLIST Correlation
-  type          CDATA #REQUIRED
-  sourceName    CDATA #REQUIRED
-  sourceVersion CDATA #IMPLIED
-  device        CDATA #IMPLIED
-  creationDate  CDATA #IMPLIED
-  startDate     CDATA #REQUIRED
-  endDate       CDATA #REQUIRED
->
-<!ELEMENT Workout ((MetadataEntry|WorkoutEvent|WorkoutRoute|WorkoutStatistics)*)>
-<!ATTLIST Workout
-  workoutActivityType   CDATA #REQUIRED
-  duration              CDATA #IMPLIED
-  durationUnit          CDATA #IMPLIED
-  totalDistance         CDATA #IMPLIED
-  totalDistanceUnit     CDATA #IMPLIED
-  totalEnergyBurned     CDATA #IMPLIED
-  totalEnergyBurnedUnit CDATA #IMPLIED
-  sourceName            CDATA #REQUIRED
-  sourceVersion         CDATA #IMPLIED
-  device                CDATA #IMPLIED
-  creationDate          CDATA #IMPLIED
-  startDate             CDATA #REQUIRED
-  endDate               CDATA #REQUIRED
->
-<!ELEMENT WorkoutEvent ((MetadataEntry)*)>
-<!ATTLIST WorkoutEvent
-  type         CDATA #REQUIRED
-  date         CDATA #REQUIRED
-  duration     CDATA #IMPLIED
-  durationUnit CDATA #IMPLIED
->
-<!ELEMENT WorkoutStatistics EMPTY>
-<!ATTLIST WorkoutStatistics
-  type      CDATA #REQUIRED
-  startDate CDATA #REQUIRED
-  endDate   CDATA #REQUIRED
-  average   CDATA #IMPLIED
-  minimum   CDATA #IMPLIED
-  maximum   CDATA #IMPLIED
-  sum       CDATA #IMPLIED
-  unit      CDATA #IMPLIED
->
-<!ELEMENT WorkoutRoute ((MetadataEntry|FileReference)*)>
-<!ATTLIST WorkoutRoute
-  sourceName    CDATA #REQUIRED
-  sourceVersion CDATA #IMPLIED
-  device        CDATA #IMPLIED
-  creationDate  CDATA #IMPLIED
-  startDate     CDATA #REQUIRED
-  endDate       CDATA #REQUIRED
->
-<!ELEMENT FileReference EMPTY>
-<!ATTLIST FileReference
-  path CDATA #REQUIRED
->
-<!ELEMENT ActivitySummary EMPTY>
-<!ATTLIST ActivitySummary
-  dateComponents           CDATA #IMPLIED
-  activeEnergyBurned       CDATA #IMPLIED
-  activeEnergyBurnedGoal   CDATA #IMPLIED
-  activeEnergyBurnedUnit   CDATA #IMPLIED
-  appleMoveTime            CDATA #IMPLIED
-  appleMoveTimeGoal        CDATA #IMPLIED
-  appleExerciseTime        CDATA #IMPLIED
-  appleExerciseTimeGoal    CDATA #IMPLIED
-  appleStandHours          CDATA #IMPLIED
-  appleStandHoursGoal      CDATA #IMPLIED
->
-<!ELEMENT MetadataEntry EMPTY>
-<!ATTLIST MetadataEntry
-  key   CDATA #REQUIRED
-  value CDATA #REQUIRED
->
-<!ELEMENT HeartRateVariabilityMetadataList (InstantaneousBeatsPerMinute*)>
-<!ELEMENT InstantaneousBeatsPerMinute EMPTY>
-<!ATTLIST InstantaneousBeatsPerMinute
-  bpm  CDATA #REQUIRED
-  time CDATA #REQUIRED
->
-]>
-<HealthData locale="en_US">
+/// The DTD Apple puts at the top of every export, shared with the plugin's own tests.
+const APPLE_DOCTYPE: &str = include_str!("../../../plugins/apple-health/src/testdata/doctype.xml");
+
+const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+
+const OPENING: &str = r#"<HealthData locale="en_US">
  <ExportDate value="2024-01-10 09:00:00 -0800"/>
  <Me HKCharacteristicTypeIdentifierDateOfBirth="1985-06-01" HKCharacteristicTypeIdentifierBiologicalSex="HKBiologicalSexFemale" HKCharacteristicTypeIdentifierBloodType="HKBloodTypeNotSet" HKCharacteristicTypeIdentifierFitzpatrickSkinType="HKFitzpatrickSkinTypeNotSet" HKCharacteristicTypeIdentifierCardioFitnessMedicationsUse="None"/>
 "#;

@@ -151,13 +151,24 @@ fn value_text(resource: &Value) -> Option<String> {
     })
 }
 
-async fn detail(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    page: Page,
-    Path((resource_type, id)): Path<(String, String)>,
-) -> Result<Html<String>, AppError> {
-    check_type(&resource_type)?;
+/// One of the user's records as stored, with its source. The same record may come from several
+/// sources: the oldest source's copy is the one shown.
+struct StoredRecord {
+    resource: Value,
+    /// The title Fasten stored, which may come from elsewhere (a medicine named by a separate
+    /// Medication).
+    stored_title: Option<String>,
+    source_id: i64,
+    source_name: String,
+    source_kind: String,
+}
+
+async fn stored_record(
+    state: &AppState,
+    user_id: i64,
+    resource_type: &str,
+    id: &str,
+) -> Result<StoredRecord, AppError> {
     let (json, stored_title, source_id, source_name, source_kind): (
         String,
         Option<String>,
@@ -170,13 +181,35 @@ async fn detail(
          WHERE r.user_id = ? AND r.resource_type = ? AND r.resource_id = ?
          ORDER BY r.source_id LIMIT 1",
     )
-    .bind(user.id)
-    .bind(&resource_type)
-    .bind(&id)
+    .bind(user_id)
+    .bind(resource_type)
+    .bind(id)
     .fetch_optional(&state.db)
     .await?
     .ok_or(AppError::NotFound)?;
-    let resource: Value = serde_json::from_str(&json).map_err(anyhow::Error::new)?;
+    Ok(StoredRecord {
+        resource: serde_json::from_str(&json).map_err(anyhow::Error::new)?,
+        stored_title,
+        source_id,
+        source_name,
+        source_kind,
+    })
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    page: Page,
+    Path((resource_type, id)): Path<(String, String)>,
+) -> Result<Html<String>, AppError> {
+    check_type(&resource_type)?;
+    let StoredRecord {
+        resource,
+        stored_title,
+        source_id,
+        source_name,
+        source_kind,
+    } = stored_record(&state, user.id, &resource_type, &id).await?;
     let tokens: Vec<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT kind, value, display FROM resource_tokens
          WHERE source_id = ? AND resource_type = ? AND resource_id = ?",
@@ -207,7 +240,6 @@ async fn detail(
         .iter()
         .find(|(kind, _, _)| kind == "status")
         .map(|(_, v, _)| v.clone());
-    // The stored title may come from elsewhere (a medicine named by a separate Medication).
     let title = fhir::title(&resource).or(stored_title);
     let mut glossary = record::glossary::lookup_codes(
         codes.iter().map(|c| (c.system.as_str(), c.code.as_str())),
@@ -297,17 +329,11 @@ async fn attachment(
 ) -> Result<Response, AppError> {
     use base64::Engine;
     check_type(&resource_type)?;
-    let (json, source_id): (String, i64) = sqlx::query_as(
-        "SELECT json, source_id FROM resources
-         WHERE user_id = ? AND resource_type = ? AND resource_id = ? ORDER BY source_id LIMIT 1",
-    )
-    .bind(user.id)
-    .bind(&resource_type)
-    .bind(&id)
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or(AppError::NotFound)?;
-    let resource: Value = serde_json::from_str(&json).map_err(anyhow::Error::new)?;
+    let StoredRecord {
+        resource,
+        source_id,
+        ..
+    } = stored_record(&state, user.id, &resource_type, &id).await?;
     let attachment = attachments_of(&resource)
         .get(index)
         .copied()

@@ -139,6 +139,22 @@ impl TestServer {
             .unwrap()
     }
 
+    /// A user's stored resources of one type, by id.
+    pub async fn stored(&self, user_id: i64, resource_type: &str) -> Vec<serde_json::Value> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT json FROM resources WHERE user_id = ? AND resource_type = ?
+             ORDER BY resource_id",
+        )
+        .bind(user_id)
+        .bind(resource_type)
+        .fetch_all(&self.state.db)
+        .await
+        .unwrap();
+        rows.iter()
+            .map(|json| serde_json::from_str(json).unwrap())
+            .collect()
+    }
+
     /// Imports a Synthea bundle for a user the way `fasten import` does.
     pub async fn import_synthea(&self, username: &str, name: &str) {
         self.import_path(username, &synthea(name)).await;

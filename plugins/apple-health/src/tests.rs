@@ -292,70 +292,8 @@ fn apple_time(minutes: usize) -> String {
     )
 }
 
-/// The DTD Apple puts at the top of every export (abridged; the real one is longer).
-const APPLE_DOCTYPE: &str = r#"<!DOCTYPE HealthData [
-<!-- HealthKit Export Version: 13 -->
-<!ELEMENT HealthData (ExportDate,Me,(Record|Correlation|Workout|ActivitySummary|ClinicalRecord|Audiogram|VisionPrescription)*)>
-<!ATTLIST HealthData
-  locale CDATA #REQUIRED
->
-<!ELEMENT ExportDate EMPTY>
-<!ATTLIST ExportDate
-  value CDATA #REQUIRED
->
-<!ELEMENT Me EMPTY>
-<!ATTLIST Me
-  HKCharacteristicTypeIdentifierDateOfBirth                   CDATA #REQUIRED
-  HKCharacteristicTypeIdentifierBiologicalSex                 CDATA #REQUIRED
-  HKCharacteristicTypeIdentifierBloodType                     CDATA #REQUIRED
-  HKCharacteristicTypeIdentifierFitzpatrickSkinType           CDATA #REQUIRED
-  HKCharacteristicTypeIdentifierCardioFitnessMedicationsUse   CDATA #REQUIRED
->
-<!ELEMENT Record ((MetadataEntry|HeartRateVariabilityMetadataList)*)>
-<!ATTLIST Record
-  type          CDATA #REQUIRED
-  unit          CDATA #IMPLIED
-  value         CDATA #IMPLIED
-  sourceName    CDATA #REQUIRED
-  sourceVersion CDATA #IMPLIED
-  device        CDATA #IMPLIED
-  creationDate  CDATA #IMPLIED
-  startDate     CDATA #REQUIRED
-  endDate       CDATA #REQUIRED
->
-<!-- Note: Any Records that appear as children of a correlation also appear as top-level records in this document. -->
-<!ELEMENT Correlation ((MetadataEntry|Record)*)>
-<!ATTLIST Correlation
-  type          CDATA #REQUIRED
-  sourceName    CDATA #REQUIRED
-  sourceVersion CDATA #IMPLIED
-  device        CDATA #IMPLIED
-  creationDate  CDATA #IMPLIED
-  startDate     CDATA #REQUIRED
-  endDate       CDATA #REQUIRED
->
-<!ELEMENT Workout ((MetadataEntry|WorkoutEvent|WorkoutRoute|WorkoutStatistics)*)>
-<!ATTLIST Workout
-  workoutActivityType   CDATA #REQUIRED
-  duration              CDATA #IMPLIED
-  durationUnit          CDATA #IMPLIED
-  sourceName            CDATA #REQUIRED
-  startDate             CDATA #REQUIRED
-  endDate               CDATA #REQUIRED
->
-<!ELEMENT MetadataEntry EMPTY>
-<!ATTLIST MetadataEntry
-  key   CDATA #REQUIRED
-  value CDATA #REQUIRED
->
-<!ELEMENT HeartRateVariabilityMetadataList (InstantaneousBeatsPerMinute*)>
-<!ELEMENT InstantaneousBeatsPerMinute EMPTY>
-<!ATTLIST InstantaneousBeatsPerMinute
-  bpm  CDATA #REQUIRED
-  time CDATA #REQUIRED
->
-]>
-"#;
+/// The DTD Apple puts at the top of every export.
+const APPLE_DOCTYPE: &str = include_str!("testdata/doctype.xml");
 
 const DEVICE: &str = "&lt;&lt;HKDevice: 0x283a4d0e0&gt;, name:Apple Watch, manufacturer:Apple Inc., \
                       model:Watch, hardware:Watch6,2, software:9.4&gt;";
