@@ -300,11 +300,20 @@ pub async fn rederive_pending(db: &SqlitePool) -> sqlx::Result<u64> {
         .bind(source_id)
         .fetch_all(db)
         .await?;
-        // Stored JSON was prepared once already, so it prepares again to the same identity.
-        let prepared: Vec<Prepared> = rows
+        // Stored JSON was prepared once already, so it prepares again to the same identity. A
+        // row that no longer prepares keeps what was derived before; its JSON is untouched.
+        let stored: Vec<&str> = rows.iter().filter_map(|(_, _, j)| j.as_deref()).collect();
+        let prepared: Vec<Prepared> = stored
             .iter()
-            .filter_map(|(_, _, json)| super::prepare(json.as_deref()?).ok())
+            .filter_map(|json| super::prepare(json).ok())
             .collect();
+        if prepared.len() < stored.len() {
+            tracing::warn!(
+                source_id,
+                kept = stored.len() - prepared.len(),
+                "stored records that no longer read as FHIR keep their earlier titles and codes"
+            );
+        }
         let mut writer = Writer::begin(db, user_id, source_id).await?;
         writer.rederive = true;
         writer.write(&prepared).await?;
