@@ -298,3 +298,48 @@ async fn a_medicine_stored_apart_names_its_prescriptions() {
         "{widget}"
     );
 }
+
+/// A stored record that no longer reads as FHIR does not stop the upgrade, and is kept as it was.
+#[tokio::test]
+async fn re_deriving_keeps_a_record_that_no_longer_reads() {
+    let (server, _alice) = TestServer::with_admin().await;
+    server.import_synthea(common::ADMIN, common::PARIS).await;
+    let db = &server.state.db;
+    for statement in [
+        "UPDATE resources SET json = '{\"resourceType\": \"NoSuchType\"}'
+         WHERE resource_id = (SELECT MIN(resource_id) FROM resources WHERE resource_type = 'Condition')",
+        "INSERT INTO rederive_pending (source_id, resource_type, resource_id)
+         SELECT source_id, resource_type, resource_id FROM resources
+         WHERE resource_type IN ('Condition', 'Immunization')",
+    ] {
+        sqlx::query(statement).execute(db).await.unwrap();
+    }
+    let before: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT json, sort_title FROM resources WHERE json LIKE '%NoSuchType%'")
+            .fetch_all(db)
+            .await
+            .unwrap();
+    assert_eq!(before.len(), 1);
+    let rederived = fasten::fhir::ingest::rederive_pending(db).await.unwrap();
+    let conditions = server
+        .stored(server.user_id(common::ADMIN).await, "Condition")
+        .await;
+    let immunizations = server
+        .stored(server.user_id(common::ADMIN).await, "Immunization")
+        .await;
+    assert_eq!(
+        rederived as usize,
+        conditions.len() - 1 + immunizations.len()
+    );
+    let after: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT json, sort_title FROM resources WHERE json LIKE '%NoSuchType%'")
+            .fetch_all(db)
+            .await
+            .unwrap();
+    assert_eq!(after, before, "kept as it was");
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rederive_pending")
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0);
+}
