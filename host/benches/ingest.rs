@@ -115,7 +115,7 @@ async fn run() -> anyhow::Result<()> {
 
     // The baseline: parse in the host and insert rows directly, one transaction per file.
     let source: i64 = sqlx::query_scalar(
-        "INSERT INTO sources (user_id, kind, display_name, created_at, updated_at) VALUES (?, 'raw', 'raw', 0, 0) RETURNING id",
+        "INSERT INTO sources (person_id, kind, display_name, created_at, updated_at) VALUES (?, 'raw', 'raw', 0, 0) RETURNING id",
     )
     .bind(raw_user)
     .fetch_one(&db)
@@ -131,7 +131,7 @@ async fn run() -> anyhow::Result<()> {
             let json = resource.to_string();
             let hash = Sha256::digest(json.as_bytes());
             sqlx::query(
-                "INSERT OR REPLACE INTO resources (user_id, source_id, resource_type, resource_id, content_hash, json, updated_at)
+                "INSERT OR REPLACE INTO resources (person_id, source_id, resource_type, resource_id, content_hash, json, updated_at)
                  VALUES (?, ?, ?, ?, ?, ?, 0)",
             )
             .bind(raw_user)

@@ -142,7 +142,7 @@ async fn grow(
             Some((c, id)) if c == copy => id,
             _ => {
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO sources (user_id, kind, display_name, created_at, updated_at)
+                    "INSERT INTO sources (person_id, kind, display_name, created_at, updated_at)
                      VALUES (?, 'upload', ?, 0, 0) RETURNING id",
                 )
                 .bind(user_id)
@@ -263,11 +263,11 @@ async fn run() -> anyhow::Result<()> {
     for size in SIZES {
         println!("importing up to {size} resources");
         grow(&server.state.db, user_id, &corpus, &mut cursor, size).await?;
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM resources WHERE user_id = ?")
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM resources WHERE person_id = ?")
             .bind(user_id)
             .fetch_one(&server.state.db)
             .await?;
-        let indexed: i64 = sqlx::query_scalar("SELECT count(*) FROM search_docs WHERE user_id = ?")
+        let indexed: i64 = sqlx::query_scalar("SELECT count(*) FROM search_docs WHERE person_id = ?")
             .bind(user_id)
             .fetch_one(&server.state.db)
             .await?;

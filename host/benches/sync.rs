@@ -198,7 +198,7 @@ async fn connect(
 ) -> anyhow::Result<i64> {
     let now = fasten::store::unix_now();
     let source_id: i64 = sqlx::query_scalar(
-        "INSERT INTO sources (user_id, kind, display_name, plugin_id, created_at, updated_at)
+        "INSERT INTO sources (person_id, kind, display_name, plugin_id, created_at, updated_at)
          VALUES (?, 'smart', ?, 'fhir', ?, ?) RETURNING id",
     )
     .bind(user_id)

@@ -22,6 +22,10 @@ pub enum AppError {
     /// Not signed in (or the session ended): send the browser to this sign-in URL.
     #[error("sign-in required")]
     SignInRequired(String),
+    /// An old address of a page that moved (person-scoped pages now live under
+    /// `/people/{person}/`): 303 for reads, 307 for forms so the method and body are kept.
+    #[error("moved to {to}")]
+    Moved { to: String, keep_method: bool },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -57,6 +61,16 @@ impl IntoResponse for AppError {
             AppError::PayloadTooLarge(why) => (StatusCode::PAYLOAD_TOO_LARGE, why.clone()),
             AppError::Conflict(why) => (StatusCode::CONFLICT, why.clone()),
             AppError::SignInRequired(to) => return redirect_to_sign_in(to),
+            AppError::Moved { to, keep_method } => {
+                let status = if *keep_method {
+                    StatusCode::TEMPORARY_REDIRECT
+                } else {
+                    StatusCode::SEE_OTHER
+                };
+                let location =
+                    HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/"));
+                return (status, [(header::LOCATION, location)]).into_response();
+            }
             AppError::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "request failed");
                 (

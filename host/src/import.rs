@@ -100,16 +100,16 @@ fn upload_source_name(plugin: &LoadedPlugin) -> String {
 /// same file again updates the same records instead of duplicating them.
 pub async fn upload_source(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     plugin: &LoadedPlugin,
 ) -> sqlx::Result<i64> {
     let now = crate::store::unix_now();
     sqlx::query(
-        "INSERT INTO sources (user_id, kind, display_name, plugin_id, created_at, updated_at)
+        "INSERT INTO sources (person_id, kind, display_name, plugin_id, created_at, updated_at)
          VALUES (?, 'upload', ?, ?, ?, ?)
-         ON CONFLICT (user_id, plugin_id) WHERE kind = 'upload' DO NOTHING",
+         ON CONFLICT (person_id, plugin_id) WHERE kind = 'upload' DO NOTHING",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind(upload_source_name(plugin))
     .bind(&plugin.manifest.id)
     .bind(now)
@@ -117,9 +117,9 @@ pub async fn upload_source(
     .execute(db)
     .await?;
     sqlx::query_scalar(
-        "SELECT id FROM sources WHERE user_id = ? AND kind = 'upload' AND plugin_id = ?",
+        "SELECT id FROM sources WHERE person_id = ? AND kind = 'upload' AND plugin_id = ?",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind(&plugin.manifest.id)
     .fetch_one(db)
     .await
@@ -132,6 +132,10 @@ pub struct ImportOptions {
     /// The order of day and month in dates a CSV column leaves ambiguous: `ymd`, `mdy`, `dmy`.
     #[serde(default)]
     pub dates: Option<String>,
+    /// Store the file even when its patient is clearly someone else than the person's (the
+    /// user was asked and said so).
+    #[serde(default)]
+    pub anyway: bool,
 }
 
 impl ImportOptions {
@@ -141,6 +145,7 @@ impl ImportOptions {
             dates: self
                 .dates
                 .filter(|d| matches!(d.as_str(), "ymd" | "mdy" | "dmy")),
+            anyway: self.anyway,
         }
     }
 
@@ -212,7 +217,7 @@ async fn run_plugin<T: Send + 'static>(
 pub async fn import_file(
     db: &SqlitePool,
     plugins: &PluginHost,
-    user_id: i64,
+    person_id: i64,
     path: &Path,
     file_name: &str,
     via: Trigger,
@@ -222,17 +227,17 @@ pub async fn import_file(
     let plugin = match choose_plugin(plugins, file_name, &head) {
         Ok(plugin) => plugin,
         Err(e) => {
-            let job_id = jobs::start_import(db, user_id, None, file_name, via).await?;
+            let job_id = jobs::start_import(db, person_id, None, file_name, via).await?;
             jobs::finish_import(db, job_id, Err(&e.to_string())).await?;
             return Err(e);
         }
     };
-    let source_id = upload_source(db, user_id, &plugin).await?;
+    let source_id = upload_source(db, person_id, &plugin).await?;
     let source_name = upload_source_name(plugin.as_ref());
     let job_id =
-        jobs::start_import(db, user_id, Some((source_id, &source_name)), file_name, via).await?;
+        jobs::start_import(db, person_id, Some((source_id, &source_name)), file_name, via).await?;
     let result = store_file(
-        db, plugins, &plugin, user_id, source_id, path, file_name, options,
+        db, plugins, &plugin, person_id, source_id, path, file_name, options,
     )
     .await
     .map(|(counts, warnings)| ImportReport {
@@ -245,12 +250,12 @@ pub async fn import_file(
     match &result {
         Ok(report) => {
             jobs::finish_import(db, job_id, Ok((&report.counts, &report.warnings))).await?;
-            tracing::info!(user_id, job_id, plugin = %plugin.manifest.id, added = report.counts.added,
+            tracing::info!(person_id, job_id, plugin = %plugin.manifest.id, added = report.counts.added,
                 updated = report.counts.updated, unchanged = report.counts.unchanged, "file imported");
         }
         Err(e) => {
             jobs::finish_import(db, job_id, Err(&e.to_string())).await?;
-            tracing::info!(user_id, job_id, plugin = %plugin.manifest.id, error = %e, "import refused");
+            tracing::info!(person_id, job_id, plugin = %plugin.manifest.id, error = %e, "import refused");
         }
     }
     result
@@ -263,13 +268,13 @@ async fn store_file(
     db: &SqlitePool,
     plugins: &PluginHost,
     plugin: &Arc<LoadedPlugin>,
-    user_id: i64,
+    person_id: i64,
     source_id: i64,
     path: &Path,
     file_name: &str,
     options: &ImportOptions,
 ) -> Result<(Counts, Vec<String>), ImportError> {
-    let mut writer = Writer::begin(db, user_id, source_id).await?;
+    let mut writer = Writer::begin(db, person_id, source_id).await?;
     let (outcome, stored) = run_plugin(
         plugins,
         plugin.clone(),

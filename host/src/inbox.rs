@@ -1,5 +1,6 @@
-//! The inbox folders: `<data_dir>/inbox/<username>/`, one per member. A file dropped there (by
-//! a mail rule saving attachments, a phone's file sync, a scanner) is imported for that member
+//! The inbox folders: `<data_dir>/inbox/<person>/`, one per person (named by their short name,
+//! the slug of `/people/{person}/`). A file dropped there (by a mail rule saving attachments, a
+//! phone's file sync, a scanner) is imported for that person
 //! by the plugin that takes its kind, exactly as an upload would be, and then moved out of the
 //! way: to `processed/` when it was imported, or to `failed/` with `<name>.error.txt` beside it
 //! saying why. Nothing is ever deleted.
@@ -57,13 +58,12 @@ impl Inbox {
         let settle = state.config.inbox.settle;
         let mut report = ScanReport::default();
         let mut still_here = HashMap::new();
-        for user in store::users::list(&state.db).await? {
-            // "." and ".." are valid usernames but not folders of their own; a disabled
-            // member's files wait until the account is enabled again.
-            if user.disabled || user.username.starts_with('.') {
+        for person in store::people::with_inbox(&state.db).await? {
+            // A slug starting with "." would be a hidden folder (or "..", a way out).
+            if person.slug.starts_with('.') {
                 continue;
             }
-            let folder = root.join(&user.username);
+            let folder = root.join(&person.slug);
             ensure_folder(&folder)?;
             for path in candidates(&folder)? {
                 let Ok(meta) = std::fs::metadata(&path) else {
@@ -79,7 +79,7 @@ impl Inbox {
                     still_here.insert(path, (now_seen.0, now_seen.1, since));
                     continue;
                 }
-                match import_one(state, user.id, &folder, &path, meta.len()).await? {
+                match import_one(state, person.id, &folder, &path, meta.len()).await? {
                     Ok(moved) => report.imported.push(moved),
                     Err(moved) => report.failed.push(moved),
                 }
@@ -126,7 +126,7 @@ fn candidates(folder: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Imports one file and moves it; answers where it went (`Ok` to processed, `Err` to failed).
 async fn import_one(
     state: &AppState,
-    user_id: i64,
+    person_id: i64,
     folder: &Path,
     path: &Path,
     size: u64,
@@ -141,14 +141,14 @@ async fn import_one(
             "{name}: the file is {size} bytes, over this Fasten's limit of {limit} bytes. Nothing was stored."
         );
         let job_id =
-            crate::jobs::start_import(&state.db, user_id, None, &name, Trigger::Inbox).await?;
+            crate::jobs::start_import(&state.db, person_id, None, &name, Trigger::Inbox).await?;
         crate::jobs::finish_import(&state.db, job_id, Err(&message)).await?;
         Err(message)
     } else {
         match import::import_file(
             &state.db,
             &state.plugins,
-            user_id,
+            person_id,
             path,
             &name,
             Trigger::Inbox,
@@ -168,7 +168,7 @@ async fn import_one(
             let mut note = moved.clone().into_os_string();
             note.push(".error.txt");
             std::fs::write(&note, format!("{message}\n"))?;
-            tracing::info!(user_id, file = %name, "inbox file could not be imported");
+            tracing::info!(person_id, file = %name, "inbox file could not be imported");
             Err(moved)
         }
     })

@@ -1,4 +1,5 @@
-//! The `fasten` command: `serve` runs the web server; `user` manages accounts from a shell.
+//! The `fasten` command: `serve` runs the web server; `user` and `person` manage accounts and
+//! people from a shell; `import` and `export` move a person's records.
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use fasten::auth::accounts::{self, NewAccount};
 use fasten::config::{Config, LogFormat};
 use fasten::import::ImportOptions;
 use fasten::jobs::Trigger;
+use fasten::store::people::{self, Level, Person};
 use fasten::store::{self, users::Role};
 
 #[derive(Parser)]
@@ -39,20 +41,23 @@ enum Command {
         dev: bool,
     },
     /// Import files (FHIR Bundles and NDJSON, lab CSVs, Apple Health exports, emails) into a
-    /// user's records.
+    /// person's records (--person SLUG, or --user NAME for that account's own person).
     Import {
-        #[arg(long, value_name = "NAME")]
-        user: String,
+        #[command(flatten)]
+        whose: Whose,
+        /// Import even when a file's patient is clearly someone else than the person's.
+        #[arg(long)]
+        anyway: bool,
         /// How to read dates in a CSV that could be month/day or day/month.
         #[arg(long, value_enum)]
         dates: Option<DateOrderArg>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Write every stored record of a user (to standard output unless --out is given).
+    /// Write every stored record of a person (to standard output unless --out is given).
     Export {
-        #[arg(long, value_name = "NAME")]
-        user: String,
+        #[command(flatten)]
+        whose: Whose,
         #[arg(long, value_enum, default_value = "ndjson")]
         format: ExportFormatArg,
         #[arg(long, value_name = "FILE")]
@@ -68,6 +73,55 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Manage the people whose records Fasten keeps, and who may see them.
+    Person {
+        #[command(subcommand)]
+        action: PersonAction,
+    },
+}
+
+/// Whose records: a person by short name, or an account's own person.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct Whose {
+    /// The person's short name (as in /people/SLUG/).
+    #[arg(long, value_name = "SLUG")]
+    person: Option<String>,
+    /// An account: its own person.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum PersonAction {
+    /// Add a person who does not sign in (a child, a parent), managed by an account.
+    Add {
+        slug: String,
+        /// The account that manages them.
+        #[arg(long, value_name = "USERNAME")]
+        owner: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// YYYY-MM-DD.
+        #[arg(long, value_name = "DATE")]
+        birth_date: Option<String>,
+    },
+    /// List people (with --user: those that account may see, and how).
+    List {
+        #[arg(long, value_name = "USERNAME")]
+        user: Option<String>,
+    },
+    /// Let an account see (--view) or also change (--manage) a person's records.
+    Share {
+        slug: String,
+        username: String,
+        #[arg(long, conflicts_with = "manage", required_unless_present = "manage")]
+        view: bool,
+        #[arg(long)]
+        manage: bool,
+    },
+    /// Take an account's access to a person away.
+    Unshare { slug: String, username: String },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -93,6 +147,9 @@ enum UserAction {
         /// Name shown in the pages (default: the username).
         #[arg(long, default_value = "")]
         display_name: String,
+        /// Give the account to an existing person (a child grown up) instead of a new one.
+        #[arg(long, value_name = "SLUG")]
+        person: Option<String>,
     },
     /// Set a new password for an account and sign it out everywhere.
     ResetPassword { username: String },
@@ -124,14 +181,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(serve(config))
         }
         Command::User { action } => runtime.block_on(user_command(config, action)),
-        Command::Import { user, dates, files } => {
+        Command::Person { action } => runtime.block_on(person_command(config, action)),
+        Command::Import {
+            whose,
+            anyway,
+            dates,
+            files,
+        } => {
             let options = ImportOptions {
                 dates: dates.map(|d| d.as_str().to_string()),
+                anyway,
             };
-            runtime.block_on(import_command(config, &user, &options, &files))
+            runtime.block_on(import_command(config, &whose, &options, &files))
         }
-        Command::Export { user, format, out } => {
-            runtime.block_on(export_command(config, &user, format, out.as_deref()))
+        Command::Export { whose, format, out } => {
+            runtime.block_on(export_command(config, &whose, format, out.as_deref()))
         }
         Command::Plugins {
             action: PluginsAction::List,
@@ -197,6 +261,7 @@ async fn user_command(config: Config, action: UserAction) -> anyhow::Result<()> 
             username,
             admin,
             display_name,
+            person,
         } => {
             let (password, confirmation) = read_new_password()?;
             let role = if admin { Role::Admin } else { Role::Member };
@@ -206,6 +271,7 @@ async fn user_command(config: Config, action: UserAction) -> anyhow::Result<()> 
                 password: &password,
                 password_confirmation: &confirmation,
                 role,
+                person: person.as_deref(),
             };
             let user = accounts::create(&db, new).await?;
             println!(
@@ -246,6 +312,108 @@ async fn user_by_name(db: &sqlx::SqlitePool, name: &str) -> anyhow::Result<store
         .ok_or_else(|| anyhow::anyhow!("no account named {name:?}"))
 }
 
+async fn person_by_slug(db: &sqlx::SqlitePool, slug: &str) -> anyhow::Result<Person> {
+    people::by_slug(db, slug)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no person {slug:?} (see `fasten person list`)"))
+}
+
+/// The person `--person` names, or the own person of the account `--user` names.
+async fn whose_records(db: &sqlx::SqlitePool, whose: &Whose) -> anyhow::Result<Person> {
+    match (&whose.person, &whose.user) {
+        (Some(slug), _) => person_by_slug(db, slug).await,
+        (None, Some(name)) => {
+            let user = user_by_name(db, name).await?;
+            people::by_id(db, user.person_id)
+                .await?
+                .context("the account has no person")
+        }
+        (None, None) => bail!("say whose records: --person SLUG or --user NAME"),
+    }
+}
+
+async fn person_command(config: Config, action: PersonAction) -> anyhow::Result<()> {
+    fasten::prepare_data_dir(&config.data_dir)?;
+    let db = store::open(&config.database_path()).await?;
+    match action {
+        PersonAction::Add {
+            slug,
+            owner,
+            name,
+            birth_date,
+        } => {
+            let owner = user_by_name(&db, &owner).await?;
+            let mut conn = db.acquire().await?;
+            let person =
+                people::create(&mut conn, &slug, &name, birth_date.as_deref(), Some(owner.id))
+                    .await?;
+            println!(
+                "added {:?} ({}), managed by {:?}",
+                person.slug, person.name, owner.username
+            );
+        }
+        PersonAction::List { user: Some(name) } => {
+            let user = user_by_name(&db, &name).await?;
+            for v in people::visible_to(&db, user.id).await? {
+                let own = if v.own { " (own)" } else { "" };
+                println!(
+                    "{}\t{}\t{}\t{}{own}",
+                    v.person.slug,
+                    v.person.name,
+                    v.person.birth_date.as_deref().unwrap_or("-"),
+                    v.level.as_str()
+                );
+            }
+        }
+        PersonAction::List { user: None } => {
+            for person in people::list(&db).await? {
+                let who: Vec<String> = people::grants(&db, person.id)
+                    .await?
+                    .into_iter()
+                    .map(|g| format!("{}:{}", g.username, g.level.as_str()))
+                    .collect();
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    person.slug,
+                    person.name,
+                    person.birth_date.as_deref().unwrap_or("-"),
+                    who.join(" ")
+                );
+            }
+        }
+        PersonAction::Share {
+            slug,
+            username,
+            view: _,
+            manage,
+        } => {
+            let person = person_by_slug(&db, &slug).await?;
+            let user = user_by_name(&db, &username).await?;
+            let level = if manage { Level::Manage } else { Level::View };
+            people::grant(&db, person.id, user.id, level, None).await?;
+            println!(
+                "{:?} can now {} {:?}'s records",
+                user.username,
+                if manage { "see and change" } else { "see" },
+                person.slug
+            );
+        }
+        PersonAction::Unshare { slug, username } => {
+            let person = person_by_slug(&db, &slug).await?;
+            let user = user_by_name(&db, &username).await?;
+            if !people::revoke(&db, person.id, user.id).await? {
+                bail!(
+                    "{:?} had no access to take away, or {:?} is their own person",
+                    user.username,
+                    person.slug
+                );
+            }
+            println!("{:?} can no longer see {:?}'s records", user.username, person.slug);
+        }
+    }
+    Ok(())
+}
+
 /// `--dates`: the order of a CSV's dates.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum DateOrderArg {
@@ -269,13 +437,13 @@ impl DateOrderArg {
 
 async fn import_command(
     config: Config,
-    user: &str,
+    whose: &Whose,
     options: &ImportOptions,
     files: &[PathBuf],
 ) -> anyhow::Result<()> {
     fasten::prepare_data_dir(&config.data_dir)?;
     let db = store::open(&config.database_path()).await?;
-    let user = user_by_name(&db, user).await?;
+    let person = whose_records(&db, whose).await?;
     let plugins = fasten::open_plugins(&config, &db).await?;
     let mut failed = 0;
     for path in files {
@@ -297,7 +465,7 @@ async fn import_command(
         match fasten::import::import_file(
             &db,
             &plugins,
-            user.id,
+            person.id,
             path,
             &name,
             Trigger::Cli,
@@ -331,12 +499,12 @@ async fn import_command(
 
 async fn export_command(
     config: Config,
-    user: &str,
+    whose: &Whose,
     format: ExportFormatArg,
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let db = store::open(&config.database_path()).await?;
-    let user = user_by_name(&db, user).await?;
+    let person = whose_records(&db, whose).await?;
     let format = match format {
         ExportFormatArg::Ndjson => fasten::fhir::export::ExportFormat::Ndjson,
         ExportFormatArg::Bundle => fasten::fhir::export::ExportFormat::Bundle,
@@ -346,11 +514,11 @@ async fn export_command(
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             let mut writer = std::io::BufWriter::new(file);
-            fasten::fhir::export::export_user(&db, user.id, format, &mut writer).await?
+            fasten::fhir::export::export_person(&db, person.id, format, &mut writer).await?
         }
         None => {
             let mut writer = std::io::BufWriter::new(std::io::stdout());
-            fasten::fhir::export::export_user(&db, user.id, format, &mut writer).await?
+            fasten::fhir::export::export_person(&db, person.id, format, &mut writer).await?
         }
     };
     eprintln!("exported {count} resources");

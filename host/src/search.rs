@@ -357,11 +357,11 @@ struct HitRow {
     body: String,
 }
 
-/// The user's records matching `input`, best first, at most `limit`. Only `user_id`'s records
+/// The user's records matching `input`, best first, at most `limit`. Only `person_id`'s records
 /// are ever looked at.
 pub async fn search(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     input: &str,
     limit: i64,
 ) -> sqlx::Result<Vec<Hit>> {
@@ -379,12 +379,12 @@ pub async fn search(
          JOIN search_docs d ON d.id = search_fts.rowid
          JOIN resources r ON r.source_id = d.source_id AND r.resource_type = d.resource_type
               AND r.resource_id = d.resource_id
-         WHERE search_fts MATCH ? AND d.user_id = ?
+         WHERE search_fts MATCH ? AND d.person_id = ?
          ORDER BY bm25(search_fts, 10.0, 4.0, 2.0, 1.0), r.sort_date DESC
          LIMIT ?",
     )
     .bind(&query)
-    .bind(user_id)
+    .bind(person_id)
     .bind(limit)
     .fetch_all(db)
     .await?;
@@ -423,7 +423,7 @@ pub async fn search(
 /// transaction). Re-indexing a resource replaces its text, so repeated imports never duplicate.
 pub async fn index(
     conn: &mut SqliteConnection,
-    user_id: i64,
+    person_id: i64,
     source_id: i64,
     docs: &[Indexed<'_>],
 ) -> sqlx::Result<()> {
@@ -438,17 +438,17 @@ pub async fn index(
     // Five bound values per row; SQLite allows 32766 per statement.
     for chunk in unique.chunks(1000) {
         let mut upsert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO search_docs (user_id, source_id, resource_type, resource_id) ",
+            "INSERT INTO search_docs (person_id, source_id, resource_type, resource_id) ",
         );
         upsert.push_values(chunk, |mut row, (t, id, _)| {
-            row.push_bind(user_id)
+            row.push_bind(person_id)
                 .push_bind(source_id)
                 .push_bind(*t)
                 .push_bind(*id);
         });
         upsert.push(
             " ON CONFLICT (source_id, resource_type, resource_id)
-              DO UPDATE SET user_id = excluded.user_id
+              DO UPDATE SET person_id = excluded.person_id
               RETURNING id, resource_type, resource_id",
         );
         let ids: Vec<(i64, String, String)> = upsert.build_query_as().fetch_all(&mut *conn).await?;
@@ -512,7 +512,7 @@ pub async fn index_missing(db: &SqlitePool) -> sqlx::Result<u64> {
     let mut total = 0;
     loop {
         let rows: Vec<(i64, i64, String, String, String)> = sqlx::query_as(
-            "SELECT r.user_id, r.source_id, r.resource_type, r.resource_id, r.json
+            "SELECT r.person_id, r.source_id, r.resource_type, r.resource_id, r.json
              FROM resources r
              WHERE NOT EXISTS (SELECT 1 FROM search_docs d WHERE d.source_id = r.source_id
                    AND d.resource_type = r.resource_type AND d.resource_id = r.resource_id)
@@ -542,8 +542,8 @@ pub async fn index_missing(db: &SqlitePool) -> sqlx::Result<u64> {
                 None => groups.push((key, vec![entry])),
             }
         }
-        for ((user_id, source_id), list) in &groups {
-            index(&mut tx, *user_id, *source_id, list).await?;
+        for ((person_id, source_id), list) in &groups {
+            index(&mut tx, *person_id, *source_id, list).await?;
         }
         tx.commit().await?;
         total += rows.len() as u64;

@@ -100,7 +100,7 @@ async fn run_inner(
         cursor: connection.sync_cursor.clone(),
         settings: connection.sync_settings.clone(),
     };
-    let user_id = connection.user_id;
+    let person_id = connection.person_id;
     let tokens = Arc::new(ConnectionTokens::new(
         state.db.clone(),
         state.vault.clone(),
@@ -140,7 +140,7 @@ async fn run_inner(
     };
 
     let writing = Instant::now();
-    let mut writer = Writer::begin(&state.db, user_id, source_id).await?;
+    let mut writer = Writer::begin(&state.db, person_id, source_id).await?;
     for chunk in resources.chunks(500) {
         writer.write(chunk).await?;
     }

@@ -149,7 +149,7 @@ async fn another_kind_of_xml_is_refused_naming_what_it_is() {
     let alice = server.user_id(common::ADMIN).await;
     assert_eq!(
         server
-            .count("SELECT COUNT(*) FROM resources WHERE user_id = ?", alice)
+            .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", alice)
             .await,
         0
     );

@@ -114,7 +114,7 @@ async fn a_portal_csv_is_previewed_then_imported_into_labs_with_every_value_as_e
         }
         // Each layout's results are the same tests on the same dates: layouts differ in their
         // times only, so the UsPortal and EuLab imports (dates only) update each other's rows.
-        sqlx::query("DELETE FROM resources WHERE user_id = ?")
+        sqlx::query("DELETE FROM resources WHERE person_id = ?")
             .bind(alice)
             .execute(&server.state.db)
             .await

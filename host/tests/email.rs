@@ -68,7 +68,7 @@ fn clinic_email() -> Vec<u8> {
 }
 
 async fn count(server: &TestServer, user: i64, resource_type: &str) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM resources WHERE user_id = ? AND resource_type = ?")
+    sqlx::query_scalar("SELECT COUNT(*) FROM resources WHERE person_id = ? AND resource_type = ?")
         .bind(user)
         .bind(resource_type)
         .fetch_one(&server.state.db)
@@ -94,7 +94,7 @@ async fn an_emailed_report_becomes_a_document_with_its_files_and_its_fhir_record
     assert_eq!(count(&server, alice, "Binary").await, 2);
 
     let (doc_id,): (String,) = sqlx::query_as(
-        "SELECT resource_id FROM resources WHERE user_id = ? AND resource_type = 'DocumentReference'",
+        "SELECT resource_id FROM resources WHERE person_id = ? AND resource_type = 'DocumentReference'",
     )
     .bind(alice)
     .fetch_one(&server.state.db)
@@ -187,7 +187,7 @@ async fn the_sample_emails_import_or_say_clearly_why_not() {
     }
     // Only empty parts: nothing to import, nothing stored.
     let before = server
-        .count("SELECT COUNT(*) FROM resources WHERE user_id = ?", alice)
+        .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", alice)
         .await;
     let reply = common::upload(
         &client,
@@ -221,7 +221,7 @@ async fn the_sample_emails_import_or_say_clearly_why_not() {
     );
     assert_eq!(
         server
-            .count("SELECT COUNT(*) FROM resources WHERE user_id = ?", alice)
+            .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", alice)
             .await,
         before
     );

@@ -63,12 +63,12 @@ async fn a_bundle_dropped_in_a_members_inbox_is_imported_for_that_member_and_mov
     assert!(!folder.join("paris.json").exists(), "moved, not copied");
     let bob = server.user_id("bob").await;
     let alice = server.user_id(common::ADMIN).await;
-    let count = |user: i64| server.count("SELECT COUNT(*) FROM resources WHERE user_id = ?", user);
+    let count = |user: i64| server.count("SELECT COUNT(*) FROM resources WHERE person_id = ?", user);
     assert_eq!(count(bob).await, 104, "all of Paris's records are Bob's");
     assert_eq!(count(alice).await, 0, "nothing went to Alice");
 
     let (trigger, status, file_name, added): (String, String, String, i64) = sqlx::query_as(
-        "SELECT trigger, status, file_name, added FROM jobs WHERE user_id = ? AND kind = 'import'",
+        "SELECT trigger, status, file_name, added FROM jobs WHERE person_id = ? AND kind = 'import'",
     )
     .bind(bob)
     .fetch_one(&server.state.db)
@@ -127,7 +127,7 @@ async fn a_file_that_cannot_be_imported_goes_to_failed_with_the_reason_beside_it
     // Only the email was stored: its document and its PDF.
     assert_eq!(
         server
-            .count("SELECT COUNT(*) FROM resources WHERE user_id = ?", alice)
+            .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", alice)
             .await,
         2
     );

@@ -78,7 +78,7 @@ async fn a_lab_result_entered_by_hand_can_be_seen_edited_and_deleted() {
     let uid = server.user_id(common::ADMIN).await;
     assert_eq!(
         server
-            .count("SELECT COUNT(*) FROM resources WHERE user_id = ? AND resource_type = 'Observation'", uid)
+            .count("SELECT COUNT(*) FROM resources WHERE person_id = ? AND resource_type = 'Observation'", uid)
             .await,
         1
     );
@@ -146,7 +146,7 @@ async fn an_attachment_is_kept_as_a_document_with_its_file() {
     );
     let uid = server.user_id(common::ADMIN).await;
     let data: String = sqlx::query_scalar(
-        "SELECT json_extract(json, '$.data') FROM resources WHERE user_id = ? AND resource_type = 'Binary'",
+        "SELECT json_extract(json, '$.data') FROM resources WHERE person_id = ? AND resource_type = 'Binary'",
     )
     .bind(uid)
     .fetch_one(&server.state.db)
@@ -219,7 +219,7 @@ async fn an_oversized_attachment_is_refused_with_its_limit_and_nothing_is_stored
     let uid = server.user_id(common::ADMIN).await;
     assert_eq!(
         server
-            .count("SELECT COUNT(*) FROM resources WHERE user_id = ?", uid)
+            .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", uid)
             .await,
         0
     );

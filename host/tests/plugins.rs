@@ -40,7 +40,7 @@ async fn member(server: &TestServer, name: &str) -> i64 {
 
 async fn resource_count(server: &TestServer, user: i64) -> i64 {
     server
-        .count("SELECT COUNT(*) FROM resources WHERE user_id = ?", user)
+        .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", user)
         .await
 }
 
@@ -102,7 +102,7 @@ async fn every_synthea_bundle_imports_exports_back_whole_and_reimports_as_unchan
         );
 
         let mut exported = Vec::new();
-        let count = fasten::fhir::export::export_user(
+        let count = fasten::fhir::export::export_person(
             &server.state.db,
             user,
             fasten::fhir::export::ExportFormat::Ndjson,
@@ -186,7 +186,7 @@ async fn ndjson_and_single_resources_import_and_bundles_export_as_a_bundle() {
     assert_eq!(report.counts.added, 1);
 
     let mut out = Vec::new();
-    let count = fasten::fhir::export::export_user(
+    let count = fasten::fhir::export::export_person(
         &server.state.db,
         user,
         fasten::fhir::export::ExportFormat::Bundle,

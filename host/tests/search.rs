@@ -220,12 +220,12 @@ async fn reimports_do_not_duplicate_and_deleting_the_source_removes_results() {
     assert_eq!(matches(&again), matches(&first));
     let indexed = server
         .count(
-            "SELECT COUNT(*) FROM search_docs WHERE user_id = ?",
+            "SELECT COUNT(*) FROM search_docs WHERE person_id = ?",
             user_id,
         )
         .await;
     let stored = server
-        .count("SELECT COUNT(*) FROM resources WHERE user_id = ?", user_id)
+        .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", user_id)
         .await;
     assert_eq!(indexed, stored);
     let texts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM search_fts")
@@ -234,7 +234,7 @@ async fn reimports_do_not_duplicate_and_deleting_the_source_removes_results() {
         .unwrap();
     assert_eq!(texts, stored);
 
-    let source_id: i64 = sqlx::query_scalar("SELECT id FROM sources WHERE user_id = ?")
+    let source_id: i64 = sqlx::query_scalar("SELECT id FROM sources WHERE person_id = ?")
         .bind(user_id)
         .fetch_one(&server.state.db)
         .await

@@ -342,7 +342,7 @@ async fn wrong_or_replayed_state_is_refused_and_connects_nothing() {
     assert_eq!(replay.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         server
-            .count("SELECT COUNT(*) FROM sources WHERE user_id = ?", 1)
+            .count("SELECT COUNT(*) FROM sources WHERE person_id = ?", 1)
             .await,
         1,
         "exactly one source was connected"
@@ -371,7 +371,7 @@ async fn a_denial_at_the_provider_is_reported() {
     );
     assert_eq!(
         server
-            .count("SELECT COUNT(*) FROM sources WHERE user_id = ?", 1)
+            .count("SELECT COUNT(*) FROM sources WHERE person_id = ?", 1)
             .await,
         0
     );
@@ -567,7 +567,7 @@ async fn a_revoked_refresh_token_asks_for_a_reconnect_and_keeps_the_records() {
     assert_eq!(records(&server, source).await, 31);
     assert_eq!(
         server
-            .count("SELECT COUNT(*) FROM sources WHERE user_id = ?", 1)
+            .count("SELECT COUNT(*) FROM sources WHERE person_id = ?", 1)
             .await,
         1
     );

@@ -65,6 +65,9 @@ pub struct NewAccount<'a> {
     pub password: &'a str,
     pub password_confirmation: &'a str,
     pub role: Role,
+    /// The short name of an existing person who gets this account (a child grown up); `None`
+    /// creates a person for the account.
+    pub person: Option<&'a str>,
 }
 
 fn validate(new: &NewAccount<'_>) -> Result<(String, String), AccountError> {
@@ -78,8 +81,17 @@ fn validate(new: &NewAccount<'_>) -> Result<(String, String), AccountError> {
 
 pub async fn create(db: &SqlitePool, new: NewAccount<'_>) -> Result<User, AccountError> {
     let (username, display_name) = validate(&new)?;
+    let person = match new.person.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(slug) => Some(
+            store::people::by_slug(db, slug)
+                .await?
+                .ok_or_else(|| AccountError::Invalid(format!("There is no person {slug:?}.")))?
+                .id,
+        ),
+        None => None,
+    };
     let hash = password::hash(new.password.to_string()).await;
-    Ok(users::create(db, &username, &display_name, &hash, new.role).await?)
+    Ok(users::create_for(db, &username, &display_name, &hash, new.role, person).await?)
 }
 
 /// Creates the first administrator; `Ok(None)` when an account already exists.

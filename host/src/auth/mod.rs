@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod csrf;
 pub mod extract;
+pub mod person;
 pub mod password;
 pub mod session;
 pub mod throttle;

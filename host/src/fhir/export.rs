@@ -13,16 +13,16 @@ pub enum ExportFormat {
 }
 
 /// Writes the user's resources to `out`; returns how many were written.
-pub async fn export_user(
+pub async fn export_person(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     format: ExportFormat,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<u64> {
     let mut rows = sqlx::query_scalar::<_, String>(
-        "SELECT json FROM resources WHERE user_id = ? ORDER BY resource_type, resource_id, source_id",
+        "SELECT json FROM resources WHERE person_id = ? ORDER BY resource_type, resource_id, source_id",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch(db);
     let mut count = 0u64;
     if format == ExportFormat::Bundle {

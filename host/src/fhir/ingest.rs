@@ -32,7 +32,7 @@ const MEDICATION_USES: [&str; 4] = [
 /// An open transaction that resources are written into.
 pub struct Writer {
     tx: Transaction<'static, Sqlite>,
-    user_id: i64,
+    person_id: i64,
     source_id: i64,
     /// Rewrite what is derived from rows whose JSON did not change (see [`rederive_pending`]).
     rederive: bool,
@@ -40,10 +40,10 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub async fn begin(db: &SqlitePool, user_id: i64, source_id: i64) -> sqlx::Result<Writer> {
+    pub async fn begin(db: &SqlitePool, person_id: i64, source_id: i64) -> sqlx::Result<Writer> {
         Ok(Writer {
             tx: db.begin().await?,
-            user_id,
+            person_id,
             source_id,
             rederive: false,
             counts: Counts::default(),
@@ -124,11 +124,11 @@ impl Writer {
         // SQLite allows 32766 bound parameters per statement.
         for chunk in new_rows.chunks(1000) {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO resources (user_id, source_id, resource_type, resource_id,
+                "INSERT INTO resources (person_id, source_id, resource_type, resource_id,
                  content_hash, sort_date, sort_title, json, updated_at) ",
             );
             insert.push_values(chunk, |mut row, r| {
-                row.push_bind(self.user_id)
+                row.push_bind(self.person_id)
                     .push_bind(self.source_id)
                     .push_bind(&r.resource_type)
                     .push_bind(&r.resource_id)
@@ -146,11 +146,11 @@ impl Writer {
             .collect();
         for chunk in tokens.chunks(2000) {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO resource_tokens (user_id, source_id, resource_type, resource_id,
+                "INSERT INTO resource_tokens (person_id, source_id, resource_type, resource_id,
                  kind, value, display) ",
             );
             insert.push_values(chunk, |mut row, (r, token)| {
-                row.push_bind(self.user_id)
+                row.push_bind(self.person_id)
                     .push_bind(self.source_id)
                     .push_bind(&r.resource_type)
                     .push_bind(&r.resource_id)
@@ -171,12 +171,12 @@ impl Writer {
                 })
             })
             .collect();
-        insert_observation_keys(&mut self.tx, self.user_id, self.source_id, &key_rows).await?;
+        insert_observation_keys(&mut self.tx, self.person_id, self.source_id, &key_rows).await?;
         let docs: Vec<(&str, &str, &crate::search::Document)> = changed
             .iter()
             .map(|r| (r.resource_type.as_str(), r.resource_id.as_str(), &r.search))
             .collect();
-        crate::search::index(&mut self.tx, self.user_id, self.source_id, &docs).await?;
+        crate::search::index(&mut self.tx, self.person_id, self.source_id, &docs).await?;
         self.name_referenced_medicines(&changed).await?;
         Ok(())
     }
@@ -216,10 +216,10 @@ impl Writer {
                     "SELECT u.resource_type, u.resource_id FROM resource_tokens t
                      JOIN resources u ON u.source_id = t.source_id
                           AND u.resource_type = t.resource_type AND u.resource_id = t.resource_id
-                     WHERE t.user_id = ? AND t.kind = 'ref' AND t.value = ? AND t.source_id = ?
+                     WHERE t.person_id = ? AND t.kind = 'ref' AND t.value = ? AND t.source_id = ?
                        AND u.sort_title IS NULL",
                 )
-                .bind(self.user_id)
+                .bind(self.person_id)
                 .bind(format!("Medication/{}", r.resource_id))
                 .bind(self.source_id)
                 .fetch_all(&mut *self.tx)
@@ -278,8 +278,8 @@ impl Writer {
 pub async fn rederive_pending(db: &SqlitePool) -> sqlx::Result<u64> {
     let mut total = 0;
     loop {
-        let Some((source_id, user_id)): Option<(i64, i64)> = sqlx::query_as(
-            "SELECT p.source_id, s.user_id FROM rederive_pending p
+        let Some((source_id, person_id)): Option<(i64, i64)> = sqlx::query_as(
+            "SELECT p.source_id, s.person_id FROM rederive_pending p
              JOIN sources s ON s.id = p.source_id LIMIT 1",
         )
         .fetch_optional(db)
@@ -314,7 +314,7 @@ pub async fn rederive_pending(db: &SqlitePool) -> sqlx::Result<u64> {
                 "stored records that no longer read as FHIR keep their earlier titles and codes"
             );
         }
-        let mut writer = Writer::begin(db, user_id, source_id).await?;
+        let mut writer = Writer::begin(db, person_id, source_id).await?;
         writer.rederive = true;
         writer.write(&prepared).await?;
         let mut done =
@@ -347,16 +347,16 @@ pub(crate) struct KeyRow<'a> {
 /// Adds what observations measured to `observation_keys`.
 pub(crate) async fn insert_observation_keys(
     tx: &mut Transaction<'static, Sqlite>,
-    user_id: i64,
+    person_id: i64,
     source_id: i64,
     rows: &[KeyRow<'_>],
 ) -> sqlx::Result<()> {
     for chunk in rows.chunks(2000) {
         let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO observation_keys (user_id, source_id, resource_id, key, sort_date, is_lab) ",
+            "INSERT INTO observation_keys (person_id, source_id, resource_id, key, sort_date, is_lab) ",
         );
         insert.push_values(chunk, |mut row, r| {
-            row.push_bind(user_id)
+            row.push_bind(person_id)
                 .push_bind(source_id)
                 .push_bind(r.resource_id)
                 .push_bind(r.key)

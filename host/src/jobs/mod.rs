@@ -86,24 +86,22 @@ impl JobQueue {
         }
     }
 
-    /// Cancels a job: a queued one at once, a running one at its next request or record. Only the
-    /// job's owner, or an administrator, may; false when the job is not theirs or already over.
+    /// Cancels one of a person's jobs: a queued one at once, a running one at its next request or
+    /// record; false when the job is not theirs or already over.
     pub async fn cancel(
         &self,
         db: &SqlitePool,
         job_id: i64,
-        user_id: i64,
-        is_admin: bool,
+        person_id: i64,
     ) -> sqlx::Result<bool> {
         let now = unix_now();
         let queued = sqlx::query(
             "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = 'Cancelled before it started.'
-             WHERE id = ? AND status = 'queued' AND (user_id = ? OR ?)",
+             WHERE id = ? AND status = 'queued' AND person_id = ?",
         )
         .bind(now)
         .bind(job_id)
-        .bind(user_id)
-        .bind(is_admin)
+        .bind(person_id)
         .execute(db)
         .await?
         .rows_affected();
@@ -112,11 +110,10 @@ impl JobQueue {
         }
         let running = sqlx::query(
             "UPDATE jobs SET cancel_requested = 1
-             WHERE id = ? AND status = 'running' AND (user_id = ? OR ?)",
+             WHERE id = ? AND status = 'running' AND person_id = ?",
         )
         .bind(job_id)
-        .bind(user_id)
-        .bind(is_admin)
+        .bind(person_id)
         .execute(db)
         .await?
         .rows_affected();
@@ -155,7 +152,7 @@ impl JobQueue {
 /// Answers the waiting or new job's id.
 pub async fn enqueue_in(
     tx: &mut Transaction<'_, Sqlite>,
-    user_id: i64,
+    person_id: i64,
     source_id: i64,
     trigger: Trigger,
 ) -> sqlx::Result<i64> {
@@ -178,12 +175,12 @@ pub async fn enqueue_in(
     }
     let now = unix_now();
     sqlx::query_scalar(
-        "INSERT INTO jobs (kind, user_id, source_id, source_name, status, trigger, run_after,
+        "INSERT INTO jobs (kind, person_id, source_id, source_name, status, trigger, run_after,
            created_at)
          SELECT 'sync', ?, id, display_name, 'queued', ?, ?, ? FROM sources WHERE id = ?
          RETURNING id",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind(trigger.as_str())
     .bind(now)
     .bind(now)
@@ -196,12 +193,12 @@ pub async fn enqueue_in(
 pub async fn enqueue(
     db: &SqlitePool,
     queue: &JobQueue,
-    user_id: i64,
+    person_id: i64,
     source_id: i64,
     trigger: Trigger,
 ) -> sqlx::Result<i64> {
     let mut tx = db.begin().await?;
-    let id = enqueue_in(&mut tx, user_id, source_id, trigger).await?;
+    let id = enqueue_in(&mut tx, person_id, source_id, trigger).await?;
     tx.commit().await?;
     queue.wake();
     Ok(id)
@@ -219,17 +216,17 @@ pub async fn recover(db: &SqlitePool) -> sqlx::Result<u64> {
              WHEN 'sync' THEN 'Fasten stopped while this job was running; it was queued again.'
              ELSE 'Fasten stopped while this file was being imported; nothing from it was stored. Import it again.'
            END
-         WHERE status = 'running' RETURNING kind, user_id, source_id",
+         WHERE status = 'running' RETURNING kind, person_id, source_id",
     )
     .bind(now)
     .fetch_all(&mut *tx)
     .await?;
     let mut requeued = 0;
-    for (kind, user_id, source_id) in interrupted {
+    for (kind, person_id, source_id) in interrupted {
         if kind == "sync"
             && let Some(source_id) = source_id
         {
-            enqueue_in(&mut tx, user_id, source_id, Trigger::Restart).await?;
+            enqueue_in(&mut tx, person_id, source_id, Trigger::Restart).await?;
             requeued += 1;
         }
     }
@@ -240,18 +237,18 @@ pub async fn recover(db: &SqlitePool) -> sqlx::Result<u64> {
 /// Records an import that is starting (imports run at once, never from the queue).
 pub async fn start_import(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     source: Option<(i64, &str)>,
     file_name: &str,
     trigger: Trigger,
 ) -> sqlx::Result<i64> {
     let now = unix_now();
     sqlx::query_scalar(
-        "INSERT INTO jobs (kind, user_id, source_id, source_name, status, trigger, run_after,
+        "INSERT INTO jobs (kind, person_id, source_id, source_name, status, trigger, run_after,
            created_at, started_at, file_name)
          VALUES ('import', ?, ?, ?, 'running', ?, ?, ?, ?, ?) RETURNING id",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind(source.map(|(id, _)| id))
     .bind(source.map_or("Uploaded files", |(_, name)| name))
     .bind(trigger.as_str())
@@ -305,8 +302,8 @@ pub async fn finish_import(
 pub struct JobView {
     pub id: i64,
     pub kind: String,
-    pub user_id: i64,
-    pub username: String,
+    pub person_id: i64,
+    pub person_name: String,
     pub source_id: Option<i64>,
     pub source_name: String,
     pub status: String,
@@ -347,16 +344,15 @@ pub struct JobFilter {
     pub source: Option<i64>,
 }
 
-const JOB_COLUMNS: &str = "j.id, j.kind, j.user_id, u.username, j.source_id, j.source_name,
+const JOB_COLUMNS: &str = "j.id, j.kind, j.person_id, p.name AS person_name, j.source_id, j.source_name,
     j.status, j.trigger, j.attempt, j.run_after, j.progress_done, j.progress_total, j.added,
     j.updated, j.unchanged, j.warnings, j.error, j.cancel_requested, j.created_at, j.started_at,
     j.finished_at, j.file_name";
 
-/// The newest jobs the viewer may see: their own, or everyone's for an administrator.
+/// A person's newest jobs.
 pub async fn list(
     db: &SqlitePool,
-    viewer: i64,
-    everyone: bool,
+    person_id: i64,
     filter: &JobFilter,
     limit: i64,
 ) -> sqlx::Result<Vec<JobView>> {
@@ -368,16 +364,15 @@ pub async fn list(
         other => vec![other],
     };
     let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id
-         WHERE (j.user_id = ? OR ?)
+        "SELECT {JOB_COLUMNS} FROM jobs j JOIN people p ON p.id = j.person_id
+         WHERE j.person_id = ?
            AND (? = '[]' OR j.status IN (SELECT value FROM json_each(?)))
            AND (? IS NULL OR j.source_id = ?)
          ORDER BY j.id DESC LIMIT ?"
     );
     let statuses = serde_json::to_string(&statuses).expect("strings serialise");
     sqlx::query_as(&sql)
-        .bind(viewer)
-        .bind(everyone)
+        .bind(person_id)
         .bind(&statuses)
         .bind(&statuses)
         .bind(filter.source)
@@ -387,21 +382,15 @@ pub async fn list(
         .await
 }
 
-/// One job, if the viewer may see it.
-pub async fn get(
-    db: &SqlitePool,
-    job_id: i64,
-    viewer: i64,
-    everyone: bool,
-) -> sqlx::Result<Option<JobView>> {
+/// One of a person's jobs.
+pub async fn get(db: &SqlitePool, job_id: i64, person_id: i64) -> sqlx::Result<Option<JobView>> {
     let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs j JOIN users u ON u.id = j.user_id
-         WHERE j.id = ? AND (j.user_id = ? OR ?)"
+        "SELECT {JOB_COLUMNS} FROM jobs j JOIN people p ON p.id = j.person_id
+         WHERE j.id = ? AND j.person_id = ?"
     );
     sqlx::query_as(&sql)
         .bind(job_id)
-        .bind(viewer)
-        .bind(everyone)
+        .bind(person_id)
         .fetch_optional(db)
         .await
 }

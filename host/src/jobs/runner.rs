@@ -271,7 +271,7 @@ async fn schedule(state: AppState) {
 async fn queue_due(state: &AppState) -> sqlx::Result<()> {
     let now = unix_now();
     let due: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT c.source_id, s.user_id FROM connections c JOIN sources s ON s.id = c.source_id
+        "SELECT c.source_id, s.person_id FROM connections c JOIN sources s ON s.id = c.source_id
          WHERE c.status = 'connected' AND c.next_sync_at IS NOT NULL AND c.next_sync_at <= ?
            AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.source_id = c.source_id
                            AND j.status IN ('queued', 'running'))",
@@ -279,11 +279,11 @@ async fn queue_due(state: &AppState) -> sqlx::Result<()> {
     .bind(now)
     .fetch_all(&state.db)
     .await?;
-    for (source_id, user_id) in due {
+    for (source_id, person_id) in due {
         enqueue(
             &state.db,
             &state.jobs,
-            user_id,
+            person_id,
             source_id,
             Trigger::Schedule,
         )

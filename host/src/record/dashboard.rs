@@ -32,10 +32,10 @@ pub fn title_of(id: &str) -> Option<&'static str> {
 }
 
 /// The widgets a user shows, in order (the default when they never chose).
-pub async fn layout(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<&'static str>> {
+pub async fn layout(db: &SqlitePool, person_id: i64) -> sqlx::Result<Vec<&'static str>> {
     let saved: Option<String> =
-        sqlx::query_scalar("SELECT widgets FROM dashboard_layouts WHERE user_id = ?")
-            .bind(user_id)
+        sqlx::query_scalar("SELECT widgets FROM dashboard_layouts WHERE person_id = ?")
+            .bind(person_id)
             .fetch_optional(db)
             .await?;
     Ok(match saved {
@@ -51,17 +51,17 @@ pub async fn layout(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<&'static 
 }
 
 /// Saves the widgets to show, in order; unknown ids are ignored.
-pub async fn save_layout(db: &SqlitePool, user_id: i64, widgets: &[String]) -> sqlx::Result<()> {
+pub async fn save_layout(db: &SqlitePool, person_id: i64, widgets: &[String]) -> sqlx::Result<()> {
     let known: Vec<&str> = widgets
         .iter()
         .filter_map(|id| title_of(id).map(|_| id.as_str()))
         .collect();
     sqlx::query(
-        "INSERT INTO dashboard_layouts (user_id, widgets, updated_at) VALUES (?, ?, ?)
-         ON CONFLICT (user_id) DO UPDATE SET widgets = excluded.widgets,
+        "INSERT INTO dashboard_layouts (person_id, widgets, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (person_id) DO UPDATE SET widgets = excluded.widgets,
            updated_at = excluded.updated_at",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind(serde_json::to_string(&known).expect("strings serialise"))
     .bind(crate::store::unix_now())
     .execute(db)
@@ -97,20 +97,20 @@ pub struct Vital {
 /// through `observation_keys`: the index holds them in date order, so only `limit` rows are read.
 async fn by_loinc(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     code: &str,
     limit: i64,
 ) -> sqlx::Result<Vec<Value>> {
     let rows: Vec<String> = sqlx::query_scalar(
         "WITH newest AS (
            SELECT source_id, resource_type, resource_id, sort_date FROM observation_keys
-           WHERE user_id = ? AND key = ? ORDER BY sort_date DESC LIMIT ?)
+           WHERE person_id = ? AND key = ? ORDER BY sort_date DESC LIMIT ?)
          SELECT r.json FROM newest n
          JOIN resources r ON r.source_id = n.source_id AND r.resource_type = n.resource_type
                           AND r.resource_id = n.resource_id
          ORDER BY n.sort_date DESC",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind(code)
     .bind(limit)
     .fetch_all(db)
@@ -128,10 +128,10 @@ fn points(observations: &[Observation]) -> Vec<(Date, f64)> {
         .collect()
 }
 
-pub async fn vitals(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<Vital>> {
+pub async fn vitals(db: &SqlitePool, person_id: i64) -> sqlx::Result<Vec<Vital>> {
     let mut out = Vec::new();
     for (code, name) in VITALS {
-        let resources = by_loinc(db, user_id, code, TREND_POINTS).await?;
+        let resources = by_loinc(db, person_id, code, TREND_POINTS).await?;
         let Some(latest) = resources.first() else {
             continue;
         };
@@ -203,19 +203,19 @@ pub struct RecentLab {
 const RECENT_LABS: usize = 10;
 
 /// The newest result of each of the most recently done laboratory tests, abnormal ones flagged.
-pub async fn recent_labs(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<RecentLab>> {
+pub async fn recent_labs(db: &SqlitePool, person_id: i64) -> sqlx::Result<Vec<RecentLab>> {
     // A panel has a row per component: read a few more rows than results are shown.
     let rows: Vec<String> = sqlx::query_scalar(
         "WITH newest AS (
            SELECT DISTINCT source_id, resource_type, resource_id, sort_date FROM (
              SELECT source_id, resource_type, resource_id, sort_date FROM observation_keys
-             WHERE user_id = ? AND is_lab = 1 ORDER BY sort_date DESC LIMIT ?))
+             WHERE person_id = ? AND is_lab = 1 ORDER BY sort_date DESC LIMIT ?))
          SELECT r.json FROM newest n
          JOIN resources r ON r.source_id = n.source_id AND r.resource_type = n.resource_type
                           AND r.resource_id = n.resource_id
          ORDER BY n.sort_date DESC, n.resource_id DESC",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind((RECENT_LABS * 4) as i64)
     .fetch_all(db)
     .await?;
@@ -253,12 +253,12 @@ pub struct About {
     pub last_sync: Option<i64>,
 }
 
-pub async fn about(db: &SqlitePool, user_id: i64, today: Date) -> sqlx::Result<About> {
+pub async fn about(db: &SqlitePool, person_id: i64, today: Date) -> sqlx::Result<About> {
     let patient: Option<String> = sqlx::query_scalar(
-        "SELECT json FROM resources WHERE user_id = ? AND resource_type = 'Patient'
+        "SELECT json FROM resources WHERE person_id = ? AND resource_type = 'Patient'
          ORDER BY updated_at DESC LIMIT 1",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_optional(db)
     .await?;
     let patient: Option<Value> = patient.and_then(|j| serde_json::from_str(&j).ok());
@@ -269,12 +269,12 @@ pub async fn about(db: &SqlitePool, user_id: i64, today: Date) -> sqlx::Result<A
     };
     let (birth_date, died) = (date_of("birthDate"), date_of("deceasedDateTime"));
     let (records, sources, last_sync): (i64, i64, Option<i64>) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM resources WHERE user_id = ?1),
-                (SELECT COUNT(*) FROM sources WHERE user_id = ?1),
+        "SELECT (SELECT COUNT(*) FROM resources WHERE person_id = ?1),
+                (SELECT COUNT(*) FROM sources WHERE person_id = ?1),
                 (SELECT MAX(c.last_sync_at) FROM connections c
-                   JOIN sources s ON s.id = c.source_id WHERE s.user_id = ?1)",
+                   JOIN sources s ON s.id = c.source_id WHERE s.person_id = ?1)",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_one(db)
     .await?;
     Ok(About {
@@ -292,13 +292,13 @@ pub async fn about(db: &SqlitePool, user_id: i64, today: Date) -> sqlx::Result<A
 }
 
 /// The newest encounters (5).
-pub async fn recent_encounters(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<Item>> {
+pub async fn recent_encounters(db: &SqlitePool, person_id: i64) -> sqlx::Result<Vec<Item>> {
     let rows: Vec<(String, Option<String>, Option<String>, String)> = sqlx::query_as(
         "SELECT resource_id, sort_date, sort_title, json FROM resources
-         WHERE user_id = ? AND resource_type = 'Encounter'
+         WHERE person_id = ? AND resource_type = 'Encounter'
          ORDER BY sort_date DESC LIMIT 5",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_all(db)
     .await?;
     Ok(rows
@@ -317,12 +317,12 @@ pub async fn recent_encounters(db: &SqlitePool, user_id: i64) -> sqlx::Result<Ve
 }
 
 /// Record counts by type, most first.
-pub async fn type_counts(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<(String, i64)>> {
+pub async fn type_counts(db: &SqlitePool, person_id: i64) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as(
-        "SELECT resource_type, COUNT(*) FROM resources WHERE user_id = ?
+        "SELECT resource_type, COUNT(*) FROM resources WHERE person_id = ?
          GROUP BY resource_type ORDER BY 2 DESC, 1",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_all(db)
     .await
 }

@@ -241,36 +241,36 @@ const ROW_COLUMNS: &str = "r.resource_type, r.resource_id, r.sort_date, r.sort_t
 /// Appends the SQL selecting the ids of encounters linked to a condition: the condition's own
 /// encounter, encounters that reference it (reasonReference, diagnosis), and encounters of the
 /// records that reference it (a procedure done for it, say).
-fn push_condition_encounters(qb: &mut QueryBuilder<'_, Sqlite>, user_id: i64, condition: &str) {
-    qb.push("SELECT substr(value, 11) FROM resource_tokens WHERE user_id = ")
-        .push_bind(user_id)
+fn push_condition_encounters(qb: &mut QueryBuilder<'_, Sqlite>, person_id: i64, condition: &str) {
+    qb.push("SELECT substr(value, 11) FROM resource_tokens WHERE person_id = ")
+        .push_bind(person_id)
         .push(" AND resource_type = 'Condition' AND resource_id = ")
         .push_bind(condition.to_string())
         .push(" AND kind = 'ref' AND value LIKE 'Encounter/%'");
-    qb.push(" UNION SELECT resource_id FROM resource_tokens WHERE user_id = ")
-        .push_bind(user_id)
+    qb.push(" UNION SELECT resource_id FROM resource_tokens WHERE person_id = ")
+        .push_bind(person_id)
         .push(" AND kind = 'ref' AND value = ")
         .push_bind(format!("Condition/{condition}"))
         .push(" AND resource_type = 'Encounter'");
     qb.push(
         " UNION SELECT substr(e.value, 11) FROM resource_tokens c JOIN resource_tokens e
          ON e.source_id = c.source_id AND e.resource_type = c.resource_type
-         AND e.resource_id = c.resource_id WHERE c.user_id = ",
+         AND e.resource_id = c.resource_id WHERE c.person_id = ",
     )
-    .push_bind(user_id)
+    .push_bind(person_id)
     .push(" AND c.kind = 'ref' AND c.value = ")
     .push_bind(format!("Condition/{condition}"))
     .push(" AND e.kind = 'ref' AND e.value LIKE 'Encounter/%'");
 }
 
-fn push_encounter_filters(qb: &mut QueryBuilder<'_, Sqlite>, user_id: i64, filters: &Filters) {
-    qb.push(" WHERE r.user_id = ")
-        .push_bind(user_id)
+fn push_encounter_filters(qb: &mut QueryBuilder<'_, Sqlite>, person_id: i64, filters: &Filters) {
+    qb.push(" WHERE r.person_id = ")
+        .push_bind(person_id)
         .push(" AND r.resource_type = 'Encounter'");
     // A visit that came from two sources (the portal and a downloaded export of it) is one visit:
     // the copy from the oldest source is listed, and links reach it from both.
     qb.push(
-        " AND NOT EXISTS (SELECT 1 FROM resources twin WHERE twin.user_id = r.user_id
+        " AND NOT EXISTS (SELECT 1 FROM resources twin WHERE twin.person_id = r.person_id
           AND twin.resource_type = 'Encounter' AND twin.resource_id = r.resource_id
           AND twin.source_id < r.source_id)",
     );
@@ -283,7 +283,7 @@ fn push_encounter_filters(qb: &mut QueryBuilder<'_, Sqlite>, user_id: i64, filte
     }
     if let Some(condition) = &filters.condition {
         qb.push(" AND r.resource_id IN (");
-        push_condition_encounters(qb, user_id, condition);
+        push_condition_encounters(qb, person_id, condition);
         qb.push(")");
     }
 }
@@ -291,39 +291,39 @@ fn push_encounter_filters(qb: &mut QueryBuilder<'_, Sqlite>, user_id: i64, filte
 /// One page of the user's history, newest first, with the filter choices.
 pub async fn history(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     filters: &Filters,
     page: i64,
 ) -> Result<HistoryPage, sqlx::Error> {
     let page = page.max(1);
     let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM resources r");
-    push_encounter_filters(&mut count, user_id, filters);
+    push_encounter_filters(&mut count, person_id, filters);
     let total: i64 = count.build_query_scalar().fetch_one(db).await?;
 
     let mut select = QueryBuilder::<Sqlite>::new("SELECT ");
     select.push(ROW_COLUMNS);
-    push_encounter_filters(&mut select, user_id, filters);
+    push_encounter_filters(&mut select, person_id, filters);
     select
         .push(" ORDER BY r.sort_date DESC, r.resource_id LIMIT ")
         .push_bind(PAGE_SIZE)
         .push(" OFFSET ")
         .push_bind((page - 1) * PAGE_SIZE);
     let rows: Vec<Row> = select.build_query_as().fetch_all(db).await?;
-    let encounters = with_linked(db, user_id, rows).await?;
+    let encounters = with_linked(db, person_id, rows).await?;
 
     let years: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT substr(sort_date, 1, 4) FROM resources
-         WHERE user_id = ? AND resource_type = 'Encounter' AND sort_date IS NOT NULL
+         WHERE person_id = ? AND resource_type = 'Encounter' AND sort_date IS NOT NULL
          ORDER BY 1 DESC",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_all(db)
     .await?;
     let type_titles: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT sort_title FROM resources
-         WHERE user_id = ? AND resource_type = 'Encounter' AND sort_title IS NOT NULL",
+         WHERE person_id = ? AND resource_type = 'Encounter' AND sort_title IS NOT NULL",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_all(db)
     .await?;
     let mut types: Vec<Choice> = type_titles
@@ -336,9 +336,9 @@ pub async fn history(
     types.sort_by_key(|c| c.label.to_lowercase());
     let condition_rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT resource_id, sort_title, sort_date FROM resources
-         WHERE user_id = ? AND resource_type = 'Condition'",
+         WHERE person_id = ? AND resource_type = 'Condition'",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_all(db)
     .await?;
     let mut conditions: Vec<Choice> = condition_rows
@@ -368,24 +368,24 @@ pub async fn history(
 /// One encounter with everything linked to it, or None when the user has no such encounter.
 pub async fn encounter(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     id: &str,
 ) -> Result<Option<Encounter>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {ROW_COLUMNS} WHERE r.user_id = ? AND r.resource_type = 'Encounter'
+        "SELECT {ROW_COLUMNS} WHERE r.person_id = ? AND r.resource_type = 'Encounter'
          AND r.resource_id = ? ORDER BY r.source_id LIMIT 1"
     ))
-    .bind(user_id)
+    .bind(person_id)
     .bind(id)
     .fetch_all(db)
     .await?;
-    Ok(with_linked(db, user_id, rows).await?.pop())
+    Ok(with_linked(db, person_id, rows).await?.pop())
 }
 
 /// Turns encounter rows into encounters with their linked records, in two batched queries.
 async fn with_linked(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     rows: Vec<Row>,
 ) -> Result<Vec<Encounter>, sqlx::Error> {
     if rows.is_empty() {
@@ -404,10 +404,10 @@ async fn with_linked(
         "SELECT t.value AS link, r.resource_type, r.resource_id, r.sort_date, r.sort_title, r.json
          FROM resource_tokens t JOIN resources r ON r.source_id = t.source_id
          AND r.resource_type = t.resource_type AND r.resource_id = t.resource_id
-         WHERE t.user_id = ",
+         WHERE t.person_id = ",
     );
     incoming
-        .push_bind(user_id)
+        .push_bind(person_id)
         .push(" AND t.kind = 'ref' AND t.resource_type IN (");
     push_type_list(&mut incoming);
     incoming.push(") AND t.value IN (");
@@ -429,14 +429,14 @@ async fn with_linked(
     if !wanted.is_empty() {
         let mut query = QueryBuilder::<Sqlite>::new(
             "SELECT resource_type || '/' || resource_id, sort_date, sort_title, json
-             FROM resources WHERE user_id = ",
+             FROM resources WHERE person_id = ",
         );
-        // The type list lets SQLite use the (user_id, resource_type, ...) index.
+        // The type list lets SQLite use the (person_id, resource_type, ...) index.
         let types: HashSet<&str> = wanted
             .iter()
             .filter_map(|r| r.split_once('/').map(|(t, _)| t))
             .collect();
-        query.push_bind(user_id).push(" AND resource_type IN (");
+        query.push_bind(person_id).push(" AND resource_type IN (");
         let mut values = query.separated(", ");
         for kind in types {
             values.push_bind(kind.to_string());
@@ -719,14 +719,14 @@ pub struct EncounterLine {
 /// The condition page, or None when the user has no such condition.
 pub async fn condition(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     id: &str,
 ) -> Result<Option<ConditionPage>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {ROW_COLUMNS} WHERE r.user_id = ? AND r.resource_type = 'Condition'
+        "SELECT {ROW_COLUMNS} WHERE r.person_id = ? AND r.resource_type = 'Condition'
          AND r.resource_id = ? ORDER BY r.source_id LIMIT 1"
     ))
-    .bind(user_id)
+    .bind(person_id)
     .bind(id)
     .fetch_optional(db)
     .await?;
@@ -735,12 +735,12 @@ pub async fn condition(
 
     let mut query = QueryBuilder::<Sqlite>::new(
         "SELECT r.resource_id, r.sort_date, r.sort_title, r.json FROM resources r
-         WHERE r.user_id = ",
+         WHERE r.person_id = ",
     );
     query
-        .push_bind(user_id)
+        .push_bind(person_id)
         .push(" AND r.resource_type = 'Encounter' AND r.resource_id IN (");
-    push_condition_encounters(&mut query, user_id, id);
+    push_condition_encounters(&mut query, person_id, id);
     query.push(") ORDER BY r.sort_date DESC, r.resource_id");
     let rows: Vec<(String, Option<String>, Option<String>, String)> =
         query.build_query_as().fetch_all(db).await?;
@@ -767,10 +767,10 @@ pub async fn condition(
         "SELECT t.value AS link, r.resource_type, r.resource_id, r.sort_date, r.sort_title, r.json
          FROM resource_tokens t JOIN resources r ON r.source_id = t.source_id
          AND r.resource_type = t.resource_type AND r.resource_id = t.resource_id
-         WHERE t.user_id = ",
+         WHERE t.person_id = ",
     );
     related
-        .push_bind(user_id)
+        .push_bind(person_id)
         .push(" AND t.kind = 'ref' AND t.value = ")
         .push_bind(format!("Condition/{id}"))
         .push(" AND t.resource_type IN (");

@@ -221,14 +221,14 @@ fn is_laboratory(resource: &Value) -> bool {
 }
 
 /// Reads the user's resources the summary draws on, newest first.
-pub async fn load(db: &SqlitePool, user_id: i64) -> sqlx::Result<Summary> {
+pub async fn load(db: &SqlitePool, person_id: i64) -> sqlx::Result<Summary> {
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT json, sort_title FROM resources WHERE user_id = ? AND resource_type IN
+        "SELECT json, sort_title FROM resources WHERE person_id = ? AND resource_type IN
            ('Patient', 'AllergyIntolerance', 'MedicationRequest', 'MedicationStatement',
             'Condition', 'Immunization', 'Observation', 'Procedure')
          ORDER BY sort_date DESC, resource_type, resource_id",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_all(db)
     .await?;
     Ok(summarise(

@@ -65,14 +65,14 @@ struct Stored {
 }
 
 /// Every observation of the user read into results (components included), oldest first.
-async fn all_results(db: &SqlitePool, user_id: i64) -> Result<Vec<LabResult>, sqlx::Error> {
+async fn all_results(db: &SqlitePool, person_id: i64) -> Result<Vec<LabResult>, sqlx::Error> {
     let rows: Vec<Stored> = sqlx::query_as(
         "SELECT r.json, s.display_name AS source_name
          FROM resources r JOIN sources s ON s.id = r.source_id
-         WHERE r.user_id = ? AND r.resource_type = 'Observation'
+         WHERE r.person_id = ? AND r.resource_type = 'Observation'
          ORDER BY r.sort_date, r.resource_id",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_all(db)
     .await?;
     Ok(read_rows(rows))
@@ -82,7 +82,7 @@ async fn all_results(db: &SqlitePool, user_id: i64) -> Result<Vec<LabResult>, sq
 /// code index rather than by reading every observation.
 async fn results_with_codes(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     codes: &[&str],
 ) -> Result<Vec<LabResult>, sqlx::Error> {
     let values: Vec<String> = codes
@@ -95,11 +95,11 @@ async fn results_with_codes(
          JOIN resources r ON r.source_id = t.source_id AND r.resource_type = t.resource_type
                           AND r.resource_id = t.resource_id
          JOIN sources s ON s.id = r.source_id
-         WHERE t.user_id = ?1 AND t.kind = 'code' AND t.resource_type = 'Observation'
+         WHERE t.person_id = ?1 AND t.kind = 'code' AND t.resource_type = 'Observation'
            AND t.value IN (SELECT value FROM json_each(?2))
          ORDER BY r.sort_date, r.resource_id",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind(serde_json::to_string(&values).expect("strings serialise"))
     .fetch_all(db)
     .await?;
@@ -123,8 +123,8 @@ fn read_rows(rows: Vec<Stored>) -> Vec<LabResult> {
 }
 
 /// The user's lab results, oldest first.
-pub async fn results(db: &SqlitePool, user_id: i64) -> Result<Vec<LabResult>, sqlx::Error> {
-    let mut all = all_results(db, user_id).await?;
+pub async fn results(db: &SqlitePool, person_id: i64) -> Result<Vec<LabResult>, sqlx::Error> {
+    let mut all = all_results(db, person_id).await?;
     all.retain(|r| is_lab(&r.observation));
     Ok(all)
 }
@@ -133,19 +133,19 @@ pub async fn results(db: &SqlitePool, user_id: i64) -> Result<Vec<LabResult>, sq
 /// also serves a vital sign linked from elsewhere.
 pub async fn test_results(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     key: &str,
 ) -> Result<Vec<LabResult>, sqlx::Error> {
     // A LOINC key is found through the code index; a name key (no code) needs a full read.
     let is_loinc = key.contains('-') && key.chars().all(|c| c.is_ascii_digit() || c == '-');
     let mut all = if is_loinc {
-        results_with_codes(db, user_id, &units::keys_in_group(key)).await?
+        results_with_codes(db, person_id, &units::keys_in_group(key)).await?
     } else {
         Vec::new()
     };
     // Component codes (a blood pressure's systolic part) are not in the index.
     if all.is_empty() {
-        all = all_results(db, user_id).await?;
+        all = all_results(db, person_id).await?;
     }
     all.retain(|r| units::group_key(&r.observation.key) == key);
     Ok(all)
@@ -160,11 +160,11 @@ pub struct Report {
 }
 
 /// The user's reports that reference at least one observation, newest first.
-pub async fn reports(db: &SqlitePool, user_id: i64) -> Result<Vec<Report>, sqlx::Error> {
+pub async fn reports(db: &SqlitePool, person_id: i64) -> Result<Vec<Report>, sqlx::Error> {
     sqlx::query_as(
         "SELECT r.resource_id AS id, r.sort_title AS title, substr(r.sort_date, 1, 10) AS date
          FROM resources r
-         WHERE r.user_id = ? AND r.resource_type = 'DiagnosticReport' AND EXISTS (
+         WHERE r.person_id = ? AND r.resource_type = 'DiagnosticReport' AND EXISTS (
              SELECT 1 FROM resource_tokens t
              WHERE t.source_id = r.source_id AND t.resource_type = 'DiagnosticReport'
                AND t.resource_id = r.resource_id AND t.kind = 'ref'
@@ -172,7 +172,7 @@ pub async fn reports(db: &SqlitePool, user_id: i64) -> Result<Vec<Report>, sqlx:
          GROUP BY r.resource_id
          ORDER BY r.sort_date DESC, r.resource_id",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_all(db)
     .await
 }
@@ -181,15 +181,15 @@ pub async fn reports(db: &SqlitePool, user_id: i64) -> Result<Vec<Report>, sqlx:
 /// together), with the report; `None` when the user has no such report.
 pub async fn report_results(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     report_id: &str,
 ) -> Result<Option<(Report, Vec<LabResult>)>, sqlx::Error> {
     let report: Option<Report> = sqlx::query_as(
         "SELECT resource_id AS id, sort_title AS title, substr(sort_date, 1, 10) AS date
-         FROM resources WHERE user_id = ? AND resource_type = 'DiagnosticReport' AND resource_id = ?
+         FROM resources WHERE person_id = ? AND resource_type = 'DiagnosticReport' AND resource_id = ?
          LIMIT 1",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind(report_id)
     .fetch_optional(db)
     .await?;
@@ -198,10 +198,10 @@ pub async fn report_results(
     };
     let references: Vec<String> = sqlx::query_scalar(
         "SELECT value FROM resource_tokens
-         WHERE user_id = ? AND resource_type = 'DiagnosticReport' AND resource_id = ?
+         WHERE person_id = ? AND resource_type = 'DiagnosticReport' AND resource_id = ?
            AND kind = 'ref' AND value LIKE 'Observation/%'",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind(report_id)
     .fetch_all(db)
     .await?;
@@ -209,7 +209,7 @@ pub async fn report_results(
         .iter()
         .filter_map(|r| r.strip_prefix("Observation/"))
         .collect();
-    let mut all = all_results(db, user_id).await?;
+    let mut all = all_results(db, person_id).await?;
     // A panel's own entry (blood pressure) holds no value; its components carry them.
     all.retain(|r| {
         let o = &r.observation;
@@ -287,18 +287,18 @@ pub fn observation_keys(resource: &Value) -> Vec<(String, bool)> {
 /// The Labs overview without reading every result: `observation_keys` gives each test's count
 /// and newest observation from its index, and only those newest observations are read whole.
 /// Same answer as `summarise(&results(..))`.
-pub async fn overview(db: &SqlitePool, user_id: i64) -> Result<Vec<TestSummary>, sqlx::Error> {
+pub async fn overview(db: &SqlitePool, person_id: i64) -> Result<Vec<TestSummary>, sqlx::Error> {
     // SQLite takes the bare columns of a MAX() aggregate from the row holding the maximum.
     let newest: Vec<(String, i64, String, String)> = sqlx::query_as(
         "WITH newest AS (
            SELECT key, COUNT(*) AS n, MAX(sort_date) AS latest, source_id, resource_id
-           FROM observation_keys WHERE user_id = ? AND is_lab = 1 GROUP BY key)
+           FROM observation_keys WHERE person_id = ? AND is_lab = 1 GROUP BY key)
          SELECT k.key, k.n, r.json, s.display_name AS source_name FROM newest k
          JOIN resources r ON r.source_id = k.source_id AND r.resource_type = 'Observation'
                           AND r.resource_id = k.resource_id
          JOIN sources s ON s.id = r.source_id",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_all(db)
     .await?;
     let mut counted: Vec<(LabResult, usize)> = Vec::new();
@@ -327,7 +327,7 @@ pub async fn backfill_index(db: &SqlitePool) -> sqlx::Result<u64> {
     }
     let mut tx = db.begin().await?;
     let rows: Vec<(i64, i64, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT user_id, source_id, resource_id, sort_date, json FROM resources
+        "SELECT person_id, source_id, resource_id, sort_date, json FROM resources
          WHERE resource_type = 'Observation'",
     )
     .fetch_all(&mut *tx)
@@ -336,7 +336,7 @@ pub async fn backfill_index(db: &SqlitePool) -> sqlx::Result<u64> {
         .execute(&mut *tx)
         .await?;
     let mut added = 0;
-    for (user_id, source_id, resource_id, sort_date, json) in &rows {
+    for (person_id, source_id, resource_id, sort_date, json) in &rows {
         let keys = serde_json::from_str::<Value>(json)
             .map(|v| observation_keys(&v))
             .unwrap_or_default();
@@ -349,7 +349,7 @@ pub async fn backfill_index(db: &SqlitePool) -> sqlx::Result<u64> {
                 is_lab: *is_lab,
             })
             .collect();
-        crate::fhir::ingest::insert_observation_keys(&mut tx, *user_id, *source_id, &key_rows)
+        crate::fhir::ingest::insert_observation_keys(&mut tx, *person_id, *source_id, &key_rows)
             .await?;
         added += key_rows.len() as u64;
     }

@@ -459,11 +459,11 @@ pub fn kind_of(resource: &Value) -> Option<&'static Kind> {
 }
 
 /// The user's "Entered by hand" source, created on first use.
-pub async fn source(db: &SqlitePool, user_id: i64) -> sqlx::Result<i64> {
+pub async fn source(db: &SqlitePool, person_id: i64) -> sqlx::Result<i64> {
     let existing: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM sources WHERE user_id = ? AND kind = 'manual' ORDER BY id LIMIT 1",
+        "SELECT id FROM sources WHERE person_id = ? AND kind = 'manual' ORDER BY id LIMIT 1",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_optional(db)
     .await?;
     if let Some(id) = existing {
@@ -471,10 +471,10 @@ pub async fn source(db: &SqlitePool, user_id: i64) -> sqlx::Result<i64> {
     }
     let now = crate::store::unix_now();
     sqlx::query_scalar(
-        "INSERT INTO sources (user_id, kind, display_name, created_at, updated_at)
+        "INSERT INTO sources (person_id, kind, display_name, created_at, updated_at)
          VALUES (?, 'manual', 'Entered by hand', ?, ?) RETURNING id",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind(now)
     .bind(now)
     .fetch_one(db)
@@ -482,13 +482,13 @@ pub async fn source(db: &SqlitePool, user_id: i64) -> sqlx::Result<i64> {
 }
 
 /// Stores resources in the manual source, in one transaction (a new or an edited record).
-pub async fn store(db: &SqlitePool, user_id: i64, resources: &[Value]) -> anyhow::Result<()> {
-    let source_id = source(db, user_id).await?;
+pub async fn store(db: &SqlitePool, person_id: i64, resources: &[Value]) -> anyhow::Result<()> {
+    let source_id = source(db, person_id).await?;
     let prepared = resources
         .iter()
         .map(|r| fhir::prepare(&r.to_string()).map_err(|e| anyhow::anyhow!(e)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut writer = Writer::begin(db, user_id, source_id).await?;
+    let mut writer = Writer::begin(db, person_id, source_id).await?;
     writer.write(&prepared).await?;
     writer.commit().await?;
     Ok(())
@@ -497,15 +497,15 @@ pub async fn store(db: &SqlitePool, user_id: i64, resources: &[Value]) -> anyhow
 /// A record of the user's manual source, if there is one with this type and id.
 pub async fn load(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     resource_type: &str,
     id: &str,
 ) -> sqlx::Result<Option<Value>> {
     let json: Option<String> = sqlx::query_scalar(
         "SELECT r.json FROM resources r JOIN sources s ON s.id = r.source_id
-         WHERE r.user_id = ? AND s.kind = 'manual' AND r.resource_type = ? AND r.resource_id = ?",
+         WHERE r.person_id = ? AND s.kind = 'manual' AND r.resource_type = ? AND r.resource_id = ?",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind(resource_type)
     .bind(id)
     .fetch_optional(db)
@@ -516,14 +516,14 @@ pub async fn load(
 /// Deletes a manual record (and the Binary of an attachment). False when there is none.
 pub async fn delete(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     resource_type: &str,
     id: &str,
 ) -> sqlx::Result<bool> {
-    let Some(resource) = load(db, user_id, resource_type, id).await? else {
+    let Some(resource) = load(db, person_id, resource_type, id).await? else {
         return Ok(false);
     };
-    let source_id = source(db, user_id).await?;
+    let source_id = source(db, person_id).await?;
     let mut tx = db.begin().await?;
     let mut targets = vec![(resource_type.to_string(), id.to_string())];
     if let Some(binary) = resource

@@ -1,9 +1,10 @@
 //! The record as the family reads it: plain functions that turn stored FHIR resources into what
 //! the pages show (lab trends, medical history, the profile, charts, unit conversion, glossary).
-//! Nothing here knows about HTTP; every query takes the user id and filters by it.
+//! Nothing here knows about HTTP; every query takes the person id and filters by it.
 
 pub mod chart;
 pub mod dashboard;
+pub mod family;
 pub mod glossary;
 pub mod history;
 pub mod ips;

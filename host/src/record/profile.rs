@@ -42,17 +42,17 @@ pub struct Profile {
 /// Clinical statuses that make a condition current.
 const ACTIVE_CONDITION: &[&str] = &["active", "recurrence", "relapse"];
 
-pub async fn profile(db: &SqlitePool, user_id: i64, today: Date) -> Result<Profile, sqlx::Error> {
+pub async fn profile(db: &SqlitePool, person_id: i64, today: Date) -> Result<Profile, sqlx::Error> {
     let has_records: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM resources WHERE user_id = ?)")
-            .bind(user_id)
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM resources WHERE person_id = ?)")
+            .bind(person_id)
             .fetch_one(db)
             .await?;
     let patients: Vec<(String, String)> = sqlx::query_as(
         "SELECT r.json, s.display_name FROM resources r JOIN sources s ON s.id = r.source_id
-         WHERE r.user_id = ? AND r.resource_type = 'Patient' ORDER BY s.id, r.resource_id",
+         WHERE r.person_id = ? AND r.resource_type = 'Patient' ORDER BY s.id, r.resource_id",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_all(db)
     .await?;
     let mut facts = Vec::new();
@@ -65,10 +65,10 @@ pub async fn profile(db: &SqlitePool, user_id: i64, today: Date) -> Result<Profi
         }
     }
 
-    let allergies = allergies(db, user_id, None).await?;
-    let immunizations = immunizations(db, user_id, None).await?;
-    let medications = medications(db, user_id, None).await?;
-    let conditions = conditions(db, user_id, None).await?;
+    let allergies = allergies(db, person_id, None).await?;
+    let immunizations = immunizations(db, person_id, None).await?;
+    let medications = medications(db, person_id, None).await?;
+    let conditions = conditions(db, person_id, None).await?;
     Ok(Profile {
         has_records,
         fields: merge(facts),
@@ -82,11 +82,11 @@ pub async fn profile(db: &SqlitePool, user_id: i64, today: Date) -> Result<Profi
 /// Allergies not entered in error, by name.
 pub async fn allergies(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     limit: Option<usize>,
 ) -> Result<Vec<Item>, sqlx::Error> {
     Ok(
-        records(db, user_id, "AllergyIntolerance", None, false, limit)
+        records(db, person_id, "AllergyIntolerance", None, false, limit)
             .await?
             .into_iter()
             .filter(|(_, json)| !mistaken(json))
@@ -116,7 +116,7 @@ struct VaccineRow {
 /// not-done gets its own line, showing that status.
 pub async fn immunizations(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     limit: Option<usize>,
 ) -> Result<Vec<Item>, sqlx::Error> {
     // Grouped from an index before any JSON is read (the few flagged doses are looked up
@@ -124,13 +124,13 @@ pub async fn immunizations(
     let rows: Vec<VaccineRow> = sqlx::query_as(
         "WITH flagged AS MATERIALIZED (
                SELECT source_id, resource_id, value FROM resource_tokens
-               WHERE user_id = ?1 AND kind = 'status' AND resource_type = 'Immunization'
+               WHERE person_id = ?1 AND kind = 'status' AND resource_type = 'Immunization'
                  AND value IN ('entered-in-error', 'not-done')
              ), doses AS (
                SELECT r.source_id, r.resource_id, r.sort_date, r.sort_title, f.value AS status
                FROM resources r LEFT JOIN flagged f
                     ON f.source_id = r.source_id AND f.resource_id = r.resource_id
-               WHERE r.user_id = ?1 AND r.resource_type = 'Immunization'
+               WHERE r.person_id = ?1 AND r.resource_type = 'Immunization'
              ), vaccines AS (
                -- SQLite takes the bare columns from the row holding max(sort_date).
                SELECT source_id, resource_id, max(sort_date) AS sort_date, sort_title,
@@ -143,7 +143,7 @@ pub async fn immunizations(
                   AND r.resource_type = 'Immunization' AND r.resource_id = v.resource_id
              ORDER BY v.sort_date DESC, v.resource_id LIMIT ?2",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind(limit.map_or(-1, |l| l as i64))
     .fetch_all(db)
     .await?;
@@ -174,12 +174,12 @@ pub async fn immunizations(
 /// by hand is a statement), by name.
 pub async fn medications(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     limit: Option<usize>,
 ) -> Result<Vec<Item>, sqlx::Error> {
     let active = Some(&["active"][..]);
-    let mut found = records(db, user_id, "MedicationRequest", active, false, limit).await?;
-    found.extend(records(db, user_id, "MedicationStatement", active, false, limit).await?);
+    let mut found = records(db, person_id, "MedicationRequest", active, false, limit).await?;
+    found.extend(records(db, person_id, "MedicationStatement", active, false, limit).await?);
     Ok(found
         .into_iter()
         .take(limit.unwrap_or(usize::MAX))
@@ -198,12 +198,12 @@ pub async fn medications(
 /// Conditions still going on, by name.
 pub async fn conditions(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     limit: Option<usize>,
 ) -> Result<Vec<Item>, sqlx::Error> {
     Ok(records(
         db,
-        user_id,
+        person_id,
         "Condition",
         Some(ACTIVE_CONDITION),
         false,
@@ -225,7 +225,7 @@ pub async fn conditions(
 /// read whole, with room for the ones the callers leave out (duplicates, mistakes).
 async fn records(
     db: &SqlitePool,
-    user_id: i64,
+    person_id: i64,
     resource_type: &str,
     statuses: Option<&[&str]>,
     newest_first: bool,
@@ -241,10 +241,10 @@ async fn records(
                  FROM resource_tokens t
                  JOIN resources r ON r.source_id = t.source_id
                       AND r.resource_type = t.resource_type AND r.resource_id = t.resource_id
-                 WHERE t.user_id = ",
+                 WHERE t.person_id = ",
             );
             query
-                .push_bind(user_id)
+                .push_bind(person_id)
                 .push(" AND t.kind = 'status' AND t.resource_type = ")
                 .push_bind(resource_type.to_string())
                 .push(" AND t.value IN (");
@@ -258,9 +258,9 @@ async fn records(
             query
                 .push(
                     "SELECT r.source_id, r.resource_id, r.sort_date, r.sort_title
-                     FROM resources r WHERE r.user_id = ",
+                     FROM resources r WHERE r.person_id = ",
                 )
-                .push_bind(user_id)
+                .push_bind(person_id)
                 .push(" AND r.resource_type = ")
                 .push_bind(resource_type.to_string());
         }

@@ -24,7 +24,7 @@ pub const FHIR_PLUGIN: &str = "fhir";
 #[derive(Clone)]
 pub struct Connection {
     pub source_id: i64,
-    pub user_id: i64,
+    pub person_id: i64,
     /// The connector plugin that syncs it.
     pub plugin_id: String,
     pub display_name: String,
@@ -44,7 +44,7 @@ pub struct Connection {
 
 #[derive(sqlx::FromRow)]
 struct ConnectionRow {
-    user_id: i64,
+    person_id: i64,
     plugin_id: Option<String>,
     display_name: String,
     catalog_id: Option<String>,
@@ -73,7 +73,7 @@ pub async fn load_connection(
     source_id: i64,
 ) -> anyhow::Result<Option<Connection>> {
     let row: Option<ConnectionRow> = sqlx::query_as(
-        "SELECT s.user_id, s.plugin_id, s.display_name, c.catalog_id, c.fhir_base,
+        "SELECT s.person_id, s.plugin_id, s.display_name, c.catalog_id, c.fhir_base,
                 c.authorize_url, c.token_url, c.client_id, c.client_secret, c.client_auth,
                 c.scopes_requested, c.patient_id, c.access_token, c.refresh_token,
                 c.access_expires_at, c.status, c.status_message, c.sync_settings, c.sync_cursor,
@@ -92,7 +92,7 @@ pub async fn load_connection(
     };
     Ok(Some(Connection {
         source_id,
-        user_id: row.user_id,
+        person_id: row.person_id,
         plugin_id: row.plugin_id.unwrap_or_else(|| FHIR_PLUGIN.to_string()),
         display_name: row.display_name,
         fhir_base: row.fhir_base,
@@ -187,6 +187,7 @@ fn non_empty(s: &str) -> Option<String> {
 pub async fn begin_connect(
     ctx: &Ctx<'_>,
     user_id: i64,
+    person_id: i64,
     session_hash: &[u8],
     form: &ConnectForm,
     redirect_uri: &str,
@@ -275,13 +276,14 @@ pub async fn begin_connect(
             _ => Vec::new(),
         },
     };
-    start(ctx, user_id, session_hash, None, draft).await
+    start(ctx, user_id, person_id, session_hash, None, draft).await
 }
 
 /// Starts the sign-in again for an existing source (its refresh token no longer works).
 pub async fn begin_reconnect(
     ctx: &Ctx<'_>,
     user_id: i64,
+    person_id: i64,
     session_hash: &[u8],
     source_id: i64,
     redirect_uri: &str,
@@ -289,7 +291,7 @@ pub async fn begin_reconnect(
     let connection = load_connection(ctx.db, ctx.vault, source_id)
         .await
         .map_err(|e| SmartError::Input(e.to_string()))?;
-    let Some(connection) = connection.filter(|c| c.user_id == user_id) else {
+    let Some(connection) = connection.filter(|c| c.person_id == person_id) else {
         return Ok(None);
     };
     let mut oauth = connection.oauth.clone();
@@ -304,7 +306,7 @@ pub async fn begin_reconnect(
         scopes: connection.scopes_requested,
         sync_settings: connection.sync_settings,
     };
-    start(ctx, user_id, session_hash, Some(source_id), draft)
+    start(ctx, user_id, person_id, session_hash, Some(source_id), draft)
         .await
         .map(Some)
 }
@@ -312,6 +314,7 @@ pub async fn begin_reconnect(
 async fn start(
     ctx: &Ctx<'_>,
     user_id: i64,
+    person_id: i64,
     session_hash: &[u8],
     source_id: Option<i64>,
     mut draft: Draft,
@@ -331,12 +334,13 @@ async fn start(
             .execute(ctx.db)
             .await?;
         sqlx::query(
-            "INSERT INTO oauth_pending (state_hash, session_hash, user_id, source_id, connection,
-               pkce_verifier, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO oauth_pending (state_hash, session_hash, user_id, person_id, source_id,
+               connection, pkce_verifier, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&state_hash)
         .bind(session_hash)
         .bind(user_id)
+        .bind(person_id)
         .bind(source_id)
         .bind(serde_json::to_string(&draft).expect("a draft serialises"))
         .bind(ctx.vault.seal(&label, &authorization.pkce_verifier))
@@ -363,14 +367,25 @@ pub struct CallbackParams {
 struct PendingRow {
     session_hash: Vec<u8>,
     user_id: i64,
+    person_id: i64,
     source_id: Option<i64>,
     connection: String,
     pkce_verifier: Vec<u8>,
     created_at: i64,
 }
 
+/// The person a sign-in in progress would connect, without using the sign-in up.
+pub async fn pending_person(db: &SqlitePool, state: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT person_id FROM oauth_pending WHERE state_hash = ?")
+        .bind(smart::hash(state))
+        .fetch_optional(db)
+        .await
+}
+
 /// A finished connection: its source and the first sync job.
 pub struct Connected {
+    /// Whose records the connection brings.
+    pub person_id: i64,
     pub source_id: i64,
     pub display_name: String,
     pub job_id: i64,
@@ -400,7 +415,7 @@ pub async fn finish_connect(
     // Deleting first makes the state single-use even if two callbacks race.
     let pending: Option<PendingRow> = sqlx::query_as(
         "DELETE FROM oauth_pending WHERE state_hash = ?
-         RETURNING session_hash, user_id, source_id, connection, pkce_verifier, created_at",
+         RETURNING session_hash, user_id, person_id, source_id, connection, pkce_verifier, created_at",
     )
     .bind(&state_hash)
     .fetch_optional(ctx.db)
@@ -415,6 +430,7 @@ pub async fn finish_connect(
     let Some(PendingRow {
         session_hash: pending_session,
         user_id: pending_user,
+        person_id,
         source_id,
         connection: draft,
         pkce_verifier: sealed_verifier,
@@ -427,6 +443,19 @@ pub async fn finish_connect(
         return Err(SmartError::Input(
             "This sign-in was started in another browser session. Start again from Sources.".into(),
         ));
+    }
+    // Sharing may have changed while the user was away at the provider.
+    let still_manages: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM person_access WHERE person_id = ? AND user_id = ?
+         AND level = 'manage')",
+    )
+    .bind(person_id)
+    .bind(user_id)
+    .fetch_one(ctx.db)
+    .await
+    .map_err(|e| SmartError::Input(format!("Fasten could not read the sign-in: {e}")))?;
+    if !still_manages {
+        return Err(unknown());
     }
     if unix_now() - created_at > smart::PENDING_SECONDS {
         return Err(SmartError::Input(
@@ -470,14 +499,14 @@ pub async fn finish_connect(
         .oauth
         .exchange_code(ctx.plugins, code, &verifier)
         .await?;
-    store_connection(ctx, user_id, source_id, &draft, &tokens)
+    store_connection(ctx, person_id, source_id, &draft, &tokens)
         .await
         .map_err(|e| SmartError::Input(format!("Fasten could not store the connection: {e}")))
 }
 
 async fn store_connection(
     ctx: &Ctx<'_>,
-    user_id: i64,
+    person_id: i64,
     existing: Option<i64>,
     draft: &Draft,
     tokens: &Tokens,
@@ -487,10 +516,10 @@ async fn store_connection(
     let source_id = match existing {
         Some(id) => id,
         None => sqlx::query_scalar(
-            "INSERT INTO sources (user_id, kind, display_name, plugin_id, created_at, updated_at)
+            "INSERT INTO sources (person_id, kind, display_name, plugin_id, created_at, updated_at)
                  VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
-        .bind(user_id)
+        .bind(person_id)
         .bind(if draft.oauth.quirks.not_fhir {
             "oauth2"
         } else {
@@ -554,15 +583,16 @@ async fn store_connection(
         .bind(source_id)
         .execute(&mut *tx)
         .await?;
-    let job_id = jobs::enqueue_in(&mut tx, user_id, source_id, Trigger::Connect).await?;
+    let job_id = jobs::enqueue_in(&mut tx, person_id, source_id, Trigger::Connect).await?;
     tx.commit().await?;
     tracing::info!(
-        user_id,
+        person_id,
         source_id,
         reconnect = existing.is_some(),
         "source connected"
     );
     Ok(Connected {
+        person_id,
         source_id,
         display_name: draft.display_name.clone(),
         job_id,
@@ -594,7 +624,7 @@ pub struct SourceView {
 }
 
 /// The user's sources with their connection state and latest job.
-pub async fn list(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<SourceView>> {
+pub async fn list(db: &SqlitePool, person_id: i64) -> sqlx::Result<Vec<SourceView>> {
     sqlx::query_as(
         "SELECT s.id, s.kind, s.display_name, s.created_at,
                 (SELECT COUNT(*) FROM resources r WHERE r.source_id = s.id) AS records,
@@ -605,9 +635,9 @@ pub async fn list(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<SourceView>
          FROM sources s
          LEFT JOIN connections c ON c.source_id = s.id
          LEFT JOIN jobs j ON j.id = (SELECT MAX(id) FROM jobs WHERE source_id = s.id)
-         WHERE s.user_id = ? ORDER BY s.display_name, s.id",
+         WHERE s.person_id = ? ORDER BY s.display_name, s.id",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch_all(db)
     .await
     .map(|views: Vec<SourceView>| {
@@ -626,13 +656,13 @@ pub async fn list(db: &SqlitePool, user_id: i64) -> sqlx::Result<Vec<SourceView>
 pub async fn delete(
     db: &SqlitePool,
     queue: &jobs::JobQueue,
-    user_id: i64,
+    person_id: i64,
     source_id: i64,
 ) -> sqlx::Result<bool> {
     let owned: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM sources WHERE id = ? AND user_id = ?")
+        sqlx::query_scalar("SELECT id FROM sources WHERE id = ? AND person_id = ?")
             .bind(source_id)
-            .bind(user_id)
+            .bind(person_id)
             .fetch_optional(db)
             .await?;
     if owned.is_none() {
@@ -640,12 +670,12 @@ pub async fn delete(
     }
     queue.cancel_for_source(db, source_id).await?;
     // Records, their index rows and the connection go with the source (ON DELETE CASCADE).
-    sqlx::query("DELETE FROM sources WHERE id = ? AND user_id = ?")
+    sqlx::query("DELETE FROM sources WHERE id = ? AND person_id = ?")
         .bind(source_id)
-        .bind(user_id)
+        .bind(person_id)
         .execute(db)
         .await?;
-    tracing::info!(user_id, source_id, "source deleted");
+    tracing::info!(person_id, source_id, "source deleted");
     Ok(true)
 }
 

@@ -3,6 +3,7 @@
 //! Query functions take `impl SqliteExecutor` so the same function runs on the pool or inside a
 //! transaction. Nothing here knows about HTTP.
 
+pub mod people;
 pub mod resources;
 pub mod sessions;
 pub mod users;

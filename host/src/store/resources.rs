@@ -4,9 +4,9 @@
 use sqlx::SqliteExecutor;
 
 /// How many records a user owns across all sources.
-pub async fn count_for_user(db: impl SqliteExecutor<'_>, user_id: i64) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM resources WHERE user_id = ?")
-        .bind(user_id)
+pub async fn count_for_person(db: impl SqliteExecutor<'_>, person_id: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM resources WHERE person_id = ?")
+        .bind(person_id)
         .fetch_one(db)
         .await
 }

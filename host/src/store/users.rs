@@ -25,6 +25,8 @@ pub struct User {
     pub role: Role,
     pub disabled: bool,
     pub created_at: i64,
+    /// The account's own person: whose records are "mine" when this account signs in.
+    pub person_id: i64,
 }
 
 impl User {
@@ -38,6 +40,10 @@ impl User {
 pub enum UserChangeError {
     #[error("that username is already taken")]
     UsernameTaken,
+    #[error("someone in this Fasten already has the short name {0:?}: choose another username, or link the new account to that person")]
+    PersonTaken(String),
+    #[error("that person already has an account of their own")]
+    PersonHasAccount,
     #[error("no such user")]
     NotFound,
     #[error("the last administrator cannot be removed, disabled or made a member")]
@@ -58,7 +64,8 @@ impl PartialEq for DbError {
 }
 impl Eq for DbError {}
 
-const USER_COLUMNS: &str = "id, username, display_name, password_hash, role, disabled, created_at";
+const USER_COLUMNS: &str =
+    "id, username, display_name, password_hash, role, disabled, created_at, person_id";
 
 /// True while no account exists: the first-run wizard is open.
 pub async fn none_exist(db: impl SqliteExecutor<'_>) -> sqlx::Result<bool> {
@@ -68,56 +75,125 @@ pub async fn none_exist(db: impl SqliteExecutor<'_>) -> sqlx::Result<bool> {
     Ok(count == 0)
 }
 
+/// Creates an account with a person of its own (slug: the username, lowercased), or linked to
+/// an existing person (`person`: a child grown up), in one transaction.
 pub async fn create(
-    db: impl SqliteExecutor<'_>,
+    db: &sqlx::SqlitePool,
     username: &str,
     display_name: &str,
     password_hash: &str,
     role: Role,
 ) -> Result<User, UserChangeError> {
+    create_for(db, username, display_name, password_hash, role, None).await
+}
+
+pub async fn create_for(
+    db: &sqlx::SqlitePool,
+    username: &str,
+    display_name: &str,
+    password_hash: &str,
+    role: Role,
+    person: Option<i64>,
+) -> Result<User, UserChangeError> {
+    let mut tx = db.begin().await.map_err(DbError)?;
+    if by_username(&mut *tx, username).await.map_err(DbError)?.is_some() {
+        return Err(UserChangeError::UsernameTaken);
+    }
+    let user = insert(&mut tx, username, display_name, password_hash, role, person, false)
+        .await?
+        .expect("an unconditional insert returns its row");
+    tx.commit().await.map_err(DbError)?;
+    Ok(user)
+}
+
+/// Inserts the account and, unless `person` is given, its own person; with `only_first` only
+/// while no account exists.
+async fn insert(
+    tx: &mut sqlx::SqliteConnection,
+    username: &str,
+    display_name: &str,
+    password_hash: &str,
+    role: Role,
+    person: Option<i64>,
+    only_first: bool,
+) -> Result<Option<User>, UserChangeError> {
+    if only_first && !none_exist(&mut *tx).await.map_err(DbError)? {
+        return Ok(None);
+    }
+    let person_id = match person {
+        Some(id) => {
+            if super::people::has_account(&mut *tx, id).await.map_err(DbError)? {
+                return Err(UserChangeError::PersonHasAccount);
+            }
+            id
+        }
+        None => {
+            match super::people::create(&mut *tx, username, display_name, None, None).await {
+                Ok(person) => person.id,
+                Err(super::people::PersonError::SlugTaken(slug)) => {
+                    return Err(UserChangeError::PersonTaken(slug));
+                }
+                Err(super::people::PersonError::Database(e)) => return Err(DbError(e).into()),
+                Err(e) => return Err(UserChangeError::PersonTaken(e.to_string())),
+            }
+        }
+    };
     let now = unix_now();
     let result = sqlx::query_as::<_, User>(&format!(
-        "INSERT INTO users (username, display_name, password_hash, role, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING {USER_COLUMNS}"
+        "INSERT INTO users (username, display_name, password_hash, role, person_id, created_at,
+                            updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {USER_COLUMNS}"
     ))
     .bind(username)
     .bind(display_name)
     .bind(password_hash)
     .bind(role)
+    .bind(person_id)
     .bind(now)
     .bind(now)
-    .fetch_one(db)
+    .fetch_one(&mut *tx)
     .await;
-    match result {
-        Ok(user) => Ok(user),
+    let user = match result {
+        Ok(user) => user,
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(UserChangeError::UsernameTaken)
+            return Err(UserChangeError::UsernameTaken);
         }
-        Err(e) => Err(DbError(e).into()),
-    }
+        Err(e) => return Err(DbError(e).into()),
+    };
+    // The account manages its own person, always.
+    super::people::grant(&mut *tx, person_id, user.id, super::people::Level::Manage, None)
+        .await
+        .map_err(DbError)?;
+    Ok(Some(user))
 }
 
 /// Creates the first administrator, but only while no user exists: two browsers finishing the
 /// first-run wizard at once cannot both become admin.
 pub async fn create_first_admin(
-    db: impl SqliteExecutor<'_>,
+    db: &sqlx::SqlitePool,
     username: &str,
     display_name: &str,
     password_hash: &str,
-) -> sqlx::Result<Option<User>> {
-    let now = unix_now();
-    sqlx::query_as::<_, User>(&format!(
-        "INSERT INTO users (username, display_name, password_hash, role, created_at, updated_at)
-         SELECT ?, ?, ?, 'admin', ?, ? WHERE NOT EXISTS (SELECT 1 FROM users)
-         RETURNING {USER_COLUMNS}"
-    ))
-    .bind(username)
-    .bind(display_name)
-    .bind(password_hash)
-    .bind(now)
-    .bind(now)
-    .fetch_optional(db)
-    .await
+) -> Result<Option<User>, UserChangeError> {
+    // BEGIN IMMEDIATE: the check and the insert must not interleave with another wizard's.
+    let mut conn = db.acquire().await.map_err(DbError)?;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *conn)
+        .await
+        .map_err(DbError)?;
+    let result = insert(
+        &mut conn,
+        username,
+        display_name,
+        password_hash,
+        Role::Admin,
+        None,
+        true,
+    )
+    .await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    sqlx::query(end).execute(&mut *conn).await.map_err(DbError)?;
+    result
 }
 
 pub async fn by_id(db: impl SqliteExecutor<'_>, id: i64) -> sqlx::Result<Option<User>> {
@@ -210,16 +286,29 @@ pub async fn set_role(
     explain_refusal(db, id, done.rows_affected()).await
 }
 
-/// Deletes a user and, through `ON DELETE CASCADE`, their sessions, sources and records.
-pub async fn delete(db: impl SqliteExecutor<'_> + Copy, id: i64) -> Result<(), UserChangeError> {
-    let done = sqlx::query(&format!(
-        "DELETE FROM users WHERE id = ? AND {NOT_LAST_ADMIN}"
+/// Deletes an account and, through `ON DELETE CASCADE`, its sessions and grants; then its own
+/// person with their sources and records, and anyone left with nobody to manage them.
+pub async fn delete(db: &sqlx::SqlitePool, id: i64) -> Result<(), UserChangeError> {
+    let mut tx = db.begin().await.map_err(DbError)?;
+    let person_id: Option<i64> = sqlx::query_scalar(&format!(
+        "DELETE FROM users WHERE id = ? AND {NOT_LAST_ADMIN} RETURNING person_id"
     ))
     .bind(id)
-    .execute(db)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(DbError)?;
-    explain_refusal(db, id, done.rows_affected()).await
+    let Some(person_id) = person_id else {
+        drop(tx);
+        return explain_refusal(db, id, 0).await;
+    };
+    super::people::delete(&mut *tx, person_id)
+        .await
+        .map_err(DbError)?;
+    super::people::delete_unmanaged(&mut *tx)
+        .await
+        .map_err(DbError)?;
+    tx.commit().await.map_err(DbError)?;
+    Ok(())
 }
 
 /// A guarded statement that changed nothing either had no such user or hit the last-admin guard.

@@ -48,6 +48,7 @@ impl NewAccountForm {
             password: &self.password,
             password_confirmation: &self.password_confirmation,
             role,
+            person: None,
         }
     }
 }

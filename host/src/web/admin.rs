@@ -101,6 +101,9 @@ struct CreateForm {
     password_confirmation: String,
     #[serde(default)]
     role: Option<String>,
+    /// An existing person's short name, to give them this account.
+    #[serde(default)]
+    person: String,
 }
 
 fn parse_role(raw: Option<&str>) -> Result<Role, AppError> {
@@ -124,6 +127,7 @@ async fn create(
         password: &form.password,
         password_confirmation: &form.password_confirmation,
         role,
+        person: Some(form.person.as_str()),
     };
     match accounts::create(&state.db, new).await {
         Ok(user) => {
@@ -227,7 +231,7 @@ async fn render_confirm_delete(
     let target = users::by_id(&state.db, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let records = store::resources::count_for_user(&state.db, id).await?;
+    let records = store::resources::count_for_person(&state.db, target.person_id).await?;
     page.render_status(
         state,
         status,
@@ -266,8 +270,12 @@ async fn delete(
         )
         .await;
     }
+    let own_person = crate::store::people::by_id(&state.db, target.person_id).await?;
     match users::delete(&state.db, id).await {
         Ok(()) => {
+            if let Some(person) = own_person {
+                super::people::remove_files(&state, &person);
+            }
             tracing::info!(by = %admin.username, username = %target.username, "account deleted with all its records");
             Ok(done(&state, "deleted"))
         }

@@ -15,6 +15,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/static/{*file}", get(static_file))
+        // Browsers ask for it whatever the page says; the same icon, so the log has no 404.
+        .route(
+            "/favicon.ico",
+            get(|| async { static_file(Path("favicon.svg".to_string())).await }),
+        )
 }
 
 /// `{"status":"ok","first_run":<bool>,"version":"…"}`; 503 if the database does not answer.
@@ -48,6 +53,11 @@ const STATIC_FILES: &[(&str, &str, &[u8])] = &[
         "vendor/simple.css.LICENSE",
         "text/plain; charset=utf-8",
         include_bytes!("../../../static/vendor/simple.css.LICENSE"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../../../static/favicon.svg"),
     ),
     (
         "fasten.css",

@@ -5,17 +5,18 @@
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Form;
 use minijinja::context;
 
 use super::render::Page;
-use crate::auth::CurrentUser;
+use super::people::PersonRouter;
+use crate::auth::person::{ManagePerson, ViewPerson};
 use crate::error::AppError;
 use crate::record::{dashboard, profile};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(r: PersonRouter) -> PersonRouter {
+    r
         .route("/", get(show))
         .route("/dashboard/widgets/{id}", get(widget))
         .route("/dashboard/customize", get(customize).post(save))
@@ -23,11 +24,11 @@ pub fn router() -> Router<AppState> {
 
 async fn show(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     page: Page,
 ) -> Result<Html<String>, AppError> {
-    let records = crate::store::resources::count_for_user(&state.db, user.id).await?;
-    let widgets: Vec<minijinja::Value> = dashboard::layout(&state.db, user.id)
+    let records = crate::store::resources::count_for_person(&state.db, access.id()).await?;
+    let widgets: Vec<minijinja::Value> = dashboard::layout(&state.db, access.id())
         .await?
         .into_iter()
         .map(|id| context! { id => id, title => dashboard::title_of(id) })
@@ -48,23 +49,23 @@ const LIST: Option<usize> = Some(10);
 
 async fn widget(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     Path(id): Path<String>,
     page: Page,
 ) -> Result<Html<String>, AppError> {
     let title = dashboard::title_of(&id).ok_or(AppError::NotFound)?;
     let db = &state.db;
     let data = match id.as_str() {
-        "summary" => context! { about => dashboard::about(db, user.id, today()).await? },
-        "vitals" => context! { vitals => dashboard::vitals(db, user.id).await? },
-        "labs" => context! { labs => dashboard::recent_labs(db, user.id).await? },
-        "encounters" => context! { items => dashboard::recent_encounters(db, user.id).await? },
-        "types" => context! { types => dashboard::type_counts(db, user.id).await? },
-        "conditions" => context! { items => profile::conditions(db, user.id, LIST).await? },
-        "medications" => context! { items => profile::medications(db, user.id, LIST).await? },
-        "allergies" => context! { items => profile::allergies(db, user.id, LIST).await? },
+        "summary" => context! { about => dashboard::about(db, access.id(), today()).await? },
+        "vitals" => context! { vitals => dashboard::vitals(db, access.id()).await? },
+        "labs" => context! { labs => dashboard::recent_labs(db, access.id()).await? },
+        "encounters" => context! { items => dashboard::recent_encounters(db, access.id()).await? },
+        "types" => context! { types => dashboard::type_counts(db, access.id()).await? },
+        "conditions" => context! { items => profile::conditions(db, access.id(), LIST).await? },
+        "medications" => context! { items => profile::medications(db, access.id(), LIST).await? },
+        "allergies" => context! { items => profile::allergies(db, access.id(), LIST).await? },
         "immunizations" => {
-            context! { items => profile::immunizations(db, user.id, Some(5)).await? }
+            context! { items => profile::immunizations(db, access.id(), Some(5)).await? }
         }
         _ => return Err(AppError::NotFound),
     };
@@ -77,10 +78,10 @@ async fn widget(
 
 async fn customize(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     page: Page,
 ) -> Result<Html<String>, AppError> {
-    let shown = dashboard::layout(&state.db, user.id).await?;
+    let shown = dashboard::layout(&state.db, access.id()).await?;
     // Shown widgets first in their order, then the hidden ones.
     let mut rows: Vec<minijinja::Value> = shown
         .iter()
@@ -104,7 +105,7 @@ async fn customize(
 
 async fn save(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     // Fields: `show` = widget id (checked boxes), `position_<id>` = its place.
@@ -125,6 +126,6 @@ async fn save(
     }
     chosen.sort();
     let widgets: Vec<String> = chosen.into_iter().map(|(_, _, id)| id).collect();
-    dashboard::save_layout(&state.db, user.id, &widgets).await?;
-    Ok(Redirect::to(&state.url("/")).into_response())
+    dashboard::save_layout(&state.db, access.id(), &widgets).await?;
+    Ok(Redirect::to(&access.url(&state, "/")).into_response())
 }

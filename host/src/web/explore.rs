@@ -1,8 +1,8 @@
-//! Explore: the signed-in user's records by type, a paged list per type, and each record as a
+//! Explore: a person's records by type, a paged list per type, and each record as a
 //! readable card with its raw JSON, and the files a document carries (an emailed PDF, a scan).
-//! Every query filters by the user, so another user's record id is simply not found.
+//! Every query filters by the person, so another person's record id is simply not found.
 
-use axum::Router;
+
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::render::Page;
-use crate::auth::CurrentUser;
+use super::people::PersonRouter;
+use crate::auth::person::ViewPerson;
 use crate::error::AppError;
 use crate::fhir;
 use crate::record;
@@ -20,8 +21,8 @@ use crate::state::AppState;
 
 const PAGE_SIZE: i64 = 50;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(r: PersonRouter) -> PersonRouter {
+    r
         .route("/explore", get(types))
         .route("/explore/{resource_type}", get(list))
         .route("/explore/{resource_type}/{id}", get(detail))
@@ -39,14 +40,14 @@ struct TypeCount {
 
 async fn types(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     page: Page,
 ) -> Result<Html<String>, AppError> {
     let counts: Vec<TypeCount> = sqlx::query_as(
-        "SELECT resource_type, COUNT(*) AS count FROM resources WHERE user_id = ?
+        "SELECT resource_type, COUNT(*) AS count FROM resources WHERE person_id = ?
          GROUP BY resource_type ORDER BY resource_type",
     )
-    .bind(user.id)
+    .bind(access.id())
     .fetch_all(&state.db)
     .await?;
     let total: i64 = counts.iter().map(|c| c.count).sum();
@@ -80,7 +81,7 @@ fn check_type(resource_type: &str) -> Result<(), AppError> {
 
 async fn list(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     page: Page,
     Path(resource_type): Path<String>,
     Query(query): Query<PageQuery>,
@@ -88,19 +89,19 @@ async fn list(
     check_type(&resource_type)?;
     let number = query.page.unwrap_or(1).max(1);
     let total: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM resources WHERE user_id = ? AND resource_type = ?",
+        "SELECT COUNT(*) FROM resources WHERE person_id = ? AND resource_type = ?",
     )
-    .bind(user.id)
+    .bind(access.id())
     .bind(&resource_type)
     .fetch_one(&state.db)
     .await?;
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT r.resource_id, r.sort_date, r.sort_title, s.display_name AS source_name
          FROM resources r JOIN sources s ON s.id = r.source_id
-         WHERE r.user_id = ? AND r.resource_type = ?
+         WHERE r.person_id = ? AND r.resource_type = ?
          ORDER BY r.sort_date DESC, r.resource_id LIMIT ? OFFSET ?",
     )
-    .bind(user.id)
+    .bind(access.id())
     .bind(&resource_type)
     .bind(PAGE_SIZE)
     .bind((number - 1) * PAGE_SIZE)
@@ -151,7 +152,7 @@ fn value_text(resource: &Value) -> Option<String> {
     })
 }
 
-/// One of the user's records as stored, with its source. The same record may come from several
+/// One of the person's records as stored, with its source. The same record may come from several
 /// sources: the oldest source's copy is the one shown.
 struct StoredRecord {
     resource: Value,
@@ -165,7 +166,7 @@ struct StoredRecord {
 
 async fn stored_record(
     state: &AppState,
-    user_id: i64,
+    person_id: i64,
     resource_type: &str,
     id: &str,
 ) -> Result<StoredRecord, AppError> {
@@ -178,10 +179,10 @@ async fn stored_record(
     ) = sqlx::query_as(
         "SELECT r.json, r.sort_title, r.source_id, s.display_name, s.kind
          FROM resources r JOIN sources s ON s.id = r.source_id
-         WHERE r.user_id = ? AND r.resource_type = ? AND r.resource_id = ?
+         WHERE r.person_id = ? AND r.resource_type = ? AND r.resource_id = ?
          ORDER BY r.source_id LIMIT 1",
     )
-    .bind(user_id)
+    .bind(person_id)
     .bind(resource_type)
     .bind(id)
     .fetch_optional(&state.db)
@@ -198,7 +199,7 @@ async fn stored_record(
 
 async fn detail(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     page: Page,
     Path((resource_type, id)): Path<(String, String)>,
 ) -> Result<Html<String>, AppError> {
@@ -209,7 +210,7 @@ async fn detail(
         source_id,
         source_name,
         source_kind,
-    } = stored_record(&state, user.id, &resource_type, &id).await?;
+    } = stored_record(&state, access.id(), &resource_type, &id).await?;
     let tokens: Vec<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT kind, value, display FROM resource_tokens
          WHERE source_id = ? AND resource_type = ? AND resource_id = ?",
@@ -254,7 +255,7 @@ async fn detail(
             record::glossary::online(&state.db, &state.plugins, config, &c.system, &c.code).await;
     }
     let glossary_admin_note =
-        glossary.is_none() && loinc.is_some() && user.is_admin() && !state.config.glossary.online;
+        glossary.is_none() && loinc.is_some() && access.user.is_admin() && !state.config.glossary.online;
     page.render(
         &state,
         "explore_detail.html",
@@ -324,7 +325,7 @@ fn attachment_list(resource: &Value) -> Vec<AttachmentView> {
 /// One file of a document: its inline data, or the Binary its `url` names (in the same source).
 async fn attachment(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     Path((resource_type, id, index)): Path<(String, String, usize)>,
 ) -> Result<Response, AppError> {
     use base64::Engine;
@@ -333,7 +334,7 @@ async fn attachment(
         resource,
         source_id,
         ..
-    } = stored_record(&state, user.id, &resource_type, &id).await?;
+    } = stored_record(&state, access.id(), &resource_type, &id).await?;
     let attachment = attachments_of(&resource)
         .get(index)
         .copied()
@@ -345,10 +346,10 @@ async fn attachment(
         (None, Some(url)) => {
             let binary_id = url.strip_prefix("Binary/").ok_or(AppError::NotFound)?;
             let json: String = sqlx::query_scalar(
-                "SELECT json FROM resources WHERE user_id = ? AND source_id = ?
+                "SELECT json FROM resources WHERE person_id = ? AND source_id = ?
                    AND resource_type = 'Binary' AND resource_id = ?",
             )
-            .bind(user.id)
+            .bind(access.id())
             .bind(source_id)
             .bind(binary_id)
             .fetch_optional(&state.db)

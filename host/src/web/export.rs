@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use axum::Router;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
@@ -18,14 +18,15 @@ use minijinja::context;
 use rand::RngCore;
 
 use super::render::Page;
-use crate::auth::CurrentUser;
+use super::people::PersonRouter;
+use crate::auth::person::ViewPerson;
 use crate::error::AppError;
-use crate::fhir::export::{ExportFormat, export_user};
+use crate::fhir::export::{ExportFormat, export_person};
 use crate::record::ips;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(r: PersonRouter) -> PersonRouter {
+    r
         .route("/export", get(page))
         .route("/export/everything.json", get(bundle))
         .route("/export/everything.zip", get(ndjson_zip))
@@ -35,10 +36,10 @@ pub fn router() -> Router<AppState> {
 
 async fn page(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     page: Page,
 ) -> Result<Html<String>, AppError> {
-    let records = crate::store::resources::count_for_user(&state.db, user.id).await?;
+    let records = crate::store::resources::count_for_person(&state.db, access.id()).await?;
     page.render(&state, "export.html", context! { records => records })
 }
 
@@ -90,11 +91,11 @@ fn today() -> String {
 
 async fn bundle(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
 ) -> Result<Response, AppError> {
     let (path, file) = temp_file(&state)?;
     let mut writer = std::io::BufWriter::new(file);
-    let written = export_user(&state.db, user.id, ExportFormat::Bundle, &mut writer).await;
+    let written = export_person(&state.db, access.id(), ExportFormat::Bundle, &mut writer).await;
     drop(writer);
     if let Err(e) = written {
         let _ = std::fs::remove_file(&path);
@@ -103,7 +104,7 @@ async fn bundle(
     send_file(
         path,
         "application/fhir+json",
-        format!("fasten-{}-{}.json", user.username, today()),
+        format!("fasten-{}-{}.json", access.person.person.slug, today()),
     )
     .await
 }
@@ -111,10 +112,10 @@ async fn bundle(
 /// One NDJSON file per resource type in a zip, as a FHIR bulk export lays them out.
 async fn ndjson_zip(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
 ) -> Result<Response, AppError> {
     let (path, file) = temp_file(&state)?;
-    let written = write_zip(&state, user.id, file).await;
+    let written = write_zip(&state, access.id(), file).await;
     if let Err(e) = written {
         let _ = std::fs::remove_file(&path);
         return Err(e);
@@ -122,20 +123,20 @@ async fn ndjson_zip(
     send_file(
         path,
         "application/zip",
-        format!("fasten-{}-{}.zip", user.username, today()),
+        format!("fasten-{}-{}.zip", access.person.person.slug, today()),
     )
     .await
 }
 
-async fn write_zip(state: &AppState, user_id: i64, file: std::fs::File) -> Result<(), AppError> {
+async fn write_zip(state: &AppState, person_id: i64, file: std::fs::File) -> Result<(), AppError> {
     let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
     let mut rows = sqlx::query_as::<_, (String, String)>(
-        "SELECT resource_type, json FROM resources WHERE user_id = ?
+        "SELECT resource_type, json FROM resources WHERE person_id = ?
          ORDER BY resource_type, resource_id, source_id",
     )
-    .bind(user_id)
+    .bind(person_id)
     .fetch(&state.db);
     let mut current: Option<String> = None;
     while let Some((resource_type, json)) = rows.try_next().await? {
@@ -155,10 +156,10 @@ async fn write_zip(state: &AppState, user_id: i64, file: std::fs::File) -> Resul
 
 async fn summary(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     page: Page,
 ) -> Result<Html<String>, AppError> {
-    let summary = ips::load(&state.db, user.id).await?;
+    let summary = ips::load(&state.db, access.id()).await?;
     page.render(
         &state,
         "summary.html",
@@ -168,9 +169,9 @@ async fn summary(
 
 async fn summary_bundle(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
 ) -> Result<Response, AppError> {
-    let summary = ips::load(&state.db, user.id).await?;
+    let summary = ips::load(&state.db, access.id()).await?;
     let now = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
@@ -184,7 +185,7 @@ async fn summary_bundle(
                 header::CONTENT_DISPOSITION,
                 format!(
                     "attachment; filename=\"patient-summary-{}-{}.json\"",
-                    user.username,
+                    access.person.person.slug,
                     today()
                 ),
             ),

@@ -2,7 +2,7 @@
 //! everything linked to it, and a page per condition. The work is in `record::history`; these
 //! handlers read the query, call it, and render.
 
-use axum::Router;
+
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use axum::routing::get;
@@ -10,13 +10,14 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::render::Page;
-use crate::auth::CurrentUser;
+use super::people::PersonRouter;
+use crate::auth::person::ViewPerson;
 use crate::error::AppError;
 use crate::record::history::{self, Filters};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(r: PersonRouter) -> PersonRouter {
+    r
         .route("/history", get(list))
         .route("/history/encounter/{id}", get(encounter))
         .route("/conditions/{id}", get(condition))
@@ -38,7 +39,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
 
 async fn list(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     page: Page,
     Query(query): Query<HistoryQuery>,
 ) -> Result<Html<String>, AppError> {
@@ -53,7 +54,7 @@ async fn list(
         .and_then(|p| p.parse::<i64>().ok())
         .unwrap_or(1)
         .max(1);
-    let history = history::history(&state.db, user.id, &filters, number).await?;
+    let history = history::history(&state.db, access.id(), &filters, number).await?;
     let filter_query = filters.query_string();
     page.render(
         &state,
@@ -72,11 +73,11 @@ async fn list(
 
 async fn encounter(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     page: Page,
     Path(id): Path<String>,
 ) -> Result<Html<String>, AppError> {
-    let encounter = history::encounter(&state.db, user.id, &id)
+    let encounter = history::encounter(&state.db, access.id(), &id)
         .await?
         .ok_or(AppError::NotFound)?;
     page.render(
@@ -88,11 +89,11 @@ async fn encounter(
 
 async fn condition(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     page: Page,
     Path(id): Path<String>,
 ) -> Result<Html<String>, AppError> {
-    let condition = history::condition(&state.db, user.id, &id)
+    let condition = history::condition(&state.db, access.id(), &id)
         .await?
         .ok_or(AppError::NotFound)?;
     page.render(

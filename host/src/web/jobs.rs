@@ -1,7 +1,5 @@
-//! The Jobs page: background work and how it ended. Members see their own jobs, administrators
-//! everyone's. A job that is still queued or running polls its own row (htmx) for live progress.
+//! The Jobs page: a person's background work (imports and syncs) and how it ended. A job that is still queued or running polls its own row (htmx) for live progress.
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -9,7 +7,8 @@ use axum::routing::{get, post};
 use minijinja::context;
 
 use super::render::Page;
-use crate::auth::CurrentUser;
+use super::people::PersonRouter;
+use crate::auth::person::{ManagePerson, ViewPerson};
 use crate::error::AppError;
 use crate::jobs::{self, JobFilter, JobView};
 use crate::state::AppState;
@@ -17,8 +16,8 @@ use crate::state::AppState;
 /// How many jobs the page lists.
 const PAGE_SIZE: i64 = 100;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(r: PersonRouter) -> PersonRouter {
+    r
         .route("/jobs", get(list))
         .route("/jobs/{id}/progress", get(progress))
         .route("/jobs/{id}/cancel", post(cancel))
@@ -35,17 +34,15 @@ fn view(job: &JobView) -> minijinja::Value {
 
 async fn list(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     Query(filter): Query<JobFilter>,
     page: Page,
 ) -> Result<Html<String>, AppError> {
-    let everyone = user.is_admin();
-    let jobs = jobs::list(&state.db, user.id, everyone, &filter, PAGE_SIZE).await?;
+    let jobs = jobs::list(&state.db, access.id(), &filter, PAGE_SIZE).await?;
     let sources: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, display_name FROM sources WHERE user_id = ? OR ? ORDER BY display_name",
+        "SELECT id, display_name FROM sources WHERE person_id = ? ORDER BY display_name",
     )
-    .bind(user.id)
-    .bind(everyone)
+    .bind(access.id())
     .fetch_all(&state.db)
     .await?;
     page.render(
@@ -53,7 +50,6 @@ async fn list(
         "jobs.html",
         context! {
             jobs => jobs.iter().map(view).collect::<Vec<_>>(),
-            everyone => everyone,
             sources => sources,
             filter_status => filter.status,
             filter_source => filter.source,
@@ -65,12 +61,12 @@ async fn list(
 /// the Sources page ends, that page reloads so its record counts and status are current.
 async fn progress(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     Path(id): Path<i64>,
     headers: HeaderMap,
     page: Page,
 ) -> Result<Response, AppError> {
-    let job = jobs::get(&state.db, id, user.id, user.is_admin())
+    let job = jobs::get(&state.db, id, access.id())
         .await?
         .ok_or(AppError::NotFound)?;
     let from_sources = headers
@@ -79,7 +75,7 @@ async fn progress(
         .and_then(|v| url::Url::parse(v).ok())
         .is_some_and(|u| u.path().ends_with("/sources"));
     if from_sources && !job.is_active() {
-        let sources = state.url("/sources");
+        let sources = access.url(&state, "/sources");
         return Ok(([("HX-Redirect", sources)], Html(String::new())).into_response());
     }
     Ok(page
@@ -89,25 +85,24 @@ async fn progress(
 
 async fn cancel(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     Path(id): Path<i64>,
     headers: HeaderMap,
     page: Page,
 ) -> Result<Response, AppError> {
-    let admin = user.is_admin();
-    if !state.jobs.cancel(&state.db, id, user.id, admin).await? {
+    if !state.jobs.cancel(&state.db, id, access.id()).await? {
         // Someone else's job, or one that already ended: either way nothing to cancel here.
-        jobs::get(&state.db, id, user.id, admin)
+        jobs::get(&state.db, id, access.id())
             .await?
             .ok_or(AppError::NotFound)?;
     }
     if headers.contains_key("hx-request") {
-        let job = jobs::get(&state.db, id, user.id, admin)
+        let job = jobs::get(&state.db, id, access.id())
             .await?
             .ok_or(AppError::NotFound)?;
         return Ok(page
             .render(&state, "job_progress.html", context! { job => view(&job) })?
             .into_response());
     }
-    Ok(Redirect::to(&state.url("/jobs")).into_response())
+    Ok(Redirect::to(&access.url(&state, "/jobs")).into_response())
 }

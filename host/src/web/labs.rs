@@ -3,7 +3,7 @@
 //! conversion and drawing live in `record::labs`. Every query filters by the user, so another
 //! user's report or test is simply not found.
 
-use axum::Router;
+
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use axum::routing::get;
@@ -11,13 +11,14 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::render::Page;
-use crate::auth::CurrentUser;
+use super::people::PersonRouter;
+use crate::auth::person::ViewPerson;
 use crate::error::AppError;
 use crate::record::labs;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(r: PersonRouter) -> PersonRouter {
+    r
         .route("/labs", get(list))
         .route("/labs/{key}", get(test))
 }
@@ -30,7 +31,7 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     page: Page,
     Query(query): Query<ListQuery>,
 ) -> Result<Html<String>, AppError> {
@@ -38,14 +39,14 @@ async fn list(
     let report_id = query.report.filter(|r| !r.is_empty());
     let (report, tests) = match &report_id {
         Some(id) => {
-            let (report, results) = labs::report_results(&state.db, user.id, id)
+            let (report, results) = labs::report_results(&state.db, access.id(), id)
                 .await?
                 .ok_or(AppError::NotFound)?;
             (Some(report), labs::summarise(&results))
         }
-        None => (None, labs::overview(&state.db, user.id).await?),
+        None => (None, labs::overview(&state.db, access.id()).await?),
     };
-    let reports = labs::reports(&state.db, user.id).await?;
+    let reports = labs::reports(&state.db, access.id()).await?;
     page.render(
         &state,
         "labs.html",
@@ -59,11 +60,11 @@ async fn list(
 
 async fn test(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     page: Page,
     Path(key): Path<String>,
 ) -> Result<Html<String>, AppError> {
-    let results = labs::test_results(&state.db, user.id, &key).await?;
+    let results = labs::test_results(&state.db, access.id(), &key).await?;
     let trend = labs::trend(&key, &results).ok_or(AppError::NotFound)?;
     // The key is a LOINC code when the results had one, else a name.
     let glossary = crate::record::glossary::lookup("http://loinc.org", &key, &trend.name);

@@ -7,19 +7,20 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Form;
 use base64::Engine as _;
 use minijinja::context;
 use serde_json::json;
 
 use super::render::Page;
-use crate::auth::CurrentUser;
+use super::people::PersonRouter;
+use crate::auth::person::ManagePerson;
 use crate::error::AppError;
 use crate::record::manual::{self, Attachment, FormValues, Input, Kind};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(r: PersonRouter) -> PersonRouter {
+    r
         .route("/records/new", get(choose))
         .route(
             "/records/new/{kind}",
@@ -66,7 +67,7 @@ fn fields(kind: &Kind, values: &FormValues) -> Vec<minijinja::Value> {
 
 async fn choose(
     State(state): State<AppState>,
-    _: CurrentUser,
+    _: ManagePerson,
     page: Page,
 ) -> Result<Html<String>, AppError> {
     let kinds: Vec<minijinja::Value> = manual::KINDS
@@ -108,7 +109,7 @@ fn render_form(
 
 async fn new_form(
     State(state): State<AppState>,
-    _: CurrentUser,
+    _: ManagePerson,
     Path(kind): Path<String>,
     page: Page,
 ) -> Result<Response, AppError> {
@@ -117,8 +118,14 @@ async fn new_form(
 }
 
 /// Where to go after saving: the record's page (htmx follows HX-Redirect).
-fn to_record(state: &AppState, headers: &HeaderMap, resource_type: &str, id: &str) -> Response {
-    let url = state.url(&format!("/explore/{resource_type}/{id}"));
+fn to_record(
+    state: &AppState,
+    access: &ManagePerson,
+    headers: &HeaderMap,
+    resource_type: &str,
+    id: &str,
+) -> Response {
+    let url = access.url(state, &format!("/explore/{resource_type}/{id}"));
     if headers.contains_key("hx-request") {
         ([("HX-Redirect", url)], "").into_response()
     } else {
@@ -167,7 +174,7 @@ async fn read_multipart(
 
 async fn create(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     Path(kind): Path<String>,
     headers: HeaderMap,
     page: Page,
@@ -225,17 +232,17 @@ async fn create(
         &values,
         binary.as_ref().map(|(i, f)| (i.as_str(), *f)),
     ));
-    manual::store(&state.db, user.id, &resources).await?;
-    Ok(to_record(&state, &headers, kind.resource_type, &id))
+    manual::store(&state.db, access.id(), &resources).await?;
+    Ok(to_record(&state, &access, &headers, kind.resource_type, &id))
 }
 
 async fn edit_form(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     Path((resource_type, id)): Path<(String, String)>,
     page: Page,
 ) -> Result<Response, AppError> {
-    let resource = manual::load(&state.db, user.id, &resource_type, &id)
+    let resource = manual::load(&state.db, access.id(), &resource_type, &id)
         .await?
         .ok_or(AppError::NotFound)?;
     let kind = manual::kind_of(&resource).ok_or(AppError::NotFound)?;
@@ -245,13 +252,13 @@ async fn edit_form(
 
 async fn update(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     page: Page,
     Form(values): Form<FormValues>,
 ) -> Result<Response, AppError> {
-    let existing = manual::load(&state.db, user.id, &resource_type, &id)
+    let existing = manual::load(&state.db, access.id(), &resource_type, &id)
         .await?
         .ok_or(AppError::NotFound)?;
     let kind = manual::kind_of(&existing).ok_or(AppError::NotFound)?;
@@ -264,17 +271,17 @@ async fn update(
     } else {
         manual::build(kind, &id, &values, None)
     };
-    manual::store(&state.db, user.id, &[updated]).await?;
-    Ok(to_record(&state, &headers, &resource_type, &id))
+    manual::store(&state.db, access.id(), &[updated]).await?;
+    Ok(to_record(&state, &access, &headers, &resource_type, &id))
 }
 
 async fn delete(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     Path((resource_type, id)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
-    if !manual::delete(&state.db, user.id, &resource_type, &id).await? {
+    if !manual::delete(&state.db, access.id(), &resource_type, &id).await? {
         return Err(AppError::NotFound);
     }
-    Ok(Redirect::to(&state.url(&format!("/explore/{resource_type}"))).into_response())
+    Ok(Redirect::to(&access.url(&state, &format!("/explore/{resource_type}"))).into_response())
 }

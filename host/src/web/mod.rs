@@ -12,6 +12,7 @@ pub mod history;
 pub mod jobs;
 pub mod labs;
 pub mod manual;
+pub mod people;
 pub mod plugins;
 pub mod profile;
 pub mod render;
@@ -31,22 +32,16 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 pub fn build_app(state: AppState) -> Router {
+    // Pages about one person live under /people/{person}/ (see `people`); the rest are the
+    // account's or the site's.
     let routes = Router::new()
         .merge(assets::router())
         .merge(account::router())
-        .merge(dashboard::router())
         .merge(admin::router())
         .merge(plugins::router())
-        .merge(sources::router())
-        .merge(upload::router())
-        .merge(explore::router())
-        .merge(jobs::router())
-        .merge(labs::router())
-        .merge(history::router())
-        .merge(profile::router())
-        .merge(search::router())
-        .merge(export::router())
-        .merge(manual::router())
+        .merge(sources::global_router())
+        .merge(search::global_router())
+        .merge(people::router(&state))
         .fallback(|| async { AppError::NotFound });
 
     let mut layered = routes

@@ -19,6 +19,7 @@ use crate::auth::extract::user_from_headers;
 use crate::auth::{MaybeUser, read_cookie};
 use crate::error::{AppError, ErrorPage};
 use crate::state::AppState;
+use crate::store::people::{self, Visible};
 use crate::store::users::User;
 
 pub enum Templates {
@@ -82,10 +83,14 @@ fn datetime_filter(secs: i64) -> String {
         .unwrap_or_default()
 }
 
-/// What every page needs besides its own data: who is signed in, the CSRF token for its forms,
-/// the URL prefix, and the current path for the navigation.
+/// What every page needs besides its own data: who is signed in, whose records the page is about
+/// and whom else the account may see (the header's switcher), the CSRF token for its forms, the
+/// URL prefix, and the current path for the navigation.
 pub struct Page {
     pub user: Option<User>,
+    /// The person of a `/people/{person}/…` page the account may see.
+    pub person: Option<Visible>,
+    people: Vec<Visible>,
     csrf_token: Option<String>,
     path: String,
 }
@@ -95,8 +100,17 @@ impl FromRequestParts<AppState> for Page {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let MaybeUser(user) = MaybeUser::from_request_parts(parts, state).await?;
+        let (person, people) = match &user {
+            Some(user) => (
+                crate::auth::person::resolve(parts, state, user).await?,
+                people::visible_to(&state.db, user.id).await?,
+            ),
+            None => (None, Vec::new()),
+        };
         Ok(Page {
             user,
+            person,
+            people,
             csrf_token: parts.extensions.get::<CsrfToken>().map(|t| t.0.clone()),
             path: parts.uri.path().to_string(),
         })
@@ -104,6 +118,19 @@ impl FromRequestParts<AppState> for Page {
 }
 
 impl Page {
+    /// The same page about `person` (a page outside `/people/{person}/`, such as the OAuth
+    /// callback, that shows one person's records).
+    pub async fn about(
+        mut self,
+        state: &AppState,
+        user: &User,
+        person: &people::Person,
+    ) -> Result<Page, AppError> {
+        self.person = people::access(&state.db, user.id, &person.slug).await?;
+        self.path = "/sources".to_string();
+        Ok(self)
+    }
+
     pub fn render(
         &self,
         state: &AppState,
@@ -112,9 +139,13 @@ impl Page {
     ) -> Result<Html<String>, AppError> {
         Ok(Html(render_with_layout(
             state,
-            self.user.as_ref(),
-            self.csrf_token.as_deref(),
-            &self.path,
+            Layout {
+                user: self.user.as_ref(),
+                person: self.person.as_ref(),
+                people: &self.people,
+                csrf_token: self.csrf_token.as_deref(),
+                path: &self.path,
+            },
             template,
             ctx,
         )?))
@@ -132,20 +163,69 @@ impl Page {
     }
 }
 
+/// What the site layout shows around every page.
+struct Layout<'a> {
+    user: Option<&'a User>,
+    person: Option<&'a Visible>,
+    people: &'a [Visible],
+    csrf_token: Option<&'a str>,
+    path: &'a str,
+}
+
 fn render_with_layout(
     state: &AppState,
-    user: Option<&User>,
-    csrf_token: Option<&str>,
-    path: &str,
+    layout: Layout<'_>,
     template: &str,
     ctx: Value,
 ) -> Result<String, minijinja::Error> {
+    // Links to a person's pages start with `p`: the page's person, else the account's own (a
+    // page outside any person, like Users, still links to "my" dashboard).
+    let own = layout.people.iter().find(|v| v.own);
+    let shown = layout.person.or(own);
+    let p = shown.map(|v| crate::auth::person::person_url(state, &v.person.slug));
+    // Switching person keeps the section (Labs stays Labs); a record's page has no twin.
+    let section = layout
+        .path
+        .split('/')
+        .nth(1)
+        .filter(|s| {
+            layout.person.is_some()
+                && ["labs", "history", "profile", "explore", "sources", "jobs", "export", "person"]
+                    .contains(s)
+        })
+        .unwrap_or("");
+    let switch: Vec<Value> = layout
+        .people
+        .iter()
+        .map(|v| {
+            context! {
+                name => v.person.name,
+                slug => v.person.slug,
+                own => v.own,
+                current => shown.is_some_and(|s| s.person.id == v.person.id),
+                home => Value::from_safe_string(crate::auth::person::person_url(state, &v.person.slug)),
+                url => Value::from_safe_string(format!(
+                    "{}/{section}",
+                    crate::auth::person::person_url(state, &v.person.slug)
+                )),
+            }
+        })
+        .collect();
     let full = context! {
         // Validated at load to [A-Za-z0-9._/-], so it needs no escaping (which would turn / into &#x2f;).
         base => Value::from_safe_string(state.config.base_path.clone()),
-        user => user.map(Value::from_serialize),
-        csrf_token => csrf_token,
-        path => path,
+        // The slug is percent-encoded to letters, digits, ._-@% by person_url.
+        p => p.map(Value::from_safe_string),
+        person => shown.map(Value::from_serialize),
+        // "Leo's", for headings: every page says whose records it shows.
+        whose => shown.map(|v| format!("{}'s", v.person.name)),
+        // The person whose records a person-scoped page shows; none on account-wide pages.
+        scoped => layout.person.is_some(),
+        can_manage => shown.is_some_and(|v| v.level == people::Level::Manage),
+        switch => switch,
+        user => layout.user.map(Value::from_serialize),
+        csrf_token => layout.csrf_token,
+        path => layout.path,
         version => env!("CARGO_PKG_VERSION"),
         ..ctx
     };
@@ -163,20 +243,26 @@ pub async fn error_pages(State(state): State<AppState>, request: Request, next: 
     };
     // Best effort: an error page must render even when the database is what failed.
     let user = user_from_headers(&headers, &state).await.ok().flatten();
+    let people = match &user {
+        Some(user) => people::visible_to(&state.db, user.id)
+            .await
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     let csrf_token = read_cookie(&headers, CSRF_COOKIE).map(|c| token_for(&state.csrf_key, c));
     let ctx = context! {
         status => error.status.as_u16(),
         reason => error.status.canonical_reason().unwrap_or("Error"),
         message => error.message,
     };
-    let html = match render_with_layout(
-        &state,
-        user.as_ref(),
-        csrf_token.as_deref(),
-        &path,
-        "error.html",
-        ctx,
-    ) {
+    let layout = Layout {
+        user: user.as_ref(),
+        person: None,
+        people: &people,
+        csrf_token: csrf_token.as_deref(),
+        path: &path,
+    };
+    let html = match render_with_layout(&state, layout, "error.html", ctx) {
         Ok(html) => html,
         Err(e) => {
             tracing::error!(error = %e, "cannot render the error page");

@@ -1,6 +1,6 @@
-//! Search and the glossary pages. `/search?q=` finds the signed-in user's records by their words
-//! (see [`crate::search`]) and groups them by kind of record; `/glossary` lists the built-in
-//! explanations of lab tests and vital signs. Only the user's own records are ever searched.
+//! Search and the glossary pages. `/people/{person}/search?q=` finds one person's records by
+//! their words (see [`crate::search`]) and groups them by kind of record; `/glossary` lists the
+//! built-in explanations of lab tests and vital signs, the same for everyone.
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -10,7 +10,9 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 
 use super::render::Page;
+use super::people::PersonRouter;
 use crate::auth::CurrentUser;
+use crate::auth::person::ViewPerson;
 use crate::error::AppError;
 use crate::record::glossary;
 use crate::search::{self, Hit};
@@ -21,10 +23,12 @@ const LIMIT: i64 = 200;
 /// Characters of the query kept; the query is echoed in the page and the form.
 const MAX_QUERY: usize = 200;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/search", get(search_page))
-        .route("/glossary", get(glossary_page))
+pub fn router(r: PersonRouter) -> PersonRouter {
+    r.route("/search", get(search_page))
+}
+
+pub fn global_router() -> Router<AppState> {
+    Router::new().route("/glossary", get(glossary_page))
 }
 
 #[derive(Deserialize)]
@@ -93,7 +97,7 @@ fn group(hits: Vec<Hit>) -> Vec<Group> {
 
 async fn search_page(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     page: Page,
     Query(query): Query<SearchQuery>,
 ) -> Result<Html<String>, AppError> {
@@ -101,7 +105,7 @@ async fn search_page(
     let hits = if q.is_empty() {
         Vec::new()
     } else {
-        search::search(&state.db, user.id, &q, LIMIT).await?
+        search::search(&state.db, access.id(), &q, LIMIT).await?
     };
     let total = hits.len();
     page.render(

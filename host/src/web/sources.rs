@@ -1,4 +1,4 @@
-//! The Sources page: the user's sources with their connection state, connecting a provider
+//! The Sources page: a person's sources with their connection state, connecting a provider
 //! (catalog search or a custom SMART endpoint), the OAuth callback, Sync now / Reconnect /
 //! Delete. Uploading a file is in [`super::upload`].
 
@@ -13,6 +13,8 @@ use serde::Deserialize;
 
 use super::render::Page;
 use crate::auth::session::{SESSION_COOKIE, id_hash};
+use super::people::PersonRouter;
+use crate::auth::person::{ManagePerson, ViewPerson, person_url};
 use crate::auth::{CurrentUser, is_https, read_cookie};
 use crate::error::AppError;
 use crate::jobs::{self, Trigger};
@@ -20,12 +22,17 @@ use crate::sources::smart::{self, SmartError};
 use crate::sources::{self, CallbackParams, ConnectForm};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The OAuth callback is one fixed address registered with providers, so it is not under a
+/// person: the pending sign-in it completes says whose connection it is.
+pub fn global_router() -> Router<AppState> {
+    Router::new().route("/sources/callback", get(callback))
+}
+
+pub fn router(r: PersonRouter) -> PersonRouter {
+    r
         .route("/sources", get(list))
         .route("/sources/catalog", get(catalog_search))
         .route("/sources/connect", post(connect))
-        .route("/sources/callback", get(callback))
         .route("/sources/{id}/sync", post(sync_now))
         .route("/sources/{id}/reconnect", post(reconnect))
         .route("/sources/{id}/delete", get(confirm_delete).post(delete))
@@ -39,7 +46,7 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ViewPerson,
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
     page: Page,
@@ -56,7 +63,7 @@ async fn list(
         &state,
         &page,
         &headers,
-        user.id,
+        &access.person.person,
         StatusCode::OK,
         notice,
         None,
@@ -71,13 +78,13 @@ async fn sources_page(
     state: &AppState,
     page: &Page,
     headers: &HeaderMap,
-    user_id: i64,
+    person: &crate::store::people::Person,
     status: StatusCode,
     notice: Option<String>,
     error: Option<String>,
     form: &ConnectForm,
 ) -> Result<Response, AppError> {
-    let sources = sources::list(&state.db, user_id).await?;
+    let sources = sources::list(&state.db, person.id).await?;
     let accepts: Vec<String> = state
         .plugins
         .file_importers()
@@ -98,10 +105,8 @@ async fn sources_page(
             accepts => accepts.join(","),
             max_upload_mib => state.config.limits.upload_bytes / (1024 * 1024),
             inbox_folder => state.config.inbox.enabled.then(|| {
-                page.user.as_ref().map(|u| {
-                    crate::inbox::root(state).join(&u.username).display().to_string()
-                })
-            }).flatten(),
+                crate::inbox::root(state).join(&person.slug).display().to_string()
+            }),
             notice => notice,
             error => error,
             form => context! { fhir_base => form.fhir_base, client_id => form.client_id,
@@ -138,7 +143,7 @@ struct CatalogQuery {
 /// The live search's results (htmx swaps them into the page).
 async fn catalog_search(
     State(state): State<AppState>,
-    _: CurrentUser,
+    _: ManagePerson,
     Query(query): Query<CatalogQuery>,
     page: Page,
 ) -> Result<Html<String>, AppError> {
@@ -189,21 +194,30 @@ fn to_provider(state: &AppState, page: &Page, url: &str) -> Result<Response, App
 
 async fn connect(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     headers: HeaderMap,
     page: Page,
     Form(form): Form<ConnectForm>,
 ) -> Result<Response, AppError> {
     let session = session_hash(&headers)?;
     let redirect_uri = smart::redirect_uri(&public_url(&state, &headers));
-    match sources::begin_connect(&ctx(&state), user.id, &session, &form, &redirect_uri).await {
+    let begun = sources::begin_connect(
+        &ctx(&state),
+        access.user.id,
+        access.id(),
+        &session,
+        &form,
+        &redirect_uri,
+    )
+    .await;
+    match begun {
         Ok(url) => to_provider(&state, &page, &url),
         Err(e) => {
             connect_failed(
                 &state,
                 &page,
                 &headers,
-                user.id,
+                &access.person.person,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &e,
                 &form,
@@ -218,7 +232,7 @@ async fn connect_failed(
     state: &AppState,
     page: &Page,
     headers: &HeaderMap,
-    user_id: i64,
+    person: &crate::store::people::Person,
     status: StatusCode,
     error: &SmartError,
     form: &ConnectForm,
@@ -231,7 +245,7 @@ async fn connect_failed(
         state,
         page,
         headers,
-        user_id,
+        person,
         status,
         None,
         Some(message),
@@ -248,21 +262,48 @@ async fn callback(
     page: Page,
 ) -> Result<Response, AppError> {
     let session = session_hash(&headers)?;
+    // Whose connection this was, to show their Sources page if it fails (the sign-in itself is
+    // used up by trying).
+    let pending_person = match params.state.as_deref() {
+        Some(state_param) => sources::pending_person(&state.db, state_param).await?,
+        None => None,
+    };
     match sources::finish_connect(&ctx(&state), user.id, &session, &params).await {
         Ok(connected) => {
             state.jobs.wake();
-            Ok(
-                Redirect::to(&state.url(&format!("/sources?connected={}", connected.source_id)))
-                    .into_response(),
-            )
+            let person = crate::store::people::by_id(&state.db, connected.person_id)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            Ok(Redirect::to(&format!(
+                "{}/sources?connected={}",
+                person_url(&state, &person.slug),
+                connected.source_id
+            ))
+            .into_response())
         }
         Err(e) => {
             tracing::info!(user_id = user.id, reason = %e, "sign-in callback refused");
+            let mut shown = None;
+            if let Some(person_id) = pending_person
+                && let Some(person) = crate::store::people::by_id(&state.db, person_id).await?
+                && crate::store::people::access(&state.db, user.id, &person.slug)
+                    .await?
+                    .is_some()
+            {
+                shown = Some(person);
+            }
+            let person = match shown {
+                Some(person) => person,
+                None => crate::store::people::by_id(&state.db, user.person_id)
+                    .await?
+                    .ok_or(AppError::NotFound)?,
+            };
+            let page = page.about(&state, &user, &person).await?;
             connect_failed(
                 &state,
                 &page,
                 &headers,
-                user.id,
+                &person,
                 StatusCode::BAD_REQUEST,
                 &e,
                 &ConnectForm::default(),
@@ -272,11 +313,11 @@ async fn callback(
     }
 }
 
-/// The user's source `id`, or 404 (another member's source is not even acknowledged).
-async fn owned_source(state: &AppState, user_id: i64, id: i64) -> Result<(i64, String), AppError> {
-    sqlx::query_as("SELECT id, display_name FROM sources WHERE id = ? AND user_id = ?")
+/// The person's source `id`, or 404 (another person's source is not even acknowledged).
+async fn owned_source(state: &AppState, person_id: i64, id: i64) -> Result<(i64, String), AppError> {
+    sqlx::query_as("SELECT id, display_name FROM sources WHERE id = ? AND person_id = ?")
         .bind(id)
-        .bind(user_id)
+        .bind(person_id)
         .fetch_optional(&state.db)
         .await?
         .ok_or(AppError::NotFound)
@@ -284,10 +325,10 @@ async fn owned_source(state: &AppState, user_id: i64, id: i64) -> Result<(i64, S
 
 async fn sync_now(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    owned_source(&state, user.id, id).await?;
+    owned_source(&state, access.id(), id).await?;
     let has_connection: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM connections WHERE source_id = ?)")
             .bind(id)
@@ -298,21 +339,30 @@ async fn sync_now(
             "This source has no provider connection to sync.".into(),
         ));
     }
-    jobs::enqueue(&state.db, &state.jobs, user.id, id, Trigger::Manual).await?;
-    Ok(Redirect::to(&state.url(&format!("/sources?synced={id}"))).into_response())
+    jobs::enqueue(&state.db, &state.jobs, access.id(), id, Trigger::Manual).await?;
+    Ok(Redirect::to(&access.url(&state, &format!("/sources?synced={id}"))).into_response())
 }
 
 async fn reconnect(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     headers: HeaderMap,
     Path(id): Path<i64>,
     page: Page,
 ) -> Result<Response, AppError> {
-    owned_source(&state, user.id, id).await?;
+    owned_source(&state, access.id(), id).await?;
     let session = session_hash(&headers)?;
     let redirect_uri = smart::redirect_uri(&public_url(&state, &headers));
-    match sources::begin_reconnect(&ctx(&state), user.id, &session, id, &redirect_uri).await {
+    let begun = sources::begin_reconnect(
+        &ctx(&state),
+        access.user.id,
+        access.id(),
+        &session,
+        id,
+        &redirect_uri,
+    )
+    .await;
+    match begun {
         Ok(Some(url)) => to_provider(&state, &page, &url),
         Ok(None) => Err(AppError::NotFound),
         Err(e) => {
@@ -320,7 +370,7 @@ async fn reconnect(
                 &state,
                 &page,
                 &headers,
-                user.id,
+                &access.person.person,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &e,
                 &ConnectForm::default(),
@@ -332,11 +382,11 @@ async fn reconnect(
 
 async fn confirm_delete(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     Path(id): Path<i64>,
     page: Page,
 ) -> Result<Html<String>, AppError> {
-    let (id, name) = owned_source(&state, user.id, id).await?;
+    let (id, name) = owned_source(&state, access.id(), id).await?;
     let records: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM resources WHERE source_id = ?")
         .bind(id)
         .fetch_one(&state.db)
@@ -356,18 +406,18 @@ struct DeleteForm {
 
 async fn delete(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     Path(id): Path<i64>,
     Form(form): Form<DeleteForm>,
 ) -> Result<Response, AppError> {
-    owned_source(&state, user.id, id).await?;
+    owned_source(&state, access.id(), id).await?;
     if form.confirm != "yes" {
         return Err(AppError::BadRequest(
             "Tick the box to confirm the deletion.".into(),
         ));
     }
-    if !sources::delete(&state.db, &state.jobs, user.id, id).await? {
+    if !sources::delete(&state.db, &state.jobs, access.id(), id).await? {
         return Err(AppError::NotFound);
     }
-    Ok(Redirect::to(&state.url("/sources")).into_response())
+    Ok(Redirect::to(&access.url(&state, "/sources")).into_response())
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use axum::Form;
-use axum::Router;
+
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use super::render::Page;
-use crate::auth::CurrentUser;
+use super::people::PersonRouter;
+use crate::auth::person::ManagePerson;
 use crate::error::AppError;
 use crate::import::{self, ImportError, ImportOptions, Preview};
 use crate::jobs::Trigger;
@@ -35,8 +36,8 @@ const PENDING_LIFETIME: Duration = Duration::from_secs(3600);
 /// How a plugin's error starts when a date column could be read two ways.
 const AMBIGUOUS_DATES: &str = "Ambiguous dates:";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(r: PersonRouter) -> PersonRouter {
+    r
         .route(
             "/sources/upload",
             // Room for the multipart framing around a file at the cap; the cap itself is
@@ -57,7 +58,7 @@ fn result(
     page.render_status(state, status, "upload_result.html", ctx)
 }
 
-/// A file kept between its preview and the user's decision: `uploads/pending-<user>-<token>/`
+/// A file kept between its preview and the user's decision: `uploads/pending-<person>-<token>/`
 /// holding the file under its own name, so the owner and the name survive without a table.
 struct Pending {
     dir: PathBuf,
@@ -65,14 +66,14 @@ struct Pending {
 }
 
 impl Pending {
-    fn dir(state: &AppState, user_id: i64, token: &str) -> Option<PathBuf> {
+    fn dir(state: &AppState, person_id: i64, token: &str) -> Option<PathBuf> {
         let valid = token.len() == 24 && token.bytes().all(|b| b.is_ascii_hexdigit());
-        valid.then(|| uploads_dir(state).join(format!("pending-{user_id}-{token}")))
+        valid.then(|| uploads_dir(state).join(format!("pending-{person_id}-{token}")))
     }
 
     /// The user's pending file with this token, if there is one.
-    fn find(state: &AppState, user_id: i64, token: &str) -> Option<Pending> {
-        let dir = Self::dir(state, user_id, token)?;
+    fn find(state: &AppState, person_id: i64, token: &str) -> Option<Pending> {
+        let dir = Self::dir(state, person_id, token)?;
         let entry = std::fs::read_dir(&dir).ok()?.flatten().next()?;
         Some(Pending {
             file_name: entry.file_name().to_string_lossy().into_owned(),
@@ -91,6 +92,19 @@ impl Pending {
 
 fn uploads_dir(state: &AppState) -> PathBuf {
     state.config.data_dir.join("uploads")
+}
+
+/// Removes every preview of one person (the person is being deleted).
+pub fn remove_pending_of(state: &AppState, person_id: i64) {
+    let prefix = format!("pending-{person_id}-");
+    let Ok(entries) = std::fs::read_dir(uploads_dir(state)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Removes previews nobody confirmed or cancelled (the tab was closed).
@@ -135,14 +149,14 @@ fn clean_file_name(name: Option<&str>) -> String {
 
 async fn upload(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     page: Page,
     mut multipart: Multipart,
 ) -> Result<Response, AppError> {
     let cap = state.config.limits.upload_bytes;
     remove_stale_pending(&state).await;
     let token = random_token();
-    let dir = Pending::dir(&state, user.id, &token).expect("a fresh token is valid");
+    let dir = Pending::dir(&state, access.id(), &token).expect("a fresh token is valid");
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(anyhow::Error::new)?;
@@ -205,7 +219,7 @@ async fn upload(
     if previewed {
         return show_preview(&state, &page, pending, &token, ImportOptions::default()).await;
     }
-    import_pending(&state, &page, user.id, pending, &ImportOptions::default()).await
+    import_pending(&state, &page, access.id(), pending, &ImportOptions::default()).await
 }
 
 /// The page's answer about a pending file: `token` names it, `dates` is the user's choice.
@@ -214,12 +228,16 @@ struct PendingForm {
     token: String,
     #[serde(default)]
     dates: String,
+    /// "yes" when the user chose to add a file about someone else to this person anyway.
+    #[serde(default)]
+    anyway: String,
 }
 
 impl PendingForm {
     fn options(&self) -> ImportOptions {
         ImportOptions {
             dates: Some(self.dates.clone()).filter(|d| !d.is_empty()),
+            anyway: self.anyway == "yes",
         }
         .validated()
     }
@@ -236,11 +254,11 @@ fn gone(state: &AppState, page: &Page) -> Result<Response, AppError> {
 
 async fn preview_again(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     page: Page,
     Form(form): Form<PendingForm>,
 ) -> Result<Response, AppError> {
-    match Pending::find(&state, user.id, &form.token) {
+    match Pending::find(&state, access.id(), &form.token) {
         Some(pending) => show_preview(&state, &page, pending, &form.token, form.options()).await,
         None => gone(&state, &page),
     }
@@ -248,23 +266,23 @@ async fn preview_again(
 
 async fn confirm(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     page: Page,
     Form(form): Form<PendingForm>,
 ) -> Result<Response, AppError> {
-    match Pending::find(&state, user.id, &form.token) {
-        Some(pending) => import_pending(&state, &page, user.id, pending, &form.options()).await,
+    match Pending::find(&state, access.id(), &form.token) {
+        Some(pending) => import_pending(&state, &page, access.id(), pending, &form.options()).await,
         None => gone(&state, &page),
     }
 }
 
 async fn cancel(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    access: ManagePerson,
     page: Page,
     Form(form): Form<PendingForm>,
 ) -> Result<Response, AppError> {
-    let file_name = match Pending::find(&state, user.id, &form.token) {
+    let file_name = match Pending::find(&state, access.id(), &form.token) {
         Some(pending) => {
             let name = pending.file_name.clone();
             pending.remove().await;
@@ -283,14 +301,14 @@ async fn cancel(
 async fn import_pending(
     state: &AppState,
     page: &Page,
-    user_id: i64,
+    person_id: i64,
     pending: Pending,
     options: &ImportOptions,
 ) -> Result<Response, AppError> {
     let outcome = import::import_file(
         &state.db,
         &state.plugins,
-        user_id,
+        person_id,
         &pending.path(),
         &pending.file_name,
         Trigger::Upload,

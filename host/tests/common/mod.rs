@@ -42,16 +42,22 @@ pub fn synthea(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-/// Uploads a file on the Sources page as the browser's htmx form does.
+/// Uploads a file on the signed-in account's own Sources page as the browser's htmx form does.
 pub async fn upload(client: &Client, name: &str, bytes: Vec<u8>) -> Reply {
-    let token = client.csrf_token("/sources").await;
+    let own = client.own_person_path().await;
+    upload_for(client, &own, name, bytes).await
+}
+
+/// Uploads a file on a person's Sources page (`person` is `/people/leo`).
+pub async fn upload_for(client: &Client, person: &str, name: &str, bytes: Vec<u8>) -> Reply {
+    let token = client.csrf_token(&format!("{person}/sources")).await;
     let form = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
     );
     let response = client
         .http
-        .post(format!("{}/sources/upload", client.base))
+        .post(format!("{}{person}/sources/upload", client.base))
         .header("X-CSRF-Token", token)
         .header("HX-Request", "true")
         .multipart(form)
@@ -139,13 +145,13 @@ impl TestServer {
             .unwrap()
     }
 
-    /// A user's stored resources of one type, by id.
-    pub async fn stored(&self, user_id: i64, resource_type: &str) -> Vec<serde_json::Value> {
+    /// A person's stored resources of one type, by id.
+    pub async fn stored(&self, person_id: i64, resource_type: &str) -> Vec<serde_json::Value> {
         let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT json FROM resources WHERE user_id = ? AND resource_type = ?
+            "SELECT json FROM resources WHERE person_id = ? AND resource_type = ?
              ORDER BY resource_id",
         )
-        .bind(user_id)
+        .bind(person_id)
         .bind(resource_type)
         .fetch_all(&self.state.db)
         .await
@@ -160,14 +166,19 @@ impl TestServer {
         self.import_path(username, &synthea(name)).await;
     }
 
-    /// Imports a file for a user the way `fasten import` does.
+    /// Imports a file for an account's own person the way `fasten import` does.
     pub async fn import_path(&self, username: &str, path: &Path) {
-        let user_id = self.user_id(username).await;
+        let person_id = self.person_id(username).await;
+        self.import_for(person_id, path).await;
+    }
+
+    /// Imports a file for a person the way `fasten import --person` does.
+    pub async fn import_for(&self, person_id: i64, path: &Path) {
         let name = path.file_name().unwrap().to_str().unwrap();
         fasten::import::import_file(
             &self.state.db,
             &self.state.plugins,
-            user_id,
+            person_id,
             path,
             name,
             fasten::jobs::Trigger::Cli,
@@ -189,6 +200,28 @@ impl TestServer {
             .await
             .unwrap()
             .is_some()
+    }
+
+    /// The own person of an account.
+    pub async fn person_id(&self, username: &str) -> i64 {
+        fasten::store::users::by_username(&self.state.db, username)
+            .await
+            .unwrap()
+            .expect("user exists")
+            .person_id
+    }
+
+    /// Adds a person managed by an account, as its family page does.
+    pub async fn add_person(&self, owner: &str, slug: &str, name: &str) -> i64 {
+        let owner = fasten::store::users::by_username(&self.state.db, owner)
+            .await
+            .unwrap()
+            .expect("owner exists");
+        let mut conn = self.state.db.acquire().await.unwrap();
+        fasten::store::people::create(&mut conn, slug, name, None, Some(owner.id))
+            .await
+            .unwrap()
+            .id
     }
 
     pub async fn user_id(&self, username: &str) -> i64 {
@@ -226,7 +259,18 @@ pub struct Client {
 }
 
 impl Client {
+    /// GETs a page. An address from before people existed (`/labs`) moves to the account's own
+    /// person (`/people/alice/labs`); that move is followed, as a browser would.
     pub async fn get(&self, path: &str) -> Reply {
+        let first = self.get_exact(path).await;
+        match self.own_person_move(path, &first) {
+            Some(url) => reply(self.http.get(url).send().await.unwrap()).await,
+            None => first,
+        }
+    }
+
+    /// GETs a page without following any redirect.
+    pub async fn get_exact(&self, path: &str) -> Reply {
         reply(
             self.http
                 .get(format!("{}{path}", self.base))
@@ -235,6 +279,32 @@ impl Client {
                 .unwrap(),
         )
         .await
+    }
+
+    /// Where an old address moved to, as a full URL, when `reply` is that move.
+    fn own_person_move(&self, path: &str, reply: &Reply) -> Option<String> {
+        let prefix = path_prefix(&self.base);
+        let moved = matches!(reply.status.as_u16(), 303 | 307)
+            && !path.starts_with("/people/")
+            && reply
+                .location
+                .as_deref()
+                .is_some_and(|l| l.starts_with(&format!("{prefix}/people/")));
+        let origin = &self.base[..self.base.len() - prefix.len()];
+        moved.then(|| format!("{origin}{}", reply.location.as_deref().unwrap()))
+    }
+
+    /// `/people/<slug>` of the signed-in account's own person.
+    pub async fn own_person_path(&self) -> String {
+        let moved = self.get_exact("/sources").await;
+        let location = moved.location.expect("/sources moves to the own person's page");
+        let prefix = path_prefix(&self.base);
+        location
+            .strip_prefix(&prefix)
+            .unwrap()
+            .strip_suffix("/sources")
+            .unwrap()
+            .to_string()
     }
 
     /// The CSRF token embedded in the page at `path`.
@@ -251,9 +321,10 @@ impl Client {
         self.post_raw(action, &form).await
     }
 
-    /// Posts exactly these fields, with no token added.
+    /// Posts exactly these fields, with no token added. An old address moves (307) to the
+    /// account's own person, and the form follows it there.
     pub async fn post_raw(&self, action: &str, fields: &[(&str, &str)]) -> Reply {
-        reply(
+        let first = reply(
             self.http
                 .post(format!("{}{action}", self.base))
                 .form(fields)
@@ -261,7 +332,11 @@ impl Client {
                 .await
                 .unwrap(),
         )
-        .await
+        .await;
+        match self.own_person_move(action, &first) {
+            Some(url) => reply(self.http.post(url).form(fields).send().await.unwrap()).await,
+            None => first,
+        }
     }
 
     pub async fn setup(&self, username: &str, display_name: &str, password: &str) -> Reply {
