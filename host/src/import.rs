@@ -11,6 +11,7 @@ use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 
 use crate::fhir::Prepared;
+use crate::fhir::identity::{OtherPatient, PatientGuard};
 use crate::fhir::ingest::{Counts, Writer};
 use crate::jobs::{self, Trigger};
 use crate::plugins::{FileInput, LoadedPlugin, PluginHost, RunContext, RunFailure, RunOutput};
@@ -34,6 +35,9 @@ pub enum ImportError {
     /// The run failed; nothing from the file was stored.
     #[error("{file}: {} Nothing from this file was stored.", full_stop(&.failure.to_string()))]
     Failed { file: String, failure: RunFailure },
+    /// The file's patient is clearly someone else than the person's; nothing was stored.
+    #[error("{} Nothing from this file was stored.", .0.sentence("This file"))]
+    OtherPatient(OtherPatient),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -274,6 +278,7 @@ async fn store_file(
     file_name: &str,
     options: &ImportOptions,
 ) -> Result<(Counts, Vec<String>), ImportError> {
+    let mut guard = PatientGuard::load(db, person_id, options.anyway).await?;
     let mut writer = Writer::begin(db, person_id, source_id).await?;
     let (outcome, stored) = run_plugin(
         plugins,
@@ -285,9 +290,12 @@ async fn store_file(
         |mut received| {
             tokio::spawn(async move {
                 while let Some(batch) = received.recv().await {
+                    // Dropping the receiver makes the plugin's next emit fail, ending the run.
+                    if let Err(other) = guard.check(&batch) {
+                        return Err((writer, ImportError::OtherPatient(other)));
+                    }
                     if let Err(e) = writer.write(&batch).await {
-                        // Dropping the receiver makes the plugin's next emit fail, ending the run.
-                        return Err((writer, e));
+                        return Err((writer, ImportError::Database(e)));
                     }
                 }
                 Ok(writer)
@@ -299,7 +307,7 @@ async fn store_file(
         (Ok(output), Ok(writer)) => Ok((writer.commit().await?, output.warnings)),
         (_, Err((writer, e))) => {
             writer.rollback().await.ok();
-            Err(ImportError::Database(e))
+            Err(e)
         }
         (Err(failure), Ok(writer)) => {
             writer.rollback().await?;
@@ -378,6 +386,41 @@ pub async fn preview_file(
         sample,
         warnings: output.warnings,
     })
+}
+
+/// Who a file is about: its first Patient, read by running its plugin without storing anything.
+pub async fn file_patient(
+    plugins: &PluginHost,
+    path: &Path,
+    file_name: &str,
+) -> Result<Option<crate::fhir::identity::Identity>, ImportError> {
+    let plugin = choose_plugin(plugins, file_name, &read_head(path))?;
+    let (_, found) = run_plugin(
+        plugins,
+        plugin,
+        path,
+        file_name,
+        &ImportOptions::default(),
+        None,
+        |mut received| {
+            tokio::spawn(async move {
+                let mut found = None;
+                while let Some(batch) = received.recv().await {
+                    if found.is_some() {
+                        continue;
+                    }
+                    found = batch
+                        .iter()
+                        .filter(|p| p.resource_type == "Patient")
+                        .filter_map(|p| serde_json::from_str::<serde_json::Value>(&p.json).ok())
+                        .find_map(|v| crate::fhir::identity::Identity::of(&v));
+                }
+                found
+            })
+        },
+    )
+    .await?;
+    Ok(found)
 }
 
 fn read_head(path: &Path) -> Vec<u8> {

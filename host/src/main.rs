@@ -487,6 +487,12 @@ async fn import_command(
             }
             Err(e) => {
                 eprintln!("{e}");
+                if matches!(e, fasten::import::ImportError::OtherPatient(_)) {
+                    eprintln!(
+                        "{name}: to add it to {} all the same, run the import again with --anyway",
+                        person.slug
+                    );
+                }
                 failed += 1;
             }
         }

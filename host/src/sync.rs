@@ -140,6 +140,15 @@ async fn run_inner(
     };
 
     let writing = Instant::now();
+    // A provider may send another patient's records: stop before storing anything.
+    let mut guard = crate::fhir::identity::PatientGuard::load(&state.db, person_id, false).await?;
+    if let Err(other) = guard.check(&resources) {
+        return Ok(SyncOutcome::Failed(format!(
+            "{} Nothing from this sync was stored. If the provider account belongs to someone \
+             else, delete this source and connect it from their page.",
+            other.sentence("This sync")
+        )));
+    }
     let mut writer = Writer::begin(&state.db, person_id, source_id).await?;
     for chunk in resources.chunks(500) {
         writer.write(chunk).await?;

@@ -275,7 +275,7 @@ async fn sign_out_ends_the_session_on_the_server() {
     assert!(dump.iter().all(|h| !h.contains(value) && h.len() == 64));
 
     let page = plain
-        .get(format!("{}/", server.url))
+        .get(format!("{}/people/alice/", server.url))
         .header("cookie", &cookies)
         .send()
         .await

@@ -4,6 +4,7 @@
 //! run on every upsert.
 
 pub mod export;
+pub mod identity;
 pub mod ingest;
 
 use serde_json::Value;

@@ -160,6 +160,46 @@ pub async fn create(
     Ok(person)
 }
 
+/// Creates a person named `name`, managed by `creator`, with a free slug made from the name
+/// ("Fletcher Hyatt" becomes `fletcher-hyatt`, or `fletcher-hyatt-2` when that is taken).
+pub async fn create_unique(
+    db: &mut sqlx::SqliteConnection,
+    name: &str,
+    birth_date: Option<&str>,
+    creator: i64,
+) -> sqlx::Result<Person> {
+    let mut base: String = name
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { '-' })
+        .collect();
+    base = base
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    base = base.chars().take(MAX_SLUG_CHARS - 4).collect();
+    if check_slug(&base).is_err() {
+        base = "person".into();
+    }
+    for n in 1.. {
+        let slug = if n == 1 { base.clone() } else { format!("{base}-{n}") };
+        match create(&mut *db, &slug, name, birth_date, Some(creator)).await {
+            Ok(person) => return Ok(person),
+            Err(PersonError::SlugTaken(_)) => continue,
+            Err(PersonError::Database(e)) => return Err(e),
+            // The name or date did not pass: keep the person with what does.
+            Err(_) => {
+                return create(&mut *db, &slug, &base, None, Some(creator))
+                    .await
+                    .map_err(|e| sqlx::Error::Protocol(e.to_string()));
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 pub async fn by_slug(db: impl SqliteExecutor<'_>, slug: &str) -> sqlx::Result<Option<Person>> {
     sqlx::query_as::<_, Person>(&format!(
         "SELECT {PERSON_COLUMNS} FROM people p WHERE p.slug = ?"

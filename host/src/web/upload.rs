@@ -47,6 +47,7 @@ pub fn router(r: PersonRouter) -> PersonRouter {
         .route("/sources/upload/preview", post(preview_again))
         .route("/sources/upload/confirm", post(confirm))
         .route("/sources/upload/cancel", post(cancel))
+        .route("/sources/upload/new-person", post(new_person))
 }
 
 fn result(
@@ -219,7 +220,7 @@ async fn upload(
     if previewed {
         return show_preview(&state, &page, pending, &token, ImportOptions::default()).await;
     }
-    import_pending(&state, &page, access.id(), pending, &ImportOptions::default()).await
+    import_pending(&state, &page, access.id(), pending, &token, &ImportOptions::default()).await
 }
 
 /// The page's answer about a pending file: `token` names it, `dates` is the user's choice.
@@ -271,7 +272,9 @@ async fn confirm(
     Form(form): Form<PendingForm>,
 ) -> Result<Response, AppError> {
     match Pending::find(&state, access.id(), &form.token) {
-        Some(pending) => import_pending(&state, &page, access.id(), pending, &form.options()).await,
+        Some(pending) => {
+            import_pending(&state, &page, access.id(), pending, &form.token, &form.options()).await
+        }
         None => gone(&state, &page),
     }
 }
@@ -298,11 +301,75 @@ async fn cancel(
     )
 }
 
+/// "Create a new person from it": a file about someone else becomes that person's first records
+/// (named and dated from its Patient), managed by whoever uploaded it.
+async fn new_person(
+    State(state): State<AppState>,
+    access: ManagePerson,
+    page: Page,
+    Form(form): Form<PendingForm>,
+) -> Result<Response, AppError> {
+    let Some(pending) = Pending::find(&state, access.id(), &form.token) else {
+        return gone(&state, &page);
+    };
+    // Who the file is about, read again so the page's word is not trusted.
+    let identity = match import::file_patient(&state.plugins, &pending.path(), &pending.file_name).await {
+        Ok(Some(identity)) => identity,
+        Ok(None) | Err(_) => {
+            return result(&state, &page, StatusCode::UNPROCESSABLE_ENTITY, context! {
+                error => "Fasten could not tell who this file is about, so it cannot name a new person from it. Add a person on the Family page and upload it there.",
+                file_name => pending.file_name })
+        }
+    };
+    let mut conn = state.db.acquire().await?;
+    let person = crate::store::people::create_unique(
+        &mut conn,
+        &identity.display,
+        identity.birth_date.as_deref(),
+        access.user.id,
+    )
+    .await?;
+    drop(conn);
+    let Some(dir) = Pending::dir(&state, person.id, &form.token) else {
+        return gone(&state, &page);
+    };
+    tokio::fs::rename(&pending.dir, &dir)
+        .await
+        .map_err(anyhow::Error::new)?;
+    let moved = Pending {
+        dir,
+        file_name: pending.file_name,
+    };
+    tracing::info!(by = %access.user.username, person = %person.slug, "person created from an uploaded file");
+    let target = crate::auth::person::person_url(&state, &person.slug);
+    let outcome = import::import_file(
+        &state.db,
+        &state.plugins,
+        person.id,
+        &moved.path(),
+        &moved.file_name,
+        Trigger::Upload,
+        &form.options(),
+    )
+    .await;
+    let file_name = moved.file_name.clone();
+    moved.remove().await;
+    match outcome {
+        Ok(report) => result(&state, &page, StatusCode::OK, context! {
+            report => report, file_name, target => minijinja::Value::from_safe_string(target),
+            created => person.name }),
+        Err(ImportError::Database(e)) => Err(e.into()),
+        Err(e) => result(&state, &page, StatusCode::UNPROCESSABLE_ENTITY, context! {
+            error => e.to_string(), file_name }),
+    }
+}
+
 async fn import_pending(
     state: &AppState,
     page: &Page,
     person_id: i64,
     pending: Pending,
+    token: &str,
     options: &ImportOptions,
 ) -> Result<Response, AppError> {
     let outcome = import::import_file(
@@ -316,6 +383,15 @@ async fn import_pending(
     )
     .await;
     let file_name = pending.file_name.clone();
+    if let Err(ImportError::OtherPatient(other)) = &outcome {
+        // Nothing is stored until the user chooses: the file waits under its token.
+        return result(
+            state,
+            page,
+            StatusCode::CONFLICT,
+            context! { other_patient => other.sentence("This file"), token, file_name },
+        );
+    }
     pending.remove().await;
     match outcome {
         Ok(report) => result(

@@ -1,0 +1,223 @@
+//! Who a FHIR `Patient` is, as far as telling two people apart needs: names and birth date.
+//!
+//! A file or a sync may be about someone else than the person it was meant for (the wrong
+//! child's export, a server that sends another patient's records). "Clearly someone else" is
+//! deliberately narrow, so a nickname or a married name never blocks an import: the birth dates
+//! differ, or both the family and the given names do.
+
+use serde_json::Value;
+
+use crate::record::history::display_date;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Lowercased family names of every name the Patient has.
+    family: Vec<String>,
+    /// Lowercased given names of every name.
+    given: Vec<String>,
+    pub birth_date: Option<String>,
+    /// As a person reads it: "Fletcher Hyatt".
+    pub display: String,
+}
+
+impl Identity {
+    /// The identity of a Patient resource; `None` for any other resource.
+    pub fn of(resource: &Value) -> Option<Identity> {
+        if resource.get("resourceType")?.as_str()? != "Patient" {
+            return None;
+        }
+        let names: Vec<&Value> = resource
+            .get("name")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        let lower = |v: &Value| v.as_str().map(|s| s.trim().to_lowercase());
+        let family = names
+            .iter()
+            .filter_map(|n| n.get("family").and_then(lower))
+            .filter(|s| !s.is_empty())
+            .collect();
+        let given = names
+            .iter()
+            .filter_map(|n| n.get("given").and_then(Value::as_array))
+            .flatten()
+            .filter_map(lower)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let display = names
+            .first()
+            .and_then(|n| {
+                let text = n.get("text").and_then(Value::as_str).map(str::to_string);
+                text.or_else(|| {
+                    let given: Vec<&str> = n
+                        .get("given")
+                        .and_then(Value::as_array)
+                        .map(|g| g.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    let family = n.get("family").and_then(Value::as_str).unwrap_or("");
+                    let full = format!("{} {family}", given.join(" "));
+                    Some(full.trim().to_string()).filter(|s| !s.is_empty())
+                })
+            })
+            .unwrap_or_else(|| "someone with no name".to_string());
+        Some(Identity {
+            family,
+            given,
+            birth_date: resource
+                .get("birthDate")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            display,
+        })
+    }
+
+    /// True when `other` is clearly not the same person: both give a birth date and they differ,
+    /// or both give names and neither a family nor a given name is shared.
+    pub fn clearly_differs(&self, other: &Identity) -> bool {
+        if let (Some(a), Some(b)) = (&self.birth_date, &other.birth_date)
+            && a != b
+        {
+            return true;
+        }
+        let shares = |a: &[String], b: &[String]| a.iter().any(|x| b.contains(x));
+        let named = |i: &Identity| !i.family.is_empty() && !i.given.is_empty();
+        named(self)
+            && named(other)
+            && !shares(&self.family, &other.family)
+            && !shares(&self.given, &other.given)
+    }
+
+    /// "Fletcher Hyatt, born 3 Jul 1915".
+    pub fn describe(&self) -> String {
+        match &self.birth_date {
+            Some(date) => format!("{}, born {}", self.display, display_date(date)),
+            None => self.display.clone(),
+        }
+    }
+}
+
+/// Found a Patient that is clearly someone else than the person the records are for.
+#[derive(Debug, Clone)]
+pub struct OtherPatient {
+    pub found: Identity,
+    pub expected: Identity,
+    /// The person's name in Fasten ("Leo").
+    pub person_name: String,
+}
+
+impl OtherPatient {
+    /// "This file is about Fletcher Hyatt, born 3 Jul 1915. Leo's records are about Roberto
+    /// Graham, born 3 Oct 1920." `what` is "This file" or "This sync".
+    pub fn sentence(&self, what: &str) -> String {
+        format!(
+            "{what} is about {}. {}'s records are about {}.",
+            self.found.describe(),
+            self.person_name,
+            self.expected.describe()
+        )
+    }
+}
+
+/// Checks every Patient written for a person against the one their records are already about,
+/// or, for a person with none yet, the first one of this run.
+pub struct PatientGuard {
+    person_name: String,
+    expected: Option<Identity>,
+    /// The user chose to store it anyway.
+    off: bool,
+}
+
+impl PatientGuard {
+    /// The person's Patient: from their oldest source that has one.
+    pub async fn load(
+        db: &sqlx::SqlitePool,
+        person_id: i64,
+        anyway: bool,
+    ) -> sqlx::Result<PatientGuard> {
+        let person_name: String =
+            sqlx::query_scalar("SELECT name FROM people WHERE id = ?")
+                .bind(person_id)
+                .fetch_optional(db)
+                .await?
+                .unwrap_or_default();
+        let stored: Option<String> = sqlx::query_scalar(
+            "SELECT json FROM resources WHERE person_id = ? AND resource_type = 'Patient'
+             ORDER BY source_id, resource_id LIMIT 1",
+        )
+        .bind(person_id)
+        .fetch_optional(db)
+        .await?;
+        Ok(PatientGuard {
+            person_name,
+            expected: stored
+                .and_then(|j| serde_json::from_str::<Value>(&j).ok())
+                .and_then(|v| Identity::of(&v)),
+            off: anyway,
+        })
+    }
+
+    /// Refuses a batch holding a Patient that is clearly someone else.
+    pub fn check(&mut self, batch: &[super::Prepared]) -> Result<(), OtherPatient> {
+        if self.off {
+            return Ok(());
+        }
+        for prepared in batch.iter().filter(|p| p.resource_type == "Patient") {
+            let Some(found) = serde_json::from_str::<Value>(&prepared.json)
+                .ok()
+                .and_then(|v| Identity::of(&v))
+            else {
+                continue;
+            };
+            match &self.expected {
+                Some(expected) if expected.clearly_differs(&found) => {
+                    return Err(OtherPatient {
+                        found,
+                        expected: expected.clone(),
+                        person_name: self.person_name.clone(),
+                    });
+                }
+                Some(_) => {}
+                None => self.expected = Some(found),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn patient(family: &str, given: &str, birth: Option<&str>) -> Identity {
+        let mut p = json!({"resourceType": "Patient",
+            "name": [{"family": family, "given": [given]}]});
+        if let Some(b) = birth {
+            p["birthDate"] = json!(b);
+        }
+        Identity::of(&p).unwrap()
+    }
+
+    #[test]
+    fn another_birth_date_or_both_names_is_someone_else() {
+        let roberto = patient("Graham", "Roberto", Some("1920-10-03"));
+        assert!(roberto.clearly_differs(&patient("Hyatt", "Fletcher", Some("1915-07-03"))));
+        assert!(roberto.clearly_differs(&patient("Graham", "Roberto", Some("1921-10-03"))));
+        assert!(roberto.clearly_differs(&patient("Hyatt", "Fletcher", None)));
+        assert_eq!(
+            patient("Hyatt", "Fletcher", Some("1915-07-03")).describe(),
+            "Fletcher Hyatt, born 3 Jul 1915"
+        );
+    }
+
+    #[test]
+    fn a_new_family_name_or_a_missing_date_is_still_the_same_person() {
+        let anna = patient("Example", "Anna", Some("1980-01-02"));
+        assert!(!anna.clearly_differs(&patient("Married", "Anna", Some("1980-01-02"))));
+        assert!(!anna.clearly_differs(&patient("Example", "Annie", None)));
+        assert!(!anna.clearly_differs(&patient("example", "ANNA", Some("1980-01-02"))));
+        let nameless = Identity::of(&json!({"resourceType": "Patient"})).unwrap();
+        assert!(!anna.clearly_differs(&nameless));
+        assert!(Identity::of(&json!({"resourceType": "Observation"})).is_none());
+    }
+}
