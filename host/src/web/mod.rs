@@ -41,7 +41,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(plugins::router())
         .merge(sources::global_router())
         .merge(search::global_router())
-        .merge(people::router(&state))
+        .merge(people::router())
         .fallback(|| async { AppError::NotFound });
 
     let mut layered = routes
@@ -70,9 +70,13 @@ pub fn build_app(state: AppState) -> Router {
         )
         .with_state(state.clone());
 
+    // `/people/{person}/…` is routed to the person-scoped pages before routing proper.
+    let layered = tower::ServiceBuilder::new()
+        .map_request(people::strip_person)
+        .service(layered);
     let base = state.config.base_path.clone();
     if base.is_empty() {
-        return layered;
+        return Router::new().fallback_service(layered);
     }
     // Under a reverse-proxy prefix, strip it before routing so the routes stay the same; `/fasten`
     // and `/fasten/` are both the dashboard. Paths outside the prefix get the 404 page.

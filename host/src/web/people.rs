@@ -6,17 +6,14 @@
 //! `/people/{person}/` by stripping the prefix and leaving the slug for the extractors in
 //! `auth::person`, which make every access check.
 
-use std::convert::Infallible;
-
 use axum::Router;
-use axum::extract::{Query, Request, State};
+use axum::extract::{OriginalUri, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Form, extract::FromRequestParts};
 use minijinja::{Value, context};
 use serde::Deserialize;
-use tower::ServiceExt;
 
 use super::render::Page;
 use crate::auth::CurrentUser;
@@ -68,45 +65,53 @@ pub fn person_routes() -> PersonRouter {
     super::manual::router(r)
 }
 
+/// Where the person-scoped pages are mounted inside the router. A request for
+/// `/people/{slug}/tail` is rewritten to `{SCOPED}/tail` before routing ([`strip_person`]), with
+/// the slug left in the request, so the routes' own path parameters stay their own.
+const SCOPED: &str = "/_person";
+
 /// The family page and adding a person, plus every person-scoped page twice: under
-/// `/people/{person}/` and at its old address, which moves to the account's own person.
-pub fn router(state: &AppState) -> Router<AppState> {
-    let scoped_routes = person_routes().router;
-    let scoped = scoped_routes.clone().with_state(state.clone());
-    let strip = tower::service_fn(move |request: Request| {
-        let scoped = scoped.clone();
-        async move { Ok::<_, Infallible>(strip_person(request, scoped).await) }
-    });
+/// `/people/{person}/` (reached through [`strip_person`]) and at its old address, which moves
+/// to the account's own person.
+pub fn router() -> Router<AppState> {
+    let scoped = person_routes().router;
     Router::new()
         .route("/people", get(family_page).post(add))
-        .route_service("/people/{person}", strip.clone())
-        .route_service("/people/{person}/", strip.clone())
-        .route_service("/people/{person}/{*rest}", strip)
-        .merge(scoped_routes)
+        .nest(SCOPED, scoped.clone())
+        .merge(scoped)
 }
 
-/// Routes `/people/{slug}/tail` as `/tail` with the slug left in the request.
-async fn strip_person(mut request: Request, scoped: Router) -> Response {
-    let path = request.uri().path().to_string();
-    let rest = path.strip_prefix("/people/").unwrap_or_default();
+/// Rewrites `/people/{slug}[/tail]` to the mounted person routes, keeping the address the
+/// browser asked for as `OriginalUri` (sign-in's `next=`) and the slug for `auth::person`.
+/// Runs before routing; every other path passes unchanged.
+pub fn strip_person(mut request: Request) -> Request {
+    let path = request.uri().path();
+    let Some(rest) = path.strip_prefix("/people/") else {
+        return request;
+    };
     let (slug, tail) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+        None => (rest, ""),
     };
+    if slug.is_empty() {
+        return request;
+    }
     let slug = percent_decode(slug);
+    let tail = if tail == "/" { "" } else { tail };
     let new_uri = match request.uri().query() {
-        Some(query) => format!("{tail}?{query}"),
-        None => tail.to_string(),
+        Some(query) => format!("{SCOPED}{tail}?{query}"),
+        None => format!("{SCOPED}{tail}"),
     };
-    match new_uri.parse() {
-        Ok(uri) => *request.uri_mut() = uri,
-        Err(_) => return AppError::NotFound.into_response(),
+    let Ok(uri) = new_uri.parse() else {
+        return request;
+    };
+    if request.extensions().get::<OriginalUri>().is_none() {
+        let original = OriginalUri(request.uri().clone());
+        request.extensions_mut().insert(original);
     }
+    *request.uri_mut() = uri;
     request.extensions_mut().insert(PersonSlug(slug));
-    match scoped.oneshot(request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    }
+    request
 }
 
 fn percent_decode(segment: &str) -> String {

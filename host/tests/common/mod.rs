@@ -284,12 +284,14 @@ impl Client {
     /// Where an old address moved to, as a full URL, when `reply` is that move.
     fn own_person_move(&self, path: &str, reply: &Reply) -> Option<String> {
         let prefix = path_prefix(&self.base);
+        // The same tail under /people/<slug>: "/labs?x" moved to "/people/alice/labs?x".
         let moved = matches!(reply.status.as_u16(), 303 | 307)
-            && !path.starts_with("/people/")
-            && reply
-                .location
-                .as_deref()
-                .is_some_and(|l| l.starts_with(&format!("{prefix}/people/")));
+            && !path.starts_with("/people")
+            && reply.location.as_deref().is_some_and(|l| {
+                l.strip_prefix(&format!("{prefix}/people/"))
+                    .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
+                    == Some(path)
+            });
         let origin = &self.base[..self.base.len() - prefix.len()];
         moved.then(|| format!("{origin}{}", reply.location.as_deref().unwrap()))
     }
