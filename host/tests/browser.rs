@@ -148,11 +148,17 @@ async fn first_run_wizard_then_sign_out_and_sign_in_in_a_real_browser() {
         fill(&browser, "password", "alice-password-1").await;
         fill(&browser, "password_confirmation", "alice-password-1").await;
         click(&browser, Locator::XPath("//button[contains(., 'Create administrator')]")).await;
-        wait_for_text(&browser, "//h1[contains(., 'Hello, Alice Example')]").await;
+        wait_for_text(&browser, "//h1[contains(., 'Alice Example') and contains(., 'dashboard')]").await;
         save_screenshot(&browser, "dashboard").await;
 
         // Sign out, then back in.
-        click(&browser, Locator::XPath("//button[contains(., 'Sign out')]")).await;
+        // Sign out sits in the account menu; the page presses it as a person would after
+        // opening the menu.
+        click(&browser, Locator::Css("#account-menu summary")).await;
+        browser
+            .execute("document.querySelector('form.signout button').click()", vec![])
+            .await
+            .unwrap();
         wait_for_text(&browser, "//h1[contains(., 'Sign in')]").await;
         assert!(
             browser.find(Locator::Id("whoami")).await.is_err(),
@@ -168,7 +174,7 @@ async fn first_run_wizard_then_sign_out_and_sign_in_in_a_real_browser() {
         .await;
         fill(&browser, "password", "alice-password-1").await;
         click(&browser, Locator::Css("main form button[type=submit]")).await;
-        wait_for_text(&browser, "//h1[contains(., 'Hello, Alice Example')]").await;
+        wait_for_text(&browser, "//h1[contains(., 'Alice Example') and contains(., 'dashboard')]").await;
         let whoami = browser
             .find(Locator::Id("whoami"))
             .await
@@ -195,7 +201,7 @@ async fn first_run_wizard_then_sign_out_and_sign_in_in_a_real_browser() {
             .unwrap();
         wait_for_text(&browser, "//*[@id='import-report'][contains(., '104 new')]").await;
         save_screenshot(&browser, "uploaded").await;
-        browser.find(Locator::LinkText("See your records")).await.unwrap().follow().await.unwrap();
+        browser.find(Locator::LinkText("See the records")).await.unwrap().follow().await.unwrap();
         wait_for_text(&browser, "//p[contains(., '104 records in all')]").await;
         browser.find(Locator::LinkText("Observation")).await.unwrap().follow().await.unwrap();
         wait_for_text(&browser, "//h1[contains(., 'Observation')]").await;
@@ -251,7 +257,7 @@ async fn connecting_a_provider_signs_in_there_and_shows_the_sync_finish() {
         fill(&browser, "username", "alice").await;
         fill(&browser, "password", "alice-password-1").await;
         click(&browser, Locator::Css("main form button[type=submit]")).await;
-        wait_for_text(&browser, "//h1[contains(., 'Hello, Alice Example')]").await;
+        wait_for_text(&browser, "//h1[contains(., 'Alice Example') and contains(., 'dashboard')]").await;
 
         browser
             .goto(&format!("{}/sources", server.url))
@@ -366,7 +372,7 @@ async fn the_record_reads_well_dashboard_labs_history_and_summary() {
         fill(&browser, "username", "alice").await;
         fill(&browser, "password", "alice-password-1").await;
         click(&browser, Locator::Css("main form button[type=submit]")).await;
-        wait_for_text(&browser, "//h1[contains(., 'Hello, Alice Example')]").await;
+        wait_for_text(&browser, "//h1[contains(., 'Alice Example') and contains(., 'dashboard')]").await;
 
         // Import one Synthea patient.
         let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -480,7 +486,7 @@ async fn a_lab_csv_is_previewed_its_date_order_chosen_and_imported_in_a_real_bro
         fill(&browser, "username", "alice").await;
         fill(&browser, "password", "alice-password-1").await;
         click(&browser, Locator::Css("main form button[type=submit]")).await;
-        wait_for_text(&browser, "//h1[contains(., 'Hello, Alice Example')]").await;
+        wait_for_text(&browser, "//h1[contains(., 'Alice Example') and contains(., 'dashboard')]").await;
         browser
             .goto(&format!("{}/sources", server.url))
             .await
@@ -533,6 +539,127 @@ async fn a_lab_csv_is_previewed_its_date_order_chosen_and_imported_in_a_real_bro
         wait_for_text(&browser, "//main//*[contains(., 'Glucose')]").await;
         wait_for_text(&browser, "//main//*[contains(., '131')]").await;
         save_screenshot(&browser, "csv-labs").await;
+    }
+    .await;
+    browser.close().await.unwrap();
+    result
+}
+
+/// Signs in on the login page.
+async fn sign_in(browser: &fantoccini::Client, url: &str, username: &str, password: &str) {
+    browser.goto(&format!("{url}/login")).await.unwrap();
+    fill(browser, "username", username).await;
+    fill(browser, "password", password).await;
+    click(browser, Locator::Css("main form button[type=submit]")).await;
+}
+
+/// Uploads a Synthea bundle on the Sources page shown, and waits for its report.
+async fn upload_synthea(browser: &fantoccini::Client, name: &str, added: usize) {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/fhir/synthea")
+        .join(name)
+        .canonicalize()
+        .unwrap();
+    fill(browser, "file", fixture.to_str().unwrap()).await;
+    browser
+        .execute("document.querySelector('#upload-form button').click()", vec![])
+        .await
+        .unwrap();
+    wait_for_text(
+        browser,
+        &format!("//*[@id='import-report'][contains(., '{added} new')]"),
+    )
+    .await;
+}
+
+/// Picks a person in the header's switcher.
+async fn switch_to(browser: &fantoccini::Client, name: &str) {
+    click(browser, Locator::Css("#switcher summary")).await;
+    browser
+        .find(Locator::XPath(&format!(
+            "//*[@id='switcher']//a[contains(., '{name}')]"
+        )))
+        .await
+        .unwrap()
+        .follow()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_parent_adds_a_child_switches_between_them_and_shares_the_child_to_view() {
+    if !browser_available() {
+        return;
+    }
+    let server = TestServer::start().await;
+    let admin = server.client();
+    admin.setup("alice", "Alice Example", "alice-password-1").await;
+    admin.create_user("grandpa", "grandpa-password-1", "member").await;
+    let (_driver, webdriver) = start_chromedriver();
+    let browser = open_browser(&webdriver).await;
+
+    let result = async {
+        // 1. The parent adds a child on the family page.
+        sign_in(&browser, &server.url, "alice", "alice-password-1").await;
+        wait_for_text(&browser, "//h1[contains(., 'Alice Example') and contains(., 'dashboard')]").await;
+        browser.goto(&format!("{}/people", server.url)).await.unwrap();
+        fill(&browser, "name", "Leo Example").await;
+        fill(&browser, "slug", "leo").await;
+        browser
+            .execute("document.querySelector('#add-person button').click()", vec![])
+            .await
+            .unwrap();
+        wait_for_text(&browser, "//h1[contains(., 'Leo Example') and contains(., 'dashboard')]").await;
+        save_screenshot(&browser, "family-child-added").await;
+
+        // 2. A bundle for each, and the header switches between them.
+        browser.goto(&format!("{}/people/leo/sources", server.url)).await.unwrap();
+        upload_synthea(&browser, "Roberto_Graham_238a58eb-31dc-4054-82ee-0651ee76f391.json", 363).await;
+        switch_to(&browser, "Alice Example").await;
+        wait_for_text(&browser, "//h1[contains(., 'Alice Example') and contains(., 'sources')]").await;
+        upload_synthea(&browser, "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json", 104).await;
+        browser.goto(&format!("{}/people/alice/labs", server.url)).await.unwrap();
+        switch_to(&browser, "Leo Example").await;
+        wait_for_text(&browser, "//h1[contains(., 'Leo Example') and contains(., 'labs')]").await;
+        assert!(browser.current_url().await.unwrap().path().ends_with("/people/leo/labs"));
+        save_screenshot(&browser, "family-switched").await;
+
+        // 3. Leo is shared with the grandparent's account, to view.
+        browser.goto(&format!("{}/people/leo/person", server.url)).await.unwrap();
+        fill(&browser, "username", "grandpa").await;
+        browser
+            .execute("document.querySelector('#share-person button').click()", vec![])
+            .await
+            .unwrap();
+        wait_for_text(&browser, "//tr[@id='grant-grandpa'][contains(., 'see')]").await;
+        browser
+            .execute("document.querySelector('form.signout button').click()", vec![])
+            .await
+            .unwrap();
+        wait_for_text(&browser, "//h1[contains(., 'Sign in')]").await;
+
+        // 4. The grandparent sees Leo's labs, no upload form, and is refused an upload anyway.
+        sign_in(&browser, &server.url, "grandpa", "grandpa-password-1").await;
+        wait_for_text(&browser, "//h1[contains(., 'dashboard')]").await;
+        browser.goto(&format!("{}/people/leo/labs", server.url)).await.unwrap();
+        wait_for_text(&browser, "//h1[contains(., 'Leo Example') and contains(., 'labs')]").await;
+        wait_for_text(&browser, "//main//table//a").await;
+        browser.goto(&format!("{}/people/leo/sources", server.url)).await.unwrap();
+        wait_for_text(&browser, "//*[@id='view-only']").await;
+        assert!(browser.find(Locator::Id("upload-form")).await.is_err());
+        save_screenshot(&browser, "family-viewer").await;
+        let status = browser
+            .execute(
+                "const token = JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token'];
+                 const form = new FormData();
+                 form.append('file', new Blob(['{}'], {type: 'application/json'}), 'x.json');
+                 return fetch(location.pathname + '/upload', {method: 'POST', body: form,
+                   headers: {'X-CSRF-Token': token}}).then(r => r.status);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, serde_json::json!(403));
     }
     .await;
     browser.close().await.unwrap();

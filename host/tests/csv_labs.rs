@@ -39,9 +39,10 @@ async fn answer(client: &Client, action: &str, fields: &[(&str, &str)]) -> Reply
     let mut fields = fields.to_vec();
     let csrf = client.csrf_token("/sources").await;
     fields.push(("csrf_token", &csrf));
+    let own = client.own_person_path().await;
     let response = client
         .http
-        .post(format!("{}{action}", client.base))
+        .post(format!("{}{own}{action}", client.base))
         .header("HX-Request", "true")
         .form(&fields)
         .send()

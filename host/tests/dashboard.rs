@@ -24,7 +24,7 @@ async fn widgets_show_the_patients_vitals_labs_visits_and_lists() {
     let page = alice.get("/").await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(widget_order(&page.body)[..3], ["summary", "vitals", "labs"]);
-    assert!(page.body.contains("hx-get=\"/dashboard/widgets/vitals\""));
+    assert!(page.body.contains("hx-get=\"/people/alice/dashboard/widgets/vitals\""));
 
     let summary = alice.get("/dashboard/widgets/summary").await;
     assert!(summary.body.contains("Paris Casper"), "{}", summary.body);
@@ -72,7 +72,7 @@ async fn widgets_show_the_patients_vitals_labs_visits_and_lists() {
     alice.create_user("bob", "bob-password-1", "member").await;
     let bob = server.client();
     bob.login("bob", "bob-password-1").await;
-    assert!(bob.get("/").await.body.contains("You have no records yet"));
+    assert!(bob.get("/").await.body.contains("has no records yet"));
     let vitals = bob.get("/dashboard/widgets/vitals").await;
     assert!(
         vitals.body.contains("No vital signs recorded"),
@@ -105,7 +105,7 @@ async fn the_layout_can_be_chosen_ordered_and_is_kept() {
             ],
         )
         .await;
-    reply.assert_redirect("/");
+    reply.assert_redirect("/people/alice/");
     assert_eq!(
         widget_order(&alice.get("/").await.body),
         ["summary", "labs", "vitals"]

@@ -113,7 +113,7 @@ async fn an_emailed_report_becomes_a_document_with_its_files_and_its_fhir_record
 
     // Each listed file opens: the message text, then the PDF exactly as sent.
     let files = client.http.get(format!(
-        "{}/explore/DocumentReference/{doc_id}/attachments/0",
+        "{}/people/alice/explore/DocumentReference/{doc_id}/attachments/0",
         client.base
     ));
     let text = files.send().await.unwrap();
@@ -132,7 +132,7 @@ async fn an_emailed_report_becomes_a_document_with_its_files_and_its_fhir_record
     let pdf = client
         .http
         .get(format!(
-            "{}/explore/DocumentReference/{doc_id}/attachments/1",
+            "{}/people/alice/explore/DocumentReference/{doc_id}/attachments/1",
             client.base
         ))
         .send()

@@ -97,7 +97,7 @@ async fn bad_uploads_explain_themselves_and_store_nothing() {
     );
     let refused = alice
         .http
-        .post(format!("{}/sources/upload", alice.base))
+        .post(format!("{}/people/alice/sources/upload", alice.base))
         .multipart(form)
         .send()
         .await

@@ -35,14 +35,14 @@ async fn everything_downloads_as_a_bundle_and_as_ndjson_per_type() {
     let page = alice.get("/export").await;
     assert!(page.body.contains("104 records"), "{}", page.body);
 
-    let (status, disposition, body) = download(&alice, "/export/everything.json").await;
+    let (status, disposition, body) = download(&alice, "/people/alice/export/everything.json").await;
     assert_eq!(status, StatusCode::OK);
     assert!(disposition.starts_with("attachment;"), "{disposition}");
     let bundle: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(bundle["resourceType"], "Bundle");
     assert_eq!(bundle["entry"].as_array().unwrap().len(), 104);
 
-    let (status, _, body) = download(&alice, "/export/everything.zip").await;
+    let (status, _, body) = download(&alice, "/people/alice/export/everything.zip").await;
     assert_eq!(status, StatusCode::OK);
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(body)).unwrap();
     let mut lines = 0;
@@ -76,7 +76,9 @@ async fn everything_downloads_as_a_bundle_and_as_ndjson_per_type() {
     alice.create_user("bob", "bob-password-1", "member").await;
     let bob = server.client();
     bob.login("bob", "bob-password-1").await;
-    let (_, _, body) = download(&bob, "/export/everything.json").await;
+    let (status, _, _) = download(&bob, "/people/alice/export/everything.json").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, body) = download(&bob, "/people/bob/export/everything.json").await;
     let bundle: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(bundle["entry"].as_array().unwrap().len(), 0);
 }
@@ -122,7 +124,7 @@ async fn the_summary_for_a_doctor_prints_and_downloads_as_an_ips_document() {
         page.body
     );
 
-    let (status, disposition, body) = download(&alice, "/summary/ips.json").await;
+    let (status, disposition, body) = download(&alice, "/people/alice/summary/ips.json").await;
     assert_eq!(status, StatusCode::OK);
     assert!(disposition.contains("patient-summary-"), "{disposition}");
     let bundle: serde_json::Value = serde_json::from_slice(&body).unwrap();

@@ -55,7 +55,7 @@ async fn a_synthea_patient_has_tests_with_latest_values_trends_and_reports() {
     assert_eq!(empty.status, StatusCode::OK);
     assert!(empty.body.contains("No lab results yet"), "{}", empty.body);
     assert!(
-        empty.body.contains(r#"href="/sources""#),
+        empty.body.contains(r#"href="/people/alice/sources""#),
         "tells where records come from"
     );
 
@@ -78,7 +78,7 @@ async fn a_synthea_patient_has_tests_with_latest_values_trends_and_reports() {
         "{}",
         labs.body
     );
-    assert!(labs.body.contains(r#"href="/labs/2093-3""#));
+    assert!(labs.body.contains(r#"href="/people/alice/labs/2093-3""#));
     assert!(
         labs.body.contains(&html(&format!("{latest_value} mg/dL"))),
         "latest value {latest_value} shown"
@@ -210,7 +210,7 @@ async fn glucose_in_two_units_shares_one_chart_with_its_reference_band() {
     );
     assert!(labs.body.contains("3.9–5.6"), "its range");
     assert_eq!(
-        labs.body.matches(r#"href="/labs/2339-0""#).count(),
+        labs.body.matches(r#"href="/people/alice/labs/2339-0""#).count(),
         1,
         "both codes are one test"
     );
@@ -253,12 +253,12 @@ async fn glucose_in_two_units_shares_one_chart_with_its_reference_band() {
     )));
     assert!(page.body.contains("<title>2021-01-10: 110 mg/dL</title>"));
     assert!(page.body.contains(">High</span>"), "110 is above 70–99");
-    assert!(page.body.contains(r#"href="/explore/Observation/g2""#));
+    assert!(page.body.contains(r#"href="/people/alice/explore/Observation/g2""#));
 
     let report = alice.get("/labs?report=r1").await;
     assert!(report.body.contains("Summer check-up"));
     assert!(report.body.contains("Vitamin D"));
-    assert!(!report.body.contains(r#"href="/labs/2339-0""#));
+    assert!(!report.body.contains(r#"href="/people/alice/labs/2339-0""#));
 
     let bob = bob(&server, &alice).await;
     assert!(!bob.get("/labs").await.body.contains("Glucose"));
@@ -274,9 +274,10 @@ async fn glucose_in_two_units_shares_one_chart_with_its_reference_band() {
 #[tokio::test]
 async fn the_fast_overview_matches_reading_every_result() {
     let (server, alice) = TestServer::with_admin().await;
-    for patient in [FLETCHER, common::PARIS] {
-        server.import_synthea(common::ADMIN, patient).await;
-    }
+    // Two patients are two people: Paris is Alice's child here, and must not change her labs.
+    server.import_synthea(common::ADMIN, FLETCHER).await;
+    let child = server.add_person(common::ADMIN, "paris", "Paris").await;
+    server.import_for(child, &common::synthea(common::PARIS)).await;
     let reply = alice
         .submit(
             "/records/new/lab",
@@ -290,9 +291,12 @@ async fn the_fast_overview_matches_reading_every_result() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
-    let uid = server.user_id(common::ADMIN).await;
+    let uid = server.person_id(common::ADMIN).await;
     let db = &server.state.db;
     let fast = fasten::record::labs::overview(db, uid).await.unwrap();
+    let childs = fasten::record::labs::overview(db, child).await.unwrap();
+    assert!(fast.iter().all(|t| !childs.iter().any(|c| serde_json::to_value(c).unwrap()
+        == serde_json::to_value(t).unwrap())), "no test result is shared");
     let slow =
         fasten::record::labs::summarise(&fasten::record::labs::results(db, uid).await.unwrap());
     assert!(fast.len() > 20);

@@ -7,7 +7,7 @@ use common::TestServer;
 use reqwest::StatusCode;
 
 fn record_path(location: &str) -> (String, String) {
-    let rest = location.strip_prefix("/explore/").unwrap();
+    let rest = location.strip_prefix("/people/alice/explore/").unwrap();
     let (t, id) = rest.split_once('/').unwrap();
     (t.to_string(), id.to_string())
 }
@@ -95,7 +95,7 @@ async fn a_lab_result_entered_by_hand_can_be_seen_edited_and_deleted() {
     );
 
     let deleted = alice.submit("/records/new", &delete_path, &[]).await;
-    deleted.assert_redirect("/explore/Observation");
+    deleted.assert_redirect("/people/alice/explore/Observation");
     assert_eq!(alice.get(&location).await.status, StatusCode::NOT_FOUND);
 }
 
@@ -117,7 +117,7 @@ async fn an_attachment_is_kept_as_a_document_with_its_file() {
             );
         alice
             .http
-            .post(format!("{}/records/new/attachment", alice.base))
+            .post(format!("{}/people/alice/records/new/attachment", alice.base))
             .header("X-CSRF-Token", token.clone())
             .header("HX-Request", "true")
             .multipart(form)
@@ -206,7 +206,7 @@ async fn an_oversized_attachment_is_refused_with_its_limit_and_nothing_is_stored
         );
     let reply = alice
         .http
-        .post(format!("{}/records/new/attachment", alice.base))
+        .post(format!("{}/people/alice/records/new/attachment", alice.base))
         .header("X-CSRF-Token", token)
         .header("HX-Request", "true")
         .multipart(form)

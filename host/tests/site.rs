@@ -167,7 +167,7 @@ async fn a_base_path_prefixes_every_link_cookie_and_redirect() {
     );
     client.setup(ADMIN, "Alice", ADMIN_PASSWORD).await;
     let page = client.get("/").await;
-    assert!(page.body.contains(r#"href="/fasten/labs""#));
+    assert!(page.body.contains(r#"href="/fasten/people/alice/labs""#));
     let health = reqwest::get(format!("{}/healthz", server.url))
         .await
         .unwrap();

@@ -1,4 +1,4 @@
-//! Export: every stored resource of a user, as NDJSON (one resource per line) or as one FHIR
+//! Export: every stored resource of a person, as NDJSON (one resource per line) or as one FHIR
 //! `collection` Bundle. Rows are streamed from the database, not collected first.
 
 use std::io::Write;
@@ -12,7 +12,7 @@ pub enum ExportFormat {
     Bundle,
 }
 
-/// Writes the user's resources to `out`; returns how many were written.
+/// Writes the person's resources to `out`; returns how many were written.
 pub async fn export_person(
     db: &SqlitePool,
     person_id: i64,

@@ -1,0 +1,180 @@
+//! Upgrading a database made before people existed: every account gets a person with the
+//! account's username as slug, and that person owns what the account owned. Nothing is lost:
+//! the export before and after is the same, line for line.
+//!
+//! The old database is made the way the previous release made it: the migrations it shipped
+//! (0001 to 0009, run by sqlx from a folder holding only those) and rows written in its schema,
+//! with a Synthea patient's resources stored exactly as they came.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::{TestServer, synthea};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+const PASSWORD: &str = "anna-password-1";
+
+/// A data folder holding a database of the release before people, with account "Anna" (admin,
+/// mixed case as accounts could be) and her imported records, and "bob" with none.
+async fn previous_release_database(dir: &Path) -> BTreeSet<String> {
+    let migrations = dir.join("old-migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.as_str() < "0010" {
+            std::fs::copy(entry.path(), migrations.join(&name)).unwrap();
+        }
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(dir.join("fasten.db"))
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let db = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(migrations.as_path())
+        .await
+        .unwrap()
+        .run(&db)
+        .await
+        .unwrap();
+    let hash = fasten::auth::password::hash(PASSWORD.to_string()).await;
+    for (name, role) in [("Anna", "admin"), ("bob", "member")] {
+        sqlx::query(
+            "INSERT INTO users (username, display_name, password_hash, role, created_at, updated_at)
+             VALUES (?, ?, ?, ?, 0, 0)",
+        )
+        .bind(name)
+        .bind(format!("{name} Example"))
+        .bind(&hash)
+        .bind(role)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let source: i64 = sqlx::query_scalar(
+        "INSERT INTO sources (user_id, kind, display_name, plugin_id, created_at, updated_at)
+         VALUES (1, 'upload', 'Uploaded files (FHIR)', 'fhir', 0, 0) RETURNING id",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (kind, user_id, source_id, source_name, status, trigger, run_after,
+           created_at, file_name, added, finished_at)
+         VALUES ('import', 1, ?, 'Uploaded files (FHIR)', 'succeeded', 'cli', 0, 0, 'paris.json', 104, 1)",
+    )
+    .bind(source)
+    .execute(&db)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO dashboard_layouts (user_id, widgets, updated_at) VALUES (1, '[\"labs\"]', 0)")
+        .execute(&db)
+        .await
+        .unwrap();
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(synthea(common::PARIS)).unwrap()).unwrap();
+    let mut lines = BTreeSet::new();
+    for entry in bundle["entry"].as_array().unwrap() {
+        let resource = &entry["resource"];
+        let json = resource.to_string();
+        sqlx::query(
+            "INSERT INTO resources (user_id, source_id, resource_type, resource_id, content_hash,
+               json, updated_at) VALUES (1, ?, ?, ?, ?, ?, 0)",
+        )
+        .bind(source)
+        .bind(resource["resourceType"].as_str().unwrap())
+        .bind(resource["id"].as_str().unwrap())
+        .bind(Sha256::digest(json.as_bytes()).to_vec())
+        .bind(&json)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    // The previous release's own export query.
+    let exported: Vec<String> = sqlx::query_scalar(
+        "SELECT json FROM resources WHERE user_id = 1 ORDER BY resource_type, resource_id, source_id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    lines.extend(exported);
+    db.close().await;
+    lines
+}
+
+#[tokio::test]
+async fn an_old_database_upgrades_with_every_record_kept_and_owned_by_the_accounts_person() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let before = previous_release_database(data_dir.path()).await;
+    assert_eq!(before.len(), 104);
+
+    let server = TestServer::start_in(data_dir, |_| {}).await;
+    let db = &server.state.db;
+    let anna = fasten::store::users::by_username(db, "anna").await.unwrap().unwrap();
+    assert_eq!(anna.username, "Anna", "the account keeps its name");
+    assert!(anna.is_admin(), "and its role");
+    let person = fasten::store::people::by_id(db, anna.person_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(person.slug, "anna");
+
+    let mut out = Vec::new();
+    let count = fasten::fhir::export::export_person(
+        db,
+        person.id,
+        fasten::fhir::export::ExportFormat::Ndjson,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    assert_eq!(count, 104);
+    let after: BTreeSet<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(after, before, "the export is the same before and after");
+
+    // Bob's person exists and owns nothing.
+    let bob = fasten::store::users::by_username(db, "bob").await.unwrap().unwrap();
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", bob.person_id)
+            .await,
+        0
+    );
+
+    // Anna signs in with her old password and finds her records, her job and her layout under
+    // /people/anna/; her old addresses lead there.
+    let client = server.client();
+    client.login("anna", PASSWORD).await.assert_redirect("/");
+    let explore = client.get("/people/anna/explore").await;
+    assert_eq!(explore.status, StatusCode::OK);
+    assert!(explore.body.contains("104"), "{}", explore.body);
+    let jobs = client.get("/people/anna/jobs").await;
+    assert!(jobs.body.contains("paris.json"));
+    let customize = client.get("/people/anna/dashboard/customize").await;
+    assert_eq!(customize.status, StatusCode::OK);
+    let moved = client.get_exact("/explore").await;
+    assert_eq!(moved.location.as_deref(), Some("/people/anna/explore"));
+    // Search was rebuilt for her person at start-up.
+    let found = client.get("/people/anna/search?q=Casper").await;
+    assert!(found.body.contains("Paris"), "{}", found.body);
+    // Bob cannot see Anna's records, admin or not.
+    let bob_client = server.client();
+    bob_client.login("bob", PASSWORD).await;
+    assert_eq!(
+        bob_client.get_exact("/people/anna/explore").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
