@@ -1,9 +1,10 @@
-//! `cargo bench -p fasten --bench pages`: starts a real server, signs one user in and gives them
-//! 10,000 and then 100,000 resources (the Synthea bundles imported again and again with rewritten
-//! ids and references, written straight through `fhir::ingest::Writer`, which also keeps the
-//! search index in step). At each size it times keep-alive GETs of the dashboard and each of its
-//! widgets, the Explore list, Labs, one lab test, History, Profile, search and a resource detail
-//! page over loopback (one warm-up, then 20 timed requests; 10 at 100k), and prints a table of the
+//! `cargo bench -p fasten --bench pages`: starts a real server, signs one user in and gives a
+//! family of three people (the account's own person and two it manages) 10,000 and then 100,000
+//! resources between them, a third each (the Synthea bundles imported again and again with
+//! rewritten ids and references, written straight through `fhir::ingest::Writer`, which also
+//! keeps the search index in step). At each size it times keep-alive GETs of the account's own
+//! person's dashboard and each of its widgets, the Explore list, Labs, one lab test, History,
+//! Profile, search and a resource detail page (all under `/people/alice/`) over loopback (one warm-up, then 20 timed requests; 10 at 100k), and prints a table of the
 //! median and p90 per page beside its target. Asserts only that each page answers 200 (search may
 //! answer 404 where it does not exist: "n/a"). `FASTEN_BENCH_KEEP_DB=FILE` keeps a copy of the
 //! 100k database for looking into a slow page.
@@ -120,13 +121,13 @@ fn prepare_copy(
         .unwrap_or_else(|e| panic!("{} {}: {e}", t.resource_type, t.id))
 }
 
-/// Adds resources to the user until they have `target`, continuing the copies from `cursor`
+/// Adds resources to a person until they have `target`, continuing the copies from `cursor`
 /// (`next`: index into the sequence of all copies of all corpus resources; `stored`: rows the
-/// user has). One source per copy. A resource repeated across the bundles (an organisation, a
+/// person has). One source per copy. A resource repeated across the bundles (an organisation, a
 /// practitioner) is stored once per copy, so more templates than rows are used.
 async fn grow(
     db: &sqlx::SqlitePool,
-    user_id: i64,
+    person_id: i64,
     corpus: &Corpus,
     cursor: &mut Cursor,
     target: u64,
@@ -145,7 +146,7 @@ async fn grow(
                     "INSERT INTO sources (person_id, kind, display_name, created_at, updated_at)
                      VALUES (?, 'upload', ?, 0, 0) RETURNING id",
                 )
-                .bind(user_id)
+                .bind(person_id)
                 .bind(format!("Synthea copy {copy}"))
                 .fetch_one(db)
                 .await?;
@@ -156,7 +157,7 @@ async fn grow(
         let batch: Vec<fasten::fhir::Prepared> = (cursor.next..end)
             .map(|i| prepare_copy(&corpus.resources[i % per_copy], &corpus.targets, copy))
             .collect();
-        let mut writer = fasten::fhir::ingest::Writer::begin(db, user_id, source_id).await?;
+        let mut writer = fasten::fhir::ingest::Writer::begin(db, person_id, source_id).await?;
         writer.write(&batch).await?;
         cursor.stored += writer.commit().await?.added;
         cursor.next = end;
@@ -185,7 +186,7 @@ struct Cursor {
 type Figures = Option<(Duration, Duration)>;
 
 async fn time_page(client: &Client, path: &str, rounds: usize) -> Figures {
-    let url = format!("{}{path}", client.base);
+    let url = format!("{}/people/alice{path}", client.base);
     let get = || async {
         let response = client.http.get(&url).send().await.unwrap();
         let status = response.status();
@@ -244,7 +245,11 @@ fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let (server, client) = TestServer::with_admin().await;
-    let user_id = server.user_id(ADMIN).await;
+    let family = [
+        server.person_id(ADMIN).await,
+        server.add_person(ADMIN, "leo", "Leo").await,
+        server.add_person(ADMIN, "mia", "Mia").await,
+    ];
     let corpus = load_corpus()?;
     println!(
         "{} resources per copy of the five Synthea bundles",
@@ -258,20 +263,26 @@ async fn run() -> anyhow::Result<()> {
     let observation_id = format!("{}-0", observation.id);
     let pages = pages(&observation_id);
 
-    let mut cursor = Cursor::default();
+    let mut cursors: Vec<Cursor> = family.iter().map(|_| Cursor::default()).collect();
     let mut results: Vec<Vec<Figures>> = Vec::new();
     for size in SIZES {
-        println!("importing up to {size} resources");
-        grow(&server.state.db, user_id, &corpus, &mut cursor, size).await?;
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM resources WHERE person_id = ?")
-            .bind(user_id)
+        println!("importing up to {size} resources, a third for each person");
+        for (i, (person, cursor)) in family.iter().zip(cursors.iter_mut()).enumerate() {
+            // The first person (the one timed) takes the remainder.
+            let share = size / 3 + if i == 0 { size % 3 } else { 0 };
+            grow(&server.state.db, *person, &corpus, cursor, share).await?;
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM resources")
             .fetch_one(&server.state.db)
             .await?;
-        let indexed: i64 = sqlx::query_scalar("SELECT count(*) FROM search_docs WHERE person_id = ?")
-            .bind(user_id)
+        let own: i64 = sqlx::query_scalar("SELECT count(*) FROM resources WHERE person_id = ?")
+            .bind(family[0])
             .fetch_one(&server.state.db)
             .await?;
-        println!("  stored {stored}, in the search index {indexed}");
+        let indexed: i64 = sqlx::query_scalar("SELECT count(*) FROM search_docs")
+            .fetch_one(&server.state.db)
+            .await?;
+        println!("  stored {stored} ({own} the timed person's), in the search index {indexed}");
         let rounds = if size > 10_000 { 10 } else { 20 };
         let mut row = Vec::new();
         for (path, _) in &pages {

@@ -558,7 +558,7 @@ async fn a_revoked_refresh_token_asks_for_a_reconnect_and_keeps_the_records() {
     let done = visit(&client, &callback).await;
     assert_eq!(
         done.location.as_deref(),
-        Some(format!("/sources?connected={source}").as_str())
+        Some(format!("/people/alice/sources?connected={source}").as_str())
     );
     let job = finished_job(&server, source).await;
     assert_eq!(job.status, "succeeded", "{job:?}");
@@ -824,7 +824,7 @@ async fn deleting_a_source_removes_its_records_after_confirmation() {
             &[("confirm", "yes")],
         )
         .await;
-    reply.assert_redirect("/sources");
+    reply.assert_redirect("/people/alice/sources");
     assert_eq!(records(&server, source).await, 0);
     assert_eq!(
         server
@@ -878,7 +878,7 @@ async fn cancelling_a_running_sync_stops_it_and_stores_nothing_from_it() {
     let reply = client
         .submit("/jobs", &format!("/jobs/{job}/cancel"), &[])
         .await;
-    reply.assert_redirect("/jobs");
+    reply.assert_redirect("/people/alice/jobs");
     let ended = finished_job(&server, source).await;
     assert_eq!((ended.id, ended.status.as_str()), (job, "cancelled"));
     assert!(
@@ -928,7 +928,7 @@ async fn cancelling_a_running_sync_stops_it_and_stores_nothing_from_it() {
     client
         .submit("/jobs", &format!("/jobs/{waiting}/cancel"), &[])
         .await
-        .assert_redirect("/jobs");
+        .assert_redirect("/people/alice/jobs");
     let ended = finished_job(&server, source).await;
     assert_eq!((ended.id, ended.status.as_str()), (waiting, "cancelled"));
 }

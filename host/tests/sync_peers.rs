@@ -395,7 +395,7 @@ async fn connect_sync_and_refresh_against_real_peers() {
     let location = connected.location.clone().unwrap_or_default();
     let source_id: i64 = location
         .strip_prefix(&format!(
-            "{}/sources?connected=",
+            "{}/people/alice/sources?connected=",
             common::path_prefix(&server.url)
         ))
         .and_then(|id| id.parse().ok())
