@@ -67,8 +67,7 @@ impl IntoResponse for AppError {
                 } else {
                     StatusCode::SEE_OTHER
                 };
-                let location =
-                    HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/"));
+                let location = HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/"));
                 return (status, [(header::LOCATION, location)]).into_response();
             }
             AppError::Internal(cause) => {

@@ -37,7 +37,7 @@ pub enum ImportError {
     Failed { file: String, failure: RunFailure },
     /// The file's patient is clearly someone else than the person's; nothing was stored.
     #[error("{} Nothing from this file was stored.", .0.sentence("This file"))]
-    OtherPatient(OtherPatient),
+    OtherPatient(Box<OtherPatient>),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -238,8 +238,14 @@ pub async fn import_file(
     };
     let source_id = upload_source(db, person_id, &plugin).await?;
     let source_name = upload_source_name(plugin.as_ref());
-    let job_id =
-        jobs::start_import(db, person_id, Some((source_id, &source_name)), file_name, via).await?;
+    let job_id = jobs::start_import(
+        db,
+        person_id,
+        Some((source_id, &source_name)),
+        file_name,
+        via,
+    )
+    .await?;
     let result = store_file(
         db, plugins, &plugin, person_id, source_id, path, file_name, options,
     )

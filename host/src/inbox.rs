@@ -64,6 +64,7 @@ impl Inbox {
                 continue;
             }
             let folder = root.join(&person.slug);
+            adopt_old_folder(&root, &folder, &person.slug);
             ensure_folder(&folder)?;
             for path in candidates(&folder)? {
                 let Ok(meta) = std::fs::metadata(&path) else {
@@ -87,6 +88,27 @@ impl Inbox {
         }
         self.seen = still_here;
         Ok(report)
+    }
+}
+
+/// Before people, inbox folders were named by username, which may have capitals ("Anna"); the
+/// person's slug is the same name in lowercase. The old folder becomes the new one, once.
+fn adopt_old_folder(root: &Path, folder: &Path, slug: &str) {
+    if folder.exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != slug && name.to_lowercase() == slug && entry.path().is_dir() {
+            match std::fs::rename(entry.path(), folder) {
+                Ok(()) => tracing::info!(from = %name, to = %slug, "inbox folder renamed"),
+                Err(e) => tracing::warn!(from = %name, error = %e, "cannot rename an inbox folder"),
+            }
+            return;
+        }
     }
 }
 

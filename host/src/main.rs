@@ -344,9 +344,14 @@ async fn person_command(config: Config, action: PersonAction) -> anyhow::Result<
         } => {
             let owner = user_by_name(&db, &owner).await?;
             let mut conn = db.acquire().await?;
-            let person =
-                people::create(&mut conn, &slug, &name, birth_date.as_deref(), Some(owner.id))
-                    .await?;
+            let person = people::create(
+                &mut conn,
+                &slug,
+                &name,
+                birth_date.as_deref(),
+                Some(owner.id),
+            )
+            .await?;
             println!(
                 "added {:?} ({}), managed by {:?}",
                 person.slug, person.name, owner.username
@@ -408,7 +413,10 @@ async fn person_command(config: Config, action: PersonAction) -> anyhow::Result<
                     person.slug
                 );
             }
-            println!("{:?} can no longer see {:?}'s records", user.username, person.slug);
+            println!(
+                "{:?} can no longer see {:?}'s records",
+                user.username, person.slug
+            );
         }
     }
     Ok(())

@@ -69,7 +69,11 @@ async fn first_run_leads_to_setup_which_creates_the_administrator_once() {
     client.setup(ADMIN, "Alice Example", ADMIN_PASSWORD).await;
     let dashboard = client.get("/").await;
     assert_eq!(dashboard.status, StatusCode::OK);
-    assert!(dashboard.body.contains("Alice Example&#x27;s dashboard"), "{}", dashboard.body);
+    assert!(
+        dashboard.body.contains("Alice Example&#x27;s dashboard"),
+        "{}",
+        dashboard.body
+    );
     assert!(
         dashboard.body.contains(">Users<"),
         "an admin sees the admin entries"
@@ -708,7 +712,10 @@ async fn deleting_a_user_needs_confirmation_and_removes_all_of_their_rows() {
     }
     assert_eq!(
         server
-            .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", alice_id)
+            .count(
+                "SELECT COUNT(*) FROM resources WHERE person_id = ?",
+                alice_id
+            )
             .await,
         2
     );

@@ -257,7 +257,11 @@ async fn connecting_a_provider_signs_in_there_and_shows_the_sync_finish() {
         fill(&browser, "username", "alice").await;
         fill(&browser, "password", "alice-password-1").await;
         click(&browser, Locator::Css("main form button[type=submit]")).await;
-        wait_for_text(&browser, "//h1[contains(., 'Alice Example') and contains(., 'dashboard')]").await;
+        wait_for_text(
+            &browser,
+            "//h1[contains(., 'Alice Example') and contains(., 'dashboard')]",
+        )
+        .await;
 
         browser
             .goto(&format!("{}/sources", server.url))
@@ -486,7 +490,11 @@ async fn a_lab_csv_is_previewed_its_date_order_chosen_and_imported_in_a_real_bro
         fill(&browser, "username", "alice").await;
         fill(&browser, "password", "alice-password-1").await;
         click(&browser, Locator::Css("main form button[type=submit]")).await;
-        wait_for_text(&browser, "//h1[contains(., 'Alice Example') and contains(., 'dashboard')]").await;
+        wait_for_text(
+            &browser,
+            "//h1[contains(., 'Alice Example') and contains(., 'dashboard')]",
+        )
+        .await;
         browser
             .goto(&format!("{}/sources", server.url))
             .await
@@ -562,7 +570,10 @@ async fn upload_synthea(browser: &fantoccini::Client, name: &str, added: usize) 
         .unwrap();
     fill(browser, "file", fixture.to_str().unwrap()).await;
     browser
-        .execute("document.querySelector('#upload-form button').click()", vec![])
+        .execute(
+            "document.querySelector('#upload-form button').click()",
+            vec![],
+        )
         .await
         .unwrap();
     wait_for_text(
@@ -593,47 +604,105 @@ async fn a_parent_adds_a_child_switches_between_them_and_shares_the_child_to_vie
     }
     let server = TestServer::start().await;
     let admin = server.client();
-    admin.setup("alice", "Alice Example", "alice-password-1").await;
-    admin.create_user("grandpa", "grandpa-password-1", "member").await;
+    admin
+        .setup("alice", "Alice Example", "alice-password-1")
+        .await;
+    admin
+        .create_user("grandpa", "grandpa-password-1", "member")
+        .await;
     let (_driver, webdriver) = start_chromedriver();
     let browser = open_browser(&webdriver).await;
 
     let result = async {
         // 1. The parent adds a child on the family page.
         sign_in(&browser, &server.url, "alice", "alice-password-1").await;
-        wait_for_text(&browser, "//h1[contains(., 'Alice Example') and contains(., 'dashboard')]").await;
-        browser.goto(&format!("{}/people", server.url)).await.unwrap();
+        wait_for_text(
+            &browser,
+            "//h1[contains(., 'Alice Example') and contains(., 'dashboard')]",
+        )
+        .await;
+        browser
+            .goto(&format!("{}/people", server.url))
+            .await
+            .unwrap();
         fill(&browser, "name", "Leo Example").await;
         fill(&browser, "slug", "leo").await;
         browser
-            .execute("document.querySelector('#add-person button').click()", vec![])
+            .execute(
+                "document.querySelector('#add-person button').click()",
+                vec![],
+            )
             .await
             .unwrap();
-        wait_for_text(&browser, "//h1[contains(., 'Leo Example') and contains(., 'dashboard')]").await;
+        wait_for_text(
+            &browser,
+            "//h1[contains(., 'Leo Example') and contains(., 'dashboard')]",
+        )
+        .await;
         save_screenshot(&browser, "family-child-added").await;
 
         // 2. A bundle for each, and the header switches between them.
-        browser.goto(&format!("{}/people/leo/sources", server.url)).await.unwrap();
-        upload_synthea(&browser, "Roberto_Graham_238a58eb-31dc-4054-82ee-0651ee76f391.json", 363).await;
+        browser
+            .goto(&format!("{}/people/leo/sources", server.url))
+            .await
+            .unwrap();
+        upload_synthea(
+            &browser,
+            "Roberto_Graham_238a58eb-31dc-4054-82ee-0651ee76f391.json",
+            363,
+        )
+        .await;
         switch_to(&browser, "Alice Example").await;
-        wait_for_text(&browser, "//h1[contains(., 'Alice Example') and contains(., 'sources')]").await;
-        upload_synthea(&browser, "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json", 104).await;
-        browser.goto(&format!("{}/people/alice/labs", server.url)).await.unwrap();
+        wait_for_text(
+            &browser,
+            "//h1[contains(., 'Alice Example') and contains(., 'sources')]",
+        )
+        .await;
+        upload_synthea(
+            &browser,
+            "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json",
+            104,
+        )
+        .await;
+        browser
+            .goto(&format!("{}/people/alice/labs", server.url))
+            .await
+            .unwrap();
         switch_to(&browser, "Leo Example").await;
-        wait_for_text(&browser, "//h1[contains(., 'Leo Example') and contains(., 'labs')]").await;
-        assert!(browser.current_url().await.unwrap().path().ends_with("/people/leo/labs"));
+        wait_for_text(
+            &browser,
+            "//h1[contains(., 'Leo Example') and contains(., 'labs')]",
+        )
+        .await;
+        assert!(
+            browser
+                .current_url()
+                .await
+                .unwrap()
+                .path()
+                .ends_with("/people/leo/labs")
+        );
         save_screenshot(&browser, "family-switched").await;
 
         // 3. Leo is shared with the grandparent's account, to view.
-        browser.goto(&format!("{}/people/leo/person", server.url)).await.unwrap();
+        browser
+            .goto(&format!("{}/people/leo/person", server.url))
+            .await
+            .unwrap();
         fill(&browser, "username", "grandpa").await;
         browser
-            .execute("document.querySelector('#share-person button').click()", vec![])
+            .execute(
+                "document.querySelector('#share-person button').click()",
+                vec![],
+            )
             .await
             .unwrap();
         wait_for_text(&browser, "//tr[@id='grant-grandpa'][contains(., 'see')]").await;
         browser
-            .execute("document.querySelector('form.signout button').click()", vec![])
+            .execute(
+                "document.querySelector('form.signout button').click()",
+                vec![],
+            )
             .await
             .unwrap();
         wait_for_text(&browser, "//h1[contains(., 'Sign in')]").await;
@@ -641,10 +710,20 @@ async fn a_parent_adds_a_child_switches_between_them_and_shares_the_child_to_vie
         // 4. The grandparent sees Leo's labs, no upload form, and is refused an upload anyway.
         sign_in(&browser, &server.url, "grandpa", "grandpa-password-1").await;
         wait_for_text(&browser, "//h1[contains(., 'dashboard')]").await;
-        browser.goto(&format!("{}/people/leo/labs", server.url)).await.unwrap();
-        wait_for_text(&browser, "//h1[contains(., 'Leo Example') and contains(., 'labs')]").await;
+        browser
+            .goto(&format!("{}/people/leo/labs", server.url))
+            .await
+            .unwrap();
+        wait_for_text(
+            &browser,
+            "//h1[contains(., 'Leo Example') and contains(., 'labs')]",
+        )
+        .await;
         wait_for_text(&browser, "//main//table//a").await;
-        browser.goto(&format!("{}/people/leo/sources", server.url)).await.unwrap();
+        browser
+            .goto(&format!("{}/people/leo/sources", server.url))
+            .await
+            .unwrap();
         wait_for_text(&browser, "//*[@id='view-only']").await;
         assert!(browser.find(Locator::Id("upload-form")).await.is_err());
         save_screenshot(&browser, "family-viewer").await;

@@ -366,3 +366,134 @@ fn a_csv_with_ambiguous_dates_is_refused_until_the_order_is_given() {
         "{text}"
     );
 }
+
+fn synthea(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/fhir/synthea")
+        .join(name)
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn people_are_added_shared_and_imported_for_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for user in ["anna", "bob"] {
+        let added = run_with_stdin(
+            fasten(dir.path()).args(["user", "add", user]),
+            &format!("{user}-password-1\n"),
+        );
+        assert!(
+            added.status.success(),
+            "{}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+    }
+    let leo = fasten(dir.path())
+        .args([
+            "person",
+            "add",
+            "leo",
+            "--owner",
+            "anna",
+            "--name",
+            "Leo Example",
+        ])
+        .args(["--birth-date", "2015-04-02"])
+        .output()
+        .unwrap();
+    assert!(
+        leo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&leo.stderr)
+    );
+    let bad = fasten(dir.path())
+        .args(["person", "add", "Leo Two", "--owner", "anna"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("lowercase letters"));
+
+    let roberto = synthea("Roberto_Graham_238a58eb-31dc-4054-82ee-0651ee76f391.json");
+    let paris = synthea("Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json");
+    let imported = fasten(dir.path())
+        .args(["import", "--person", "leo"])
+        .arg(&roberto)
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+
+    // A file about someone else is refused with the sentence, and stored with --anyway.
+    let refused = fasten(dir.path())
+        .args(["import", "--person", "leo"])
+        .arg(&paris)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains(
+            "This file is about Paris Casper, born 24 Feb 1972. Leo Example's records are about \
+             Roberto Graham, born 3 Oct 1920. Nothing from this file was stored."
+        ),
+        "{why}"
+    );
+    assert!(why.contains("--anyway"), "{why}");
+    let count = |who: &[&str]| {
+        let export = fasten(dir.path()).arg("export").args(who).output().unwrap();
+        assert!(export.status.success());
+        stdout(&export).lines().count()
+    };
+    assert_eq!(count(&["--person", "leo"]), 363);
+    let anyway = fasten(dir.path())
+        .args(["import", "--person", "leo", "--anyway"])
+        .arg(&paris)
+        .output()
+        .unwrap();
+    assert!(
+        anyway.status.success(),
+        "{}",
+        String::from_utf8_lossy(&anyway.stderr)
+    );
+    assert_eq!(count(&["--person", "leo"]), 363 + 104);
+    // `--user` still means the account's own person, which has none of Leo's records.
+    assert_eq!(count(&["--user", "anna"]), 0);
+
+    // Sharing, as `person list` reports it.
+    let shared = fasten(dir.path())
+        .args(["person", "share", "leo", "bob", "--view"])
+        .output()
+        .unwrap();
+    assert!(shared.status.success());
+    let bobs = fasten(dir.path())
+        .args(["person", "list", "--user", "bob"])
+        .output()
+        .unwrap();
+    let listed = stdout(&bobs);
+    assert!(
+        listed.contains("leo\tLeo Example\t2015-04-02\tview"),
+        "{listed}"
+    );
+    assert!(listed.contains("bob\tbob\t-\tmanage (own)"), "{listed}");
+    let unshared = fasten(dir.path())
+        .args(["person", "unshare", "leo", "bob"])
+        .output()
+        .unwrap();
+    assert!(unshared.status.success());
+    let all = stdout(
+        &fasten(dir.path())
+            .args(["person", "list"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        all.contains("leo\tLeo Example\t2015-04-02\tanna:manage"),
+        "{all}"
+    );
+}

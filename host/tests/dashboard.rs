@@ -24,7 +24,10 @@ async fn widgets_show_the_patients_vitals_labs_visits_and_lists() {
     let page = alice.get("/").await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(widget_order(&page.body)[..3], ["summary", "vitals", "labs"]);
-    assert!(page.body.contains("hx-get=\"/people/alice/dashboard/widgets/vitals\""));
+    assert!(
+        page.body
+            .contains("hx-get=\"/people/alice/dashboard/widgets/vitals\"")
+    );
 
     let summary = alice.get("/dashboard/widgets/summary").await;
     assert!(summary.body.contains("Paris Casper"), "{}", summary.body);

@@ -35,7 +35,8 @@ async fn everything_downloads_as_a_bundle_and_as_ndjson_per_type() {
     let page = alice.get("/export").await;
     assert!(page.body.contains("104 records"), "{}", page.body);
 
-    let (status, disposition, body) = download(&alice, "/people/alice/export/everything.json").await;
+    let (status, disposition, body) =
+        download(&alice, "/people/alice/export/everything.json").await;
     assert_eq!(status, StatusCode::OK);
     assert!(disposition.starts_with("attachment;"), "{disposition}");
     let bundle: serde_json::Value = serde_json::from_slice(&body).unwrap();

@@ -63,7 +63,8 @@ async fn a_bundle_dropped_in_a_members_inbox_is_imported_for_that_member_and_mov
     assert!(!folder.join("paris.json").exists(), "moved, not copied");
     let bob = server.user_id("bob").await;
     let alice = server.user_id(common::ADMIN).await;
-    let count = |user: i64| server.count("SELECT COUNT(*) FROM resources WHERE person_id = ?", user);
+    let count =
+        |user: i64| server.count("SELECT COUNT(*) FROM resources WHERE person_id = ?", user);
     assert_eq!(count(bob).await, 104, "all of Paris's records are Bob's");
     assert_eq!(count(alice).await, 0, "nothing went to Alice");
 

@@ -210,7 +210,9 @@ async fn glucose_in_two_units_shares_one_chart_with_its_reference_band() {
     );
     assert!(labs.body.contains("3.9–5.6"), "its range");
     assert_eq!(
-        labs.body.matches(r#"href="/people/alice/labs/2339-0""#).count(),
+        labs.body
+            .matches(r#"href="/people/alice/labs/2339-0""#)
+            .count(),
         1,
         "both codes are one test"
     );
@@ -253,7 +255,10 @@ async fn glucose_in_two_units_shares_one_chart_with_its_reference_band() {
     )));
     assert!(page.body.contains("<title>2021-01-10: 110 mg/dL</title>"));
     assert!(page.body.contains(">High</span>"), "110 is above 70–99");
-    assert!(page.body.contains(r#"href="/people/alice/explore/Observation/g2""#));
+    assert!(
+        page.body
+            .contains(r#"href="/people/alice/explore/Observation/g2""#)
+    );
 
     let report = alice.get("/labs?report=r1").await;
     assert!(report.body.contains("Summer check-up"));
@@ -277,7 +282,9 @@ async fn the_fast_overview_matches_reading_every_result() {
     // Two patients are two people: Paris is Alice's child here, and must not change her labs.
     server.import_synthea(common::ADMIN, FLETCHER).await;
     let child = server.add_person(common::ADMIN, "paris", "Paris").await;
-    server.import_for(child, &common::synthea(common::PARIS)).await;
+    server
+        .import_for(child, &common::synthea(common::PARIS))
+        .await;
     let reply = alice
         .submit(
             "/records/new/lab",
@@ -295,8 +302,12 @@ async fn the_fast_overview_matches_reading_every_result() {
     let db = &server.state.db;
     let fast = fasten::record::labs::overview(db, uid).await.unwrap();
     let childs = fasten::record::labs::overview(db, child).await.unwrap();
-    assert!(fast.iter().all(|t| !childs.iter().any(|c| serde_json::to_value(c).unwrap()
-        == serde_json::to_value(t).unwrap())), "no test result is shared");
+    assert!(
+        fast.iter().all(|t| !childs
+            .iter()
+            .any(|c| serde_json::to_value(c).unwrap() == serde_json::to_value(t).unwrap())),
+        "no test result is shared"
+    );
     let slow =
         fasten::record::labs::summarise(&fasten::record::labs::results(db, uid).await.unwrap());
     assert!(fast.len() > 20);

@@ -117,7 +117,10 @@ async fn an_attachment_is_kept_as_a_document_with_its_file() {
             );
         alice
             .http
-            .post(format!("{}/people/alice/records/new/attachment", alice.base))
+            .post(format!(
+                "{}/people/alice/records/new/attachment",
+                alice.base
+            ))
             .header("X-CSRF-Token", token.clone())
             .header("HX-Request", "true")
             .multipart(form)
@@ -206,7 +209,10 @@ async fn an_oversized_attachment_is_refused_with_its_limit_and_nothing_is_stored
         );
     let reply = alice
         .http
-        .post(format!("{}/people/alice/records/new/attachment", alice.base))
+        .post(format!(
+            "{}/people/alice/records/new/attachment",
+            alice.base
+        ))
         .header("X-CSRF-Token", token)
         .header("HX-Request", "true")
         .multipart(form)

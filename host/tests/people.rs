@@ -242,7 +242,11 @@ async fn a_view_grant_reads_but_every_form_is_forbidden() {
     assert_eq!(shared.status, StatusCode::SEE_OTHER, "{}", shared.body);
     let labs = bob.get("/people/leo/labs").await;
     assert_eq!(labs.status, StatusCode::OK);
-    assert!(labs.body.contains("Leo Example&#x27;s labs"), "{}", labs.body);
+    assert!(
+        labs.body.contains("Leo Example&#x27;s labs"),
+        "{}",
+        labs.body
+    );
     let paths = filled_paths(&server, leo).await;
     let before = snapshot(&server).await;
     for path in &paths {
@@ -271,7 +275,10 @@ async fn two_people_under_one_account_never_mix() {
         for tail in ["/", "/profile", "/dashboard/widgets/summary", "/summary"] {
             let page = alice.get(&format!("/people/{slug}{tail}")).await;
             assert_eq!(page.status, StatusCode::OK, "{slug}{tail}");
-            assert!(page.body.contains(mine) || tail == "/", "{slug}{tail} names {mine}");
+            assert!(
+                page.body.contains(mine) || tail == "/",
+                "{slug}{tail} names {mine}"
+            );
             assert!(!page.body.contains(theirs), "{slug}{tail} names {theirs}");
         }
     }
@@ -296,8 +303,16 @@ async fn two_people_under_one_account_never_mix() {
     assert!(!not_found.body.contains("Roberto"));
     // Export: each person's file holds their Patient only.
     let leo_export = alice.get("/people/leo/export/everything.json").await;
-    assert!(leo_export.body.contains("ac2c231f-86d3-43e0-ab69-7527cbd8ac05"));
-    assert!(!leo_export.body.contains("d421c808-2605-41a4-9aaf-9d786528dc13"));
+    assert!(
+        leo_export
+            .body
+            .contains("ac2c231f-86d3-43e0-ab69-7527cbd8ac05")
+    );
+    assert!(
+        !leo_export
+            .body
+            .contains("d421c808-2605-41a4-9aaf-9d786528dc13")
+    );
     let summary = alice.get("/people/leo/summary/ips.json").await;
     assert!(summary.body.contains("Graham"));
     assert!(!summary.body.contains("Casper"));
@@ -308,7 +323,10 @@ async fn old_addresses_move_to_the_accounts_own_person() {
     let (_server, alice, _bob, _leo) = family().await;
     let moved = alice.get_exact("/labs?report=x").await;
     assert_eq!(moved.status, StatusCode::SEE_OTHER);
-    assert_eq!(moved.location.as_deref(), Some("/people/alice/labs?report=x"));
+    assert_eq!(
+        moved.location.as_deref(),
+        Some("/people/alice/labs?report=x")
+    );
     let home = alice.get_exact("/").await;
     assert_eq!(home.location.as_deref(), Some("/people/alice/"));
     let token = alice.csrf_token("/people").await;
@@ -341,8 +359,15 @@ async fn the_family_page_lists_everyone_the_account_can_see() {
     assert!(!bobs.body.contains("person-leo"));
     // The header's switcher lists the same people, the current one marked.
     let labs = alice.get("/people/leo/labs").await;
-    assert!(labs.body.contains(r#"href="/people/alice/labs""#), "{}", labs.body);
-    assert!(labs.body.contains(r#"href="/people/leo/labs" aria-current="true""#));
+    assert!(
+        labs.body.contains(r#"href="/people/alice/labs""#),
+        "{}",
+        labs.body
+    );
+    assert!(
+        labs.body
+            .contains(r#"href="/people/leo/labs" aria-current="true""#)
+    );
 }
 
 #[tokio::test]
@@ -352,7 +377,11 @@ async fn a_manager_adds_shares_revokes_and_deletes_a_person() {
         .submit(
             "/people",
             "/people",
-            &[("slug", "mia"), ("name", "Mia Example"), ("birth_date", "2019-02-03")],
+            &[
+                ("slug", "mia"),
+                ("name", "Mia Example"),
+                ("birth_date", "2019-02-03"),
+            ],
         )
         .await;
     assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
@@ -370,7 +399,9 @@ async fn a_manager_adds_shares_revokes_and_deletes_a_person() {
             &[("username", "bob"), ("level", "manage")],
         )
         .await;
-    let mia = server.count("SELECT id FROM people WHERE slug = 'mia' AND ? = 1", 1).await;
+    let mia = server
+        .count("SELECT id FROM people WHERE slug = 'mia' AND ? = 1", 1)
+        .await;
     let bundle = std::fs::read(synthea(common::PARIS)).unwrap();
     let uploaded = common::upload_for(&bob, "/people/mia", "paris.json", bundle).await;
     assert_eq!(uploaded.status, StatusCode::OK, "{}", uploaded.body);
@@ -389,7 +420,10 @@ async fn a_manager_adds_shares_revokes_and_deletes_a_person() {
             &[("user_id", &bob_id)],
         )
         .await;
-    assert_eq!(bob.get_exact("/people/mia/").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        bob.get_exact("/people/mia/").await.status,
+        StatusCode::NOT_FOUND
+    );
     // Deleting needs the slug typed, and removes every record.
     let wrong = alice
         .submit(
@@ -413,7 +447,10 @@ async fn a_manager_adds_shares_revokes_and_deletes_a_person() {
             .await,
         0
     );
-    assert_eq!(alice.get_exact("/people/mia/").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        alice.get_exact("/people/mia/").await.status,
+        StatusCode::NOT_FOUND
+    );
     // A person with their own account is deleted with the account, not from here.
     let own = alice
         .submit(
@@ -424,4 +461,116 @@ async fn a_manager_adds_shares_revokes_and_deletes_a_person() {
         .await;
     assert_eq!(own.status, StatusCode::CONFLICT);
     let _ = ADMIN_PASSWORD;
+}
+
+const FLETCHER: &str = "Fletcher_Hyatt_fe0562b5-f517-4951-8366-32fdab088930.json";
+
+async fn count(server: &TestServer, person: i64) -> i64 {
+    server
+        .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", person)
+        .await
+}
+
+#[tokio::test]
+async fn an_upload_about_someone_else_asks_first_and_stores_nothing_until_told() {
+    let (server, alice, _bob, leo) = family().await;
+    let leos = count(&server, leo).await;
+    let bundle = std::fs::read(synthea(FLETCHER)).unwrap();
+    let asked = common::upload_for(&alice, "/people/leo", "fletcher.json", bundle.clone()).await;
+    assert_eq!(asked.status, StatusCode::CONFLICT, "{}", asked.body);
+    assert!(
+        asked.body.contains(
+            "This file is about Fletcher Hyatt, born 3 Jul 1915. Leo Example&#x27;s records are \
+             about Roberto Graham, born 3 Oct 1920."
+        ),
+        "{}",
+        asked.body
+    );
+    assert!(asked.body.contains("id=\"add-anyway\""));
+    assert!(asked.body.contains("id=\"new-person\""));
+    assert_eq!(
+        count(&server, leo).await,
+        leos,
+        "nothing stored while asking"
+    );
+    let token = common::extract_field(&asked.body, "token").unwrap();
+
+    // "Create a new person from it": Fletcher becomes a person Alice manages.
+    let created = alice
+        .submit(
+            "/people/leo/sources",
+            "/people/leo/sources/upload/new-person",
+            &[("token", token.as_str())],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert!(
+        created
+            .body
+            .contains("Fletcher Hyatt was added to your family")
+    );
+    let fletcher = fasten::store::people::by_slug(&server.state.db, "fletcher-hyatt")
+        .await
+        .unwrap()
+        .expect("a person made from the file");
+    assert_eq!(fletcher.birth_date.as_deref(), Some("1915-07-03"));
+    assert_eq!(count(&server, fletcher.id).await, 1111);
+    assert_eq!(count(&server, leo).await, leos);
+    assert_eq!(
+        alice.get_exact("/people/fletcher-hyatt/").await.status,
+        StatusCode::OK
+    );
+
+    // "Add to Leo anyway" stores it for Leo; "Cancel" stores nothing.
+    let asked = common::upload_for(&alice, "/people/leo", "fletcher.json", bundle.clone()).await;
+    let token = common::extract_field(&asked.body, "token").unwrap();
+    let cancelled = alice
+        .submit(
+            "/people/leo/sources",
+            "/people/leo/sources/upload/cancel",
+            &[("token", token.as_str())],
+        )
+        .await;
+    assert!(cancelled.body.contains("nothing was stored"));
+    assert_eq!(count(&server, leo).await, leos);
+    let asked = common::upload_for(&alice, "/people/leo", "fletcher.json", bundle).await;
+    let token = common::extract_field(&asked.body, "token").unwrap();
+    let anyway = alice
+        .submit(
+            "/people/leo/sources",
+            "/people/leo/sources/upload/confirm",
+            &[("token", token.as_str()), ("anyway", "yes")],
+        )
+        .await;
+    assert_eq!(anyway.status, StatusCode::OK, "{}", anyway.body);
+    assert_eq!(count(&server, leo).await, leos + 1111);
+}
+
+#[tokio::test]
+async fn a_file_with_two_people_is_refused_whole() {
+    let (server, alice, _bob, _leo) = family().await;
+    let mia = server.add_person(ADMIN, "mia", "Mia").await;
+    let mut entries = Vec::new();
+    for file in [common::PARIS, ROBERTO] {
+        let bundle: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(synthea(file)).unwrap()).unwrap();
+        entries.extend(bundle["entry"].as_array().unwrap().iter().cloned());
+    }
+    let family_export = serde_json::json!({"resourceType": "Bundle", "type": "collection",
+        "entry": entries});
+    let reply = common::upload_for(
+        &alice,
+        "/people/mia",
+        "family.json",
+        family_export.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("holds the records of more than one person")
+    );
+    assert!(!reply.body.contains("id=\"add-anyway\""));
+    assert_eq!(count(&server, mia).await, 0);
 }

@@ -78,7 +78,11 @@ async fn words_find_their_records_marked_and_grouped_only_for_their_owner() {
     // An empty search is only the form.
     let empty = alice.get("/search").await;
     assert_eq!(empty.status, StatusCode::OK);
-    assert!(empty.body.contains("Search Alice&#x27;s records"), "{}", empty.body);
+    assert!(
+        empty.body.contains("Search Alice&#x27;s records"),
+        "{}",
+        empty.body
+    );
     assert!(!empty.body.contains("id=\"search-summary\""));
 
     let reply = alice.get(&search_path("sinusitis")).await;
@@ -192,11 +196,7 @@ async fn notes_and_documents_are_searchable_and_record_text_stays_text() {
         )
         .await;
     let reply = alice.get(&search_path("lilac")).await;
-    assert!(
-        reply.body.contains("records matches"),
-        "{}",
-        reply.body
-    );
+    assert!(reply.body.contains("records matches"), "{}", reply.body);
     let reply = alice.get(&search_path("maple")).await;
     let conditions = group(&reply.body, "Conditions").expect("found by its new note");
     assert!(conditions.contains("<mark>maple</mark>"), "{conditions}");
@@ -225,7 +225,10 @@ async fn reimports_do_not_duplicate_and_deleting_the_source_removes_results() {
         )
         .await;
     let stored = server
-        .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", user_id)
+        .count(
+            "SELECT COUNT(*) FROM resources WHERE person_id = ?",
+            user_id,
+        )
         .await;
     assert_eq!(indexed, stored);
     let texts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM search_fts")

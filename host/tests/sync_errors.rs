@@ -961,3 +961,46 @@ async fn an_uploaded_source_has_nothing_to_sync_and_says_so() {
         "no sync was queued (the import itself is on record)"
     );
 }
+
+#[tokio::test]
+async fn a_sync_about_someone_else_stops_before_storing_anything() {
+    // Alice's records are about Roberto Graham; the provider account is Paris Casper's.
+    let mock = SmartMock::start(patient(20)).await;
+    let (server, client) = start_fasten(|_| {}).await;
+    server
+        .import_synthea(
+            common::ADMIN,
+            "Roberto_Graham_238a58eb-31dc-4054-82ee-0651ee76f391.json",
+        )
+        .await;
+    let alice = server.person_id(common::ADMIN).await;
+    let before = server
+        .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", alice)
+        .await;
+    let source = connect(&client, &mock).await;
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "failed", "{job:?}");
+    let error = job.error.unwrap_or_default();
+    assert!(
+        error.contains("This sync is about Paris Casper, born 24 Feb 1972. Alice's records are about Roberto Graham, born 3 Oct 1920."),
+        "{error}"
+    );
+    assert!(
+        error.contains("Nothing from this sync was stored."),
+        "{error}"
+    );
+    assert_eq!(records(&server, source).await, 0);
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", alice)
+            .await,
+        before
+    );
+    // The Jobs page says so in the person's words.
+    let jobs = client.get("/jobs").await;
+    assert!(
+        jobs.body.contains("This sync is about Paris Casper"),
+        "{}",
+        jobs.body
+    );
+}

@@ -76,10 +76,12 @@ async fn previous_release_database(dir: &Path) -> BTreeSet<String> {
     .execute(&db)
     .await
     .unwrap();
-    sqlx::query("INSERT INTO dashboard_layouts (user_id, widgets, updated_at) VALUES (1, '[\"labs\"]', 0)")
-        .execute(&db)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO dashboard_layouts (user_id, widgets, updated_at) VALUES (1, '[\"labs\"]', 0)",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
     let bundle: serde_json::Value =
         serde_json::from_slice(&std::fs::read(synthea(common::PARIS)).unwrap()).unwrap();
     let mut lines = BTreeSet::new();
@@ -119,7 +121,10 @@ async fn an_old_database_upgrades_with_every_record_kept_and_owned_by_the_accoun
 
     let server = TestServer::start_in(data_dir, |_| {}).await;
     let db = &server.state.db;
-    let anna = fasten::store::users::by_username(db, "anna").await.unwrap().unwrap();
+    let anna = fasten::store::users::by_username(db, "anna")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(anna.username, "Anna", "the account keeps its name");
     assert!(anna.is_admin(), "and its role");
     let person = fasten::store::people::by_id(db, anna.person_id)
@@ -146,10 +151,16 @@ async fn an_old_database_upgrades_with_every_record_kept_and_owned_by_the_accoun
     assert_eq!(after, before, "the export is the same before and after");
 
     // Bob's person exists and owns nothing.
-    let bob = fasten::store::users::by_username(db, "bob").await.unwrap().unwrap();
+    let bob = fasten::store::users::by_username(db, "bob")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         server
-            .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", bob.person_id)
+            .count(
+                "SELECT COUNT(*) FROM resources WHERE person_id = ?",
+                bob.person_id
+            )
             .await,
         0
     );

@@ -4,8 +4,8 @@
 pub mod accounts;
 pub mod csrf;
 pub mod extract;
-pub mod person;
 pub mod password;
+pub mod person;
 pub mod session;
 pub mod throttle;
 

@@ -12,8 +12,8 @@
 //! from before people existed) move to the account's own person.
 
 use axum::extract::{FromRequestParts, OriginalUri};
-use axum::http::request::Parts;
 use axum::http::Method;
+use axum::http::request::Parts;
 
 use super::CurrentUser;
 use crate::error::AppError;
@@ -90,7 +90,9 @@ async fn person_for(
     if parts.extensions.get::<PersonSlug>().is_none() {
         return Err(moved_to_own_person(parts, state, &user).await?);
     }
-    let person = resolve(parts, state, &user).await?.ok_or(AppError::NotFound)?;
+    let person = resolve(parts, state, &user)
+        .await?
+        .ok_or(AppError::NotFound)?;
     if person.level < needed {
         return Err(AppError::Forbidden(
             "You can see this person's records but not change them. Ask someone who manages \

@@ -103,12 +103,23 @@ pub struct OtherPatient {
     pub expected: Identity,
     /// The person's name in Fasten ("Leo").
     pub person_name: String,
+    /// `expected` came from the same file or sync, not from the person's stored records: the
+    /// input holds more than one person.
+    pub within_input: bool,
 }
 
 impl OtherPatient {
     /// "This file is about Fletcher Hyatt, born 3 Jul 1915. Leo's records are about Roberto
     /// Graham, born 3 Oct 1920." `what` is "This file" or "This sync".
     pub fn sentence(&self, what: &str) -> String {
+        if self.within_input {
+            return format!(
+                "{what} holds the records of more than one person: {} and {}. Import each \
+                 person's records on their own page.",
+                self.expected.describe(),
+                self.found.describe()
+            );
+        }
         format!(
             "{what} is about {}. {}'s records are about {}.",
             self.found.describe(),
@@ -123,6 +134,8 @@ impl OtherPatient {
 pub struct PatientGuard {
     person_name: String,
     expected: Option<Identity>,
+    /// `expected` is the first Patient of this run (the person had none).
+    from_input: bool,
     /// The user chose to store it anyway.
     off: bool,
 }
@@ -134,12 +147,11 @@ impl PatientGuard {
         person_id: i64,
         anyway: bool,
     ) -> sqlx::Result<PatientGuard> {
-        let person_name: String =
-            sqlx::query_scalar("SELECT name FROM people WHERE id = ?")
-                .bind(person_id)
-                .fetch_optional(db)
-                .await?
-                .unwrap_or_default();
+        let person_name: String = sqlx::query_scalar("SELECT name FROM people WHERE id = ?")
+            .bind(person_id)
+            .fetch_optional(db)
+            .await?
+            .unwrap_or_default();
         let stored: Option<String> = sqlx::query_scalar(
             "SELECT json FROM resources WHERE person_id = ? AND resource_type = 'Patient'
              ORDER BY source_id, resource_id LIMIT 1",
@@ -153,11 +165,12 @@ impl PatientGuard {
                 .and_then(|j| serde_json::from_str::<Value>(&j).ok())
                 .and_then(|v| Identity::of(&v)),
             off: anyway,
+            from_input: false,
         })
     }
 
     /// Refuses a batch holding a Patient that is clearly someone else.
-    pub fn check(&mut self, batch: &[super::Prepared]) -> Result<(), OtherPatient> {
+    pub fn check(&mut self, batch: &[super::Prepared]) -> Result<(), Box<OtherPatient>> {
         if self.off {
             return Ok(());
         }
@@ -170,14 +183,18 @@ impl PatientGuard {
             };
             match &self.expected {
                 Some(expected) if expected.clearly_differs(&found) => {
-                    return Err(OtherPatient {
+                    return Err(Box::new(OtherPatient {
                         found,
                         expected: expected.clone(),
                         person_name: self.person_name.clone(),
-                    });
+                        within_input: self.from_input,
+                    }));
                 }
                 Some(_) => {}
-                None => self.expected = Some(found),
+                None => {
+                    self.expected = Some(found);
+                    self.from_input = true;
+                }
             }
         }
         Ok(())

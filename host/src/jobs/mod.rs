@@ -88,12 +88,7 @@ impl JobQueue {
 
     /// Cancels one of a person's jobs: a queued one at once, a running one at its next request or
     /// record; false when the job is not theirs or already over.
-    pub async fn cancel(
-        &self,
-        db: &SqlitePool,
-        job_id: i64,
-        person_id: i64,
-    ) -> sqlx::Result<bool> {
+    pub async fn cancel(&self, db: &SqlitePool, job_id: i64, person_id: i64) -> sqlx::Result<bool> {
         let now = unix_now();
         let queued = sqlx::query(
             "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = 'Cancelled before it started.'
@@ -344,7 +339,8 @@ pub struct JobFilter {
     pub source: Option<i64>,
 }
 
-const JOB_COLUMNS: &str = "j.id, j.kind, j.person_id, p.name AS person_name, j.source_id, j.source_name,
+const JOB_COLUMNS: &str =
+    "j.id, j.kind, j.person_id, p.name AS person_name, j.source_id, j.source_name,
     j.status, j.trigger, j.attempt, j.run_after, j.progress_done, j.progress_total, j.added,
     j.updated, j.unchanged, j.warnings, j.error, j.cancel_requested, j.created_at, j.started_at,
     j.finished_at, j.file_name";

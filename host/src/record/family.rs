@@ -71,8 +71,8 @@ pub async fn line(db: &SqlitePool, person: &Person, today: Date) -> sqlx::Result
     for name in failed {
         attention.push(format!("The last update from {name} failed."));
     }
-    let abnormal = abnormal_results_since(db, person.id, today - time::Duration::days(RECENT_DAYS))
-        .await?;
+    let abnormal =
+        abnormal_results_since(db, person.id, today - time::Duration::days(RECENT_DAYS)).await?;
     if abnormal > 0 {
         attention.push(format!(
             "{abnormal} result{} outside the normal range in the last {RECENT_DAYS} days.",

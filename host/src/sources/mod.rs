@@ -306,9 +306,16 @@ pub async fn begin_reconnect(
         scopes: connection.scopes_requested,
         sync_settings: connection.sync_settings,
     };
-    start(ctx, user_id, person_id, session_hash, Some(source_id), draft)
-        .await
-        .map(Some)
+    start(
+        ctx,
+        user_id,
+        person_id,
+        session_hash,
+        Some(source_id),
+        draft,
+    )
+    .await
+    .map(Some)
 }
 
 async fn start(

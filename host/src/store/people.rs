@@ -184,7 +184,11 @@ pub async fn create_unique(
         base = "person".into();
     }
     for n in 1.. {
-        let slug = if n == 1 { base.clone() } else { format!("{base}-{n}") };
+        let slug = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
         match create(&mut *db, &slug, name, birth_date, Some(creator)).await {
             Ok(person) => return Ok(person),
             Err(PersonError::SlugTaken(_)) => continue,

@@ -40,7 +40,9 @@ impl User {
 pub enum UserChangeError {
     #[error("that username is already taken")]
     UsernameTaken,
-    #[error("someone in this Fasten already has the short name {0:?}: choose another username, or link the new account to that person")]
+    #[error(
+        "someone in this Fasten already has the short name {0:?}: choose another username, or link the new account to that person"
+    )]
     PersonTaken(String),
     #[error("that person already has an account of their own")]
     PersonHasAccount,
@@ -96,12 +98,24 @@ pub async fn create_for(
     person: Option<i64>,
 ) -> Result<User, UserChangeError> {
     let mut tx = db.begin().await.map_err(DbError)?;
-    if by_username(&mut *tx, username).await.map_err(DbError)?.is_some() {
+    if by_username(&mut *tx, username)
+        .await
+        .map_err(DbError)?
+        .is_some()
+    {
         return Err(UserChangeError::UsernameTaken);
     }
-    let user = insert(&mut tx, username, display_name, password_hash, role, person, false)
-        .await?
-        .expect("an unconditional insert returns its row");
+    let user = insert(
+        &mut tx,
+        username,
+        display_name,
+        password_hash,
+        role,
+        person,
+        false,
+    )
+    .await?
+    .expect("an unconditional insert returns its row");
     tx.commit().await.map_err(DbError)?;
     Ok(user)
 }
@@ -122,21 +136,22 @@ async fn insert(
     }
     let person_id = match person {
         Some(id) => {
-            if super::people::has_account(&mut *tx, id).await.map_err(DbError)? {
+            if super::people::has_account(&mut *tx, id)
+                .await
+                .map_err(DbError)?
+            {
                 return Err(UserChangeError::PersonHasAccount);
             }
             id
         }
-        None => {
-            match super::people::create(&mut *tx, username, display_name, None, None).await {
-                Ok(person) => person.id,
-                Err(super::people::PersonError::SlugTaken(slug)) => {
-                    return Err(UserChangeError::PersonTaken(slug));
-                }
-                Err(super::people::PersonError::Database(e)) => return Err(DbError(e).into()),
-                Err(e) => return Err(UserChangeError::PersonTaken(e.to_string())),
+        None => match super::people::create(&mut *tx, username, display_name, None, None).await {
+            Ok(person) => person.id,
+            Err(super::people::PersonError::SlugTaken(slug)) => {
+                return Err(UserChangeError::PersonTaken(slug));
             }
-        }
+            Err(super::people::PersonError::Database(e)) => return Err(DbError(e).into()),
+            Err(e) => return Err(UserChangeError::PersonTaken(e.to_string())),
+        },
     };
     let now = unix_now();
     let result = sqlx::query_as::<_, User>(&format!(
@@ -161,9 +176,15 @@ async fn insert(
         Err(e) => return Err(DbError(e).into()),
     };
     // The account manages its own person, always.
-    super::people::grant(&mut *tx, person_id, user.id, super::people::Level::Manage, None)
-        .await
-        .map_err(DbError)?;
+    super::people::grant(
+        &mut *tx,
+        person_id,
+        user.id,
+        super::people::Level::Manage,
+        None,
+    )
+    .await
+    .map_err(DbError)?;
     Ok(Some(user))
 }
 
@@ -192,7 +213,10 @@ pub async fn create_first_admin(
     )
     .await;
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    sqlx::query(end).execute(&mut *conn).await.map_err(DbError)?;
+    sqlx::query(end)
+        .execute(&mut *conn)
+        .await
+        .map_err(DbError)?;
     result
 }
 

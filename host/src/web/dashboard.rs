@@ -2,22 +2,21 @@
 //! htmx on its own (`/dashboard/widgets/{id}`), so the page appears at once and one slow widget
 //! holds up nothing. "Customise" chooses, orders and hides widgets; the choice is saved.
 
+use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Form;
 use minijinja::context;
 
-use super::render::Page;
 use super::people::PersonRouter;
+use super::render::Page;
 use crate::auth::person::{ManagePerson, ViewPerson};
 use crate::error::AppError;
 use crate::record::{dashboard, profile};
 use crate::state::AppState;
 
 pub fn router(r: PersonRouter) -> PersonRouter {
-    r
-        .route("/", get(show))
+    r.route("/", get(show))
         .route("/dashboard/widgets/{id}", get(widget))
         .route("/dashboard/customize", get(customize).post(save))
 }

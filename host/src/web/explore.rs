@@ -2,7 +2,6 @@
 //! readable card with its raw JSON, and the files a document carries (an emailed PDF, a scan).
 //! Every query filters by the person, so another person's record id is simply not found.
 
-
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
@@ -11,8 +10,8 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::render::Page;
 use super::people::PersonRouter;
+use super::render::Page;
 use crate::auth::person::ViewPerson;
 use crate::error::AppError;
 use crate::fhir;
@@ -22,8 +21,7 @@ use crate::state::AppState;
 const PAGE_SIZE: i64 = 50;
 
 pub fn router(r: PersonRouter) -> PersonRouter {
-    r
-        .route("/explore", get(types))
+    r.route("/explore", get(types))
         .route("/explore/{resource_type}", get(list))
         .route("/explore/{resource_type}/{id}", get(detail))
         .route(
@@ -254,8 +252,10 @@ async fn detail(
         glossary =
             record::glossary::online(&state.db, &state.plugins, config, &c.system, &c.code).await;
     }
-    let glossary_admin_note =
-        glossary.is_none() && loinc.is_some() && access.user.is_admin() && !state.config.glossary.online;
+    let glossary_admin_note = glossary.is_none()
+        && loinc.is_some()
+        && access.user.is_admin()
+        && !state.config.glossary.online;
     page.render(
         &state,
         "explore_detail.html",

@@ -7,7 +7,6 @@
 
 use std::io::Write;
 
-
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
@@ -17,8 +16,8 @@ use futures_util::TryStreamExt;
 use minijinja::context;
 use rand::RngCore;
 
-use super::render::Page;
 use super::people::PersonRouter;
+use super::render::Page;
 use crate::auth::person::ViewPerson;
 use crate::error::AppError;
 use crate::fhir::export::{ExportFormat, export_person};
@@ -26,8 +25,7 @@ use crate::record::ips;
 use crate::state::AppState;
 
 pub fn router(r: PersonRouter) -> PersonRouter {
-    r
-        .route("/export", get(page))
+    r.route("/export", get(page))
         .route("/export/everything.json", get(bundle))
         .route("/export/everything.zip", get(ndjson_zip))
         .route("/summary", get(summary))
@@ -89,10 +87,7 @@ fn today() -> String {
     )
 }
 
-async fn bundle(
-    State(state): State<AppState>,
-    access: ViewPerson,
-) -> Result<Response, AppError> {
+async fn bundle(State(state): State<AppState>, access: ViewPerson) -> Result<Response, AppError> {
     let (path, file) = temp_file(&state)?;
     let mut writer = std::io::BufWriter::new(file);
     let written = export_person(&state.db, access.id(), ExportFormat::Bundle, &mut writer).await;

@@ -2,23 +2,21 @@
 //! everything linked to it, and a page per condition. The work is in `record::history`; these
 //! handlers read the query, call it, and render.
 
-
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use axum::routing::get;
 use minijinja::context;
 use serde::Deserialize;
 
-use super::render::Page;
 use super::people::PersonRouter;
+use super::render::Page;
 use crate::auth::person::ViewPerson;
 use crate::error::AppError;
 use crate::record::history::{self, Filters};
 use crate::state::AppState;
 
 pub fn router(r: PersonRouter) -> PersonRouter {
-    r
-        .route("/history", get(list))
+    r.route("/history", get(list))
         .route("/history/encounter/{id}", get(encounter))
         .route("/conditions/{id}", get(condition))
 }

@@ -6,8 +6,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use minijinja::context;
 
-use super::render::Page;
 use super::people::PersonRouter;
+use super::render::Page;
 use crate::auth::person::{ManagePerson, ViewPerson};
 use crate::error::AppError;
 use crate::jobs::{self, JobFilter, JobView};
@@ -17,8 +17,7 @@ use crate::state::AppState;
 const PAGE_SIZE: i64 = 100;
 
 pub fn router(r: PersonRouter) -> PersonRouter {
-    r
-        .route("/jobs", get(list))
+    r.route("/jobs", get(list))
         .route("/jobs/{id}/progress", get(progress))
         .route("/jobs/{id}/cancel", post(cancel))
 }

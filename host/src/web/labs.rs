@@ -3,24 +3,21 @@
 //! conversion and drawing live in `record::labs`. Every query filters by the user, so another
 //! user's report or test is simply not found.
 
-
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use axum::routing::get;
 use minijinja::context;
 use serde::Deserialize;
 
-use super::render::Page;
 use super::people::PersonRouter;
+use super::render::Page;
 use crate::auth::person::ViewPerson;
 use crate::error::AppError;
 use crate::record::labs;
 use crate::state::AppState;
 
 pub fn router(r: PersonRouter) -> PersonRouter {
-    r
-        .route("/labs", get(list))
-        .route("/labs/{key}", get(test))
+    r.route("/labs", get(list)).route("/labs/{key}", get(test))
 }
 
 #[derive(Deserialize)]

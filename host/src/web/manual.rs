@@ -3,25 +3,24 @@
 //! belong to their source). Attachments (PDF, images) are posted by htmx as multipart, since the
 //! CSRF check reads a multipart body's token from the header htmx sends.
 
+use axum::Form;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Form;
 use base64::Engine as _;
 use minijinja::context;
 use serde_json::json;
 
-use super::render::Page;
 use super::people::PersonRouter;
+use super::render::Page;
 use crate::auth::person::ManagePerson;
 use crate::error::AppError;
 use crate::record::manual::{self, Attachment, FormValues, Input, Kind};
 use crate::state::AppState;
 
 pub fn router(r: PersonRouter) -> PersonRouter {
-    r
-        .route("/records/new", get(choose))
+    r.route("/records/new", get(choose))
         .route(
             "/records/new/{kind}",
             get(new_form)
@@ -233,7 +232,13 @@ async fn create(
         binary.as_ref().map(|(i, f)| (i.as_str(), *f)),
     ));
     manual::store(&state.db, access.id(), &resources).await?;
-    Ok(to_record(&state, &access, &headers, kind.resource_type, &id))
+    Ok(to_record(
+        &state,
+        &access,
+        &headers,
+        kind.resource_type,
+        &id,
+    ))
 }
 
 async fn edit_form(

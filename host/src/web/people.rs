@@ -161,7 +161,14 @@ async fn family_page(
     Query(query): Query<NoticeQuery>,
 ) -> Result<Response, AppError> {
     let notice = query.notice.as_deref().and_then(notice_text);
-    render_family(&state, &page, user.id, StatusCode::OK, context! { notice => notice }).await
+    render_family(
+        &state,
+        &page,
+        user.id,
+        StatusCode::OK,
+        context! { notice => notice },
+    )
+    .await
 }
 
 async fn render_family(
@@ -231,7 +238,7 @@ async fn add(
                 user.id,
                 status,
                 context! { error => e.to_string(), form => context! {
-                    slug => form.slug, name => form.name, birth_date => form.birth_date } },
+                slug => form.slug, name => form.name, birth_date => form.birth_date } },
             )
             .await
         }
@@ -247,8 +254,14 @@ async fn show(
     Query(query): Query<NoticeQuery>,
 ) -> Result<Response, AppError> {
     let notice = query.notice.as_deref().and_then(notice_text);
-    render_person(&state, &page, access.id(), StatusCode::OK, context! { notice => notice })
-        .await
+    render_person(
+        &state,
+        &page,
+        access.id(),
+        StatusCode::OK,
+        context! { notice => notice },
+    )
+    .await
 }
 
 async fn render_person(
@@ -303,8 +316,14 @@ async fn edit(
             Ok(done(&state, &person.slug, "/person", "saved"))
         }
         Err(why) => {
-            render_person(&state, &page, person.id, StatusCode::BAD_REQUEST, context! {
-                error => why })
+            render_person(
+                &state,
+                &page,
+                person.id,
+                StatusCode::BAD_REQUEST,
+                context! {
+                error => why },
+            )
             .await
         }
     }
@@ -331,9 +350,15 @@ async fn share(
         _ => return Err(AppError::BadRequest("Choose view or manage.".into())),
     };
     let Some(target) = users::by_username(&state.db, form.username.trim()).await? else {
-        return render_person(&state, &page, person.id, StatusCode::BAD_REQUEST, context! {
+        return render_person(
+            &state,
+            &page,
+            person.id,
+            StatusCode::BAD_REQUEST,
+            context! {
             error => format!("There is no account named {:?} in this Fasten. Ask an administrator \
-                              to create it first.", form.username.trim()) })
+                              to create it first.", form.username.trim()) },
+        )
         .await;
     };
     people::grant(&state.db, person.id, target.id, level, Some(access.user.id)).await?;
@@ -407,17 +432,27 @@ async fn delete(
 ) -> Result<Response, AppError> {
     let person = access.person.person.clone();
     if people::has_account(&state.db, person.id).await? {
-        return render_confirm_delete(&state, &page, &access, StatusCode::CONFLICT, Some(
-            "This person signs in with an account of their own: an administrator deletes the \
+        return render_confirm_delete(
+            &state,
+            &page,
+            &access,
+            StatusCode::CONFLICT,
+            Some(
+                "This person signs in with an account of their own: an administrator deletes the \
              account (Users), which deletes their records too. Nothing was deleted."
-                .into(),
-        ))
+                    .into(),
+            ),
+        )
         .await;
     }
     if !form.confirm_slug.trim().eq_ignore_ascii_case(&person.slug) {
-        return render_confirm_delete(&state, &page, &access, StatusCode::BAD_REQUEST, Some(
-            "Type the short name exactly to confirm. Nothing was deleted.".into(),
-        ))
+        return render_confirm_delete(
+            &state,
+            &page,
+            &access,
+            StatusCode::BAD_REQUEST,
+            Some("Type the short name exactly to confirm. Nothing was deleted.".into()),
+        )
         .await;
     }
     // Stop anything still running for them before their sources go.

@@ -1,14 +1,13 @@
 //! Profile: who the signed-in user's records are about, field by field with the source of each,
 //! and the lists a clinician asks for first. The work is in `record::profile`.
 
-
 use axum::extract::State;
 use axum::response::Html;
 use axum::routing::get;
 use minijinja::context;
 
-use super::render::Page;
 use super::people::PersonRouter;
+use super::render::Page;
 use crate::auth::person::ViewPerson;
 use crate::error::AppError;
 use crate::record::profile;

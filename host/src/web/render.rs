@@ -190,8 +190,10 @@ fn render_with_layout(
         .nth(1)
         .filter(|s| {
             layout.person.is_some()
-                && ["labs", "history", "profile", "explore", "sources", "jobs", "export", "person"]
-                    .contains(s)
+                && [
+                    "labs", "history", "profile", "explore", "sources", "jobs", "export", "person",
+                ]
+                .contains(s)
         })
         .unwrap_or("");
     let switch: Vec<Value> = layout

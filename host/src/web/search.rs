@@ -9,8 +9,8 @@ use axum::routing::get;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::render::Page;
 use super::people::PersonRouter;
+use super::render::Page;
 use crate::auth::CurrentUser;
 use crate::auth::person::ViewPerson;
 use crate::error::AppError;

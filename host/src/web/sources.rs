@@ -11,10 +11,10 @@ use axum::routing::{get, post};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::render::Page;
-use crate::auth::session::{SESSION_COOKIE, id_hash};
 use super::people::PersonRouter;
+use super::render::Page;
 use crate::auth::person::{ManagePerson, ViewPerson, person_url};
+use crate::auth::session::{SESSION_COOKIE, id_hash};
 use crate::auth::{CurrentUser, is_https, read_cookie};
 use crate::error::AppError;
 use crate::jobs::{self, Trigger};
@@ -29,8 +29,7 @@ pub fn global_router() -> Router<AppState> {
 }
 
 pub fn router(r: PersonRouter) -> PersonRouter {
-    r
-        .route("/sources", get(list))
+    r.route("/sources", get(list))
         .route("/sources/catalog", get(catalog_search))
         .route("/sources/connect", post(connect))
         .route("/sources/{id}/sync", post(sync_now))
@@ -314,7 +313,11 @@ async fn callback(
 }
 
 /// The person's source `id`, or 404 (another person's source is not even acknowledged).
-async fn owned_source(state: &AppState, person_id: i64, id: i64) -> Result<(i64, String), AppError> {
+async fn owned_source(
+    state: &AppState,
+    person_id: i64,
+    id: i64,
+) -> Result<(i64, String), AppError> {
     sqlx::query_as("SELECT id, display_name FROM sources WHERE id = ? AND person_id = ?")
         .bind(id)
         .bind(person_id)

@@ -18,8 +18,8 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::render::Page;
 use super::people::PersonRouter;
+use super::render::Page;
 use crate::auth::person::ManagePerson;
 use crate::error::AppError;
 use crate::import::{self, ImportError, ImportOptions, Preview};
@@ -37,17 +37,16 @@ const PENDING_LIFETIME: Duration = Duration::from_secs(3600);
 const AMBIGUOUS_DATES: &str = "Ambiguous dates:";
 
 pub fn router(r: PersonRouter) -> PersonRouter {
-    r
-        .route(
-            "/sources/upload",
-            // Room for the multipart framing around a file at the cap; the cap itself is
-            // enforced while streaming, with a clear message.
-            post(upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/sources/upload/preview", post(preview_again))
-        .route("/sources/upload/confirm", post(confirm))
-        .route("/sources/upload/cancel", post(cancel))
-        .route("/sources/upload/new-person", post(new_person))
+    r.route(
+        "/sources/upload",
+        // Room for the multipart framing around a file at the cap; the cap itself is
+        // enforced while streaming, with a clear message.
+        post(upload).layer(DefaultBodyLimit::disable()),
+    )
+    .route("/sources/upload/preview", post(preview_again))
+    .route("/sources/upload/confirm", post(confirm))
+    .route("/sources/upload/cancel", post(cancel))
+    .route("/sources/upload/new-person", post(new_person))
 }
 
 fn result(
@@ -220,7 +219,15 @@ async fn upload(
     if previewed {
         return show_preview(&state, &page, pending, &token, ImportOptions::default()).await;
     }
-    import_pending(&state, &page, access.id(), pending, &token, &ImportOptions::default()).await
+    import_pending(
+        &state,
+        &page,
+        access.id(),
+        pending,
+        &token,
+        &ImportOptions::default(),
+    )
+    .await
 }
 
 /// The page's answer about a pending file: `token` names it, `dates` is the user's choice.
@@ -273,7 +280,15 @@ async fn confirm(
 ) -> Result<Response, AppError> {
     match Pending::find(&state, access.id(), &form.token) {
         Some(pending) => {
-            import_pending(&state, &page, access.id(), pending, &form.token, &form.options()).await
+            import_pending(
+                &state,
+                &page,
+                access.id(),
+                pending,
+                &form.token,
+                &form.options(),
+            )
+            .await
         }
         None => gone(&state, &page),
     }
@@ -313,12 +328,19 @@ async fn new_person(
         return gone(&state, &page);
     };
     // Who the file is about, read again so the page's word is not trusted.
-    let identity = match import::file_patient(&state.plugins, &pending.path(), &pending.file_name).await {
+    let identity = match import::file_patient(&state.plugins, &pending.path(), &pending.file_name)
+        .await
+    {
         Ok(Some(identity)) => identity,
         Ok(None) | Err(_) => {
-            return result(&state, &page, StatusCode::UNPROCESSABLE_ENTITY, context! {
+            return result(
+                &state,
+                &page,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                context! {
                 error => "Fasten could not tell who this file is about, so it cannot name a new person from it. Add a person on the Family page and upload it there.",
-                file_name => pending.file_name })
+                file_name => pending.file_name },
+            );
         }
     };
     let mut conn = state.db.acquire().await?;
@@ -355,12 +377,22 @@ async fn new_person(
     let file_name = moved.file_name.clone();
     moved.remove().await;
     match outcome {
-        Ok(report) => result(&state, &page, StatusCode::OK, context! {
+        Ok(report) => result(
+            &state,
+            &page,
+            StatusCode::OK,
+            context! {
             report => report, file_name, target => minijinja::Value::from_safe_string(target),
-            created => person.name }),
+            created => person.name },
+        ),
         Err(ImportError::Database(e)) => Err(e.into()),
-        Err(e) => result(&state, &page, StatusCode::UNPROCESSABLE_ENTITY, context! {
-            error => e.to_string(), file_name }),
+        Err(e) => result(
+            &state,
+            &page,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            context! {
+            error => e.to_string(), file_name },
+        ),
     }
 }
 
@@ -389,7 +421,8 @@ async fn import_pending(
             state,
             page,
             StatusCode::CONFLICT,
-            context! { other_patient => other.sentence("This file"), token, file_name },
+            context! { other_patient => other.sentence("This file"), several => other.within_input,
+            token, file_name },
         );
     }
     pending.remove().await;

@@ -299,7 +299,9 @@ impl Client {
     /// `/people/<slug>` of the signed-in account's own person.
     pub async fn own_person_path(&self) -> String {
         let moved = self.get_exact("/sources").await;
-        let location = moved.location.expect("/sources moves to the own person's page");
+        let location = moved
+            .location
+            .expect("/sources moves to the own person's page");
         let prefix = path_prefix(&self.base);
         location
             .strip_prefix(&prefix)
@@ -390,6 +392,14 @@ pub fn path_prefix(base: &str) -> String {
         .find('/')
         .map(|i| after_scheme[i..].to_string())
         .unwrap_or_default()
+}
+
+/// The value of the first hidden field `name` in a page.
+pub fn extract_field(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
 }
 
 pub fn extract_csrf(html: &str) -> Option<String> {
