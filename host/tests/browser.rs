@@ -739,6 +739,46 @@ async fn a_parent_adds_a_child_switches_between_them_and_shares_the_child_to_vie
             .await
             .unwrap();
         assert_eq!(status, serde_json::json!(403));
+
+        // Every page of the journey fits a phone and uses a wide screen, with no sideways scroll.
+        for (width, name) in [(360, "phone"), (1280, "wide")] {
+            browser.set_window_size(width, 900).await.unwrap();
+            for page in [
+                "/people",
+                "/people/leo/",
+                "/people/leo/labs",
+                "/people/leo/person",
+                "/people/leo/sources",
+                "/people/leo/history",
+                "/people/leo/profile",
+            ] {
+                browser
+                    .goto(&format!("{}{page}", server.url))
+                    .await
+                    .unwrap();
+                wait_for_text(&browser, "//main//h1").await;
+                // The dashboard's widgets arrive after the page: wait for them to settle.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let fits = browser
+                    .execute(
+                        "return document.documentElement.scrollWidth <= window.innerWidth;",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    fits,
+                    serde_json::json!(true),
+                    "{page} at {width} px scrolls sideways"
+                );
+            }
+            browser
+                .goto(&format!("{}/people/leo/", server.url))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            save_screenshot(&browser, &format!("family-dashboard-{name}")).await;
+        }
     }
     .await;
     browser.close().await.unwrap();

@@ -16,7 +16,7 @@ use super::profile;
 
 /// Every widget: (id, title). The default layout shows them all in this order.
 pub const WIDGETS: &[(&str, &str)] = &[
-    ("summary", "About you"),
+    ("summary", "About"),
     ("vitals", "Latest vitals"),
     ("labs", "Recent lab results"),
     ("encounters", "Recent visits"),
