@@ -11,7 +11,7 @@ use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 
 use crate::fhir::Prepared;
-use crate::fhir::identity::{OtherPatient, PatientGuard};
+use crate::fhir::identity::{Identity, OtherPatient, PatientGuard};
 use crate::fhir::ingest::{Counts, Writer};
 use crate::jobs::{self, Trigger};
 use crate::plugins::{FileInput, LoadedPlugin, PluginHost, RunContext, RunFailure, RunOutput};
@@ -25,6 +25,56 @@ pub struct ImportReport {
     pub warnings: Vec<String>,
     /// The job recording this import.
     pub job_id: i64,
+    /// A family's file split by patient: what went to whom (empty for a file about one person).
+    pub parts: Vec<Part>,
+}
+
+/// The records of one patient of a family's file, stored for their person.
+#[derive(Debug, Clone, Serialize)]
+pub struct Part {
+    pub person_id: i64,
+    pub person_name: String,
+    pub person_slug: String,
+    /// Who the file says the records are about.
+    pub patient: String,
+    pub counts: Counts,
+    pub job_id: i64,
+}
+
+/// A family's file with patients Fasten could not match to anyone.
+#[derive(Debug, Clone)]
+pub struct Unplaced {
+    /// (patient, the person they go to).
+    pub placed: Vec<(String, String)>,
+    pub unplaced: Vec<String>,
+}
+
+impl std::fmt::Display for Unplaced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "This file holds the records of {} people.",
+            self.placed.len() + self.unplaced.len()
+        )?;
+        if !self.placed.is_empty() {
+            let placed: Vec<String> = self
+                .placed
+                .iter()
+                .map(|(patient, person)| format!("{patient} (to {person})"))
+                .collect();
+            write!(f, " Fasten recognised {}.", placed.join("; "))?;
+        }
+        write!(
+            f,
+            " It cannot tell who in your family {} {}.",
+            if self.unplaced.len() == 1 {
+                "is"
+            } else {
+                "are"
+            },
+            self.unplaced.join("; ")
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +88,9 @@ pub enum ImportError {
     /// The file's patient is clearly someone else than the person's; nothing was stored.
     #[error("{} Nothing from this file was stored.", .0.sentence("This file"))]
     OtherPatient(Box<OtherPatient>),
+    /// A family's file with patients nobody could be matched to; nothing was stored.
+    #[error("{0} Nothing from this file was stored.")]
+    Unplaced(Box<Unplaced>),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -140,6 +193,15 @@ pub struct ImportOptions {
     /// user was asked and said so).
     #[serde(default)]
     pub anyway: bool,
+    /// The people a family's file may be split between, besides the person it is imported for:
+    /// each patient goes to the one it is recognisably about. Set by the caller from who is
+    /// importing (the people an account manages), never from a form.
+    #[serde(skip)]
+    pub family: Vec<i64>,
+    /// The account that manages a new person made for each patient of a family's file who is
+    /// nobody in `family` (the user chose "create people for the others").
+    #[serde(skip)]
+    pub create_people_for: Option<i64>,
 }
 
 impl ImportOptions {
@@ -150,6 +212,8 @@ impl ImportOptions {
                 .dates
                 .filter(|d| matches!(d.as_str(), "ymd" | "mdy" | "dmy")),
             anyway: self.anyway,
+            family: self.family,
+            create_people_for: self.create_people_for,
         }
     }
 
@@ -256,7 +320,49 @@ pub async fn import_file(
         counts,
         warnings,
         job_id,
+        parts: Vec::new(),
     });
+    // A family's file (several patients): split it by patient, each to their person. Only such
+    // a file pays for reading it twice more.
+    let family_file = match &result {
+        Err(ImportError::OtherPatient(other)) if other.within_input => true,
+        // The person's own patient may come first in a family's file, or after another's.
+        Err(ImportError::OtherPatient(_)) => {
+            let patients = patients_in(plugins, &plugin, path, file_name, options).await?;
+            patients
+                .iter()
+                .any(|(_, a)| patients.iter().any(|(_, b)| a.clearly_differs(b)))
+        }
+        _ => false,
+    };
+    if family_file {
+        let split = import_family(
+            db, plugins, &plugin, person_id, path, file_name, via, options,
+        )
+        .await;
+        let outcome = match &split {
+            Ok(report) => {
+                let note = format!(
+                    "The file held the records of {} people; each part was stored for its person.",
+                    report.parts.len()
+                );
+                Ok((report.counts, vec![note]))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok((counts, notes)) => {
+                // This job stored nothing itself: each part has its own job.
+                let _ = counts;
+                jobs::finish_import(db, job_id, Ok((&Counts::default(), &notes))).await?;
+            }
+            Err(message) => jobs::finish_import(db, job_id, Err(&message)).await?,
+        }
+        return split.map(|mut report| {
+            report.job_id = job_id;
+            report
+        });
+    }
     match &result {
         Ok(report) => {
             jobs::finish_import(db, job_id, Ok((&report.counts, &report.warnings))).await?;
@@ -269,6 +375,310 @@ pub async fn import_file(
         }
     }
     result
+}
+
+/// Every Patient in a file: (id, who), in file order, by running its plugin without storing.
+async fn patients_in(
+    plugins: &PluginHost,
+    plugin: &Arc<LoadedPlugin>,
+    path: &Path,
+    file_name: &str,
+    options: &ImportOptions,
+) -> Result<Vec<(String, Identity)>, ImportError> {
+    let (outcome, found) = run_plugin(
+        plugins,
+        plugin.clone(),
+        path,
+        file_name,
+        options,
+        None,
+        |mut received| {
+            tokio::spawn(async move {
+                let mut found: Vec<(String, Identity)> = Vec::new();
+                while let Some(batch) = received.recv().await {
+                    for p in batch.iter().filter(|p| p.resource_type == "Patient") {
+                        let identity = serde_json::from_str::<serde_json::Value>(&p.json)
+                            .ok()
+                            .and_then(|v| Identity::of(&v));
+                        if let Some(identity) = identity
+                            && !found.iter().any(|(id, _)| *id == p.resource_id)
+                        {
+                            found.push((p.resource_id.clone(), identity));
+                        }
+                    }
+                }
+                found
+            })
+        },
+    )
+    .await?;
+    outcome.map_err(|failure| ImportError::Failed {
+        file: file_name.to_string(),
+        failure,
+    })?;
+    Ok(found)
+}
+
+/// The patient a stored resource is about: itself for a Patient, else the first of the file's
+/// patients it references. `None` for what belongs to nobody in particular (an organisation, a
+/// practitioner, a medicine), which each part gets a copy of.
+fn patient_of<'a>(prepared: &Prepared, patients: &'a [String]) -> Option<&'a String> {
+    if prepared.resource_type == "Patient" {
+        return patients.iter().find(|id| **id == prepared.resource_id);
+    }
+    let mut rest = prepared.json.as_str();
+    while let Some(at) = rest.find("\"Patient/") {
+        let tail = &rest[at + "\"Patient/".len()..];
+        let id = tail.split('"').next().unwrap_or("");
+        if let Some(found) = patients.iter().find(|p| p.as_str() == id) {
+            return Some(found);
+        }
+        rest = tail;
+    }
+    None
+}
+
+/// A person a family's file may go to, and who their records say they are.
+struct Candidate {
+    person: crate::store::people::Person,
+    identity: Identity,
+}
+
+async fn candidate(db: &SqlitePool, person_id: i64) -> sqlx::Result<Option<Candidate>> {
+    let Some(person) = crate::store::people::by_id(db, person_id).await? else {
+        return Ok(None);
+    };
+    let stored: Option<String> = sqlx::query_scalar(
+        "SELECT json FROM resources WHERE person_id = ? AND resource_type = 'Patient'
+         ORDER BY source_id, resource_id LIMIT 1",
+    )
+    .bind(person_id)
+    .fetch_optional(db)
+    .await?;
+    let identity = stored
+        .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+        .and_then(|v| Identity::of(&v))
+        .unwrap_or_else(|| Identity::of_person(&person.name, person.birth_date.as_deref()));
+    Ok(Some(Candidate { person, identity }))
+}
+
+/// Imports a family's file: each patient's records go to the person they are recognisably about
+/// (among `person_id` and `options.family`), with what belongs to nobody in particular copied to
+/// each; all in one transaction, each part recorded as a job of its person. A patient nobody is
+/// recognised as stops the import (nothing stored), unless `options.create_people_for` asks for
+/// a new person for each.
+#[allow(clippy::too_many_arguments)]
+async fn import_family(
+    db: &SqlitePool,
+    plugins: &PluginHost,
+    plugin: &Arc<LoadedPlugin>,
+    person_id: i64,
+    path: &Path,
+    file_name: &str,
+    via: Trigger,
+    options: &ImportOptions,
+) -> Result<ImportReport, ImportError> {
+    let patients = patients_in(plugins, plugin, path, file_name, options).await?;
+    let mut candidates = Vec::new();
+    let mut ids = vec![person_id];
+    ids.extend(options.family.iter().copied().filter(|id| *id != person_id));
+    for id in ids {
+        if let Some(c) = candidate(db, id).await? {
+            candidates.push(c);
+        }
+    }
+    // patient id -> index into `candidates`
+    let mut placement: Vec<(String, Identity, Option<usize>)> = Vec::new();
+    for (id, identity) in &patients {
+        let matching: Vec<usize> = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.identity.same_person(identity))
+            .map(|(i, _)| i)
+            .collect();
+        let place = (matching.len() == 1).then(|| matching[0]);
+        placement.push((id.clone(), identity.clone(), place));
+    }
+    if placement.iter().any(|(_, _, place)| place.is_none()) {
+        match options.create_people_for {
+            Some(manager) => {
+                for entry in placement.iter_mut().filter(|(_, _, p)| p.is_none()) {
+                    // Two records of one person (two systems' ids) make one new person.
+                    let same = candidates
+                        .iter()
+                        .position(|c| c.identity.same_person(&entry.1));
+                    let index = match same {
+                        Some(i) => i,
+                        None => {
+                            let mut conn = db.acquire().await?;
+                            let person = crate::store::people::create_unique(
+                                &mut conn,
+                                &entry.1.display,
+                                entry.1.birth_date.as_deref(),
+                                manager,
+                            )
+                            .await?;
+                            candidates.push(Candidate {
+                                person,
+                                identity: entry.1.clone(),
+                            });
+                            candidates.len() - 1
+                        }
+                    };
+                    entry.2 = Some(index);
+                }
+            }
+            None => {
+                return Err(ImportError::Unplaced(Box::new(Unplaced {
+                    placed: placement
+                        .iter()
+                        .filter_map(|(_, who, place)| {
+                            place.map(|i| (who.describe(), candidates[i].person.name.clone()))
+                        })
+                        .collect(),
+                    unplaced: placement
+                        .iter()
+                        .filter(|(_, _, place)| place.is_none())
+                        .map(|(_, who, _)| who.describe())
+                        .collect(),
+                })));
+            }
+        }
+    }
+    // One source and one job per person the file goes to.
+    let mut targets: Vec<(usize, i64, i64)> = Vec::new(); // (candidate, source, job)
+    for (_, _, place) in &placement {
+        let index = place.expect("every patient is placed");
+        if targets.iter().any(|(i, _, _)| *i == index) {
+            continue;
+        }
+        let person = &candidates[index].person;
+        let source_id = upload_source(db, person.id, plugin).await?;
+        let job_id = jobs::start_import(
+            db,
+            person.id,
+            Some((source_id, &upload_source_name(plugin))),
+            file_name,
+            via,
+        )
+        .await?;
+        targets.push((index, source_id, job_id));
+    }
+    let patient_ids: Vec<String> = placement.iter().map(|(id, _, _)| id.clone()).collect();
+    let target_of: std::collections::HashMap<String, usize> = placement
+        .iter()
+        .map(|(id, _, place)| (id.clone(), place.expect("placed")))
+        .collect();
+    let routes: Vec<(usize, i64, i64)> = targets
+        .iter()
+        .map(|(index, source, _)| (*index, candidates[*index].person.id, *source))
+        .collect();
+    let mut writer = Writer::begin(db, person_id, targets[0].1).await?;
+    let (outcome, stored) = run_plugin(
+        plugins,
+        plugin.clone(),
+        path,
+        file_name,
+        options,
+        None,
+        |mut received| {
+            tokio::spawn(async move {
+                let mut counts: Vec<Counts> = vec![Counts::default(); routes.len()];
+                while let Some(batch) = received.recv().await {
+                    for (slot, (index, person, source)) in routes.iter().enumerate() {
+                        let part: Vec<Prepared> = batch
+                            .iter()
+                            .filter(|p| match patient_of(p, &patient_ids) {
+                                Some(patient) => target_of.get(patient) == Some(index),
+                                None => true,
+                            })
+                            .cloned()
+                            .collect();
+                        if part.is_empty() {
+                            continue;
+                        }
+                        writer.retarget(*person, *source);
+                        let before = writer.counts;
+                        if let Err(e) = writer.write(&part).await {
+                            return Err((writer, e));
+                        }
+                        let after = writer.counts;
+                        counts[slot].added += after.added - before.added;
+                        counts[slot].updated += after.updated - before.updated;
+                        counts[slot].unchanged += after.unchanged - before.unchanged;
+                    }
+                }
+                Ok((writer, counts))
+            })
+        },
+    )
+    .await?;
+    let jobs_of_parts: Vec<i64> = targets.iter().map(|(_, _, job)| *job).collect();
+    let failed = |message: String| {
+        let jobs_of_parts = jobs_of_parts.clone();
+        async move {
+            for job in jobs_of_parts {
+                jobs::finish_import(db, job, Err(&message)).await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+    };
+    let (output, counts) = match (outcome, stored) {
+        (Ok(output), Ok((writer, counts))) => {
+            writer.commit().await?;
+            (output, counts)
+        }
+        (_, Err((writer, e))) => {
+            writer.rollback().await.ok();
+            failed(format!("database error: {e}")).await?;
+            return Err(ImportError::Database(e));
+        }
+        (Err(failure), Ok((writer, _))) => {
+            writer.rollback().await?;
+            let error = ImportError::Failed {
+                file: file_name.to_string(),
+                failure,
+            };
+            failed(error.to_string()).await?;
+            return Err(error);
+        }
+    };
+    let mut parts = Vec::new();
+    let mut total = Counts::default();
+    for ((index, _, job_id), counts) in targets.iter().zip(counts) {
+        jobs::finish_import(db, *job_id, Ok((&counts, &output.warnings))).await?;
+        let person = &candidates[*index].person;
+        let patient = placement
+            .iter()
+            .find(|(_, _, place)| *place == Some(*index))
+            .map(|(_, who, _)| who.describe())
+            .unwrap_or_default();
+        total.added += counts.added;
+        total.updated += counts.updated;
+        total.unchanged += counts.unchanged;
+        tracing::info!(
+            person_id = person.id,
+            job_id,
+            added = counts.added,
+            "family file part imported"
+        );
+        parts.push(Part {
+            person_id: person.id,
+            person_name: person.name.clone(),
+            person_slug: person.slug.clone(),
+            patient,
+            counts,
+            job_id: *job_id,
+        });
+    }
+    Ok(ImportReport {
+        file_name: file_name.to_string(),
+        plugin: plugin.manifest.name.clone(),
+        counts: total,
+        warnings: output.warnings,
+        job_id: targets[0].2,
+        parts,
+    })
 }
 
 /// The run and its one transaction: the writer stores batches while the plugin keeps reading,

@@ -167,6 +167,10 @@ async fn import_one(
         crate::jobs::finish_import(&state.db, job_id, Err(&message)).await?;
         Err(message)
     } else {
+        let options = ImportOptions {
+            family: crate::store::people::managed_with(&state.db, person_id).await?,
+            ..ImportOptions::default()
+        };
         match import::import_file(
             &state.db,
             &state.plugins,
@@ -174,7 +178,7 @@ async fn import_one(
             path,
             &name,
             Trigger::Inbox,
-            &ImportOptions::default(),
+            &options,
         )
         .await
         {

@@ -191,6 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let options = ImportOptions {
                 dates: dates.map(|d| d.as_str().to_string()),
                 anyway,
+                ..ImportOptions::default()
             };
             runtime.block_on(import_command(config, &whose, &options, &files))
         }
@@ -452,6 +453,11 @@ async fn import_command(
     fasten::prepare_data_dir(&config.data_dir)?;
     let db = store::open(&config.database_path()).await?;
     let person = whose_records(&db, whose).await?;
+    // The command line acts for the machine's operator: a family's file is split between
+    // everyone Fasten keeps records for.
+    let mut options = options.clone();
+    options.family = people::list(&db).await?.iter().map(|p| p.id).collect();
+    let options = &options;
     let plugins = fasten::open_plugins(&config, &db).await?;
     let mut failed = 0;
     for path in files {
@@ -489,6 +495,17 @@ async fn import_command(
                     report.counts.unchanged,
                     report.job_id
                 );
+                for part in &report.parts {
+                    println!(
+                        "{name}: {} went to {} ({}): {} added, {} updated, {} unchanged",
+                        part.patient,
+                        part.person_name,
+                        part.person_slug,
+                        part.counts.added,
+                        part.counts.updated,
+                        part.counts.unchanged
+                    );
+                }
                 for warning in report.warnings {
                     println!("{name}: warning: {warning}");
                 }

@@ -546,31 +546,117 @@ async fn an_upload_about_someone_else_asks_first_and_stores_nothing_until_told()
     assert_eq!(count(&server, leo).await, leos + 1111);
 }
 
-#[tokio::test]
-async fn a_file_with_two_people_is_refused_whole() {
-    let (server, alice, _bob, _leo) = family().await;
-    let mia = server.add_person(ADMIN, "mia", "Mia").await;
+/// Patient ids and the number of Encounters of a person.
+async fn patients_and_visits(server: &TestServer, person: i64) -> (Vec<String>, i64) {
+    let patients: Vec<String> = server
+        .stored(person, "Patient")
+        .await
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    let visits = server.stored(person, "Encounter").await.len() as i64;
+    (patients, visits)
+}
+
+fn bundle_of(files: &[&str]) -> Vec<u8> {
     let mut entries = Vec::new();
-    for file in [common::PARIS, ROBERTO] {
+    for file in files {
         let bundle: serde_json::Value =
             serde_json::from_slice(&std::fs::read(synthea(file)).unwrap()).unwrap();
         entries.extend(bundle["entry"].as_array().unwrap().iter().cloned());
     }
-    let family_export = serde_json::json!({"resourceType": "Bundle", "type": "collection",
-        "entry": entries});
-    let reply = common::upload_for(
+    serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": entries})
+        .to_string()
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn a_familys_file_is_split_by_patient_and_asks_about_those_it_cannot_place() {
+    let (server, alice, _bob, leo) = family().await;
+    let mia = server.add_person(ADMIN, "mia", "Mia").await;
+    let alice_person = server.person_id(ADMIN).await;
+    let before = (
+        patients_and_visits(&server, alice_person).await,
+        patients_and_visits(&server, leo).await,
+    );
+    // Paris is Alice, Roberto is Leo: uploaded on Mia's page, each part goes to its person.
+    let split = common::upload_for(
         &alice,
         "/people/mia",
         "family.json",
-        family_export.to_string().into_bytes(),
+        bundle_of(&[common::PARIS, ROBERTO]),
     )
     .await;
-    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
-    assert!(
-        reply
-            .body
-            .contains("holds the records of more than one person")
+    assert_eq!(split.status, StatusCode::OK, "{}", split.body);
+    assert!(split.body.contains("id=\"import-parts\""), "{}", split.body);
+    assert!(split.body.contains("Roberto Graham, born 3 Oct 1920"));
+    assert_eq!(count(&server, mia).await, 0, "nothing of the file is Mia's");
+    assert_eq!(
+        (
+            patients_and_visits(&server, alice_person).await,
+            patients_and_visits(&server, leo).await,
+        ),
+        before,
+        "each record went to its own person (already there: nothing new, nothing mixed)"
     );
-    assert!(!reply.body.contains("id=\"add-anyway\""));
-    assert_eq!(count(&server, mia).await, 0);
+
+    // Fletcher is nobody here: the page asks, and nothing is stored until it is answered.
+    let leos = count(&server, leo).await;
+    let asked = common::upload_for(
+        &alice,
+        "/people/leo",
+        "family.json",
+        bundle_of(&[ROBERTO, FLETCHER]),
+    )
+    .await;
+    assert_eq!(asked.status, StatusCode::CONFLICT, "{}", asked.body);
+    assert!(
+        asked
+            .body
+            .contains("It cannot tell who in your family is Fletcher Hyatt, born 3 Jul 1915."),
+        "{}",
+        asked.body
+    );
+    assert!(
+        asked
+            .body
+            .contains("Roberto Graham, born 3 Oct 1920 (to Leo Example)")
+    );
+    assert_eq!(count(&server, leo).await, leos);
+    let token = common::extract_field(&asked.body, "token").unwrap();
+    let placed = alice
+        .submit(
+            "/people/leo/sources",
+            "/people/leo/sources/upload/confirm",
+            &[("token", token.as_str()), ("create_people", "yes")],
+        )
+        .await;
+    assert_eq!(placed.status, StatusCode::OK, "{}", placed.body);
+    let fletcher = fasten::store::people::by_slug(&server.state.db, "fletcher-hyatt")
+        .await
+        .unwrap()
+        .expect("a person for the patient nobody was");
+    let fletchers_visits = synthea_count(FLETCHER, "Encounter");
+    assert_eq!(
+        patients_and_visits(&server, fletcher.id).await,
+        (
+            vec!["c5ed5d78-5b3f-4a75-bdfb-5f318b068a20".to_string()],
+            fletchers_visits
+        )
+    );
+    assert_eq!(patients_and_visits(&server, leo).await, before.1);
+    // Each part is a job of its person.
+    let jobs = alice.get("/people/fletcher-hyatt/jobs").await;
+    assert!(jobs.body.contains("family.json"), "{}", jobs.body);
+}
+
+fn synthea_count(file: &str, resource_type: &str) -> i64 {
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(synthea(file)).unwrap()).unwrap();
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == resource_type)
+        .count() as i64
 }

@@ -71,6 +71,35 @@ impl Identity {
         })
     }
 
+    /// The identity a family gave a person in Fasten ("Leo Example", born 2015-04-02), for a
+    /// person with no Patient stored yet. The last word is taken as the family name.
+    pub fn of_person(name: &str, birth_date: Option<&str>) -> Identity {
+        let words: Vec<String> = name.split_whitespace().map(str::to_lowercase).collect();
+        let (family, given) = match words.split_last() {
+            Some((last, rest)) if !rest.is_empty() => (vec![last.clone()], rest.to_vec()),
+            _ => (Vec::new(), words.clone()),
+        };
+        Identity {
+            family,
+            given,
+            birth_date: birth_date.map(str::to_string),
+            display: name.to_string(),
+        }
+    }
+
+    /// True when `other` is recognisably the same person: the same birth date and a name in
+    /// common, or with no dates to compare, both a family and a given name in common. Used to
+    /// place each patient of a family's file with their person, so it errs towards "not sure".
+    pub fn same_person(&self, other: &Identity) -> bool {
+        let shares = |a: &[String], b: &[String]| a.iter().any(|x| b.contains(x));
+        let family = shares(&self.family, &other.family);
+        let given = shares(&self.given, &other.given);
+        match (&self.birth_date, &other.birth_date) {
+            (Some(a), Some(b)) => a == b && (family || given),
+            _ => family && given,
+        }
+    }
+
     /// True when `other` is clearly not the same person: both give a birth date and they differ,
     /// or both give names and neither a family nor a given name is shared.
     pub fn clearly_differs(&self, other: &Identity) -> bool {
@@ -225,6 +254,17 @@ mod tests {
             patient("Hyatt", "Fletcher", Some("1915-07-03")).describe(),
             "Fletcher Hyatt, born 3 Jul 1915"
         );
+    }
+
+    #[test]
+    fn a_family_member_is_recognised_by_birth_date_and_a_name() {
+        let roberto = patient("Graham", "Roberto", Some("1920-10-03"));
+        assert!(roberto.same_person(&Identity::of_person("Roberto Graham", Some("1920-10-03"))));
+        assert!(roberto.same_person(&Identity::of_person("Grandpa Roberto", Some("1920-10-03"))));
+        assert!(!roberto.same_person(&Identity::of_person("Roberto Graham", Some("1921-10-03"))));
+        assert!(roberto.same_person(&Identity::of_person("Roberto Graham", None)));
+        assert!(!roberto.same_person(&Identity::of_person("Grandpa", None)));
+        assert!(!roberto.same_person(&patient("Hyatt", "Fletcher", Some("1915-07-03"))));
     }
 
     #[test]

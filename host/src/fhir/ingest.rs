@@ -50,6 +50,13 @@ impl Writer {
         })
     }
 
+    /// Writes what follows for another person and source, in the same transaction (a family's
+    /// file split by patient commits whole or not at all).
+    pub fn retarget(&mut self, person_id: i64, source_id: i64) {
+        self.person_id = person_id;
+        self.source_id = source_id;
+    }
+
     pub async fn write(&mut self, resources: &[Prepared]) -> sqlx::Result<()> {
         let now = unix_now();
         // New rows and all tokens are inserted with multi-row statements: per-row statements

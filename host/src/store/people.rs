@@ -255,6 +255,29 @@ pub async fn visible_to(db: impl SqliteExecutor<'_>, user_id: i64) -> sqlx::Resu
     .await
 }
 
+/// The people account `user_id` manages: where a family's file it uploads may be split to.
+pub async fn managed_by(db: impl SqliteExecutor<'_>, user_id: i64) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "SELECT person_id FROM person_access WHERE user_id = ? AND level = 'manage' ORDER BY person_id",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await
+}
+
+/// The people managed by whoever manages `person_id`: where a family's file dropped into that
+/// person's inbox may be split to.
+pub async fn managed_with(db: impl SqliteExecutor<'_>, person_id: i64) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT b.person_id FROM person_access a
+         JOIN person_access b ON b.user_id = a.user_id AND b.level = 'manage'
+         WHERE a.person_id = ? AND a.level = 'manage' ORDER BY b.person_id",
+    )
+    .bind(person_id)
+    .fetch_all(db)
+    .await
+}
+
 /// Every person, for the command line (which acts as the machine's operator).
 pub async fn list(db: impl SqliteExecutor<'_>) -> sqlx::Result<Vec<Person>> {
     sqlx::query_as::<_, Person>(&format!(

@@ -219,15 +219,15 @@ async fn upload(
     if previewed {
         return show_preview(&state, &page, pending, &token, ImportOptions::default()).await;
     }
-    import_pending(
-        &state,
-        &page,
-        access.id(),
-        pending,
-        &token,
-        &ImportOptions::default(),
-    )
-    .await
+    let options = PendingForm {
+        token: token.clone(),
+        dates: String::new(),
+        anyway: String::new(),
+        create_people: String::new(),
+    }
+    .options_for(&state, &access)
+    .await?;
+    import_pending(&state, &page, access.id(), pending, &token, &options).await
 }
 
 /// The page's answer about a pending file: `token` names it, `dates` is the user's choice.
@@ -239,6 +239,10 @@ struct PendingForm {
     /// "yes" when the user chose to add a file about someone else to this person anyway.
     #[serde(default)]
     anyway: String,
+    /// "yes" when the user chose a new person for each patient of a family's file that Fasten
+    /// could not place.
+    #[serde(default)]
+    create_people: String,
 }
 
 impl PendingForm {
@@ -246,8 +250,24 @@ impl PendingForm {
         ImportOptions {
             dates: Some(self.dates.clone()).filter(|d| !d.is_empty()),
             anyway: self.anyway == "yes",
+            ..ImportOptions::default()
         }
         .validated()
+    }
+
+    /// The options of an import by `access`: a family's file may be split between the people
+    /// the account manages, and new people made for the rest if the user said so.
+    async fn options_for(
+        &self,
+        state: &AppState,
+        access: &ManagePerson,
+    ) -> Result<ImportOptions, AppError> {
+        let mut options = self.options();
+        options.family = crate::store::people::managed_by(&state.db, access.user.id).await?;
+        if self.create_people == "yes" {
+            options.create_people_for = Some(access.user.id);
+        }
+        Ok(options)
     }
 }
 
@@ -280,15 +300,8 @@ async fn confirm(
 ) -> Result<Response, AppError> {
     match Pending::find(&state, access.id(), &form.token) {
         Some(pending) => {
-            import_pending(
-                &state,
-                &page,
-                access.id(),
-                pending,
-                &form.token,
-                &form.options(),
-            )
-            .await
+            let options = form.options_for(&state, &access).await?;
+            import_pending(&state, &page, access.id(), pending, &form.token, &options).await
         }
         None => gone(&state, &page),
     }
@@ -415,14 +428,21 @@ async fn import_pending(
     )
     .await;
     let file_name = pending.file_name.clone();
+    // Nothing is stored until the user chooses: the file waits under its token.
     if let Err(ImportError::OtherPatient(other)) = &outcome {
-        // Nothing is stored until the user chooses: the file waits under its token.
         return result(
             state,
             page,
             StatusCode::CONFLICT,
-            context! { other_patient => other.sentence("This file"), several => other.within_input,
-            token, file_name },
+            context! { other_patient => other.sentence("This file"), token, file_name },
+        );
+    }
+    if let Err(ImportError::Unplaced(unplaced)) = &outcome {
+        return result(
+            state,
+            page,
+            StatusCode::CONFLICT,
+            context! { unplaced => unplaced.to_string(), token, file_name },
         );
     }
     pending.remove().await;
