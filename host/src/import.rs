@@ -448,17 +448,10 @@ async fn candidate(db: &SqlitePool, person_id: i64) -> sqlx::Result<Option<Candi
     let Some(person) = crate::store::people::by_id(db, person_id).await? else {
         return Ok(None);
     };
-    let stored: Option<String> = sqlx::query_scalar(
-        "SELECT json FROM resources WHERE person_id = ? AND resource_type = 'Patient'
-         ORDER BY source_id, resource_id LIMIT 1",
-    )
-    .bind(person_id)
-    .fetch_optional(db)
-    .await?;
-    let identity = stored
-        .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
-        .and_then(|v| Identity::of(&v))
-        .unwrap_or_else(|| Identity::of_person(&person.name, person.birth_date.as_deref()));
+    let identity = match crate::fhir::identity::stored_identity(db, person_id).await? {
+        Some(identity) => identity,
+        None => Identity::of_person(&person.name, person.birth_date.as_deref()),
+    };
     Ok(Some(Candidate { person, identity }))
 }
 
@@ -809,34 +802,11 @@ pub async fn file_patient(
     plugins: &PluginHost,
     path: &Path,
     file_name: &str,
-) -> Result<Option<crate::fhir::identity::Identity>, ImportError> {
+) -> Result<Option<Identity>, ImportError> {
     let plugin = choose_plugin(plugins, file_name, &read_head(path))?;
-    let (_, found) = run_plugin(
-        plugins,
-        plugin,
-        path,
-        file_name,
-        &ImportOptions::default(),
-        None,
-        |mut received| {
-            tokio::spawn(async move {
-                let mut found = None;
-                while let Some(batch) = received.recv().await {
-                    if found.is_some() {
-                        continue;
-                    }
-                    found = batch
-                        .iter()
-                        .filter(|p| p.resource_type == "Patient")
-                        .filter_map(|p| serde_json::from_str::<serde_json::Value>(&p.json).ok())
-                        .find_map(|v| crate::fhir::identity::Identity::of(&v));
-                }
-                found
-            })
-        },
-    )
-    .await?;
-    Ok(found)
+    let patients =
+        patients_in(plugins, &plugin, path, file_name, &ImportOptions::default()).await?;
+    Ok(patients.into_iter().next().map(|(_, identity)| identity))
 }
 
 fn read_head(path: &Path) -> Vec<u8> {

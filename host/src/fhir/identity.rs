@@ -71,32 +71,34 @@ impl Identity {
         })
     }
 
-    /// The identity a family gave a person in Fasten ("Leo Example", born 2015-04-02), for a
-    /// person with no Patient stored yet. The last word is taken as the family name.
+    /// The identity a family gave a person in Fasten ("Grandpa Roberto", born 1920-10-03), for
+    /// a person with no Patient stored yet. Which word is the family name is anyone's guess, so
+    /// every word counts as a name.
     pub fn of_person(name: &str, birth_date: Option<&str>) -> Identity {
-        let words: Vec<String> = name.split_whitespace().map(str::to_lowercase).collect();
-        let (family, given) = match words.split_last() {
-            Some((last, rest)) if !rest.is_empty() => (vec![last.clone()], rest.to_vec()),
-            _ => (Vec::new(), words.clone()),
-        };
         Identity {
-            family,
-            given,
+            family: Vec::new(),
+            given: name.split_whitespace().map(str::to_lowercase).collect(),
             birth_date: birth_date.map(str::to_string),
             display: name.to_string(),
         }
     }
 
     /// True when `other` is recognisably the same person: the same birth date and a name in
-    /// common, or with no dates to compare, both a family and a given name in common. Used to
-    /// place each patient of a family's file with their person, so it errs towards "not sure".
+    /// common, or with no dates to compare, two names in common. Used to place each patient of
+    /// a family's file with their person, so it errs towards "not sure".
     pub fn same_person(&self, other: &Identity) -> bool {
-        let shares = |a: &[String], b: &[String]| a.iter().any(|x| b.contains(x));
-        let family = shares(&self.family, &other.family);
-        let given = shares(&self.given, &other.given);
+        let mine: std::collections::BTreeSet<&String> =
+            self.family.iter().chain(&self.given).collect();
+        let shared = other
+            .family
+            .iter()
+            .chain(&other.given)
+            .collect::<std::collections::BTreeSet<_>>()
+            .intersection(&mine)
+            .count();
         match (&self.birth_date, &other.birth_date) {
-            (Some(a), Some(b)) => a == b && (family || given),
-            _ => family && given,
+            (Some(a), Some(b)) => a == b && shared >= 1,
+            _ => shared >= 2,
         }
     }
 
@@ -169,6 +171,23 @@ pub struct PatientGuard {
     off: bool,
 }
 
+/// Who a person's records are about: the Patient of their oldest source that has one.
+pub async fn stored_identity(
+    db: &sqlx::SqlitePool,
+    person_id: i64,
+) -> sqlx::Result<Option<Identity>> {
+    let stored: Option<String> = sqlx::query_scalar(
+        "SELECT json FROM resources WHERE person_id = ? AND resource_type = 'Patient'
+         ORDER BY source_id, resource_id LIMIT 1",
+    )
+    .bind(person_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(stored
+        .and_then(|j| serde_json::from_str::<Value>(&j).ok())
+        .and_then(|v| Identity::of(&v)))
+}
+
 impl PatientGuard {
     /// The person's Patient: from their oldest source that has one.
     pub async fn load(
@@ -181,18 +200,9 @@ impl PatientGuard {
             .fetch_optional(db)
             .await?
             .unwrap_or_default();
-        let stored: Option<String> = sqlx::query_scalar(
-            "SELECT json FROM resources WHERE person_id = ? AND resource_type = 'Patient'
-             ORDER BY source_id, resource_id LIMIT 1",
-        )
-        .bind(person_id)
-        .fetch_optional(db)
-        .await?;
         Ok(PatientGuard {
             person_name,
-            expected: stored
-                .and_then(|j| serde_json::from_str::<Value>(&j).ok())
-                .and_then(|v| Identity::of(&v)),
+            expected: stored_identity(db, person_id).await?,
             off: anyway,
             from_input: false,
         })
