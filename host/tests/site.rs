@@ -83,6 +83,14 @@ async fn pages_load_vendored_htmx_and_send_the_csrf_header_from_the_layout() {
         .await
         .unwrap();
     assert_eq!(licence.status(), StatusCode::OK);
+    // Browsers ask for /favicon.ico whatever the page links: it is there, so no 404 is logged.
+    for icon in ["/favicon.ico", "/static/favicon.svg"] {
+        let favicon = reqwest::get(format!("{}{icon}", server.url)).await.unwrap();
+        assert_eq!(favicon.status(), StatusCode::OK, "{icon}");
+        assert_eq!(favicon.headers()["content-type"], "image/svg+xml");
+    }
+    let page = admin.get("/people").await;
+    assert!(page.body.contains(r#"rel="icon" href="/static/favicon.svg""#));
     let missing = reqwest::get(format!("{}/static/../Cargo.toml", server.url))
         .await
         .unwrap();
