@@ -426,16 +426,10 @@ fn patient_of<'a>(prepared: &Prepared, patients: &'a [String]) -> Option<&'a Str
     if prepared.resource_type == "Patient" {
         return patients.iter().find(|id| **id == prepared.resource_id);
     }
-    let mut rest = prepared.json.as_str();
-    while let Some(at) = rest.find("\"Patient/") {
-        let tail = &rest[at + "\"Patient/".len()..];
-        let id = tail.split('"').next().unwrap_or("");
-        if let Some(found) = patients.iter().find(|p| p.as_str() == id) {
-            return Some(found);
-        }
-        rest = tail;
-    }
-    None
+    let value = serde_json::from_str::<serde_json::Value>(&prepared.json).ok()?;
+    crate::fhir::identity::patient_references(&value)
+        .iter()
+        .find_map(|id| patients.iter().find(|p| *p == id))
 }
 
 /// A person a family's file may go to, and who their records say they are.

@@ -101,6 +101,7 @@ async fn run_inner(
         settings: connection.sync_settings.clone(),
     };
     let person_id = connection.person_id;
+    let patient_id = connection.patient_id.clone();
     let tokens = Arc::new(ConnectionTokens::new(
         state.db.clone(),
         state.vault.clone(),
@@ -140,6 +141,29 @@ async fn run_inner(
     };
 
     let writing = Instant::now();
+    // A server may ignore a search's patient filter: what it sent about anyone else than the
+    // connection's patient is left out, and the job says how much.
+    let mut warnings = output.warnings.clone();
+    let resources = match &patient_id {
+        Some(patient) => {
+            let (kept, left_out) = crate::fhir::identity::keep_patient(resources, patient);
+            if left_out > 0 {
+                tracing::warn!(
+                    source_id,
+                    left_out,
+                    "records about another patient left out"
+                );
+                warnings.push(format!(
+                    "{left_out} record{} about someone else {} left out: the provider sent \
+                     them with this patient's, and they were not stored.",
+                    if left_out == 1 { "" } else { "s" },
+                    if left_out == 1 { "was" } else { "were" }
+                ));
+            }
+            kept
+        }
+        None => resources,
+    };
     // A provider may send another patient's records: stop before storing anything.
     let mut guard = crate::fhir::identity::PatientGuard::load(&state.db, person_id, false).await?;
     if let Err(other) = guard.check(&resources) {
@@ -171,7 +195,7 @@ async fn run_inner(
     .await?;
     Ok(SyncOutcome::Done(SyncReport {
         counts,
-        warnings: output.warnings,
+        warnings,
         emitted: output.emitted,
         http_requests: output.http_requests,
         token_refreshes: tokens.refreshes(),

@@ -90,7 +90,10 @@ async fn pages_load_vendored_htmx_and_send_the_csrf_header_from_the_layout() {
         assert_eq!(favicon.headers()["content-type"], "image/svg+xml");
     }
     let page = admin.get("/people").await;
-    assert!(page.body.contains(r#"rel="icon" href="/static/favicon.svg""#));
+    assert!(
+        page.body
+            .contains(r#"rel="icon" href="/static/favicon.svg""#)
+    );
     let missing = reqwest::get(format!("{}/static/../Cargo.toml", server.url))
         .await
         .unwrap();

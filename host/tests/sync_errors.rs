@@ -1004,3 +1004,37 @@ async fn a_sync_about_someone_else_stops_before_storing_anything() {
         jobs.body
     );
 }
+
+#[tokio::test]
+async fn records_about_another_patient_that_a_server_sends_are_left_out() {
+    // This server ignores the patient filter: its searches also return five of Roberto
+    // Graham's conditions and observations.
+    let others: Vec<serde_json::Value> =
+        load_synthea("Roberto_Graham_238a58eb-31dc-4054-82ee-0651ee76f391.json")
+            .into_iter()
+            .filter(|r| r["resourceType"] == "Condition" || r["resourceType"] == "Observation")
+            .take(5)
+            .collect();
+    let mut resources = patient(40);
+    resources.extend(others.iter().cloned());
+    let mock = SmartMock::start(resources).await;
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "warnings", "{job:?}");
+    assert!(
+        job.warnings
+            .contains("5 records about someone else were left out"),
+        "{}",
+        job.warnings
+    );
+    let mut expected = served(&mock);
+    for other in &others {
+        expected.remove(&(
+            other["resourceType"].as_str().unwrap().to_string(),
+            other["id"].as_str().unwrap().to_string(),
+        ));
+    }
+    assert_eq!(stored(&server, source).await, expected);
+    assert_eq!(job.added, 41);
+}

@@ -127,6 +127,67 @@ impl Identity {
     }
 }
 
+/// The ids of the Patients a resource refers to (`subject`, `patient`, `beneficiary`, a
+/// performer who is the patient...): every `reference` ending in `Patient/<id>`, relative or
+/// absolute, with or without `/_history/<version>`.
+pub fn patient_references(resource: &Value) -> Vec<String> {
+    fn walk(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    if key == "reference"
+                        && let Some(text) = child.as_str()
+                        && let Some(id) = patient_id_of(text)
+                        && !found.iter().any(|f| f == id)
+                    {
+                        found.push(id.to_string());
+                    } else {
+                        walk(child, found);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(resource, &mut found);
+    found
+}
+
+/// `abc` of `Patient/abc`, `https://x/fhir/Patient/abc` or `Patient/abc/_history/2`.
+fn patient_id_of(reference: &str) -> Option<&str> {
+    let reference = reference.split("/_history/").next()?;
+    let (before, id) = reference.rsplit_once("Patient/")?;
+    let whole_segment = before.is_empty() || before.ends_with('/');
+    (whole_segment && !id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+/// What a sync keeps of what a server sent: the resources about `patient_id` (the connection's
+/// patient) and those about no patient in particular. A server may ignore a search's patient
+/// filter; what it sends about anyone else is left out, and counted.
+pub fn keep_patient(
+    resources: Vec<super::Prepared>,
+    patient_id: &str,
+) -> (Vec<super::Prepared>, usize) {
+    let before = resources.len();
+    let kept: Vec<super::Prepared> = resources
+        .into_iter()
+        .filter(|p| {
+            if p.resource_type == "Patient" {
+                return p.resource_id == patient_id;
+            }
+            let Ok(value) = serde_json::from_str::<Value>(&p.json) else {
+                return true;
+            };
+            let about = patient_references(&value);
+            about.is_empty() || about.iter().any(|id| id == patient_id)
+        })
+        .collect();
+    let left_out = before - kept.len();
+    (kept, left_out)
+}
+
 /// Found a Patient that is clearly someone else than the person the records are for.
 #[derive(Debug, Clone)]
 pub struct OtherPatient {
@@ -264,6 +325,42 @@ mod tests {
             patient("Hyatt", "Fletcher", Some("1915-07-03")).describe(),
             "Fletcher Hyatt, born 3 Jul 1915"
         );
+    }
+
+    #[test]
+    fn references_to_a_patient_are_found_wherever_they_are() {
+        let observation = json!({"resourceType": "Observation",
+            "subject": {"reference": "Patient/p1"},
+            "performer": [{"reference": "https://x.org/fhir/Patient/p2/_history/3"},
+                          {"reference": "Practitioner/d1"}],
+            "focus": [{"reference": "NotPatient/p3"}],
+            "note": [{"text": "Patient/p4 is not a reference"}]});
+        let mut found = patient_references(&observation);
+        found.sort();
+        assert_eq!(found, vec!["p1", "p2"]);
+        assert!(patient_references(&json!({"resourceType": "Organization"})).is_empty());
+    }
+
+    #[test]
+    fn a_sync_keeps_its_patient_and_what_is_about_nobody() {
+        let prepare = |v: serde_json::Value| crate::fhir::prepare(&v.to_string()).unwrap();
+        let resources = vec![
+            prepare(json!({"resourceType": "Patient", "id": "me"})),
+            prepare(json!({"resourceType": "Patient", "id": "other"})),
+            prepare(
+                json!({"resourceType": "Goal", "id": "g1", "lifecycleStatus": "active",
+                "description": {"text": "walk"}, "subject": {"reference": "Patient/me"}}),
+            ),
+            prepare(
+                json!({"resourceType": "Goal", "id": "g2", "lifecycleStatus": "active",
+                "description": {"text": "run"}, "subject": {"reference": "Patient/other"}}),
+            ),
+            prepare(json!({"resourceType": "Organization", "id": "o1", "name": "Clinic"})),
+        ];
+        let (kept, left_out) = keep_patient(resources, "me");
+        let ids: Vec<&str> = kept.iter().map(|p| p.resource_id.as_str()).collect();
+        assert_eq!(ids, vec!["me", "g1", "o1"]);
+        assert_eq!(left_out, 2);
     }
 
     #[test]
