@@ -546,6 +546,8 @@ async fn a_revoked_refresh_token_asks_for_a_reconnect_and_keeps_the_records() {
     assert!(message.unwrap().contains("no longer accepts"));
     let page = client.get("/sources").await;
     assert!(page.body.contains("Needs reconnect"), "{}", page.body);
+    // No promise of a next sync that cannot happen until someone reconnects.
+    assert!(!page.body.contains("Next:"), "{}", page.body);
 
     // Reconnect runs the flow again for the same source.
     let reply = client
