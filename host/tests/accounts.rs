@@ -25,6 +25,8 @@ async fn first_run_leads_to_setup_which_creates_the_administrator_once() {
     for path in ["/", "/login", "/admin/users", "/explore", "/no-such-page"] {
         client.get(path).await.assert_redirect("/setup");
     }
+    // The wizard's own page still has its icon.
+    assert_eq!(client.get("/favicon.ico").await.status, StatusCode::OK);
     let form = client.get("/setup").await;
     assert_eq!(form.status, StatusCode::OK);
     assert!(form.body.contains("Create administrator"));

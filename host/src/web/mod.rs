@@ -140,7 +140,10 @@ async fn first_run_redirect(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    let exempt = path == "/setup" || path == "/healthz" || path.starts_with("/static/");
+    let exempt = path == "/setup"
+        || path == "/healthz"
+        || path == "/favicon.ico"
+        || path.starts_with("/static/");
     if !exempt {
         match state.is_first_run().await {
             Ok(true) => return Redirect::to(&state.url("/setup")).into_response(),
