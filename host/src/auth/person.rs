@@ -14,6 +14,7 @@
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::Method;
 use axum::http::request::Parts;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::CurrentUser;
 use crate::error::AppError;
@@ -131,21 +132,17 @@ pub fn person_url(state: &AppState, slug: &str) -> String {
     format!("{}/people/{}", state.config.base_path, encode_slug(slug))
 }
 
-/// A slug as a path segment. Slugs are letters, digits and `._-@`, so only letters outside ASCII
-/// need escaping.
+/// Characters kept as they are in a slug's path segment: slugs are letters, digits and `._-@`,
+/// so only letters outside ASCII are escaped.
+const SLUG_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'-')
+    .remove(b'@');
+
+/// A slug as a path segment.
 pub fn encode_slug(slug: &str) -> String {
-    let mut out = String::with_capacity(slug.len());
-    for c in slug.chars() {
-        if c.is_ascii_alphanumeric() || "._-@".contains(c) {
-            out.push(c);
-        } else {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    out
+    utf8_percent_encode(slug, SLUG_SEGMENT).to_string()
 }
 
 impl FromRequestParts<AppState> for ViewPerson {

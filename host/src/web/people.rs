@@ -6,12 +6,12 @@
 //! `/people/{person}/` by stripping the prefix and leaving the slug for the extractors in
 //! `auth::person`, which make every access check.
 
+use axum::Form;
 use axum::Router;
 use axum::extract::{OriginalUri, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, get, post};
-use axum::{Form, extract::FromRequestParts};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
@@ -96,7 +96,9 @@ pub fn strip_person(mut request: Request) -> Request {
     if slug.is_empty() {
         return request;
     }
-    let slug = percent_decode(slug);
+    let slug = percent_encoding::percent_decode_str(slug)
+        .decode_utf8_lossy()
+        .into_owned();
     let tail = if tail == "/" { "" } else { tail };
     let new_uri = match request.uri().query() {
         Some(query) => format!("{SCOPED}{tail}?{query}"),
@@ -112,25 +114,6 @@ pub fn strip_person(mut request: Request) -> Request {
     *request.uri_mut() = uri;
     request.extensions_mut().insert(PersonSlug(slug));
     request
-}
-
-fn percent_decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&segment[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn today() -> time::Date {
@@ -482,34 +465,4 @@ pub fn remove_files(state: &AppState, person: &people::Person) {
         tracing::warn!(path = %inbox.display(), error = %e, "cannot remove a deleted person's inbox");
     }
     super::upload::remove_pending_of(state, person.id);
-}
-
-/// Pages can ask whose records they show without requiring a person (the layout's header).
-pub async fn current_person(
-    parts: &mut axum::http::request::Parts,
-    state: &AppState,
-) -> Option<people::Visible> {
-    let crate::auth::MaybeUser(Some(user)) =
-        crate::auth::MaybeUser::from_request_parts(parts, state)
-            .await
-            .ok()?
-    else {
-        return None;
-    };
-    crate::auth::person::resolve(parts, state, &user)
-        .await
-        .ok()
-        .flatten()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slugs_are_decoded_from_the_path() {
-        assert_eq!(percent_decode("leo"), "leo");
-        assert_eq!(percent_decode("zo%C3%AB"), "zoë");
-        assert_eq!(percent_decode("100%"), "100%");
-    }
 }
