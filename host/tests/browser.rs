@@ -740,8 +740,9 @@ async fn a_parent_adds_a_child_switches_between_them_and_shares_the_child_to_vie
             .unwrap();
         assert_eq!(status, serde_json::json!(403));
 
-        // Every page of the journey fits a phone and uses a wide screen, with no sideways scroll.
-        for (width, name) in [(360, "phone"), (1280, "wide")] {
+        // Every page of the journey fits a small and a common phone and uses a wide screen, with
+        // no sideways scroll.
+        for (width, name) in [(360, "phone"), (390, "phone-390"), (1280, "wide")] {
             browser.set_window_size(width, 900).await.unwrap();
             for page in [
                 "/people",
