@@ -581,7 +581,9 @@ async fn import_family(
                         if part.is_empty() {
                             continue;
                         }
-                        writer.retarget(*person, *source);
+                        if let Err(e) = writer.retarget(*person, *source).await {
+                            return Err((writer, e));
+                        }
                         let before = writer.counts;
                         if let Err(e) = writer.write(&part).await {
                             return Err((writer, e));

@@ -146,21 +146,33 @@ async fn run_inner(
     let mut warnings = output.warnings.clone();
     let resources = match &patient_id {
         Some(patient) => {
-            let (kept, left_out) = crate::fhir::identity::keep_patient(resources, patient);
-            if left_out > 0 {
+            let kept = crate::fhir::identity::keep_patient(resources, patient);
+            if kept.about_someone_else > 0 || kept.unlinked > 0 {
                 tracing::warn!(
                     source_id,
-                    left_out,
-                    "records about another patient left out"
+                    about_someone_else = kept.about_someone_else,
+                    unlinked = kept.unlinked,
+                    "records left out"
                 );
+            }
+            if kept.about_someone_else > 0 {
                 warnings.push(format!(
-                    "{left_out} record{} about someone else {} left out: the provider sent \
-                     them with this patient's, and they were not stored.",
-                    if left_out == 1 { "" } else { "s" },
-                    if left_out == 1 { "was" } else { "were" }
+                    "{} about someone else {} left out: the provider sent {} with this \
+                     patient's records.",
+                    records(kept.about_someone_else),
+                    were(kept.about_someone_else),
+                    them(kept.about_someone_else)
                 ));
             }
-            kept
+            if kept.unlinked > 0 {
+                warnings.push(format!(
+                    "{} that none of this patient's records refer to (such as a practitioner \
+                     or an organisation) {} left out.",
+                    records(kept.unlinked),
+                    were(kept.unlinked)
+                ));
+            }
+            kept.resources
         }
         None => resources,
     };
@@ -203,6 +215,19 @@ async fn run_inner(
         http_waiting: output.http_waiting,
         write_time,
     }))
+}
+
+/// "1 record", "12 records".
+fn records(count: usize) -> String {
+    format!("{count} record{}", if count == 1 { "" } else { "s" })
+}
+
+fn were(count: usize) -> &'static str {
+    if count == 1 { "was" } else { "were" }
+}
+
+fn them(count: usize) -> &'static str {
+    if count == 1 { "it" } else { "them" }
 }
 
 /// One run of the plugin's sync, gathering what it emits in memory.

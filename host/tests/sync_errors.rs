@@ -1040,3 +1040,231 @@ async fn records_about_another_patient_that_a_server_sends_are_left_out() {
     assert_eq!(stored(&server, source).await, expected);
     assert_eq!(job.added, 41);
 }
+
+/// FHIR decimals that a float parse and print would change: more digits than a double holds,
+/// a float artefact, a trailing zero and a tiny value. (An exponent keeps its digits but is
+/// written in serde_json's form: `1e2` comes back as `1e+2`; issue 19 keeps that open.)
+const EXACT_DECIMALS: [&str; 4] = [
+    "164.00316868363547",
+    "112.41600000000001",
+    "1.50",
+    "0.000000001",
+];
+
+/// One Observation per decimal of [`EXACT_DECIMALS`] about `patient`, written as JSON text so the
+/// numbers are exactly those digits.
+fn exact_observations(patient: &str) -> Vec<serde_json::Value> {
+    EXACT_DECIMALS
+        .iter()
+        .enumerate()
+        .map(|(n, value)| {
+            serde_json::from_str(&format!(
+                r#"{{"resourceType":"Observation","id":"exact-{n}","status":"final",
+                    "code":{{"text":"Exact measure {n}"}},
+                    "subject":{{"reference":"Patient/{patient}"}},
+                    "effectiveDateTime":"2020-01-0{day}",
+                    "valueQuantity":{{"value":{value},"unit":"mg"}},
+                    "component":[{{"code":{{"text":"part"}},"valueQuantity":{{"value":{value}}}}}]}}"#,
+                day = n + 1
+            ))
+            .unwrap()
+        })
+        .collect()
+}
+
+/// Asserts every exact decimal appears in an export twice (value and component), as sent.
+fn assert_exact_decimals(export: &str, whose: &str) {
+    for value in EXACT_DECIMALS {
+        let needle = format!("\"value\":{value}");
+        assert_eq!(
+            export.matches(&needle).count(),
+            2,
+            "{whose}: {needle} is not in the export exactly as sent"
+        );
+    }
+}
+
+async fn export_text(client: &Client, person: &str) -> String {
+    let reply = client
+        .get_exact(&format!("/people/{person}/export/everything.json"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    reply.body
+}
+
+#[tokio::test]
+async fn decimals_are_stored_and_exported_exactly_as_sent() {
+    // Synced from a provider.
+    let mut resources = patient(3);
+    let patient_id = resources[0]["id"].as_str().unwrap().to_string();
+    resources.extend(exact_observations(&patient_id));
+    let mock = SmartMock::start(resources.clone()).await;
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "succeeded", "{job:?}");
+    assert_exact_decimals(&export_text(&client, "alice").await, "synced");
+
+    // Imported from a file written with those digits.
+    server.add_person(common::ADMIN, "leo", "Leo").await;
+    let mut bundle = String::from(r#"{"resourceType":"Bundle","type":"collection","entry":["#);
+    for (n, resource) in resources.iter().enumerate() {
+        if n > 0 {
+            bundle.push(',');
+        }
+        bundle.push_str(&format!(r#"{{"resource":{resource}}}"#));
+    }
+    bundle.push_str("]}");
+    for value in EXACT_DECIMALS {
+        assert!(bundle.contains(&format!("\"value\":{value}")), "{value}");
+    }
+    let reply = common::upload_for(&client, "/people/leo", "exact.json", bundle.into_bytes()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_exact_decimals(&export_text(&client, "leo").await, "imported");
+}
+
+#[tokio::test]
+async fn connecting_the_same_provider_and_patient_again_renews_the_source() {
+    let mock = SmartMock::start(patient(20)).await;
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    let first = finished_job(&server, source).await;
+    assert_eq!(first.status, "succeeded", "{first:?}");
+    let stored_once = records(&server, source).await;
+    assert_eq!(stored_once, 21);
+
+    // The same server and patient again (a trailing slash on the base changes nothing).
+    let callback = start_connect(
+        &client,
+        &[
+            ("fhir_base", &format!("{}/", mock.fhir_base())),
+            ("client_id", "fasten-test"),
+            ("display_name", "Mock Hospital again"),
+        ],
+    )
+    .await;
+    let reply = visit(&client, &callback).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let location = reply.location.unwrap();
+    assert!(
+        location.ends_with(&format!("/people/alice/sources?renewed={source}")),
+        "{location}"
+    );
+    let page = client
+        .get(&location[location.find("/people").unwrap()..])
+        .await;
+    assert!(
+        page.body
+            .contains("You were already connected to this provider; the connection was renewed."),
+        "{}",
+        page.body
+    );
+    let alice = server.person_id(common::ADMIN).await;
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM sources WHERE person_id = ?", alice)
+            .await,
+        1,
+        "no second source"
+    );
+    let again = finished_job(&server, source).await;
+    assert!(again.id > first.id, "the renewed source syncs again");
+    assert_eq!(again.status, "succeeded", "{again:?}");
+    assert_eq!(again.added, 0, "{again:?}");
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", alice)
+            .await,
+        stored_once,
+        "no resource is stored twice"
+    );
+}
+
+#[tokio::test]
+async fn a_record_another_source_already_holds_is_not_stored_twice() {
+    // The same patient's file uploaded first, then synced from the provider: the sync's
+    // records are the file's, byte for byte, so nothing is stored a second time.
+    let resources = patient(20);
+    let mock = SmartMock::start(resources).await;
+    let (server, client) = start_fasten(|_| {}).await;
+    let served: Vec<serde_json::Value> = mock.state.lock().unwrap().resources.clone();
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": served.iter().map(|r| serde_json::json!({"resource": r})).collect::<Vec<_>>(),
+    });
+    server
+        .import_bundle(common::ADMIN, "download.json", &bundle)
+        .await;
+    let alice = server.person_id(common::ADMIN).await;
+    let uploaded = server
+        .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", alice)
+        .await;
+    assert_eq!(uploaded, 21);
+    let source = connect(&client, &mock).await;
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "succeeded", "{job:?}");
+    assert_eq!((job.added, job.unchanged), (0, 21), "{job:?}");
+    assert_eq!(
+        server
+            .count("SELECT COUNT(*) FROM resources WHERE person_id = ?", alice)
+            .await,
+        uploaded
+    );
+}
+
+#[tokio::test]
+async fn a_search_whose_patient_filter_the_server_ignored_is_left_out_whole() {
+    // Conditions: the server ignores `patient=`, says so, and answers Roberto Graham's too.
+    let others: Vec<serde_json::Value> =
+        load_synthea("Roberto_Graham_238a58eb-31dc-4054-82ee-0651ee76f391.json")
+            .into_iter()
+            .filter(|r| r["resourceType"] == "Condition")
+            .take(5)
+            .collect();
+    let mut resources = patient(40);
+    let own_conditions = resources
+        .iter()
+        .filter(|r| r["resourceType"] == "Condition")
+        .count();
+    assert!(own_conditions > 0);
+    resources.extend(others.iter().cloned());
+    let mock = SmartMock::start(resources).await;
+    mock.configure(|b| b.ignore_patient_filter = Some("Condition".into()));
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "warnings", "{job:?}");
+    assert!(
+        job.warnings.contains(
+            "Condition: the server ignored the patient filter, so what it sent was left out"
+        ),
+        "{}",
+        job.warnings
+    );
+    assert_eq!(
+        server
+            .count(
+                "SELECT COUNT(*) FROM resources WHERE source_id = ? AND resource_type = 'Condition'",
+                source
+            )
+            .await,
+        0,
+        "nothing of a search whose filter was ignored is stored"
+    );
+    assert_eq!(records(&server, source).await as usize, 41 - own_conditions);
+    // Every search asked the server to refuse what it cannot apply rather than ignore it.
+    let searches: Vec<_> = mock
+        .log()
+        .into_iter()
+        .filter(|r| r.query.contains("patient="))
+        .collect();
+    assert!(!searches.is_empty());
+    for search in searches {
+        assert_eq!(
+            search.prefer.as_deref(),
+            Some("handling=strict"),
+            "{search:?}"
+        );
+    }
+}

@@ -163,29 +163,91 @@ fn patient_id_of(reference: &str) -> Option<&str> {
     (whole_segment && !id.is_empty() && !id.contains('/')).then_some(id)
 }
 
+/// What a sync keeps of what a server sent.
+#[derive(Debug)]
+pub struct Kept {
+    pub resources: Vec<super::Prepared>,
+    /// Records about another patient (a server may ignore a search's patient filter).
+    pub about_someone_else: usize,
+    /// Records about no patient (a Practitioner, an Organization) that nothing kept refers to.
+    pub unlinked: usize,
+}
+
 /// What a sync keeps of what a server sent: the resources about `patient_id` (the connection's
-/// patient) and those about no patient in particular. A server may ignore a search's patient
-/// filter; what it sends about anyone else is left out, and counted.
-pub fn keep_patient(
-    resources: Vec<super::Prepared>,
-    patient_id: &str,
-) -> (Vec<super::Prepared>, usize) {
+/// patient), and those about no patient in particular that they refer to, directly or through
+/// each other (an Encounter's Location, that Location's Organization). The rest is left out, and
+/// counted: the host decides what belongs to whom, not the server.
+pub fn keep_patient(resources: Vec<super::Prepared>, patient_id: &str) -> Kept {
     let before = resources.len();
-    let kept: Vec<super::Prepared> = resources
-        .into_iter()
-        .filter(|p| {
-            if p.resource_type == "Patient" {
-                return p.resource_id == patient_id;
+    let mut kept = Vec::with_capacity(before);
+    let mut unattached = Vec::new();
+    let mut referenced = std::collections::HashSet::new();
+    for p in resources {
+        if p.resource_type == "Patient" {
+            if p.resource_id == patient_id {
+                kept.push(p);
             }
-            let Ok(value) = serde_json::from_str::<Value>(&p.json) else {
-                return true;
-            };
-            let about = patient_references(&value);
-            about.is_empty() || about.iter().any(|id| id == patient_id)
-        })
-        .collect();
-    let left_out = before - kept.len();
-    (kept, left_out)
+            continue;
+        }
+        let Ok(value) = serde_json::from_str::<Value>(&p.json) else {
+            continue;
+        };
+        let about = patient_references(&value);
+        if about.is_empty() {
+            unattached.push((p, value));
+        } else if about.iter().any(|id| id == patient_id) {
+            referenced.extend(references(&value));
+            kept.push(p);
+        }
+    }
+    let about_someone_else = before - kept.len() - unattached.len();
+    // Whatever a kept record refers to is kept, until nothing more is reached.
+    loop {
+        let (reached, rest): (Vec<_>, Vec<_>) = unattached.into_iter().partition(|(p, _)| {
+            referenced.contains(&format!("{}/{}", p.resource_type, p.resource_id))
+        });
+        unattached = rest;
+        if reached.is_empty() {
+            break;
+        }
+        for (p, value) in reached {
+            referenced.extend(references(&value));
+            kept.push(p);
+        }
+    }
+    Kept {
+        resources: kept,
+        about_someone_else,
+        unlinked: unattached.len(),
+    }
+}
+
+/// `Type/id` of every literal reference in a resource, wherever it points: `Location/1`,
+/// `https://x/fhir/Location/1` and `Location/1/_history/2` are all `Location/1`.
+fn references(resource: &Value) -> Vec<String> {
+    fn walk(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    match (key.as_str(), child) {
+                        ("reference", Value::String(text)) => {
+                            let text = text.split("/_history/").next().unwrap_or(text);
+                            let mut segments = text.rsplit('/');
+                            if let (Some(id), Some(kind)) = (segments.next(), segments.next()) {
+                                found.push(format!("{kind}/{id}"));
+                            }
+                        }
+                        _ => walk(child, found),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(resource, &mut found);
+    found
 }
 
 /// Found a Patient that is clearly someone else than the person the records are for.
@@ -342,25 +404,39 @@ mod tests {
     }
 
     #[test]
-    fn a_sync_keeps_its_patient_and_what_is_about_nobody() {
+    fn a_sync_keeps_its_patient_and_what_their_records_refer_to() {
         let prepare = |v: serde_json::Value| crate::fhir::prepare(&v.to_string()).unwrap();
         let resources = vec![
             prepare(json!({"resourceType": "Patient", "id": "me"})),
             prepare(json!({"resourceType": "Patient", "id": "other"})),
+            // Reached through the Encounter's Location, which the kept Encounter refers to.
+            prepare(json!({"resourceType": "Organization", "id": "o1", "name": "Clinic"})),
             prepare(
-                json!({"resourceType": "Goal", "id": "g1", "lifecycleStatus": "active",
-                "description": {"text": "walk"}, "subject": {"reference": "Patient/me"}}),
+                json!({"resourceType": "Location", "id": "l1", "name": "Ward 3",
+                "managingOrganization": {"reference": "Organization/o1"}}),
+            ),
+            prepare(
+                json!({"resourceType": "Encounter", "id": "e1", "status": "finished",
+                "subject": {"reference": "https://x.example/fhir/Patient/me"},
+                "location": [{"location": {"reference": "https://x.example/fhir/Location/l1/_history/3"}}]}),
             ),
             prepare(
                 json!({"resourceType": "Goal", "id": "g2", "lifecycleStatus": "active",
                 "description": {"text": "run"}, "subject": {"reference": "Patient/other"}}),
             ),
-            prepare(json!({"resourceType": "Organization", "id": "o1", "name": "Clinic"})),
+            // Nothing kept refers to this Practitioner.
+            prepare(json!({"resourceType": "Practitioner", "id": "dr-nobody"})),
         ];
-        let (kept, left_out) = keep_patient(resources, "me");
-        let ids: Vec<&str> = kept.iter().map(|p| p.resource_id.as_str()).collect();
-        assert_eq!(ids, vec!["me", "g1", "o1"]);
-        assert_eq!(left_out, 2);
+        let kept = keep_patient(resources, "me");
+        let mut ids: Vec<&str> = kept
+            .resources
+            .iter()
+            .map(|p| p.resource_id.as_str())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, vec!["e1", "l1", "me", "o1"]);
+        assert_eq!(kept.about_someone_else, 2);
+        assert_eq!(kept.unlinked, 1);
     }
 
     #[test]

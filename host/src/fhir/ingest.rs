@@ -1,5 +1,7 @@
 //! Writing prepared resources: one import or sync is one transaction. Each resource is upserted
-//! by `(source, type, id)`; a row whose content hash is unchanged is left alone.
+//! by `(source, type, id)`; a row whose content hash is unchanged is left alone. A resource that
+//! another source of the same person already holds is not stored twice (see
+//! [`Writer::held_elsewhere`]).
 
 use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
@@ -36,25 +38,69 @@ pub struct Writer {
     source_id: i64,
     /// Rewrite what is derived from rows whose JSON did not change (see [`rederive_pending`]).
     rederive: bool,
+    /// The person has other sources, so a new resource may already be stored by one of them.
+    other_sources: bool,
     pub counts: Counts,
 }
 
 impl Writer {
     pub async fn begin(db: &SqlitePool, person_id: i64, source_id: i64) -> sqlx::Result<Writer> {
-        Ok(Writer {
+        let mut writer = Writer {
             tx: db.begin().await?,
             person_id,
             source_id,
             rederive: false,
+            other_sources: false,
             counts: Counts::default(),
-        })
+        };
+        writer.other_sources = writer.has_other_sources().await?;
+        Ok(writer)
     }
 
     /// Writes what follows for another person and source, in the same transaction (a family's
     /// file split by patient commits whole or not at all).
-    pub fn retarget(&mut self, person_id: i64, source_id: i64) {
+    pub async fn retarget(&mut self, person_id: i64, source_id: i64) -> sqlx::Result<()> {
         self.person_id = person_id;
         self.source_id = source_id;
+        self.other_sources = self.has_other_sources().await?;
+        Ok(())
+    }
+
+    async fn has_other_sources(&mut self) -> sqlx::Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM resources WHERE person_id = ? AND source_id != ?)",
+        )
+        .bind(self.person_id)
+        .bind(self.source_id)
+        .fetch_one(&mut *self.tx)
+        .await
+    }
+
+    /// Whether another source of the person already holds this resource: the same type and id
+    /// with the same content (the same file uploaded under another plugin, a portal download of
+    /// what a sync brought), or the same type and id from a connection to the same FHIR server.
+    /// Ids are only unique within one server, so a mere id match from elsewhere is not enough.
+    async fn held_elsewhere(&mut self, r: &Prepared) -> sqlx::Result<bool> {
+        if !self.other_sources {
+            return Ok(false);
+        }
+        sqlx::query_scalar(
+            "SELECT EXISTS (
+               SELECT 1 FROM resources held
+               LEFT JOIN connections theirs ON theirs.source_id = held.source_id
+               LEFT JOIN connections ours ON ours.source_id = ?
+               WHERE held.person_id = ? AND held.resource_type = ? AND held.resource_id = ?
+                 AND held.source_id != ?
+                 AND (held.content_hash = ? OR RTRIM(theirs.fhir_base, '/') = RTRIM(ours.fhir_base, '/')))",
+        )
+        .bind(self.source_id)
+        .bind(self.person_id)
+        .bind(&r.resource_type)
+        .bind(&r.resource_id)
+        .bind(self.source_id)
+        .bind(&r.content_hash[..])
+        .fetch_one(&mut *self.tx)
+        .await
     }
 
     pub async fn write(&mut self, resources: &[Prepared]) -> sqlx::Result<()> {
@@ -121,6 +167,8 @@ impl Writer {
                 {
                     self.counts.unchanged += 1;
                 }
+                // Stored once, by the source that brought it first.
+                None if self.held_elsewhere(r).await? => self.counts.unchanged += 1,
                 None => {
                     self.counts.added += 1;
                     new_rows.push(r);

@@ -396,6 +396,9 @@ pub struct Connected {
     pub source_id: i64,
     pub display_name: String,
     pub job_id: i64,
+    /// The person already had a source for this server and patient: it was reconnected instead
+    /// of a second one being made (which would store every record twice).
+    pub renewed: bool,
 }
 
 /// Completes a sign-in: checks the state against this browser session (single use, ten
@@ -520,6 +523,25 @@ async fn store_connection(
 ) -> sqlx::Result<Connected> {
     let now = unix_now();
     let mut tx = ctx.db.begin().await?;
+    // Connecting again to a server and patient this person already has renews that source.
+    let same = match (existing, &tokens.patient) {
+        (None, Some(patient)) => {
+            sqlx::query_scalar(
+                "SELECT s.id FROM sources s JOIN connections c ON c.source_id = s.id
+                 WHERE s.person_id = ? AND c.patient_id = ?
+                   AND RTRIM(c.fhir_base, '/') = RTRIM(?, '/')
+                 ORDER BY s.id LIMIT 1",
+            )
+            .bind(person_id)
+            .bind(patient)
+            .bind(&draft.fhir_base)
+            .fetch_optional(&mut *tx)
+            .await?
+        }
+        _ => None,
+    };
+    let renewed = same.is_some();
+    let existing = existing.or(same);
     let source_id = match existing {
         Some(id) => id,
         None => sqlx::query_scalar(
@@ -596,6 +618,7 @@ async fn store_connection(
         person_id,
         source_id,
         reconnect = existing.is_some(),
+        renewed,
         "source connected"
     );
     Ok(Connected {
@@ -603,6 +626,7 @@ async fn store_connection(
         source_id,
         display_name: draft.display_name.clone(),
         job_id,
+        renewed,
     })
 }
 

@@ -40,6 +40,7 @@ pub fn router(r: PersonRouter) -> PersonRouter {
 #[derive(Debug, Default, Deserialize)]
 struct ListQuery {
     connected: Option<i64>,
+    renewed: Option<i64>,
     synced: Option<i64>,
 }
 
@@ -50,13 +51,21 @@ async fn list(
     headers: HeaderMap,
     page: Page,
 ) -> Result<Response, AppError> {
-    let notice = match (query.connected, query.synced) {
-        (Some(_), _) => Some(
+    let notice = if query.renewed.is_some() {
+        Some(
+            "You were already connected to this provider; the connection was renewed. A sync \
+             is running in the background; its progress is shown below."
+                .to_string(),
+        )
+    } else if query.connected.is_some() {
+        Some(
             "Connected. The first sync is running in the background; its progress is shown below."
                 .to_string(),
-        ),
-        (_, Some(_)) => Some("Sync queued. Its progress is shown below.".to_string()),
-        _ => None,
+        )
+    } else if query.synced.is_some() {
+        Some("Sync queued. Its progress is shown below.".to_string())
+    } else {
+        None
     };
     sources_page(
         &state,
@@ -274,8 +283,13 @@ async fn callback(
                 .await?
                 .ok_or(AppError::NotFound)?;
             Ok(Redirect::to(&format!(
-                "{}/sources?connected={}",
+                "{}/sources?{}={}",
                 person_url(&state, &person.slug),
+                if connected.renewed {
+                    "renewed"
+                } else {
+                    "connected"
+                },
                 connected.source_id
             ))
             .into_response())

@@ -86,6 +86,10 @@ pub struct Behaviour {
     /// Searchsets of this type carry an extra `outcome` entry (an OperationOutcome warning) on
     /// their first page.
     pub operation_outcome_in_searchset: Option<String>,
+    /// Searches of this type ignore `patient=` (and `subject=`): they answer every resource of
+    /// the type, say so in an OperationOutcome on the first page, and leave the parameter out of
+    /// the `self` link, as a lenient server does with a parameter it does not support.
+    pub ignore_patient_filter: Option<String>,
     /// `GET /fhir/Patient/{id}/$everything` works; otherwise it answers 404.
     pub support_everything: bool,
     /// After this many FHIR data requests (anything under /fhir except metadata and
@@ -114,6 +118,7 @@ impl Default for Behaviour {
             session_bound_paging: false,
             reference_500: None,
             operation_outcome_in_searchset: None,
+            ignore_patient_filter: None,
             support_everything: false,
             fail_all_after_requests: None,
             clients: vec![
@@ -133,6 +138,8 @@ pub struct LoggedRequest {
     /// The raw query string ("" when none).
     pub query: String,
     pub authorization: Option<String>,
+    /// The `Prefer` header, if any.
+    pub prefer: Option<String>,
     pub status: u16,
 }
 
@@ -449,11 +456,17 @@ async fn handle(State(state): State<Arc<Mutex<MockState>>>, request: Request) ->
         &parts.headers,
         &body,
     );
+    let prefer = parts
+        .headers
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     st.log.push(LoggedRequest {
         method: parts.method.to_string(),
         path,
         query,
         authorization,
+        prefer,
         status: response.status().as_u16(),
     });
     response
@@ -1085,7 +1098,10 @@ fn search(
         Err(response) => return response,
     };
     let ids: Option<Vec<&str>> = param(params, "_id").map(|ids| ids.split(',').collect());
-    let patient_filter = param(params, "patient").or_else(|| param(params, "subject"));
+    let ignoring = st.behaviour.ignore_patient_filter.as_deref() == Some(ty);
+    let patient_filter = param(params, "patient")
+        .or_else(|| param(params, "subject"))
+        .filter(|_| !ignoring);
     let other_patient = patient_filter
         .is_some_and(|p| p.rsplit_once("Patient/").map_or(p, |(_, id)| id) != st.patient_id);
     let categories: Option<Vec<&str>> = param(params, "category").map(|c| {
@@ -1116,7 +1132,23 @@ fn search(
         .cloned()
         .collect();
     let next_path = format!("{}/{ty}", st.fhir_base());
-    let with_outcome = st.behaviour.operation_outcome_in_searchset.as_deref() == Some(ty);
+    let (self_link, note) = if ignoring {
+        let (path, query) = self_link.split_once('?').unwrap_or((&self_link, ""));
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| !pair.starts_with("patient=") && !pair.starts_with("subject="))
+            .collect();
+        (
+            format!("{path}?{}", kept.join("&")),
+            Some(format!(
+                "Unknown search parameter 'patient' for {ty}; parameter ignored"
+            )),
+        )
+    } else if st.behaviour.operation_outcome_in_searchset.as_deref() == Some(ty) {
+        (self_link, Some("Some results were omitted".to_string()))
+    } else {
+        (self_link, None)
+    };
     first_page(
         st,
         matches,
@@ -1125,7 +1157,7 @@ fn search(
         self_link,
         (next_path, next_params),
         token,
-        with_outcome,
+        note,
     )
 }
 
@@ -1193,7 +1225,7 @@ fn everything(
         self_link,
         (next_path, next_params),
         token,
-        false,
+        None,
     )
 }
 
@@ -1224,7 +1256,7 @@ fn first_page(
     self_link: String,
     (next_path, next_params): (String, Vec<(String, String)>),
     token: &str,
-    with_outcome: bool,
+    outcome_note: Option<String>,
 ) -> Response {
     let total = matches.len();
     let start = offset.min(total);
@@ -1256,7 +1288,7 @@ fn first_page(
         &matches[start..end],
         self_link,
         next,
-        with_outcome && start == 0,
+        outcome_note.filter(|_| start == 0),
     );
     fhir_response(StatusCode::OK, body)
 }
@@ -1294,7 +1326,7 @@ fn next_session_page(
         &session.matches[start..end],
         self_link,
         next,
-        false,
+        None,
     );
     fhir_response(StatusCode::OK, body)
 }
@@ -1305,7 +1337,7 @@ fn searchset(
     page: &[Value],
     self_link: String,
     next: Option<String>,
-    with_outcome: bool,
+    outcome_note: Option<String>,
 ) -> Value {
     let fhir_base = st.fhir_base();
     let mut entries: Vec<Value> = page
@@ -1322,7 +1354,7 @@ fn searchset(
             })
         })
         .collect();
-    if with_outcome {
+    if let Some(note) = outcome_note {
         entries.push(json!({
             "fullUrl": format!("urn:uuid:{}", random_token(16)),
             "resource": {
@@ -1330,7 +1362,7 @@ fn searchset(
                 "issue": [{
                     "severity": "warning",
                     "code": "incomplete",
-                    "diagnostics": "Some results were omitted",
+                    "diagnostics": note,
                 }],
             },
             "search": {"mode": "outcome"},

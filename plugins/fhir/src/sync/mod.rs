@@ -162,6 +162,9 @@ enum Failure {
     },
     /// A 2xx OperationOutcome where a resource or a Bundle was expected.
     Outcome(String),
+    /// The server said (in an OperationOutcome, or by a `self` link without it) that it ignored
+    /// the search's patient filter: the page may hold anyone's records, so none of it is used.
+    FilterIgnored,
     Http(HttpError),
 }
 
@@ -208,6 +211,10 @@ impl fmt::Display for Failure {
             Failure::Outcome(text) => {
                 write!(f, "the server answered with an OperationOutcome: {text}")
             }
+            Failure::FilterIgnored => write!(
+                f,
+                "the server ignored the patient filter, so what it sent was left out"
+            ),
             Failure::Http(HttpError::Denied(why)) => {
                 write!(f, "the host refused the request: {why}")
             }
@@ -458,7 +465,7 @@ impl<'h, H: Host> Session<'h, H> {
         if let Some(since) = &self.since {
             url.push_str(&format!("&_since={}", encode_query_value(since)));
         }
-        match self.follow_pages(EVERYTHING, url)? {
+        match self.follow_pages(EVERYTHING, url, Scope::Everything)? {
             Pages::Complete(pages) => {
                 self.log(Level::Info, format!("{EVERYTHING}: {pages} pages"));
                 Ok(true)
@@ -508,7 +515,7 @@ impl<'h, H: Host> Session<'h, H> {
             };
             loop {
                 let url = self.search_url(resource_type, patient, category.as_deref(), incremental);
-                match self.follow_pages(&label, url)? {
+                match self.follow_pages(&label, url, Scope::PatientSearch)? {
                     Pages::Complete(pages) => {
                         self.searches_answered += 1;
                         self.log(Level::Debug, format!("{label}: {pages} pages"));
@@ -574,13 +581,25 @@ impl<'h, H: Host> Session<'h, H> {
     }
 
     /// Reads a search's pages, emitting their resources, following each `next` link as given.
-    fn follow_pages(&mut self, label: &str, first: String) -> Result<Pages, ConnectorError> {
+    fn follow_pages(
+        &mut self,
+        label: &str,
+        first: String,
+        scope: Scope,
+    ) -> Result<Pages, ConnectorError> {
         let mut url = first;
         let mut visited = HashSet::new();
         for page in 0..MAX_PAGES {
             visited.insert(url.clone());
-            let failure = match self.get(&url)? {
-                Ok(Body::Json(value)) => match self.take_page(label, value)? {
+            // Later pages' links are often opaque (`?_getpages=...`): only the first page's
+            // `self` link is expected to repeat the search's parameters.
+            let check = match scope {
+                Scope::PatientSearch if page == 0 => FilterCheck::OutcomeAndSelfLink,
+                Scope::PatientSearch => FilterCheck::Outcome,
+                Scope::Everything => FilterCheck::None,
+            };
+            let failure = match self.search_get(&url)? {
+                Ok(Body::Json(value)) => match self.take_page(label, value, check)? {
                     Ok(Some(next)) if visited.contains(&next) => {
                         // A server that links a page to itself would otherwise be read 1000 times.
                         self.log(Level::Warn, format!("{label}: next link loops; stopping"));
@@ -620,9 +639,13 @@ impl<'h, H: Host> Session<'h, H> {
         &mut self,
         label: &str,
         page: Value,
+        check: FilterCheck,
     ) -> Result<Result<Option<String>, Failure>, ConnectorError> {
         if page.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
             return Ok(Err(unexpected(&page, "a Bundle")));
+        }
+        if patient_filter_ignored(&page, check) {
+            return Ok(Err(Failure::FilterIgnored));
         }
         let next = page
             .get("link")
@@ -868,13 +891,31 @@ impl<'h, H: Host> Session<'h, H> {
 
     // ---- HTTP ----
 
+    /// GETs a search page, asking the server to refuse a parameter it does not support rather
+    /// than ignore it (an ignored `patient=` would return everyone's records).
+    fn search_get(&mut self, url: &str) -> Result<Result<Body, Failure>, ConnectorError> {
+        self.send_get(url, Some(("prefer", "handling=strict")))
+    }
+
     /// GETs `url`. The outer error ends the run (401, rate limiting, the server gone); the inner
     /// one is a failure of this request only.
     fn get(&mut self, url: &str) -> Result<Result<Body, Failure>, ConnectorError> {
+        self.send_get(url, None)
+    }
+
+    fn send_get(
+        &mut self,
+        url: &str,
+        extra_header: Option<(&str, &str)>,
+    ) -> Result<Result<Body, Failure>, ConnectorError> {
+        let mut headers = vec![("accept".to_string(), self.settings.accept.clone())];
+        if let Some((name, value)) = extra_header {
+            headers.push((name.to_string(), value.to_string()));
+        }
         let request = Request {
             method: "GET".into(),
             url: url.into(),
-            headers: vec![("accept".into(), self.settings.accept.clone())],
+            headers,
             body: None,
         };
         self.requests += 1;
@@ -975,6 +1016,68 @@ fn unexpected(value: &Value, wanted: &str) -> Failure {
 fn with_article(resource_type: &str) -> String {
     let vowel = resource_type.starts_with(['A', 'E', 'I', 'O', 'U']);
     format!("{} {resource_type}", if vowel { "an" } else { "a" })
+}
+
+/// What a search is, for checking that the server applied its patient filter.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// `{Type}?patient=...`
+    PatientSearch,
+    /// `Patient/{id}/$everything`: the patient is in the path, not a parameter.
+    Everything,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum FilterCheck {
+    None,
+    Outcome,
+    OutcomeAndSelfLink,
+}
+
+/// Whether a searchset page shows that the server ignored the `patient` parameter: an
+/// OperationOutcome saying so ("Unknown search parameter 'patient' for Goal; parameter
+/// ignored"), or a first page whose `self` link, which echoes the parameters the server applied,
+/// has no patient.
+fn patient_filter_ignored(page: &Value, check: FilterCheck) -> bool {
+    if check == FilterCheck::None {
+        return false;
+    }
+    let entries = page.get("entry").and_then(Value::as_array);
+    let says_so = entries.into_iter().flatten().any(|entry| {
+        let Some(resource) = entry.get("resource") else {
+            return false;
+        };
+        resource.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome")
+            && outcome_issues(resource).iter().any(|(_, text)| {
+                let text = text.to_ascii_lowercase();
+                text.contains("patient")
+                    && ["ignored", "unknown", "not supported", "unsupported"]
+                        .iter()
+                        .any(|word| text.contains(word))
+            })
+    });
+    if says_so {
+        return true;
+    }
+    if check != FilterCheck::OutcomeAndSelfLink {
+        return false;
+    }
+    let self_link = page
+        .get("link")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|link| link.get("relation").and_then(Value::as_str) == Some("self"))
+        .and_then(|link| link.get("url"))
+        .and_then(Value::as_str);
+    match self_link.and_then(|url| url.split_once('?')) {
+        Some((_, query)) => !query.split('&').any(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            name == "patient" || name.starts_with("patient:") || name == "subject"
+        }),
+        // No self link, or one without a query (some servers echo only the path): no evidence.
+        None => false,
+    }
 }
 
 /// A Binary resource holding a document the server sent as is.

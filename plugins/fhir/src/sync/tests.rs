@@ -270,8 +270,16 @@ fn falls_back_to_searches_follows_pages_and_references() {
     );
     // The 500 keeps the cursor from advancing: there was none before, so none is set.
     assert_eq!(fake.checkpoint, None);
-    assert!(fake.requests.iter().all(|r| r.headers
-        == vec![("accept".to_string(), "application/fhir+json".to_string())]));
+    // Every request asks for FHIR JSON; searches also ask the server not to ignore a parameter.
+    for request in &fake.requests {
+        let accept = ("accept".to_string(), "application/fhir+json".to_string());
+        let strict = ("prefer".to_string(), "handling=strict".to_string());
+        if request.url.contains('?') {
+            assert_eq!(request.headers, vec![accept, strict], "{}", request.url);
+        } else {
+            assert_eq!(request.headers, vec![accept], "{}", request.url);
+        }
+    }
     // 1 patient + 1 $everything + 3 types + 2 rounds.
     assert_eq!(fake.progress.last(), Some(&(7, Some(7))));
 }
@@ -657,4 +665,47 @@ fn too_many_warnings_are_counted() {
     let capped = cap_warnings(warnings);
     assert_eq!(capped.len(), 101);
     assert_eq!(capped[100], "... and 50 more");
+}
+
+#[test]
+fn a_page_shows_when_the_patient_filter_was_ignored() {
+    let page = |self_link: &str, note: Option<&str>| {
+        let mut entries = vec![json!({"resource": {"resourceType": "Goal", "id": "g1"}})];
+        if let Some(note) = note {
+            entries.push(json!({"search": {"mode": "outcome"}, "resource": {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "warning", "code": "not-supported", "diagnostics": note}]}}));
+        }
+        json!({"resourceType": "Bundle", "type": "searchset",
+               "link": [{"relation": "self", "url": self_link}], "entry": entries})
+    };
+    let base = "https://x.example/fhir/Goal";
+    let applied = page(&format!("{base}?patient=p1&_count=50"), None);
+    assert!(!patient_filter_ignored(
+        &applied,
+        FilterCheck::OutcomeAndSelfLink
+    ));
+    // The self link echoes what the server applied: no patient, no filter.
+    let dropped = page(&format!("{base}?_count=50"), None);
+    assert!(patient_filter_ignored(
+        &dropped,
+        FilterCheck::OutcomeAndSelfLink
+    ));
+    // ...but a later page's link may be opaque, and is not evidence.
+    assert!(!patient_filter_ignored(&dropped, FilterCheck::Outcome));
+    let said = page(
+        &format!("{base}?patient=p1"),
+        Some("Unknown search parameter 'patient' for Goal; parameter ignored"),
+    );
+    assert!(patient_filter_ignored(&said, FilterCheck::Outcome));
+    let unrelated = page(
+        &format!("{base}?patient=p1"),
+        Some("Some results are hidden"),
+    );
+    assert!(!patient_filter_ignored(
+        &unrelated,
+        FilterCheck::OutcomeAndSelfLink
+    ));
+    // $everything names the patient in its path.
+    assert!(!patient_filter_ignored(&dropped, FilterCheck::None));
 }
