@@ -16,9 +16,8 @@ use smart_mock::{SmartMock, load_synthea};
 
 const PATIENT_FILE: &str = "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json";
 
-/// The patient's resources, cut to keep each sync short: the Patient and the first `n` others.
-/// Claims are left out: the sync asks for the US Core types (and ExplanationOfBenefit), and a
-/// Claim is none of them, so a server's Claims are not expected in Fasten.
+/// The patient's resources, cut to keep each sync short: the Patient and the first `n` others
+/// that are not Claims (Paris Casper's file starts with a long run of them).
 fn patient(n: usize) -> Vec<serde_json::Value> {
     load_synthea(PATIENT_FILE)
         .into_iter()

@@ -507,3 +507,110 @@ async fn connect_sync_and_refresh_against_real_peers() {
     assert_sealed("refresh_token", refresh_now.as_deref());
     eprintln!("e2e test done in {:?}", started.elapsed());
 }
+
+/// A platform without `$everything`, as Epic and most vendors are: the connector searches type
+/// by type. Its one entry takes the FHIR base from the form.
+const PER_TYPE_CATALOG: &str = r#"
+[[platform]]
+id = "per-type"
+name = "Searches by type"
+everything = false
+
+[[entry]]
+id = "per-type-peer"
+name = "Per-type peer hospital"
+platform = "per-type"
+fhir_base = ""
+client_id = "fasten-e2e"
+"#;
+
+/// Every type's count in a set of keys.
+fn per_type(keys: &Keys) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for (resource_type, _) in keys {
+        *counts.entry(resource_type.clone()).or_default() += 1;
+    }
+    counts
+}
+
+/// With all five Synthea patients on one server, syncing each of them by per-type searches
+/// stores, type by type, exactly what `$everything` returns for that patient: nothing missed
+/// (claims, imaging, care plans) and nothing of the other four.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_type_searches_store_what_everything_returns_for_each_patient() {
+    if !peers::require() {
+        return;
+    }
+    let started = Instant::now();
+    let sekmet = Sekmet::start().await;
+    let mut patients = Vec::new();
+    for file in peers::SYNTHEA_PATIENTS {
+        let (patient, _) = sekmet.load_bundle_keys(&peers::synthea(file)).await;
+        patients.push(patient);
+    }
+    eprintln!("five patients loaded in {:?}", started.elapsed());
+
+    let registry = tempfile::tempdir().unwrap();
+    std::fs::write(registry.path().join("catalog.toml"), PER_TYPE_CATALOG).unwrap();
+    let server = TestServer::start_with(|c| {
+        c.plugins.allow_http_loopback = true;
+        c.plugins.allow_private_networks = true;
+        c.plugins.registry_dir = registry.path().to_path_buf();
+        c.sync.every = Duration::ZERO;
+    })
+    .await;
+    let client = server.client();
+    client.setup(ADMIN, "Alice", ADMIN_PASSWORD).await;
+
+    for (n, patient) in patients.iter().enumerate() {
+        let oauth = OAuthPeer::start(&[
+            ("FHIR_UPSTREAM", sekmet.base.as_str()),
+            ("PATIENT_ID", patient.as_str()),
+            ("EXPIRES_IN", "3600"),
+            ("CLIENT_ID", CLIENT_ID),
+        ])
+        .await;
+        // Each patient is a person of the family, connected from their own page.
+        let slug = format!("member{n}");
+        server
+            .add_person(ADMIN, &slug, &format!("Member {n}"))
+            .await;
+        let sources = format!("/people/{slug}/sources");
+        let connect = client
+            .submit(
+                &sources,
+                &format!("{sources}/connect"),
+                &[
+                    ("catalog_id", "per-type-peer"),
+                    ("fhir_base", oauth.fhir_base.as_str()),
+                ],
+            )
+            .await;
+        assert_eq!(connect.status, StatusCode::OK, "{}", connect.body);
+        let authorize = continue_href(&connect.body)
+            .unwrap_or_else(|| panic!("no continue link: {}", connect.body));
+        let at_provider = peers::http().get(&authorize).send().await.unwrap();
+        let back = at_provider.headers()["location"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let connected = client.get(back.strip_prefix(&server.url).unwrap()).await;
+        let location = connected.location.clone().unwrap_or_default();
+        let source_id: i64 = location
+            .rsplit("connected=")
+            .next()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("callback: {} {location:?}", connected.body));
+        let job = finished_job(&server, &sekmet, &oauth, source_id, 0).await;
+        assert_succeeded(&job, &slug);
+
+        let everything = per_type(&sekmet.resource_ids(patient).await);
+        let stored = per_type(&fasten_keys(&server, source_id).await);
+        assert_eq!(
+            stored, everything,
+            "{slug}: stored per type (left) vs $everything (right); warnings {}",
+            job.warnings
+        );
+        eprintln!("{slug}: {stored:?} after {:?}", started.elapsed());
+    }
+}

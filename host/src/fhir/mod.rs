@@ -104,8 +104,13 @@ pub fn sort_date(resource: &Value) -> Option<String> {
         "/started",
         "/recorded",
         "/birthDate",
-        "/meta/lastUpdated",
+        // A Goal: when it was set, else when it is due.
+        "/startDate",
+        "/target/0/dueDate",
+        "/statusDate",
     ];
+    // Not `meta.lastUpdated`: that is when the server stored the record (often the day of the
+    // sync), not when anything happened. A record without a date of its own has none.
     PATHS
         .iter()
         .find_map(|p| resource.pointer(p).and_then(Value::as_str))
@@ -145,6 +150,9 @@ fn human_name(name: &Value) -> Option<String> {
 /// A short human title: the code's text, the medicine's name, a person's name, an
 /// organisation's name...
 pub fn title(resource: &Value) -> Option<String> {
+    if let Some(title) = own_title(resource) {
+        return Some(title);
+    }
     let field_text = |field: &str| {
         let concept = match resource.get(field) {
             Some(Value::Array(items)) => items.first(),
@@ -180,6 +188,35 @@ pub fn title(resource: &Value) -> Option<String> {
         .find_map(|f| resource.get(*f).and_then(Value::as_str))
         .map(str::to_owned)
         .or_else(|| imaging_title(resource))
+}
+
+/// The title of a type whose generic fields would not give one a person can read: a Goal is
+/// what it aims at (`description`, a CodeableConcept); a claim or explanation of benefit is
+/// named by what it bills for, since its `type` is a bare code ("pharmacy").
+fn own_title(resource: &Value) -> Option<String> {
+    match resource.get("resourceType")?.as_str()? {
+        "Goal" => resource.get("description").and_then(concept_text),
+        kind @ ("Claim" | "ExplanationOfBenefit") => {
+            let what = if kind == "Claim" {
+                "Claim"
+            } else {
+                "Explanation of benefits"
+            };
+            let billed = resource
+                .pointer("/item/0/productOrService")
+                .and_then(concept_text);
+            let claim_type = resource
+                .pointer("/type/coding/0/code")
+                .and_then(Value::as_str)
+                .filter(|code| !code.is_empty());
+            Some(match (billed, claim_type) {
+                (Some(billed), _) => format!("{what} for {billed}"),
+                (None, Some(code)) => format!("{what} ({code})"),
+                (None, None) => what.to_string(),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// "Ultrasound (thoracic)" for an ImagingStudy that names no procedure: what kind of images of
@@ -433,6 +470,90 @@ mod tests {
             prepare(r#"{"resourceType":"Patient","id":"a b"}"#)
                 .unwrap_err()
                 .contains("invalid id")
+        );
+    }
+}
+
+#[cfg(test)]
+mod synthea_titles {
+    use serde_json::Value;
+
+    /// Every resource of the Synthea patients in `../shared/testdata`, as a sync or import would
+    /// store it (Synthea writes `urn:uuid:` references; they do not matter here).
+    fn synthea_resources() -> Vec<Value> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/testdata/fhir/synthea");
+        let mut resources = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("the Synthea bundles are in ../shared") {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let bundle: Value = serde_json::from_str(&text).unwrap();
+            for entry in bundle["entry"].as_array().unwrap() {
+                resources.push(entry["resource"].clone());
+            }
+        }
+        resources
+    }
+
+    const SYNC_DAY: &str = "2026-12-06T08:00:00Z";
+
+    /// Types about no patient in particular: they have no date of their own.
+    const UNDATED: [&str; 4] = ["Organization", "Practitioner", "Location", "Medication"];
+
+    #[test]
+    fn every_synthea_record_has_a_title_and_a_date_of_its_own() {
+        let mut checked = std::collections::BTreeMap::<String, usize>::new();
+        for resource in synthea_resources() {
+            // As a server sends it: stored today. That is not a date of the record's own.
+            let mut resource = resource;
+            resource["meta"]["lastUpdated"] = Value::from(SYNC_DAY);
+            let p = super::prepare(&resource.to_string()).unwrap();
+            assert_ne!(p.sort_date.as_deref(), Some(SYNC_DAY), "{}", p.resource_id);
+            let kind = p.resource_type.clone();
+            let title = p.sort_title.as_deref().unwrap_or("");
+            assert!(
+                !title.trim().is_empty() && title != p.resource_id,
+                "{kind}/{} has no title of its own",
+                p.resource_id
+            );
+            // Synthea's Goals carry no date at all: they are shown undated.
+            if !UNDATED.contains(&kind.as_str()) && kind != "Goal" {
+                assert!(
+                    p.sort_date.is_some(),
+                    "{kind}/{} has no date of its own",
+                    p.resource_id
+                );
+            }
+            *checked.entry(kind).or_default() += 1;
+        }
+        for kind in [
+            "Goal",
+            "Claim",
+            "ExplanationOfBenefit",
+            "CarePlan",
+            "ImagingStudy",
+        ] {
+            assert!(
+                checked.contains_key(kind),
+                "no {kind} in the Synthea bundles"
+            );
+        }
+    }
+
+    #[test]
+    fn goals_and_claims_are_titled_and_dated_from_their_own_fields() {
+        let goal = serde_json::json!({"resourceType": "Goal", "id": "g1",
+            "lifecycleStatus": "active", "description": {"text": "Walk 30 minutes a day"},
+            "target": [{"dueDate": "2021-06-01"}], "meta": {"lastUpdated": SYNC_DAY}});
+        let p = super::prepare(&goal.to_string()).unwrap();
+        assert_eq!(p.sort_title.as_deref(), Some("Walk 30 minutes a day"));
+        assert_eq!(p.sort_date.as_deref(), Some("2021-06-01"));
+        let claim = serde_json::json!({"resourceType": "Claim", "id": "c1",
+            "type": {"coding": [{"code": "pharmacy"}]}, "created": "2012-07-01",
+            "item": [{"productOrService": {"text": "Emergency room admission (procedure)"}}]});
+        let p = super::prepare(&claim.to_string()).unwrap();
+        assert_eq!(
+            p.sort_title.as_deref(),
+            Some("Claim for Emergency room admission (procedure)")
         );
     }
 }

@@ -82,6 +82,16 @@ pub fn synthea(file: &str) -> PathBuf {
 /// The small Synthea patient the tests load.
 pub const PARIS_CASPER: &str = "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json";
 
+/// Every Synthea patient in `../shared/testdata`.
+#[allow(dead_code)] // Not every test crate that includes this module loads them all.
+pub const SYNTHEA_PATIENTS: [&str; 5] = [
+    PARIS_CASPER,
+    "Fletcher_Hyatt_fe0562b5-f517-4951-8366-32fdab088930.json",
+    "Kathy_Walker_59885d16-d333-481e-8edb-422fa047d6b6.json",
+    "Norma_Pagan_c5c29bde-5877-42ae-b786-17ce70275691.json",
+    "Roberto_Graham_238a58eb-31dc-4054-82ee-0651ee76f391.json",
+];
+
 /// A set of `(resourceType, id)`.
 pub type Keys = BTreeSet<(String, String)>;
 

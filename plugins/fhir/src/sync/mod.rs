@@ -329,6 +329,8 @@ impl<'h, H: Host> Session<'h, H> {
             self.step_done();
         }
         if !searched {
+            let types = self.supported(types)?;
+            self.total = 1 + u64::from(self.settings.everything) + types.len() as u64 + rounds;
             for resource_type in &types {
                 self.search_type(resource_type, &patient)?;
                 self.step_done();
@@ -498,6 +500,64 @@ impl<'h, H: Host> Session<'h, H> {
                 Ok(false)
             }
         }
+    }
+
+    /// The `wanted` types the server's CapabilityStatement says it can search. A type it does
+    /// not list is skipped without a warning: there is nothing to miss. When the statement
+    /// cannot be read, or lists no resources, every wanted type is searched, and a refusal is a
+    /// warning as before.
+    fn supported(&mut self, wanted: Vec<String>) -> Result<Vec<String>, ConnectorError> {
+        let url = format!("{}/metadata", self.base);
+        let statement = match self.get(&url)? {
+            Ok(Body::Json(value))
+                if value.get("resourceType").and_then(Value::as_str)
+                    == Some("CapabilityStatement") =>
+            {
+                value
+            }
+            _ => {
+                self.log(
+                    Level::Info,
+                    "no CapabilityStatement; searching every type".to_string(),
+                );
+                return Ok(wanted);
+            }
+        };
+        let searchable: HashSet<&str> = statement
+            .get("rest")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|rest| rest.get("mode").and_then(Value::as_str) != Some("client"))
+            .filter_map(|rest| rest.get("resource").and_then(Value::as_array))
+            .flatten()
+            .filter(|resource| {
+                // A statement that lists no interactions is not taken to forbid searching.
+                match resource.get("interaction").and_then(Value::as_array) {
+                    Some(interactions) => interactions.iter().any(|interaction| {
+                        interaction.get("code").and_then(Value::as_str) == Some("search-type")
+                    }),
+                    None => true,
+                }
+            })
+            .filter_map(|resource| resource.get("type").and_then(Value::as_str))
+            .collect();
+        if searchable.is_empty() {
+            return Ok(wanted);
+        }
+        let (kept, skipped): (Vec<String>, Vec<String>) = wanted
+            .into_iter()
+            .partition(|t| searchable.contains(t.as_str()));
+        if !skipped.is_empty() {
+            self.log(
+                Level::Info,
+                format!(
+                    "not searched (not in the server's CapabilityStatement): {}",
+                    skipped.join(", ")
+                ),
+            );
+        }
+        Ok(kept)
     }
 
     /// Searches one resource type, once, or once per configured category.

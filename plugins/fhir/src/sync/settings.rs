@@ -5,13 +5,16 @@
 //! `InvalidInput` error rather than a silent default, because the user can fix it and would
 //! otherwise never learn why, say, Observations are missing.
 
-/// The resource types searched one by one when `Patient/$everything` is unavailable: the US Core
-/// types in the patient compartment. Provenance and QuestionnaireResponse are left out (many
-/// servers refuse patient searches on them); `extra_types` can add them back.
+/// The resource types searched one by one when `Patient/$everything` is unavailable: the types of
+/// R4's Patient compartment that hold a person's own health and cost records (US Core's, plus
+/// claims, imaging, specimens and family history), each searched only when the server's
+/// CapabilityStatement lists it. Provenance and QuestionnaireResponse are left out (many servers
+/// refuse patient searches on them); `extra_types` can add them back.
 pub(crate) const DEFAULT_RESOURCE_TYPES: &[&str] = &[
     "AllergyIntolerance",
     "CarePlan",
     "CareTeam",
+    "Claim",
     "Condition",
     "Coverage",
     "Device",
@@ -19,13 +22,18 @@ pub(crate) const DEFAULT_RESOURCE_TYPES: &[&str] = &[
     "DocumentReference",
     "Encounter",
     "ExplanationOfBenefit",
+    "FamilyMemberHistory",
     "Goal",
+    "ImagingStudy",
     "Immunization",
+    "MedicationAdministration",
     "MedicationDispense",
     "MedicationRequest",
+    "MedicationStatement",
     "Observation",
     "Procedure",
     "ServiceRequest",
+    "Specimen",
 ];
 
 pub(crate) const DEFAULT_ACCEPT: &str = "application/fhir+json";

@@ -409,6 +409,7 @@ fn not_incremental_ignores_the_cursor() {
         fake.urls(),
         [
             format!("{BASE}/Patient/p1"),
+            format!("{BASE}/metadata"),
             search("Goal"),
             format!("{BASE}/Practitioner/dr1")
         ]
@@ -478,7 +479,14 @@ fn finds_the_patient_when_the_provider_named_none() {
         &mut fake,
     )
     .unwrap();
-    assert_eq!(fake.urls(), [format!("{BASE}/Patient"), search("Goal")]);
+    assert_eq!(
+        fake.urls(),
+        [
+            format!("{BASE}/Patient"),
+            format!("{BASE}/metadata"),
+            search("Goal")
+        ]
+    );
     assert_eq!(fake.emitted_keys(), ["Patient/p1"]);
 
     let mut fake = Fake::default();
@@ -599,7 +607,8 @@ fn a_dead_server_ends_the_run_as_transient() {
     )
     .unwrap_err();
     assert!(matches!(error, ConnectorError::Transient(_)), "{error:?}");
-    assert_eq!(fake.requests.len(), 4);
+    // The Patient, the CapabilityStatement, then three timeouts in a row.
+    assert_eq!(fake.requests.len(), 5);
 }
 
 #[test]
@@ -708,4 +717,48 @@ fn a_page_shows_when_the_patient_filter_was_ignored() {
     ));
     // $everything names the patient in its path.
     assert!(!patient_filter_ignored(&dropped, FilterCheck::None));
+}
+
+#[test]
+fn only_the_types_the_server_lists_are_searched() {
+    let mut fake = Fake::default();
+    fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
+        .json(
+            &format!("{BASE}/metadata"),
+            200,
+            json!({"resourceType": "CapabilityStatement", "rest": [{"mode": "server",
+            "resource": [
+                {"type": "Condition", "interaction": [{"code": "read"}, {"code": "search-type"}]},
+                {"type": "Claim"},
+                {"type": "Goal", "interaction": [{"code": "read"}]}
+            ]}]}),
+        )
+        .json(&search("Condition"), 200, bundle(&[], None))
+        .json(&search("Claim"), 200, bundle(&[], None));
+    let summary = sync(
+        request(
+            Some("p1"),
+            None,
+            &[
+                ("everything", "false"),
+                ("resource_types", "Condition,Claim,Goal,ImagingStudy"),
+                ("reference_rounds", "0"),
+            ],
+        ),
+        NOW,
+        &mut fake,
+    )
+    .unwrap();
+    // Goal cannot be searched there and ImagingStudy is not served: neither is asked for, and
+    // neither is worth a warning.
+    assert_eq!(
+        fake.urls(),
+        [
+            format!("{BASE}/Patient/p1"),
+            format!("{BASE}/metadata"),
+            search("Condition"),
+            search("Claim")
+        ]
+    );
+    assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
 }
