@@ -34,6 +34,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// The background job queue's wake-up bell and cancel flags.
     pub jobs: Arc<JobQueue>,
+    /// Messages waiting for the page a redirect leads to.
+    pub notices: Arc<crate::web::notice::Notices>,
     /// Set once the first account exists; it never goes back, because the last admin cannot be
     /// deleted, so the first-run check stops costing a query.
     setup_done: Arc<AtomicBool>,
@@ -58,6 +60,7 @@ impl AppState {
             vault: Vault::new(keys.vault),
             catalog: Arc::new(catalog),
             jobs: Arc::default(),
+            notices: Arc::default(),
             setup_done: Arc::default(),
         }
     }

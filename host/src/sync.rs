@@ -17,7 +17,7 @@ use crate::fhir::Prepared;
 use crate::fhir::ingest::{Counts, Writer};
 use crate::plugins::{PluginError, RunContext, RunFailure, SyncRequest};
 use crate::sources;
-use crate::sources::tokens::{ConnectionTokens, RefreshProblem};
+use crate::sources::tokens::{ConnectionTokens, RECONNECT_MESSAGE, RefreshProblem};
 use crate::state::AppState;
 use crate::store::unix_now;
 
@@ -35,17 +35,32 @@ pub struct SyncReport {
     pub write_time: Duration,
 }
 
-/// How a sync ended, for the job record.
+/// How a sync ended, for the job record. Messages are for the family: what happened and what
+/// to do, in plain words. `detail` is the protocol's side of it (a status, an error code, a
+/// resource path), shown behind "Details" on the Jobs page and logged.
 #[derive(Debug)]
 pub enum SyncOutcome {
     Done(SyncReport),
     /// A temporary problem; `after_seconds` when the provider said how long to wait.
     Retry {
         reason: String,
+        detail: Option<String>,
         after_seconds: Option<i64>,
     },
-    Failed(String),
+    Failed {
+        message: String,
+        detail: Option<String>,
+    },
     Cancelled,
+}
+
+impl SyncOutcome {
+    fn failed(message: impl Into<String>) -> SyncOutcome {
+        SyncOutcome::Failed {
+            message: message.into(),
+            detail: None,
+        }
+    }
 }
 
 /// Runs one sync of `source_id`. `progress` receives the plugin's (done, total).
@@ -59,7 +74,13 @@ pub async fn run(
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(source_id, error = %format!("{e:#}"), "sync failed inside Fasten");
-            SyncOutcome::Failed(format!("Fasten could not complete the sync: {e:#}"))
+            SyncOutcome::Failed {
+                message: "Fasten could not finish this sync because of a problem on this \
+                          computer; the records from earlier syncs are kept. If it happens \
+                          again, ask whoever runs Fasten to look at its log."
+                    .into(),
+                detail: Some(format!("{e:#}")),
+            }
         }
     }
 }
@@ -73,12 +94,12 @@ async fn run_inner(
     let started = Instant::now();
     let Some(connection) = sources::load_connection(&state.db, &state.vault, source_id).await?
     else {
-        return Ok(SyncOutcome::Failed(
-            "This source has no provider connection to sync.".into(),
+        return Ok(SyncOutcome::failed(
+            "This source has no provider connection to sync.",
         ));
     };
     if connection.status != "connected" {
-        return Ok(SyncOutcome::Failed(
+        return Ok(SyncOutcome::failed(
             connection.status_message.unwrap_or_else(|| {
                 "This source needs to be reconnected before it can sync.".into()
             }),
@@ -90,6 +111,7 @@ async fn run_inner(
                 "The {} plugin that syncs this source is not loaded (see Admin → Plugins).",
                 connection.plugin_id
             ),
+            detail: None,
             after_seconds: None,
         });
     };
@@ -179,7 +201,7 @@ async fn run_inner(
     // A provider may send another patient's records: stop before storing anything.
     let mut guard = crate::fhir::identity::PatientGuard::load(&state.db, person_id, false).await?;
     if let Err(other) = guard.check(&resources) {
-        return Ok(SyncOutcome::Failed(format!(
+        return Ok(SyncOutcome::failed(format!(
             "{} Nothing from this sync was stored. If the provider account belongs to someone \
              else, delete this source and connect it from their page.",
             other.sentence("This sync")
@@ -195,6 +217,23 @@ async fn run_inner(
     }
     let counts = writer.commit().await?;
     let write_time = writing.elapsed();
+    // The provider would not renew the access ahead of time; the sync still worked. Say when
+    // it stops working if that comes before the next scheduled sync.
+    if let Some(RefreshProblem::RefusedEarly {
+        access_expires_at: Some(expires_at),
+        ..
+    }) = tokens.problem()
+    {
+        let every = state.config.sync.every.as_secs() as i64;
+        let left = expires_at - unix_now();
+        if every == 0 || left < every {
+            warnings.push(format!(
+                "The provider would not renew this connection's access, which stops working in {}. \
+                 Reconnect before then to keep syncing.",
+                crate::sources::smart::in_words(left.max(0))
+            ));
+        }
+    }
     // The cursor moves only after the records are stored, so a failure never skips any.
     sqlx::query(
         "UPDATE connections SET last_sync_at = ?, sync_cursor = COALESCE(?, sync_cursor)
@@ -257,12 +296,27 @@ async fn classify(
     failure: RunFailure,
     tokens: &ConnectionTokens,
 ) -> sqlx::Result<SyncOutcome> {
+    let kept = "the records from earlier syncs are kept";
     Ok(match failure {
         RunFailure::Cancelled => SyncOutcome::Cancelled,
         RunFailure::Plugin(PluginError::Unauthorized) => match tokens.problem() {
-            Some(RefreshProblem::Refused(message)) => SyncOutcome::Failed(message),
+            Some(RefreshProblem::Refused { message, detail }) => SyncOutcome::Failed {
+                message,
+                detail: Some(detail),
+            },
+            // The renewal was refused ahead of time, and now the token in hand has been too.
+            Some(RefreshProblem::RefusedEarly { detail, .. }) => {
+                sources::mark_needs_reconnect(&state.db, source_id, RECONNECT_MESSAGE).await?;
+                SyncOutcome::Failed {
+                    message: RECONNECT_MESSAGE.into(),
+                    detail: Some(detail),
+                }
+            }
             Some(RefreshProblem::Unreachable(reason)) => SyncOutcome::Retry {
-                reason: format!("The provider's token endpoint could not be reached: {reason}."),
+                reason: "The provider's sign-in service could not be reached to renew this \
+                         connection's access."
+                    .into(),
+                detail: Some(reason),
                 after_seconds: None,
             },
             None => {
@@ -270,19 +324,47 @@ async fn classify(
                                be renewed. Reconnect to sign in again; the records already here \
                                are kept.";
                 sources::mark_needs_reconnect(&state.db, source_id, message).await?;
-                SyncOutcome::Failed(message.into())
+                SyncOutcome::Failed {
+                    message: message.into(),
+                    detail: Some(
+                        "the provider answered 401 Unauthorized to a renewed access token".into(),
+                    ),
+                }
             }
         },
         RunFailure::Plugin(PluginError::RateLimited(seconds)) => SyncOutcome::Retry {
-            reason: format!("The provider asked Fasten to slow down (wait {seconds} s)."),
+            reason: "The provider asked Fasten to slow down.".into(),
+            detail: Some(format!("rate limited: wait {seconds} s")),
             after_seconds: Some(i64::from(seconds).clamp(1, 3600)),
         },
         RunFailure::Plugin(PluginError::Transient(message)) => SyncOutcome::Retry {
-            reason: format!("{message}."),
+            reason: "The provider's server had a temporary problem.".into(),
+            detail: Some(message),
             after_seconds: None,
         },
-        other => SyncOutcome::Failed(format!(
-            "The sync failed: {other}. The records from earlier syncs are kept."
-        )),
+        RunFailure::Plugin(PluginError::Fatal(message) | PluginError::InvalidInput(message)) => {
+            SyncOutcome::Failed {
+                message: format!(
+                    "The provider's server answered in a way Fasten could not use, so this sync \
+                     stopped; {kept}. Try again later, and if it keeps failing, tell the provider."
+                ),
+                detail: Some(message),
+            }
+        }
+        RunFailure::TimeLimit(seconds) => SyncOutcome::Failed {
+            message: format!(
+                "This sync took longer than Fasten allows and was stopped; {kept}. The next \
+                 scheduled sync will try again."
+            ),
+            detail: Some(format!("the plugin ran past its time limit of {seconds} s")),
+        },
+        RunFailure::Unavailable(message) => SyncOutcome::failed(message),
+        other => SyncOutcome::Failed {
+            message: format!(
+                "The connector that syncs this source failed; {kept}. If it keeps failing, ask \
+                 whoever runs Fasten to check Admin, Plugins."
+            ),
+            detail: Some(other.to_string()),
+        },
     })
 }

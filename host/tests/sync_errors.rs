@@ -86,6 +86,7 @@ fn html_unescape(s: &str) -> String {
         .replace("&#x3d;", "=")
         .replace("&quot;", "\"")
         .replace("&#39;", "'")
+        .replace("&#x27;", "'")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
 }
@@ -127,6 +128,70 @@ async fn visit(client: &Client, absolute: &str) -> common::Reply {
     client.get(path).await
 }
 
+/// One sentence of what happened and one of what to do, as the family reads them: no protocol
+/// codes in brackets (`[invalid_client]`), no HTTP statuses, no doubled punctuation.
+fn assert_plain(message: &str) {
+    assert!(!message.trim().is_empty(), "an empty message");
+    for code in [
+        "[",
+        "]",
+        "invalid_",
+        "access_denied",
+        "HTTP",
+        " 500 ",
+        " 401 ",
+        "Internal Server Error",
+    ] {
+        assert!(
+            !message.contains(code),
+            "{code:?} in the message: {message}"
+        );
+    }
+    for doubled in ["..", ". .", ",,", ",.", ".,", " .", " ,", ";."] {
+        assert!(
+            !message.contains(doubled),
+            "{doubled:?} in the message: {message}"
+        );
+    }
+    let sentences = message.matches(['.', '?', '!']).count();
+    assert!(
+        (1..=4).contains(&sentences),
+        "{sentences} sentences: {message}"
+    );
+}
+
+/// The error the Sources page shows: its message, and what is behind "Details".
+fn shown_error(html: &str) -> Option<(String, Option<String>)> {
+    let block = &html[html.find("id=\"sources-error\"")?..];
+    let start = block.find("<p>")? + "<p>".len();
+    let message = html_unescape(&block[start..start + block[start..].find("</p>")?]);
+    let detail = html.find("id=\"sources-error-detail\"").and_then(|at| {
+        let rest = &html[at..];
+        let start = rest.find("<small>")? + "<small>".len();
+        Some(html_unescape(
+            &rest[start..start + rest[start..].find("</small>")?],
+        ))
+    });
+    Some((message, detail))
+}
+
+/// Visits a callback that fails: the browser is sent back to the Sources page, so the code
+/// leaves the address bar, and that page says what happened (once). Answers what it shows.
+async fn failed_callback(client: &Client, absolute: &str) -> (String, Option<String>) {
+    let reply = visit(client, absolute).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let location = reply.location.unwrap();
+    let path = &location[location.find("/people/").expect("a person's page")..];
+    assert!(path.ends_with("/sources"), "{location}");
+    let page = client.get(path).await;
+    let shown = shown_error(&page.body)
+        .unwrap_or_else(|| panic!("the Sources page says nothing: {}", page.body));
+    assert_plain(&shown.0);
+    let again = client.get(path).await;
+    assert!(shown_error(&again.body).is_none(), "said once");
+    shown
+}
+
 /// Connects the mock as a custom endpoint; answers the new source's id.
 async fn connect(client: &Client, mock: &SmartMock) -> i64 {
     let callback = start_connect(
@@ -165,6 +230,7 @@ struct JobRow {
     unchanged: i64,
     warnings: String,
     error: Option<String>,
+    error_detail: Option<String>,
 }
 
 /// Waits for the newest job of a source to end.
@@ -172,7 +238,8 @@ async fn finished_job(server: &TestServer, source_id: i64) -> JobRow {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let job: Option<JobRow> = sqlx::query_as(
-            "SELECT id, status, trigger, attempt, added, updated, unchanged, warnings, error
+            "SELECT id, status, trigger, attempt, added, updated, unchanged, warnings, error,
+                    error_detail
              FROM jobs WHERE source_id = ? ORDER BY id DESC LIMIT 1",
         )
         .bind(source_id)
@@ -289,16 +356,17 @@ async fn wrong_or_replayed_state_is_refused_and_connects_nothing() {
     let mock = SmartMock::start(patient(5)).await;
     let (server, client) = start_fasten(|_| {}).await;
 
-    let unknown = client
-        .get("/sources/callback?code=abc&state=not-a-state-we-sent")
-        .await;
-    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    let (unknown, _) = failed_callback(
+        &client,
+        &format!(
+            "{}/sources/callback?code=abc&state=not-a-state-we-sent",
+            client.base
+        ),
+    )
+    .await;
     assert!(
-        unknown
-            .body
-            .contains("unknown, was already used, or has expired"),
-        "{}",
-        unknown.body
+        unknown.contains("unknown, was already used, or has expired"),
+        "{unknown}"
     );
 
     let callback = start_connect(
@@ -312,17 +380,11 @@ async fn wrong_or_replayed_state_is_refused_and_connects_nothing() {
     // The same callback in another browser session (another sign-in of the same user) is refused...
     let other = server.client();
     other.login(common::ADMIN, common::ADMIN_PASSWORD).await;
-    let stolen = visit(&other, &callback).await;
-    assert_eq!(stolen.status, StatusCode::BAD_REQUEST);
-    assert!(
-        stolen.body.contains("another browser session"),
-        "{}",
-        stolen.body
-    );
+    let (stolen, _) = failed_callback(&other, &callback).await;
+    assert!(stolen.contains("another browser session"), "{stolen}");
     // ...and that spent it: the state is single use, so the rightful session is refused too.
-    let replay = visit(&client, &callback).await;
-    assert_eq!(replay.status, StatusCode::BAD_REQUEST);
-    assert!(replay.body.contains("already used"), "{}", replay.body);
+    let (replay, _) = failed_callback(&client, &callback).await;
+    assert!(replay.contains("already used"), "{replay}");
 
     // A fresh flow works once; replaying its callback afterwards is refused.
     let callback = start_connect(
@@ -337,8 +399,8 @@ async fn wrong_or_replayed_state_is_refused_and_connects_nothing() {
         visit(&client, &callback).await.status,
         StatusCode::SEE_OTHER
     );
-    let replay = visit(&client, &callback).await;
-    assert_eq!(replay.status, StatusCode::BAD_REQUEST);
+    let (replay, _) = failed_callback(&client, &callback).await;
+    assert!(replay.contains("already used"), "{replay}");
     assert_eq!(
         server
             .count("SELECT COUNT(*) FROM sources WHERE person_id = ?", 1)
@@ -361,13 +423,13 @@ async fn a_denial_at_the_provider_is_reported() {
         ],
     )
     .await;
-    let reply = visit(&client, &callback).await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let (message, detail) = failed_callback(&client, &callback).await;
     assert!(
-        reply.body.contains("access was not granted"),
-        "{}",
-        reply.body
+        message.starts_with("Access was not granted at the provider, so nothing was connected."),
+        "{message}"
     );
+    // What the provider said is behind "Details".
+    assert!(detail.unwrap_or_default().starts_with("access_denied"));
     assert_eq!(
         server
             .count("SELECT COUNT(*) FROM sources WHERE person_id = ?", 1)
@@ -387,11 +449,9 @@ async fn discovery_failures_and_bad_input_are_explained_on_the_page() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        reply.body.contains("is not a web address"),
-        "{}",
-        reply.body
-    );
+    let (message, _) = shown_error(&reply.body).expect("an error on the page");
+    assert!(message.contains("is not a web address"), "{message}");
+    assert_plain(&message);
 
     // A server that answers but speaks no SMART.
     let mock = SmartMock::start(patient(1)).await;
@@ -406,11 +466,13 @@ async fn discovery_failures_and_bad_input_are_explained_on_the_page() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (message, detail) = shown_error(&reply.body).expect("an error on the page");
     assert!(
-        reply.body.contains("could not find the sign-in endpoints"),
-        "{}",
-        reply.body
+        message.contains("could not find this provider's sign-in"),
+        "{message}"
     );
+    assert_plain(&message);
+    assert!(detail.unwrap_or_default().contains("nothing-here"));
     // What the user typed is still in the form.
     assert!(reply.body.contains("nothing-here"));
 }
@@ -539,6 +601,14 @@ async fn a_revoked_refresh_token_asks_for_a_reconnect_and_keeps_the_records() {
         job.error.as_deref().unwrap_or("").contains("Reconnect"),
         "{job:?}"
     );
+    assert_plain(job.error.as_deref().unwrap());
+    assert!(
+        job.error_detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("invalid_grant"),
+        "{job:?}"
+    );
     assert_eq!(records(&server, source).await, 31, "nothing was lost");
     let (status, message) = connection_status(&server, source).await;
     assert_eq!(status, "needs_reconnect");
@@ -594,6 +664,7 @@ async fn an_expired_refresh_token_is_announced_then_asks_for_a_reconnect() {
     sync_now(&client, source).await;
     let job = finished_job(&server, source).await;
     assert_eq!(job.status, "failed", "{job:?}");
+    assert_plain(job.error.as_deref().unwrap());
     assert_eq!(
         connection_status(&server, source).await.0,
         "needs_reconnect"
@@ -706,7 +777,17 @@ async fn a_failed_sync_keeps_what_earlier_syncs_stored() {
     sync_now(&client, source).await;
     let job = finished_job(&server, source).await;
     assert_eq!(job.status, "failed", "{job:?}");
-    assert!(job.error.unwrap().contains("kept"));
+    let error = job.error.unwrap();
+    assert!(error.contains("kept"), "{error}");
+    assert_plain(&error);
+    // The server's side of it is behind "Details" on the Jobs page, not in the message.
+    let detail = job.error_detail.unwrap_or_default();
+    assert!(detail.contains("503"), "{detail}");
+    let jobs = client.get("/jobs").await.body;
+    assert!(
+        jobs.contains("<summary>Details</summary>") && jobs.contains("503"),
+        "{jobs}"
+    );
     assert_eq!(records(&server, source).await, 26);
     assert_eq!(connection_status(&server, source).await.0, "connected");
 }
@@ -990,6 +1071,7 @@ async fn a_sync_about_someone_else_stops_before_storing_anything() {
         error.contains("Nothing from this sync was stored."),
         "{error}"
     );
+    assert_plain(&error);
     assert_eq!(records(&server, source).await, 0);
     assert_eq!(
         server
@@ -1266,4 +1348,52 @@ async fn a_search_whose_patient_filter_the_server_ignored_is_left_out_whole() {
             "{search:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_short_lived_token_is_not_renewed_the_moment_it_arrives() {
+    // 30-second tokens: a fixed one-minute margin would renew each one the moment it arrives
+    // (and, with a provider that refuses that, mark the source for reconnecting).
+    let mock = SmartMock::start(patient(10)).await;
+    mock.configure(|b| b.access_token_seconds = 30);
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "succeeded", "{job:?}");
+    assert_eq!(connection_status(&server, source).await.0, "connected");
+    assert!(
+        mock.token_requests()
+            .iter()
+            .all(|t| t.grant_type != "refresh_token"),
+        "no renewal was asked for"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_early_renewal_keeps_the_source_connected_and_says_until_when() {
+    let mock = SmartMock::start(patient(10)).await;
+    let (server, client) = start_fasten(|_| {}).await;
+    let source = connect(&client, &mock).await;
+    assert_eq!(finished_job(&server, source).await.status, "succeeded");
+
+    // The token has 20 seconds left of its hour: due for renewal, which the provider refuses.
+    sqlx::query("UPDATE connections SET access_expires_at = ? WHERE source_id = ?")
+        .bind(fasten::store::unix_now() + 20)
+        .bind(source)
+        .execute(&server.state.db)
+        .await
+        .unwrap();
+    mock.revoke_all_refresh_tokens();
+    sync_now(&client, source).await;
+    let job = finished_job(&server, source).await;
+    assert_eq!(job.status, "warnings", "{job:?}");
+    assert!(
+        job.warnings.contains(
+            "The provider would not renew this connection's access, which stops working in"
+        ),
+        "{}",
+        job.warnings
+    );
+    assert_eq!(connection_status(&server, source).await.0, "connected");
+    assert_eq!(records(&server, source).await, 11);
 }

@@ -12,7 +12,7 @@ mod peers;
 use std::time::{Duration, Instant};
 
 use common::{ADMIN, ADMIN_PASSWORD, TestServer, extract_csrf};
-use fasten::sources::tokens::REFRESH_MARGIN_SECONDS;
+use fasten::sources::tokens::refresh_margin;
 use peers::{Keys, OAuthPeer, Sekmet};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -21,12 +21,11 @@ const CLIENT_ID: &str = "fasten-e2e";
 /// Access token lifetime in the harness test, in seconds: short, to see the proxy enforce it.
 const SHORT_EXPIRY: u64 = 5;
 /// Access token lifetime in the end-to-end test. The host refreshes a token once it has less than
-/// REFRESH_MARGIN_SECONDS left, so with a shorter lifetime it would refresh before every request,
-/// even on the first sync right after sign-in, and the test would not show that it refreshes
-/// because the token ran out. With this one, the token from the sign-in serves the first sync as
-/// is and is due for a refresh REFRESH_AFTER later, before the second sync.
-const E2E_EXPIRY: u64 = REFRESH_MARGIN_SECONDS as u64 + REFRESH_AFTER.as_secs();
-const REFRESH_AFTER: Duration = Duration::from_secs(6);
+/// a tenth of its lifetime left (`refresh_margin`), so the token from the sign-in serves the first
+/// sync as is and is due for a refresh REFRESH_AFTER later, before the second sync.
+const E2E_EXPIRY: u64 = 10;
+const REFRESH_AFTER: Duration =
+    Duration::from_secs(E2E_EXPIRY - refresh_margin(Some(E2E_EXPIRY as i64)) as u64);
 /// How long a sync job may take before the test gives up.
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 

@@ -312,6 +312,8 @@ pub struct JobView {
     pub unchanged: i64,
     pub warnings: String,
     pub error: Option<String>,
+    /// What the provider or the plugin said, behind "Details".
+    pub error_detail: Option<String>,
     pub cancel_requested: bool,
     pub created_at: i64,
     pub started_at: Option<i64>,
@@ -342,7 +344,7 @@ pub struct JobFilter {
 const JOB_COLUMNS: &str =
     "j.id, j.kind, j.person_id, p.name AS person_name, j.source_id, j.source_name,
     j.status, j.trigger, j.attempt, j.run_after, j.progress_done, j.progress_total, j.added,
-    j.updated, j.unchanged, j.warnings, j.error, j.cancel_requested, j.created_at, j.started_at,
+    j.updated, j.unchanged, j.warnings, j.error, j.error_detail, j.cancel_requested, j.created_at, j.started_at,
     j.finished_at, j.file_name";
 
 /// A person's newest jobs.

@@ -157,7 +157,8 @@ async fn record(
             };
             sqlx::query(
                 "UPDATE jobs SET status = ?, added = ?, updated = ?, unchanged = ?, warnings = ?,
-                   progress_done = ?, progress_total = ?, error = NULL, finished_at = ?
+                   progress_done = ?, progress_total = ?, error = NULL, error_detail = NULL,
+                   finished_at = ?
                  WHERE id = ?",
             )
             .bind(status)
@@ -183,19 +184,27 @@ async fn record(
         }
         SyncOutcome::Retry {
             reason,
+            detail,
             after_seconds,
         } if job.attempt < max_attempts => {
             let wait = after_seconds.unwrap_or_else(|| backoff_seconds(job.attempt));
+            tracing::info!(
+                job_id = job.id,
+                reason,
+                detail,
+                "sync attempt did not finish"
+            );
             sqlx::query(
                 "UPDATE jobs SET status = 'queued', attempt = attempt + 1, run_after = ?,
-                   started_at = NULL, error = ? WHERE id = ?",
+                   started_at = NULL, error = ?, error_detail = ? WHERE id = ?",
             )
             .bind(now + wait)
             .bind(format!(
-                "Attempt {} of {max_attempts} did not finish: {reason} Trying again in {}.",
+                "Attempt {} of {max_attempts} did not finish: {reason} Fasten tries again in {}.",
                 job.attempt,
                 crate::sources::smart::in_words(wait)
             ))
+            .bind(detail)
             .bind(job.id)
             .execute(db)
             .await?;
@@ -207,16 +216,22 @@ async fn record(
             );
             return Ok(());
         }
-        SyncOutcome::Retry { reason, .. } => {
+        SyncOutcome::Retry { reason, detail, .. } => {
             fail(
                 db,
                 job.id,
-                &format!("{reason} Gave up after {max_attempts} attempts; the records from earlier syncs are kept."),
+                &format!(
+                    "{reason} Fasten gave up after {max_attempts} attempts; the records from \
+                     earlier syncs are kept, and the next scheduled sync will try again."
+                ),
+                detail.as_deref(),
                 progress_done,
             )
             .await?;
         }
-        SyncOutcome::Failed(message) => fail(db, job.id, &message, progress_done).await?,
+        SyncOutcome::Failed { message, detail } => {
+            fail(db, job.id, &message, detail.as_deref(), progress_done).await?
+        }
         SyncOutcome::Cancelled => {
             sqlx::query(
                 "UPDATE jobs SET status = 'cancelled', finished_at = ?, progress_done = ?,
@@ -239,17 +254,25 @@ async fn record(
     Ok(())
 }
 
-async fn fail(db: &SqlitePool, job_id: i64, message: &str, progress_done: u64) -> sqlx::Result<()> {
+async fn fail(
+    db: &SqlitePool,
+    job_id: i64,
+    message: &str,
+    detail: Option<&str>,
+    progress_done: u64,
+) -> sqlx::Result<()> {
+    tracing::info!(job_id, message, detail, "sync failed");
     sqlx::query(
-        "UPDATE jobs SET status = 'failed', error = ?, progress_done = ?, finished_at = ? WHERE id = ?",
+        "UPDATE jobs SET status = 'failed', error = ?, error_detail = ?, progress_done = ?,
+           finished_at = ? WHERE id = ?",
     )
     .bind(message)
+    .bind(detail)
     .bind(progress_done as i64)
     .bind(unix_now())
     .bind(job_id)
     .execute(db)
     .await?;
-    tracing::info!(job_id, "sync failed");
     Ok(())
 }
 

@@ -35,6 +35,7 @@ pub struct Connection {
     pub access_token: Option<String>,
     pub refresh_token: Option<String>,
     pub access_expires_at: Option<i64>,
+    pub access_lifetime: Option<i64>,
     pub status: String,
     pub status_message: Option<String>,
     pub sync_settings: Vec<(String, String)>,
@@ -59,6 +60,7 @@ struct ConnectionRow {
     access_token: Option<Vec<u8>>,
     refresh_token: Option<Vec<u8>>,
     access_expires_at: Option<i64>,
+    access_lifetime: Option<i64>,
     status: String,
     status_message: Option<String>,
     sync_settings: String,
@@ -76,8 +78,8 @@ pub async fn load_connection(
         "SELECT s.person_id, s.plugin_id, s.display_name, c.catalog_id, c.fhir_base,
                 c.authorize_url, c.token_url, c.client_id, c.client_secret, c.client_auth,
                 c.scopes_requested, c.patient_id, c.access_token, c.refresh_token,
-                c.access_expires_at, c.status, c.status_message, c.sync_settings, c.sync_cursor,
-                c.oauth_quirks
+                c.access_expires_at, c.access_lifetime, c.status, c.status_message,
+                c.sync_settings, c.sync_cursor, c.oauth_quirks
          FROM connections c JOIN sources s ON s.id = c.source_id WHERE c.source_id = ?",
     )
     .bind(source_id)
@@ -111,6 +113,7 @@ pub async fn load_connection(
         access_token: open(labels::access(source_id), row.access_token)?,
         refresh_token: open(labels::refresh(source_id), row.refresh_token)?,
         access_expires_at: row.access_expires_at,
+        access_lifetime: row.access_lifetime,
         status: row.status,
         status_message: row.status_message,
         sync_settings: serde_json::from_str(&row.sync_settings).unwrap_or_default(),
@@ -474,16 +477,10 @@ pub async fn finish_connect(
         ));
     }
     if let Some(error) = &params.error {
-        let detail = params
-            .error_description
-            .as_deref()
-            .map(|d| format!(": {d}"))
-            .unwrap_or_default();
-        return Err(SmartError::Refused(if error == "access_denied" {
-            format!("access was not granted at the provider{detail}. Nothing was connected.")
-        } else {
-            format!("the provider answered {error}{detail}. Nothing was connected.")
-        }));
+        return Err(SmartError::refused(
+            error,
+            params.error_description.as_deref(),
+        ));
     }
     let code = params
         .code
@@ -576,14 +573,16 @@ async fn store_connection(
         "INSERT INTO connections (source_id, catalog_id, fhir_base, authorize_url, token_url,
            client_id, client_secret, client_auth, scopes_requested, scopes_granted, patient_id,
            access_token, refresh_token, access_expires_at, refresh_expires_at, status,
-           status_message, sync_settings, next_sync_at, connected_at, oauth_quirks)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'connected', NULL, ?, NULL, ?, ?)
+           status_message, sync_settings, next_sync_at, connected_at, oauth_quirks,
+           access_lifetime)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'connected', NULL, ?, NULL, ?, ?, ?)
          ON CONFLICT (source_id) DO UPDATE SET
            authorize_url = excluded.authorize_url, token_url = excluded.token_url,
            client_secret = excluded.client_secret, scopes_granted = excluded.scopes_granted,
            patient_id = COALESCE(excluded.patient_id, connections.patient_id),
            access_token = excluded.access_token, refresh_token = excluded.refresh_token,
            access_expires_at = excluded.access_expires_at,
+           access_lifetime = excluded.access_lifetime,
            refresh_expires_at = excluded.refresh_expires_at,
            status = 'connected', status_message = NULL, connected_at = excluded.connected_at",
     )
@@ -605,6 +604,7 @@ async fn store_connection(
     .bind(serde_json::to_string(&draft.sync_settings).expect("pairs serialise"))
     .bind(now)
     .bind(serde_json::to_string(&draft.oauth.quirks).expect("quirks serialise"))
+    .bind(tokens.access_lifetime)
     .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE sources SET updated_at = ? WHERE id = ?")

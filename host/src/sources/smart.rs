@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use oauth2::basic::{
-    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
-    BasicTokenIntrospectionResponse, BasicTokenType,
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
 };
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
@@ -115,19 +115,85 @@ pub struct OAuthQuirks {
     pub token_envelope: Option<String>,
 }
 
-/// Why a step of the flow failed, in words for the Sources page.
+/// Why a step of the flow failed. [`SmartError::message`] is what the Sources page says;
+/// [`SmartError::detail`] is the protocol's side, behind "Details" (and `Display`, for the log).
 #[derive(Debug, thiserror::Error)]
 pub enum SmartError {
+    /// Already in the family's words.
     #[error("{0}")]
     Input(String),
     #[error("Fasten could not find the sign-in endpoints of {base}: {reason}")]
     Discovery { base: String, reason: String },
     /// The provider refused (invalid_grant, invalid_client...): the user must act.
-    #[error("the provider refused: {0}")]
-    Refused(String),
+    #[error("the provider refused: {detail}")]
+    Refused { message: String, detail: String },
     /// The provider could not be reached or answered nonsense: trying again later may work.
     #[error("the provider could not be reached: {0}")]
     Unreachable(String),
+}
+
+impl SmartError {
+    /// What happened and what to do, in one or two plain sentences.
+    pub fn message(&self) -> String {
+        match self {
+            SmartError::Input(message) | SmartError::Refused { message, .. } => message.clone(),
+            SmartError::Discovery { .. } => "Fasten could not find this provider's sign-in at \
+                 that address, so nothing was connected. Check the FHIR base URL and try again."
+                .into(),
+            SmartError::Unreachable(_) => "Fasten could not reach the provider's sign-in \
+                 service, so nothing was connected. Try again in a few minutes."
+                .into(),
+        }
+    }
+
+    /// What the provider or the network said, for "Details".
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            SmartError::Input(_) => None,
+            SmartError::Discovery { base, reason } => Some(format!("{base}: {reason}")),
+            SmartError::Refused { detail, .. } => Some(detail.clone()),
+            SmartError::Unreachable(reason) => Some(reason.clone()),
+        }
+    }
+
+    /// A refusal from the provider's OAuth `error` code, for the page.
+    pub fn refused(code: &str, description: Option<&str>) -> SmartError {
+        let message = match code {
+            "access_denied" => {
+                "Access was not granted at the provider, so nothing was \
+                 connected. Connect again if you want to allow it."
+            }
+            "invalid_grant" => {
+                "The provider says this sign-in is no longer valid, so nothing \
+                 was connected. Connect again to sign in anew."
+            }
+            "invalid_client" => {
+                "The provider did not accept this app's client id or secret, so \
+                 nothing was connected. Check them against the app's registration and connect \
+                 again."
+            }
+            "unauthorized_client" => {
+                "The provider does not allow this app to sign in this \
+                 way, so nothing was connected. Check the app's registration with the provider."
+            }
+            "invalid_scope" => {
+                "The provider did not accept the access Fasten asked for, so \
+                 nothing was connected. Check that the app's registration allows patient access."
+            }
+            _ => {
+                "The provider refused the sign-in, so nothing was connected. Try connecting \
+                 again."
+            }
+        };
+        let detail = match description.map(str::trim).filter(|d| !d.is_empty()) {
+            Some(description) => format!("{code}: {description}"),
+            None => code.to_string(),
+        };
+        SmartError::Refused {
+            message: message.into(),
+            detail,
+        }
+    }
 }
 
 /// The sign-in endpoints of a FHIR server and whether it speaks SMART v2 scopes.
@@ -369,6 +435,8 @@ pub struct Tokens {
     pub access_token: String,
     pub refresh_token: Option<String>,
     pub access_expires_at: Option<i64>,
+    /// How long the access token lasts (`expires_in`), in seconds.
+    pub access_lifetime: Option<i64>,
     pub refresh_expires_at: Option<i64>,
     pub scope: Option<String>,
     pub patient: Option<String>,
@@ -399,6 +467,9 @@ impl Tokens {
             access_expires_at: response
                 .expires_in()
                 .map(|d| now + d.as_secs().min(10 * 365 * 86400) as i64),
+            access_lifetime: response
+                .expires_in()
+                .map(|d| d.as_secs().min(10 * 365 * 86400) as i64),
             refresh_expires_at: extra
                 .refresh_expires_in
                 .map(|s| now + s.min(10 * 365 * 86400) as i64),
@@ -478,25 +549,10 @@ fn describe_token_error<RE: std::error::Error + 'static>(
     error: RequestTokenError<RE, BasicErrorResponse>,
 ) -> SmartError {
     match error {
-        RequestTokenError::ServerResponse(response) => {
-            let code = response.error();
-            let detail = response
-                .error_description()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default();
-            let meaning = match code {
-                BasicErrorResponseType::InvalidGrant => {
-                    "the authorization is no longer valid (expired or revoked)"
-                }
-                BasicErrorResponseType::InvalidClient => "the client id or secret was not accepted",
-                BasicErrorResponseType::UnauthorizedClient => {
-                    "this client is not allowed to use this kind of sign-in"
-                }
-                BasicErrorResponseType::InvalidScope => "the requested access was not accepted",
-                _ => "the request was refused",
-            };
-            SmartError::Refused(format!("{meaning} [{}]{detail}", code.as_ref()))
-        }
+        RequestTokenError::ServerResponse(response) => SmartError::refused(
+            response.error().as_ref(),
+            response.error_description().map(String::as_str),
+        ),
         RequestTokenError::Request(e) => SmartError::Unreachable(e.to_string()),
         RequestTokenError::Parse(e, _) => SmartError::Unreachable(format!(
             "the token endpoint's answer was not understood: {e}"

@@ -17,9 +17,27 @@ use crate::plugins::grants::HostPattern;
 use crate::plugins::http::BearerAuth;
 use crate::vault::Vault;
 
-/// Refresh when the access token has less than this many seconds left, so a request never
-/// starts with a token about to lapse.
+/// Refresh when the access token has less than a tenth of its lifetime left, and at most this
+/// many seconds, so a request never starts with a token about to lapse (and a 30-second token
+/// is not renewed the moment it arrives).
 pub const REFRESH_MARGIN_SECONDS: i64 = 60;
+
+/// How long before its expiry an access token lasting `lifetime` seconds is renewed.
+pub const fn refresh_margin(lifetime: Option<i64>) -> i64 {
+    match lifetime {
+        Some(lifetime) if lifetime > 0 => {
+            let tenth = lifetime / 10;
+            if tenth < 1 {
+                1
+            } else if tenth > REFRESH_MARGIN_SECONDS {
+                REFRESH_MARGIN_SECONDS
+            } else {
+                tenth
+            }
+        }
+        _ => REFRESH_MARGIN_SECONDS,
+    }
+}
 
 pub struct ConnectionTokens {
     db: SqlitePool,
@@ -36,15 +54,29 @@ pub struct ConnectionTokens {
 struct Current {
     access: Option<String>,
     access_expires_at: Option<i64>,
+    access_lifetime: Option<i64>,
     refresh: Option<String>,
 }
 
-/// A failed refresh: refused (the user must reconnect) or unreachable (try again later).
+/// A failed refresh.
 #[derive(Debug, Clone)]
 pub enum RefreshProblem {
-    Refused(String),
+    /// The provider refused to renew a token it had rejected: the user must reconnect. The
+    /// message is for the family, the detail is what the provider said.
+    Refused { message: String, detail: String },
+    /// The provider refused an early renewal while the current token still works: the sync
+    /// goes on with it, and says when it will stop working.
+    RefusedEarly {
+        detail: String,
+        access_expires_at: Option<i64>,
+    },
+    /// The token endpoint could not be reached: try again later.
     Unreachable(String),
 }
+
+/// What a source needing reconnection says.
+pub const RECONNECT_MESSAGE: &str = "The provider no longer accepts this connection. Reconnect \
+                                     to sign in again; the records already here are kept.";
 
 impl ConnectionTokens {
     pub fn new(
@@ -59,6 +91,7 @@ impl ConnectionTokens {
         let current = Current {
             access: connection.access_token.clone(),
             access_expires_at: connection.access_expires_at,
+            access_lifetime: connection.access_lifetime,
             refresh: connection.refresh_token.clone(),
         };
         ConnectionTokens {
@@ -86,16 +119,19 @@ impl ConnectionTokens {
     /// only the plugin could see). False when it could not be renewed.
     pub async fn refresh_now(&self) -> bool {
         let mut current = self.current.lock().await;
-        self.refresh_locked(&mut current).await
+        self.refresh_locked(&mut current, Renewal::Rejected).await
     }
 
     /// Refreshes with the lock held, so concurrent requests wait for one refresh rather than
     /// each spending the (possibly single-use) refresh token.
-    async fn refresh_locked(&self, current: &mut Current) -> bool {
+    async fn refresh_locked(&self, current: &mut Current, renewal: Renewal) -> bool {
         let Some(refresh_token) = current.refresh.clone() else {
             return false;
         };
-        if matches!(self.problem(), Some(RefreshProblem::Refused(_))) {
+        if matches!(
+            self.problem(),
+            Some(RefreshProblem::Refused { .. } | RefreshProblem::RefusedEarly { .. })
+        ) {
             return false;
         }
         let source_id = self.connection.source_id;
@@ -114,6 +150,7 @@ impl ConnectionTokens {
                 }
                 current.access = Some(tokens.access_token);
                 current.access_expires_at = tokens.access_expires_at;
+                current.access_lifetime = tokens.access_lifetime;
                 current.refresh = tokens.refresh_token;
                 tracing::info!(source_id, "access token refreshed");
                 true
@@ -125,16 +162,31 @@ impl ConnectionTokens {
                 false
             }
             Err(refused) => {
-                let message = format!(
-                    "The provider no longer accepts this connection ({refused}). Reconnect to \
-                     sign in again; the records already here are kept."
-                );
-                tracing::warn!(source_id, "token refresh refused; source needs reconnect");
-                if let Err(e) = super::mark_needs_reconnect(&self.db, source_id, &message).await {
+                let now = crate::store::unix_now();
+                let still_works = renewal == Renewal::Early
+                    && current.access.is_some()
+                    && current.access_expires_at.is_some_and(|at| at > now);
+                if still_works {
+                    // Nothing is wrong yet: the token in hand serves this sync.
+                    tracing::warn!(source_id, reason = %refused, "early token refresh refused");
+                    *self.problem.lock().expect("refresh problem lock") =
+                        Some(RefreshProblem::RefusedEarly {
+                            detail: refused.to_string(),
+                            access_expires_at: current.access_expires_at,
+                        });
+                    return false;
+                }
+                tracing::warn!(source_id, reason = %refused, "token refresh refused; source needs reconnect");
+                if let Err(e) =
+                    super::mark_needs_reconnect(&self.db, source_id, RECONNECT_MESSAGE).await
+                {
                     tracing::error!(source_id, error = %e, "cannot record needs-reconnect");
                 }
                 *self.problem.lock().expect("refresh problem lock") =
-                    Some(RefreshProblem::Refused(message));
+                    Some(RefreshProblem::Refused {
+                        message: RECONNECT_MESSAGE.into(),
+                        detail: refused.to_string(),
+                    });
                 false
             }
         }
@@ -150,12 +202,11 @@ impl BearerAuth for ConnectionTokens {
         Box::pin(async move {
             let mut current = self.current.lock().await;
             let now = crate::store::unix_now();
+            let margin = refresh_margin(current.access_lifetime);
             let fresh = current.access.is_some()
-                && current
-                    .access_expires_at
-                    .is_none_or(|at| at - now > REFRESH_MARGIN_SECONDS);
+                && current.access_expires_at.is_none_or(|at| at - now > margin);
             if !fresh {
-                self.refresh_locked(&mut current).await;
+                self.refresh_locked(&mut current, Renewal::Early).await;
             }
             current.access.clone()
         })
@@ -168,9 +219,18 @@ impl BearerAuth for ConnectionTokens {
                 // Another request already refreshed while this one was in flight.
                 return current.access.is_some();
             }
-            self.refresh_locked(&mut current).await
+            self.refresh_locked(&mut current, Renewal::Rejected).await
         })
     }
+}
+
+/// Why a token is being renewed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Renewal {
+    /// Ahead of its expiry: a refusal is not yet a problem if the token still works.
+    Early,
+    /// The provider rejected it: without a new one, nothing more can be read.
+    Rejected,
 }
 
 /// Stores refreshed tokens in one statement, so a rotated refresh token is never half-saved.
@@ -181,7 +241,7 @@ pub async fn store_refreshed(
     tokens: &Tokens,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE connections SET access_token = ?, access_expires_at = ?,
+        "UPDATE connections SET access_token = ?, access_expires_at = ?, access_lifetime = ?,
            refresh_token = COALESCE(?, refresh_token),
            refresh_expires_at = COALESCE(?, refresh_expires_at),
            scopes_granted = COALESCE(?, scopes_granted)
@@ -189,6 +249,7 @@ pub async fn store_refreshed(
     )
     .bind(vault.seal(&labels::access(source_id), &tokens.access_token))
     .bind(tokens.access_expires_at)
+    .bind(tokens.access_lifetime)
     .bind(
         tokens
             .refresh_token
@@ -201,4 +262,17 @@ pub async fn store_refreshed(
     .execute(db)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refresh_margin;
+
+    #[test]
+    fn a_token_is_renewed_a_tenth_of_its_lifetime_early_and_at_most_a_minute() {
+        assert_eq!(refresh_margin(Some(30)), 3);
+        assert_eq!(refresh_margin(Some(5)), 1);
+        assert_eq!(refresh_margin(Some(3600)), 60);
+        assert_eq!(refresh_margin(None), 60);
+    }
 }

@@ -12,6 +12,7 @@ pub mod history;
 pub mod jobs;
 pub mod labs;
 pub mod manual;
+pub mod notice;
 pub mod people;
 pub mod plugins;
 pub mod profile;

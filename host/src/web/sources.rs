@@ -21,6 +21,7 @@ use crate::jobs::{self, Trigger};
 use crate::sources::smart::{self, SmartError};
 use crate::sources::{self, CallbackParams, ConnectForm};
 use crate::state::AppState;
+use crate::web::notice::Notice;
 
 /// The OAuth callback is one fixed address registered with providers, so it is not under a
 /// person: the pending sign-in it completes says whose connection it is.
@@ -67,6 +68,10 @@ async fn list(
     } else {
         None
     };
+    // A sign-in that failed at the callback left its message here.
+    let error = session_hash(&headers)
+        .ok()
+        .and_then(|session| state.notices.take(&session));
     sources_page(
         &state,
         &page,
@@ -74,7 +79,7 @@ async fn list(
         &access.person.person,
         StatusCode::OK,
         notice,
-        None,
+        error,
         &ConnectForm::default(),
     )
     .await
@@ -89,7 +94,7 @@ async fn sources_page(
     person: &crate::store::people::Person,
     status: StatusCode,
     notice: Option<String>,
-    error: Option<String>,
+    error: Option<Notice>,
     form: &ConnectForm,
 ) -> Result<Response, AppError> {
     let sources = sources::list(&state.db, person.id).await?;
@@ -116,7 +121,8 @@ async fn sources_page(
                 crate::inbox::root(state).join(&person.slug).display().to_string()
             }),
             notice => notice,
-            error => error,
+            error => error.as_ref().map(|e| &e.message),
+            error_detail => error.as_ref().and_then(|e| e.detail.as_ref()),
             form => context! { fhir_base => form.fhir_base, client_id => form.client_id,
                                display_name => form.display_name, catalog_id => form.catalog_id },
             providers => catalog_entries(state, ""),
@@ -245,10 +251,7 @@ async fn connect_failed(
     error: &SmartError,
     form: &ConnectForm,
 ) -> Result<Response, AppError> {
-    let message = match error {
-        SmartError::Input(m) => m.clone(),
-        other => format!("Could not connect: {other}."),
-    };
+    tracing::info!(reason = %error, "connecting a provider failed");
     sources_page(
         state,
         page,
@@ -256,7 +259,7 @@ async fn connect_failed(
         person,
         status,
         None,
-        Some(message),
+        Some(notice_of(error)),
         form,
     )
     .await
@@ -267,7 +270,6 @@ async fn callback(
     CurrentUser(user): CurrentUser,
     headers: HeaderMap,
     Query(params): Query<CallbackParams>,
-    page: Page,
 ) -> Result<Response, AppError> {
     let session = session_hash(&headers)?;
     // Whose connection this was, to show their Sources page if it fails (the sign-in itself is
@@ -296,6 +298,8 @@ async fn callback(
         }
         Err(e) => {
             tracing::info!(user_id = user.id, reason = %e, "sign-in callback refused");
+            // Back to the Sources page of the person the sign-in was for (or the account's own),
+            // so the authorization code leaves the address bar; the page says what happened.
             let mut shown = None;
             if let Some(person_id) = pending_person
                 && let Some(person) = crate::store::people::by_id(&state.db, person_id).await?
@@ -311,18 +315,20 @@ async fn callback(
                     .await?
                     .ok_or(AppError::NotFound)?,
             };
-            let page = page.about(&state, &user, &person).await?;
-            connect_failed(
-                &state,
-                &page,
-                &headers,
-                &person,
-                StatusCode::BAD_REQUEST,
-                &e,
-                &ConnectForm::default(),
+            state.notices.put(session, notice_of(&e));
+            Ok(
+                Redirect::to(&format!("{}/sources", person_url(&state, &person.slug)))
+                    .into_response(),
             )
-            .await
         }
+    }
+}
+
+/// What the Sources page says about a failed connection.
+fn notice_of(error: &SmartError) -> Notice {
+    Notice {
+        message: error.message(),
+        detail: error.detail(),
     }
 }
 
