@@ -785,3 +785,155 @@ async fn a_parent_adds_a_child_switches_between_them_and_shares_the_child_to_vie
     browser.close().await.unwrap();
     result
 }
+
+/// A FHIR base of 120 characters, as some health systems' are.
+fn long_fhir_base() -> String {
+    let base = format!(
+        "https://fhir-myrecord.example-health-system.org/interconnect-fhir-oauth/api/FHIR/R4/{}",
+        "tenant-0123456789abcdef"
+    );
+    let padded = format!("{base}{}", "x".repeat(120 - base.len()));
+    assert_eq!(padded.len(), 120);
+    padded
+}
+
+/// A source whose server has a long base and needs reconnecting, and a failed sync of it with
+/// its message and details: what the Sources and Jobs pages must fit, the way a real one
+/// would leave them (written to the database, since no test server has such a base).
+async fn a_source_with_a_long_base(server: &TestServer) {
+    let alice = server.person_id("alice").await;
+    let now = fasten::store::unix_now();
+    let db = &server.state.db;
+    let source: i64 = sqlx::query_scalar(
+        "INSERT INTO sources (person_id, kind, display_name, plugin_id, created_at, updated_at)
+         VALUES (?, 'smart', 'Riverside Regional Medical Center and Affiliated Community Clinics', 'fhir', ?, ?)
+         RETURNING id",
+    )
+    .bind(alice)
+    .bind(now)
+    .bind(now)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    let base = long_fhir_base();
+    sqlx::query(
+        "INSERT INTO connections (source_id, fhir_base, authorize_url, token_url, client_id,
+           client_auth, scopes_requested, status, status_message, connected_at, last_sync_at)
+         VALUES (?, ?, ?, ?, 'fasten', 'none', 'patient/*.read', 'needs_reconnect', ?, ?, ?)",
+    )
+    .bind(source)
+    .bind(&base)
+    .bind(format!("{base}/oauth2/authorize"))
+    .bind(format!("{base}/oauth2/token"))
+    .bind(fasten::sources::tokens::RECONNECT_MESSAGE)
+    .bind(now - 86_400)
+    .bind(now - 3_600)
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (kind, person_id, source_id, source_name, status, trigger, attempt,
+           run_after, warnings, error, error_detail, created_at, started_at, finished_at)
+         VALUES ('sync', ?, ?, 'Riverside Regional Medical Center and Affiliated Community Clinics',
+           'failed', 'schedule', 2, ?, '[]', ?, ?, ?, ?, ?)",
+    )
+    .bind(alice)
+    .bind(source)
+    .bind(now - 600)
+    .bind(fasten::sources::tokens::RECONNECT_MESSAGE)
+    .bind(format!(
+        "the provider refused: invalid_grant: the refresh token for {base} was revoked"
+    ))
+    .bind(now - 900)
+    .bind(now - 600)
+    .bind(now - 590)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn sources_and_jobs_fit_a_wide_screen_and_a_phone_with_a_long_server_address() {
+    if !browser_available() {
+        return;
+    }
+    let server = TestServer::start().await;
+    let client = server.client();
+    client
+        .setup("alice", "Alice Example", "alice-password-1")
+        .await;
+    a_source_with_a_long_base(&server).await;
+    server
+        .import_synthea(
+            "alice",
+            "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json",
+        )
+        .await;
+    let (_driver, webdriver) = start_chromedriver();
+    let browser = open_browser(&webdriver).await;
+    let result = async {
+        sign_in(&browser, &server.url, "alice", "alice-password-1").await;
+        wait_for_text(&browser, "//main//h1").await;
+        for (width, height, name) in [(1280, 800, "wide"), (390, 844, "phone")] {
+            browser.set_window_size(width, height).await.unwrap();
+            for page in ["sources", "jobs"] {
+                browser
+                    .goto(&format!("{}/people/alice/{page}", server.url))
+                    .await
+                    .unwrap();
+                wait_for_text(&browser, "//main//h1").await;
+                // The page does not scroll sideways, and neither does its table: every column,
+                // the status and the buttons included, is in view.
+                let widths = browser
+                    .execute(
+                        "const doc = document.documentElement;
+                         const table = document.querySelector('table.cards');
+                         return [doc.scrollWidth, doc.clientWidth,
+                                 table.scrollWidth, table.clientWidth,
+                                 Math.max(...[...table.querySelectorAll('tbody td')]
+                                   .map(c => c.getBoundingClientRect().right))];",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                let w: Vec<f64> = widths
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                browser
+                    .execute(
+                        "document.querySelector('table.cards').scrollIntoView()",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                save_screenshot(&browser, &format!("{page}-long-base-{name}")).await;
+                assert!(w[0] <= w[1], "{page} at {width} px scrolls sideways: {w:?}");
+                assert!(w[2] <= w[3], "{page}'s table at {width} px scrolls: {w:?}");
+                assert!(
+                    w[4] <= w[1] + 0.5,
+                    "{page}: a cell ends off-screen at {width} px: {w:?}"
+                );
+            }
+            // The long address is all there, wrapped, with its full text on hover too.
+            browser
+                .goto(&format!("{}/people/alice/sources", server.url))
+                .await
+                .unwrap();
+            let shown = browser
+                .find(Locator::Css("#sources .fhir-base"))
+                .await
+                .unwrap();
+            assert_eq!(shown.text().await.unwrap(), long_fhir_base());
+            assert_eq!(
+                shown.attr("title").await.unwrap().as_deref(),
+                Some(long_fhir_base().as_str())
+            );
+        }
+    }
+    .await;
+    browser.close().await.unwrap();
+    result
+}
