@@ -581,9 +581,7 @@ async fn import_family(
                         if part.is_empty() {
                             continue;
                         }
-                        if let Err(e) = writer.retarget(*person, *source).await {
-                            return Err((writer, e));
-                        }
+                        writer.retarget(*person, *source);
                         let before = writer.counts;
                         if let Err(e) = writer.write(&part).await {
                             return Err((writer, e));

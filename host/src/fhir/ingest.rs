@@ -39,41 +39,46 @@ pub struct Writer {
     /// Rewrite what is derived from rows whose JSON did not change (see [`rederive_pending`]).
     rederive: bool,
     /// The person has other sources, so a new resource may already be stored by one of them.
-    other_sources: bool,
+    /// Looked up at the first write, not at `begin`: a read opens the transaction's snapshot,
+    /// and a write after another connection's commit would then fail (SQLITE_BUSY_SNAPSHOT)
+    /// however long the plugin ran before its first batch.
+    other_sources: Option<bool>,
     pub counts: Counts,
 }
 
 impl Writer {
     pub async fn begin(db: &SqlitePool, person_id: i64, source_id: i64) -> sqlx::Result<Writer> {
-        let mut writer = Writer {
+        Ok(Writer {
             tx: db.begin().await?,
             person_id,
             source_id,
             rederive: false,
-            other_sources: false,
+            other_sources: None,
             counts: Counts::default(),
-        };
-        writer.other_sources = writer.has_other_sources().await?;
-        Ok(writer)
+        })
     }
 
     /// Writes what follows for another person and source, in the same transaction (a family's
     /// file split by patient commits whole or not at all).
-    pub async fn retarget(&mut self, person_id: i64, source_id: i64) -> sqlx::Result<()> {
+    pub fn retarget(&mut self, person_id: i64, source_id: i64) {
         self.person_id = person_id;
         self.source_id = source_id;
-        self.other_sources = self.has_other_sources().await?;
-        Ok(())
+        self.other_sources = None;
     }
 
     async fn has_other_sources(&mut self) -> sqlx::Result<bool> {
-        sqlx::query_scalar(
+        if let Some(known) = self.other_sources {
+            return Ok(known);
+        }
+        let known = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM resources WHERE person_id = ? AND source_id != ?)",
         )
         .bind(self.person_id)
         .bind(self.source_id)
         .fetch_one(&mut *self.tx)
-        .await
+        .await?;
+        self.other_sources = Some(known);
+        Ok(known)
     }
 
     /// Whether another source of the person already holds this resource: the same type and id
@@ -81,7 +86,7 @@ impl Writer {
     /// what a sync brought), or the same type and id from a connection to the same FHIR server.
     /// Ids are only unique within one server, so a mere id match from elsewhere is not enough.
     async fn held_elsewhere(&mut self, r: &Prepared) -> sqlx::Result<bool> {
-        if !self.other_sources {
+        if !self.has_other_sources().await? {
             return Ok(false);
         }
         sqlx::query_scalar(

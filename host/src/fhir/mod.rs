@@ -17,7 +17,9 @@ pub use fasten_fhir_r4::{RESOURCE_TYPES, is_resource_type, is_valid_id};
 pub struct Prepared {
     pub resource_type: String,
     pub resource_id: String,
-    /// The resource re-serialised with sorted keys, so equal content hashes equally.
+    /// The resource re-serialised with sorted keys, so equal content hashes equally; or, when
+    /// it holds a number serde_json would write another way (`1e2`), its own text without the
+    /// whitespace, so every decimal is stored exactly as sent.
     pub json: String,
     pub content_hash: [u8; 32],
     pub sort_date: Option<String>,
@@ -55,6 +57,7 @@ pub fn prepare(text: &str) -> Result<Prepared, String> {
             "unknown resourceType {resource_type:?} (not FHIR R4)"
         ));
     }
+    let had_id = object.contains_key("id");
     let resource_id = match object.get("id") {
         Some(Value::String(id)) if is_valid_id(id) => id.clone(),
         Some(Value::String(id)) => return Err(format!("{resource_type} has an invalid id {id:?}")),
@@ -67,7 +70,13 @@ pub fn prepare(text: &str) -> Result<Prepared, String> {
             id
         }
     };
-    let json = value.to_string();
+    // (A resource given an id here is written out again: plugins give every resource its id.)
+    let verbatim = had_id && fasten_fhir_r4::json_text::has_rewritten_numbers(text.as_bytes());
+    let json = if verbatim {
+        fasten_fhir_r4::json_text::minify(text)
+    } else {
+        value.to_string()
+    };
     let content_hash = Sha256::digest(json.as_bytes()).into();
     Ok(Prepared {
         sort_date: sort_date(&value),

@@ -519,7 +519,8 @@ async fn store_connection(
     tokens: &Tokens,
 ) -> sqlx::Result<Connected> {
     let now = unix_now();
-    let mut tx = ctx.db.begin().await?;
+    // IMMEDIATE: it reads (is this server and patient connected already?) before it writes.
+    let mut tx = ctx.db.begin_with("BEGIN IMMEDIATE").await?;
     // Connecting again to a server and patient this person already has renews that source.
     let same = match (existing, &tokens.patient) {
         (None, Some(patient)) => {

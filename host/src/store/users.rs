@@ -97,7 +97,9 @@ pub async fn create_for(
     role: Role,
     person: Option<i64>,
 ) -> Result<User, UserChangeError> {
-    let mut tx = db.begin().await.map_err(DbError)?;
+    // IMMEDIATE: a read and then a write in a deferred transaction fails at once if another
+    // connection wrote in between (SQLITE_BUSY_SNAPSHOT); this waits its turn instead.
+    let mut tx = db.begin_with("BEGIN IMMEDIATE").await.map_err(DbError)?;
     if by_username(&mut *tx, username)
         .await
         .map_err(DbError)?

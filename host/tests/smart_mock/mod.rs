@@ -99,6 +99,9 @@ pub struct Behaviour {
     pub clients: Vec<(String, Option<String>)>,
     /// Every FHIR search and read waits this long before answering (a slow provider).
     pub fhir_delay: Duration,
+    /// Text replaced in every FHIR answer, as a server that writes numbers its own way does
+    /// (Java's BigDecimal writes `1E+2`; others `1e2`, which serde_json would write `1e+2`).
+    pub written_as: Vec<(String, String)>,
 }
 
 impl Default for Behaviour {
@@ -126,6 +129,7 @@ impl Default for Behaviour {
                 ("fasten-confidential".to_owned(), Some("s3cret".to_owned())),
             ],
             fhir_delay: Duration::ZERO,
+            written_as: Vec::new(),
         }
     }
 }
@@ -445,30 +449,45 @@ async fn handle(State(state): State<Arc<Mutex<MockState>>>, request: Request) ->
     if path.starts_with("/fhir/") && !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let mut st = state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let response = route(
-        &mut st,
-        parts.method.as_str(),
-        &path,
-        &query,
-        &parts.headers,
-        &body,
-    );
-    let prefer = parts
-        .headers
-        .get("prefer")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    st.log.push(LoggedRequest {
-        method: parts.method.to_string(),
-        path,
-        query,
-        authorization,
-        prefer,
-        status: response.status().as_u16(),
-    });
+    // The lock is not held across the awaits below.
+    let (response, written_as) = {
+        let mut st = state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let response = route(
+            &mut st,
+            parts.method.as_str(),
+            &path,
+            &query,
+            &parts.headers,
+            &body,
+        );
+        let prefer = parts
+            .headers
+            .get("prefer")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        st.log.push(LoggedRequest {
+            method: parts.method.to_string(),
+            path,
+            query,
+            authorization,
+            prefer,
+            status: response.status().as_u16(),
+        });
+        (response, st.behaviour.written_as.clone())
+    };
+    if written_as.is_empty() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let mut text =
+        String::from_utf8_lossy(&to_bytes(body, usize::MAX).await.unwrap_or_default()).into_owned();
+    for (from, to) in &written_as {
+        text = text.replace(from.as_str(), to);
+    }
+    let mut response = Response::from_parts(parts, axum::body::Body::from(text));
+    response.headers_mut().remove(header::CONTENT_LENGTH);
     response
 }
 

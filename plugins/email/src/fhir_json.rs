@@ -45,7 +45,9 @@ pub(crate) fn import_json(
         return Err(Ok(Unreadable::EmptyBundle));
     }
     document
-        .read_resources(bytes, |resource| out.resource(resource))
+        // An exponent in an emailed document is written serde_json's way (`1e+2`), which keeps
+        // its digits: only files and syncs keep a number's text as sent.
+        .read_resources(bytes, |resource| out.resource(resource.value))
         .map_err(|e| match e {
             ReadError::Stopped(failure) => Err(failure),
             // The first pass already proved the document valid, so this cannot happen in practice.

@@ -13,6 +13,24 @@ use std::marker::PhantomData;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::json_text::{self, NumberForms};
+
+/// One resource of a document: parsed, and, when it holds a number serde_json would write
+/// another way (see [`json_text`]), as its own minified text too.
+#[derive(Debug)]
+pub struct Resource {
+    pub value: Value,
+    pub verbatim: Option<String>,
+}
+
+impl Resource {
+    /// The text to store: the resource as written when that matters, else as serialised.
+    pub fn into_text(self) -> String {
+        self.verbatim.unwrap_or_else(|| self.value.to_string())
+    }
+}
 
 /// How forgiving the reader is of a document that is JSON but not quite FHIR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,24 +73,50 @@ pub struct Scanned {
     holds_resources: bool,
     /// fullUrl -> `Type/id`.
     references: HashMap<String, String>,
+    /// The document holds numbers serde_json would write differently: the second pass keeps
+    /// each resource's text as well.
+    rewritten_numbers: bool,
+}
+
+/// A reader that watches the text going by for numbers serde_json would rewrite.
+struct Watched<'f, R> {
+    inner: R,
+    forms: &'f mut NumberForms,
+}
+
+impl<R: std::io::Read> std::io::Read for Watched<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.forms.feed(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// The first pass: reads the whole document (a leading UTF-8 BOM is skipped) without keeping it.
 pub fn scan(reader: impl BufRead, mode: Mode) -> Result<Scanned, ScanError> {
-    let mut de = serde_json::Deserializer::from_reader(skip_bom(reader).map_err(ScanError::Json)?);
+    let mut forms = NumberForms::default();
     let mut scanned = Scanned {
         mode,
         resource_type: None,
         entries: 0,
         holds_resources: false,
         references: HashMap::new(),
+        rewritten_numbers: false,
     };
-    match mode {
-        Mode::Strict => de.deserialize_map(&mut scanned),
-        Mode::Lenient => de.deserialize_any(&mut scanned),
+    {
+        let watched = Watched {
+            inner: skip_bom(reader).map_err(ScanError::Json)?,
+            forms: &mut forms,
+        };
+        let mut de = serde_json::Deserializer::from_reader(watched);
+        match mode {
+            Mode::Strict => de.deserialize_map(&mut scanned),
+            Mode::Lenient => de.deserialize_any(&mut scanned),
+        }
+        .map_err(ScanError::Json)?;
+        de.end().map_err(ScanError::TrailingText)?;
     }
-    .map_err(ScanError::Json)?;
-    de.end().map_err(ScanError::TrailingText)?;
+    scanned.rewritten_numbers = forms.found();
     Ok(scanned)
 }
 
@@ -102,12 +146,23 @@ impl Scanned {
     pub fn read_resources<E>(
         &self,
         reader: impl BufRead,
-        mut each: impl FnMut(Value) -> Result<(), E>,
+        mut each: impl FnMut(Resource) -> Result<(), E>,
     ) -> Result<(), ReadError<E>> {
         let mut de =
             serde_json::Deserializer::from_reader(skip_bom(reader).map_err(ReadError::Json)?);
         if !self.is_bundle() {
-            let resource = Value::deserialize(&mut de).map_err(ReadError::Json)?;
+            let resource = if self.rewritten_numbers {
+                let raw = Box::<RawValue>::deserialize(&mut de).map_err(ReadError::Json)?;
+                Resource {
+                    value: serde_json::from_str(raw.get()).map_err(ReadError::Json)?,
+                    verbatim: Some(json_text::minify(raw.get())),
+                }
+            } else {
+                Resource {
+                    value: Value::deserialize(&mut de).map_err(ReadError::Json)?,
+                    verbatim: None,
+                }
+            };
             return each(resource).map_err(ReadError::Stopped);
         }
         let mut pass = SecondPass {
@@ -308,6 +363,14 @@ struct Entry {
     resource: Option<Value>,
 }
 
+/// An entry of a document with numbers serde_json would rewrite: the resource's text is kept.
+#[derive(Deserialize)]
+struct RawEntry {
+    #[serde(rename = "fullUrl")]
+    full_url: Option<String>,
+    resource: Option<Box<RawValue>>,
+}
+
 struct SecondPass<'p, E, F> {
     scanned: &'p Scanned,
     each: &'p mut F,
@@ -315,7 +378,57 @@ struct SecondPass<'p, E, F> {
     stopped: Option<E>,
 }
 
-impl<'de, E, F: FnMut(Value) -> Result<(), E>> Visitor<'de> for &mut SecondPass<'_, E, F> {
+impl<E, F: FnMut(Resource) -> Result<(), E>> SecondPass<'_, E, F> {
+    /// Gives `each` one entry's resource, with the id its fullUrl names when it has none and
+    /// its references to other entries made local; `raw`, its text, is kept as written when
+    /// that matters.
+    fn give<Er: de::Error>(
+        &mut self,
+        mut resource: Value,
+        full_url: Option<&str>,
+        raw: Option<&str>,
+    ) -> Result<(), Er> {
+        let mut added_id = None;
+        if resource.get("id").is_none()
+            && let Some(id) = full_url.and_then(|u| self.scanned.uuid_of(u))
+            && let Some(object) = resource.as_object_mut()
+        {
+            object.insert("id".into(), Value::String(id.clone()));
+            added_id = Some(id);
+        }
+        let references = &self.scanned.references;
+        if !references.is_empty() {
+            rewrite_references(&mut resource, references);
+        }
+        let verbatim = raw
+            .filter(|raw| json_text::has_rewritten_numbers(raw.as_bytes()))
+            .map(|raw| {
+                let text = json_text::minify(raw);
+                let text = json_text::replace_references(&text, |target| {
+                    references.get(target).map(String::as_str)
+                });
+                match added_id {
+                    // After the opening brace: a resource is an object with a resourceType.
+                    Some(id) => format!(
+                        "{{\"id\":{},{}",
+                        Value::String(id),
+                        text.strip_prefix('{').unwrap_or(&text)
+                    ),
+                    None => text,
+                }
+            });
+        if let Err(e) = (self.each)(Resource {
+            value: resource,
+            verbatim,
+        }) {
+            self.stopped = Some(e);
+            return Err(de::Error::custom("stopped"));
+        }
+        Ok(())
+    }
+}
+
+impl<'de, E, F: FnMut(Resource) -> Result<(), E>> Visitor<'de> for &mut SecondPass<'_, E, F> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -334,25 +447,20 @@ impl<'de, E, F: FnMut(Value) -> Result<(), E>> Visitor<'de> for &mut SecondPass<
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(entry) = seq.next_element::<Entry>()? {
-            let Some(mut resource) = entry.resource else {
-                continue;
-            };
-            if resource.get("id").is_none()
-                && let Some(id) = entry
-                    .full_url
-                    .as_deref()
-                    .and_then(|u| self.scanned.uuid_of(u))
-                && let Some(object) = resource.as_object_mut()
-            {
-                object.insert("id".into(), Value::String(id));
+        if self.scanned.rewritten_numbers {
+            while let Some(entry) = seq.next_element::<RawEntry>()? {
+                let Some(raw) = entry.resource else {
+                    continue;
+                };
+                let resource: Value = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+                self.give(resource, entry.full_url.as_deref(), Some(raw.get()))?;
             }
-            if !self.scanned.references.is_empty() {
-                rewrite_references(&mut resource, &self.scanned.references);
-            }
-            if let Err(e) = (self.each)(resource) {
-                self.stopped = Some(e);
-                return Err(de::Error::custom("stopped"));
+        } else {
+            while let Some(entry) = seq.next_element::<Entry>()? {
+                let Some(resource) = entry.resource else {
+                    continue;
+                };
+                self.give(resource, entry.full_url.as_deref(), None)?;
             }
         }
         Ok(())
@@ -368,7 +476,9 @@ impl<'de, E, F: FnMut(Value) -> Result<(), E>> Visitor<'de> for &mut SecondPass<
     }
 }
 
-impl<'de, E, F: FnMut(Value) -> Result<(), E>> DeserializeSeed<'de> for &mut SecondPass<'_, E, F> {
+impl<'de, E, F: FnMut(Resource) -> Result<(), E>> DeserializeSeed<'de>
+    for &mut SecondPass<'_, E, F>
+{
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -439,7 +549,7 @@ mod tests {
         let mut resources = Vec::new();
         scanned
             .read_resources(text.as_bytes(), |r| {
-                resources.push(r);
+                resources.push(r.value);
                 Ok::<_, ()>(())
             })
             .unwrap();
@@ -572,5 +682,33 @@ mod tests {
             ["Lab system offline", "Try again later"]
         );
         assert!(outcome_issues(&json!({"resourceType": "OperationOutcome"})).is_empty());
+    }
+
+    #[test]
+    fn numbers_serde_json_would_rewrite_keep_their_text() {
+        let text = r#"{"resourceType":"Bundle","type":"collection","entry":[
+            {"fullUrl":"urn:uuid:p1","resource":{"resourceType":"Patient","id":"p1"}},
+            {"fullUrl":"urn:uuid:o1","resource":{"resourceType":"Observation",
+              "subject":{"reference":"urn:uuid:p1"}, "valueQuantity":{"value":1E2}}},
+            {"fullUrl":"urn:uuid:o2","resource":{"resourceType":"Observation","id":"o2",
+              "valueQuantity":{"value":1.50}}}]}"#;
+        let scanned = scan(text.as_bytes(), Mode::Strict).unwrap();
+        let mut texts = Vec::new();
+        scanned
+            .read_resources(text.as_bytes(), |r| {
+                texts.push(r.into_text());
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        // The id its fullUrl names, the reference made local, and 1E2 as written.
+        assert_eq!(
+            texts[1],
+            r#"{"id":"o1","resourceType":"Observation","subject":{"reference":"Patient/p1"},"valueQuantity":{"value":1E2}}"#
+        );
+        // A resource without such a number is serialised as usual (keys in order, 1.50 kept).
+        assert_eq!(
+            texts[2],
+            r#"{"id":"o2","resourceType":"Observation","valueQuantity":{"value":1.50}}"#
+        );
     }
 }

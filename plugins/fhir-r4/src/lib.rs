@@ -4,6 +4,7 @@
 //! With the `bundle` feature, also the JSON Bundle reader the connectors share (module `bundle`).
 
 pub mod instant;
+pub mod json_text;
 
 #[cfg(feature = "bundle")]
 pub mod bundle;

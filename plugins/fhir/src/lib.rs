@@ -10,7 +10,8 @@
 mod bundle;
 mod sync;
 
-use fasten_fhir_r4::bundle::outcome_issues;
+use fasten_fhir_r4::bundle::{Resource, outcome_issues};
+use fasten_fhir_r4::json_text;
 use serde_json::Value;
 
 wit_bindgen::generate!({
@@ -160,9 +161,12 @@ fn import_ndjson(file: &SourceFile, emitter: &mut Emitter<'_>) -> Result<(), Con
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let resource: Value = serde_json::from_slice(line)
+        let value: Value = serde_json::from_slice(line)
             .map_err(|e| invalid(format!("Line {number} is not valid JSON: {e}.")))?;
-        emitter.push(resource)?;
+        // The line parsed, so it is UTF-8.
+        let verbatim = json_text::has_rewritten_numbers(line)
+            .then(|| json_text::minify(&String::from_utf8_lossy(line)));
+        emitter.push(Resource { value, verbatim })?;
     }
     if emitter.seen == 0 {
         return Err(invalid("The file holds no resources."));
@@ -194,13 +198,13 @@ impl<'a> Emitter<'a> {
 
     /// Queues one resource. OperationOutcomes are problems reported by a server, not records:
     /// they become warnings.
-    pub(crate) fn push(&mut self, resource: Value) -> Result<(), ConnectorError> {
+    pub(crate) fn push(&mut self, resource: Resource) -> Result<(), ConnectorError> {
         self.seen += 1;
-        if resource.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") {
-            self.warnings.push(describe_outcome(&resource));
+        if resource.value.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") {
+            self.warnings.push(describe_outcome(&resource.value));
             return Ok(());
         }
-        let text = resource.to_string();
+        let text = resource.into_text();
         self.batch_bytes += text.len();
         self.batch.push(text);
         if self.batch.len() >= BATCH_RESOURCES || self.batch_bytes >= BATCH_BYTES {

@@ -29,6 +29,9 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
 use base64::Engine as _;
+use fasten_fhir_r4::json_text;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::exports::fasten::connector::connector::{ConnectorError, Summary, SyncRequest};
@@ -134,7 +137,9 @@ pub(crate) fn sync(
 
 /// A response body the sync could use.
 enum Body {
-    Json(Value),
+    /// Parsed, and the text as it came when it holds a number serde_json would write another
+    /// way (see [`json_text`]), so that resources are emitted exactly as sent.
+    Json(Value, Option<String>),
     /// Anything that is not JSON: a PDF or an image from a Binary read, an HTML error page...
     Other {
         content_type: String,
@@ -391,8 +396,8 @@ impl<'h, H: Host> Session<'h, H> {
             ),
             None => ("Patient".to_string(), format!("{}/Patient", self.base)),
         };
-        let value = match self.get(&url)? {
-            Ok(Body::Json(value)) => value,
+        let (value, raw) = match self.get(&url)? {
+            Ok(Body::Json(value, raw)) => (value, raw),
             Ok(Body::Other {
                 content_type,
                 bytes,
@@ -408,11 +413,18 @@ impl<'h, H: Host> Session<'h, H> {
             }
             Err(failure) => return Err(first_request_error(&label, failure)),
         };
-        let (patient, id) = match patient_id {
-            Some(id) => (expect_patient(&label, value)?, id.to_string()),
-            None => self.only_patient(value)?,
+        let (patient, id, verbatim) = match patient_id {
+            Some(id) => (
+                expect_patient(&label, value)?,
+                id.to_string(),
+                raw.map(|raw| json_text::minify(&raw)),
+            ),
+            None => {
+                let (patient, id) = self.only_patient(value)?;
+                (patient, id, None)
+            }
         };
-        self.emit_resource(&label, patient)?;
+        self.emit_resource(&label, patient, verbatim)?;
         Ok(id)
     }
 
@@ -509,7 +521,7 @@ impl<'h, H: Host> Session<'h, H> {
     fn supported(&mut self, wanted: Vec<String>) -> Result<Vec<String>, ConnectorError> {
         let url = format!("{}/metadata", self.base);
         let statement = match self.get(&url)? {
-            Ok(Body::Json(value))
+            Ok(Body::Json(value, _))
                 if value.get("resourceType").and_then(Value::as_str)
                     == Some("CapabilityStatement") =>
             {
@@ -659,7 +671,7 @@ impl<'h, H: Host> Session<'h, H> {
                 Scope::Everything => FilterCheck::None,
             };
             let failure = match self.search_get(&url)? {
-                Ok(Body::Json(value)) => match self.take_page(label, value, check)? {
+                Ok(Body::Json(value, raw)) => match self.take_page(label, value, raw, check)? {
                     Ok(Some(next)) if visited.contains(&next) => {
                         // A server that links a page to itself would otherwise be read 1000 times.
                         self.log(Level::Warn, format!("{label}: next link loops; stopping"));
@@ -699,6 +711,7 @@ impl<'h, H: Host> Session<'h, H> {
         &mut self,
         label: &str,
         page: Value,
+        raw: Option<String>,
         check: FilterCheck,
     ) -> Result<Result<Option<String>, Failure>, ConnectorError> {
         if page.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
@@ -724,7 +737,8 @@ impl<'h, H: Host> Session<'h, H> {
             },
             _ => Vec::new(),
         };
-        for mut entry in entries {
+        let mut verbatim = raw.as_deref().map(verbatim_entries).unwrap_or_default();
+        for (index, mut entry) in entries.into_iter().enumerate() {
             let outcome_mode =
                 entry.pointer("/search/mode").and_then(Value::as_str) == Some("outcome");
             let Some(resource) = entry.get_mut("resource").map(Value::take) else {
@@ -735,7 +749,8 @@ impl<'h, H: Host> Session<'h, H> {
             {
                 self.report_outcome(label, &resource);
             } else {
-                self.emit_resource(label, resource)?;
+                let verbatim = verbatim.get_mut(index).and_then(Option::take);
+                self.emit_resource(label, resource, verbatim)?;
             }
         }
         Ok(Ok(next))
@@ -821,14 +836,15 @@ impl<'h, H: Host> Session<'h, H> {
         let (resource_type, id) = key.split_once('/').unwrap_or((key, ""));
         let url = format!("{}/{key}", self.base);
         let result = match self.get(&url)? {
-            Ok(Body::Json(value)) => {
+            Ok(Body::Json(value, raw)) => {
                 match value.get("resourceType").and_then(Value::as_str) {
-                    Some(t) if t == resource_type => Ok(value),
+                    Some(t) if t == resource_type => {
+                        Ok((value, raw.map(|raw| json_text::minify(&raw))))
+                    }
                     // A JSON document (not a FHIR resource) served as a Binary's content.
-                    None if resource_type == "Binary" => Ok(wrap_binary(
-                        id,
-                        "application/json",
-                        value.to_string().as_bytes(),
+                    None if resource_type == "Binary" => Ok((
+                        wrap_binary(id, "application/json", value.to_string().as_bytes()),
+                        None,
                     )),
                     _ => Err(unexpected(&value, &with_article(resource_type))),
                 }
@@ -836,7 +852,7 @@ impl<'h, H: Host> Session<'h, H> {
             Ok(Body::Other {
                 content_type,
                 bytes,
-            }) if resource_type == "Binary" => Ok(wrap_binary(id, &content_type, &bytes)),
+            }) if resource_type == "Binary" => Ok((wrap_binary(id, &content_type, &bytes), None)),
             Ok(Body::Other {
                 content_type,
                 bytes,
@@ -847,8 +863,8 @@ impl<'h, H: Host> Session<'h, H> {
             Err(failure) => Err(failure),
         };
         match result {
-            Ok(resource) => {
-                self.emit_resource(key, resource)?;
+            Ok((resource, verbatim)) => {
+                self.emit_resource(key, resource, verbatim)?;
                 // The server may have answered with another id (a merged record): do not ask
                 // for this one again either.
                 self.seen.insert(key.to_string());
@@ -868,7 +884,12 @@ impl<'h, H: Host> Session<'h, H> {
 
     /// Queues one resource for the host, unless it was emitted already or the host would refuse
     /// it (which would fail the whole run).
-    fn emit_resource(&mut self, label: &str, resource: Value) -> Result<(), ConnectorError> {
+    fn emit_resource(
+        &mut self,
+        label: &str,
+        resource: Value,
+        verbatim: Option<String>,
+    ) -> Result<(), ConnectorError> {
         let Some(resource_type) = resource
             .get("resourceType")
             .and_then(Value::as_str)
@@ -898,7 +919,7 @@ impl<'h, H: Host> Session<'h, H> {
             return Ok(());
         }
         refs::collect_references(&resource, &self.base, &mut self.found);
-        let text = resource.to_string();
+        let text = verbatim.unwrap_or_else(|| resource.to_string());
         if text.len() > MAX_EMIT_BYTES {
             self.warn(format!(
                 "{key}: skipped: at {:.1} MiB it is larger than the {} MiB a record may be",
@@ -1024,8 +1045,10 @@ impl<'h, H: Host> Session<'h, H> {
                 bytes: response.body,
             }));
         }
+        let raw = json_text::has_rewritten_numbers(&response.body)
+            .then(|| String::from_utf8_lossy(&response.body).into_owned());
         Ok(match serde_json::from_slice::<Value>(&response.body) {
-            Ok(value) => Ok(Body::Json(value)),
+            Ok(value) => Ok(Body::Json(value, raw)),
             Err(error) => Err(Failure::InvalidJson(error.to_string())),
         })
     }
@@ -1076,6 +1099,34 @@ fn unexpected(value: &Value, wanted: &str) -> Failure {
 fn with_article(resource_type: &str) -> String {
     let vowel = resource_type.starts_with(['A', 'E', 'I', 'O', 'U']);
     format!("{} {resource_type}", if vowel { "an" } else { "a" })
+}
+
+/// The minified text of each entry's resource in a searchset page's text, where it holds a
+/// number serde_json would write another way; `None` where it does not matter.
+fn verbatim_entries(page: &str) -> Vec<Option<String>> {
+    #[derive(Deserialize)]
+    struct Page<'a> {
+        #[serde(borrow, default)]
+        entry: Vec<Entry<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Entry<'a> {
+        #[serde(borrow)]
+        resource: Option<&'a RawValue>,
+    }
+    let Ok(page) = serde_json::from_str::<Page<'_>>(page) else {
+        return Vec::new();
+    };
+    page.entry
+        .into_iter()
+        .map(|entry| {
+            entry
+                .resource
+                .map(RawValue::get)
+                .filter(|text| json_text::has_rewritten_numbers(text.as_bytes()))
+                .map(json_text::minify)
+        })
+        .collect()
 }
 
 /// What a search is, for checking that the server applied its patient filter.
