@@ -463,10 +463,13 @@ async fn a_refused_withings_refresh_asks_the_user_to_reconnect_and_keeps_the_rec
     );
     let page = client.get("/sources").await;
     assert!(page.body.contains("Needs reconnect"), "{}", page.body);
+    // Withings' own reason is behind "Details" on the Jobs page, not in the message.
+    let jobs = client.get("/jobs").await;
     assert!(
-        page.body.contains("invalid refresh_token"),
+        jobs.body.contains("<summary>Details</summary>")
+            && jobs.body.contains("invalid refresh_token"),
         "Withings' reason is shown: {}",
-        page.body
+        jobs.body
     );
     assert_eq!(
         server
