@@ -67,30 +67,36 @@ async fn run() -> anyhow::Result<()> {
     );
 
     let hash = fasten::auth::password::hash_blocking("benchmark-password");
-    let plugin_user = fasten::store::users::create(
-        &db,
-        "plugin",
-        "plugin",
-        &hash,
-        fasten::store::users::Role::Member,
-    )
-    .await?
-    .id;
-    let raw_user =
-        fasten::store::users::create(&db, "raw", "raw", &hash, fasten::store::users::Role::Member)
-            .await?
-            .id;
+    let member = |name: String| {
+        let (db, hash) = (db.clone(), hash.clone());
+        async move {
+            anyhow::Ok(
+                fasten::store::users::create(
+                    &db,
+                    &name,
+                    &name,
+                    &hash,
+                    fasten::store::users::Role::Member,
+                )
+                .await?
+                .person_id,
+            )
+        }
+    };
+    let raw_person = member("raw".into()).await?;
 
     let files = synthea();
     let mut plugin_resources = 0u64;
     let mut plugin_time = Duration::ZERO;
     for (i, path) in files.iter().enumerate() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
+        // Each bundle is another patient: each goes to a person of its own.
+        let person = member(format!("plugin{i}")).await?;
         let started = Instant::now();
         let report = fasten::import::import_file(
             &db,
             &plugins,
-            plugin_user,
+            person,
             path,
             &name,
             fasten::jobs::Trigger::Cli,
@@ -117,7 +123,7 @@ async fn run() -> anyhow::Result<()> {
     let source: i64 = sqlx::query_scalar(
         "INSERT INTO sources (person_id, kind, display_name, created_at, updated_at) VALUES (?, 'raw', 'raw', 0, 0) RETURNING id",
     )
-    .bind(raw_user)
+    .bind(raw_person)
     .fetch_one(&db)
     .await?;
     let mut raw_resources = 0u64;
@@ -134,7 +140,7 @@ async fn run() -> anyhow::Result<()> {
                 "INSERT OR REPLACE INTO resources (person_id, source_id, resource_type, resource_id, content_hash, json, updated_at)
                  VALUES (?, ?, ?, ?, ?, ?, 0)",
             )
-            .bind(raw_user)
+            .bind(raw_person)
             .bind(source)
             .bind(resource["resourceType"].as_str())
             .bind(resource["id"].as_str())

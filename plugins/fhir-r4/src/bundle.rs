@@ -13,7 +13,6 @@ use std::marker::PhantomData;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::json_text::{self, NumberForms};
 
@@ -104,10 +103,15 @@ pub fn scan(reader: impl BufRead, mode: Mode) -> Result<Scanned, ScanError> {
         rewritten_numbers: false,
     };
     {
-        let watched = Watched {
-            inner: skip_bom(reader).map_err(ScanError::Json)?,
-            forms: &mut forms,
-        };
+        // Buffered on top, because serde_json reads a byte at a time and std reads a byte fast
+        // only from a `BufReader`; the watcher below it sees whole chunks.
+        let watched = std::io::BufReader::with_capacity(
+            64 * 1024,
+            Watched {
+                inner: skip_bom(reader).map_err(ScanError::Json)?,
+                forms: &mut forms,
+            },
+        );
         let mut de = serde_json::Deserializer::from_reader(watched);
         match mode {
             Mode::Strict => de.deserialize_map(&mut scanned),
@@ -148,20 +152,20 @@ impl Scanned {
         reader: impl BufRead,
         mut each: impl FnMut(Resource) -> Result<(), E>,
     ) -> Result<(), ReadError<E>> {
-        let mut de =
-            serde_json::Deserializer::from_reader(skip_bom(reader).map_err(ReadError::Json)?);
+        let mut reader = skip_bom(reader).map_err(ReadError::Json)?;
+        if self.rewritten_numbers {
+            // Rare: read as text, so that each resource can be kept as written.
+            let mut text = String::new();
+            reader
+                .read_to_string(&mut text)
+                .map_err(|e| ReadError::Json(serde_json::Error::io(e)))?;
+            return self.read_text(&text, &mut each);
+        }
+        let mut de = serde_json::Deserializer::from_reader(reader);
         if !self.is_bundle() {
-            let resource = if self.rewritten_numbers {
-                let raw = Box::<RawValue>::deserialize(&mut de).map_err(ReadError::Json)?;
-                Resource {
-                    value: serde_json::from_str(raw.get()).map_err(ReadError::Json)?,
-                    verbatim: Some(json_text::minify(raw.get())),
-                }
-            } else {
-                Resource {
-                    value: Value::deserialize(&mut de).map_err(ReadError::Json)?,
-                    verbatim: None,
-                }
+            let resource = Resource {
+                value: Value::deserialize(&mut de).map_err(ReadError::Json)?,
+                verbatim: None,
             };
             return each(resource).map_err(ReadError::Stopped);
         }
@@ -175,6 +179,42 @@ impl Scanned {
             return Err(ReadError::Stopped(stopped));
         }
         parsed.map_err(ReadError::Json)
+    }
+
+    /// The second pass over a document in memory, keeping each resource's text.
+    fn read_text<E>(
+        &self,
+        text: &str,
+        each: &mut impl FnMut(Resource) -> Result<(), E>,
+    ) -> Result<(), ReadError<E>> {
+        let parse = |text: &str| serde_json::from_str::<Value>(text).map_err(ReadError::Json);
+        if !self.is_bundle() {
+            return each(Resource {
+                value: parse(text)?,
+                verbatim: Some(json_text::minify(text)),
+            })
+            .map_err(ReadError::Stopped);
+        }
+        let mut pass = SecondPass {
+            scanned: self,
+            each,
+            stopped: None,
+        };
+        let entries = json_text::member(text, "entry")
+            .and_then(json_text::elements)
+            .unwrap_or_default();
+        for entry in entries {
+            let Some(raw) = json_text::member(entry, "resource").filter(|r| *r != "null") else {
+                continue;
+            };
+            let full_url = json_text::member(entry, "fullUrl")
+                .and_then(|url| serde_json::from_str::<String>(url).ok());
+            let given = pass.give::<serde_json::Error>(parse(raw)?, full_url.as_deref(), Some(raw));
+            if given.is_err() {
+                return Err(ReadError::Stopped(pass.stopped.take().expect("stopped")));
+            }
+        }
+        Ok(())
     }
 
     fn uuid_of(&self, full_url: &str) -> Option<String> {
@@ -363,14 +403,6 @@ struct Entry {
     resource: Option<Value>,
 }
 
-/// An entry of a document with numbers serde_json would rewrite: the resource's text is kept.
-#[derive(Deserialize)]
-struct RawEntry {
-    #[serde(rename = "fullUrl")]
-    full_url: Option<String>,
-    resource: Option<Box<RawValue>>,
-}
-
 struct SecondPass<'p, E, F> {
     scanned: &'p Scanned,
     each: &'p mut F,
@@ -447,21 +479,11 @@ impl<'de, E, F: FnMut(Resource) -> Result<(), E>> Visitor<'de> for &mut SecondPa
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        if self.scanned.rewritten_numbers {
-            while let Some(entry) = seq.next_element::<RawEntry>()? {
-                let Some(raw) = entry.resource else {
-                    continue;
-                };
-                let resource: Value = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
-                self.give(resource, entry.full_url.as_deref(), Some(raw.get()))?;
-            }
-        } else {
-            while let Some(entry) = seq.next_element::<Entry>()? {
-                let Some(resource) = entry.resource else {
-                    continue;
-                };
-                self.give(resource, entry.full_url.as_deref(), None)?;
-            }
+        while let Some(entry) = seq.next_element::<Entry>()? {
+            let Some(resource) = entry.resource else {
+                continue;
+            };
+            self.give(resource, entry.full_url.as_deref(), None)?;
         }
         Ok(())
     }

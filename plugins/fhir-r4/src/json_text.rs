@@ -84,6 +84,133 @@ pub fn minify(json: &str) -> String {
     out
 }
 
+/// The members of the JSON object `json` (its top level only): each key as written between its
+/// quotes, and the text of its value. `None` when `json` is not an object.
+///
+/// Hand-written rather than serde_json's `RawValue`: that feature makes every parse from a
+/// reader (a whole file import) a third slower, to serve the rare document that needs it.
+pub fn members(json: &str) -> Option<Vec<(&str, &str)>> {
+    let bytes = json.as_bytes();
+    let mut at = skip_space(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut members = Vec::new();
+    at = skip_space(bytes, at + 1);
+    if bytes.get(at) == Some(&b'}') {
+        return Some(members);
+    }
+    loop {
+        let key_end = string_end(bytes, at)?;
+        let key = &json[at + 1..key_end - 1];
+        at = skip_space(bytes, key_end);
+        if bytes.get(at) != Some(&b':') {
+            return None;
+        }
+        let start = skip_space(bytes, at + 1);
+        let end = value_end(bytes, start)?;
+        members.push((key, &json[start..end]));
+        at = skip_space(bytes, end);
+        match bytes.get(at) {
+            Some(b',') => at = skip_space(bytes, at + 1),
+            Some(b'}') => return Some(members),
+            _ => return None,
+        }
+    }
+}
+
+/// The text of each element of the JSON array `json`. `None` when it is not an array.
+pub fn elements(json: &str) -> Option<Vec<&str>> {
+    let bytes = json.as_bytes();
+    let mut at = skip_space(bytes, 0);
+    if bytes.get(at) != Some(&b'[') {
+        return None;
+    }
+    let mut elements = Vec::new();
+    at = skip_space(bytes, at + 1);
+    if bytes.get(at) == Some(&b']') {
+        return Some(elements);
+    }
+    loop {
+        let end = value_end(bytes, at)?;
+        elements.push(&json[at..end]);
+        at = skip_space(bytes, end);
+        match bytes.get(at) {
+            Some(b',') => at = skip_space(bytes, at + 1),
+            Some(b']') => return Some(elements),
+            _ => return None,
+        }
+    }
+}
+
+/// The value of `key` in the JSON object `json`.
+pub fn member<'j>(json: &'j str, key: &str) -> Option<&'j str> {
+    members(json)?
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, value)| value)
+}
+
+fn skip_space(bytes: &[u8], mut at: usize) -> usize {
+    while bytes.get(at).is_some_and(|b| b" \t\r\n".contains(b)) {
+        at += 1;
+    }
+    at
+}
+
+/// Just past the string starting at `at` (its opening quote).
+fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
+    if bytes.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut i = at + 1;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Just past the value starting at `at`: a string, an object or array (however nested), or a
+/// number, `true`, `false` or `null`.
+fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
+    match bytes.get(at)? {
+        b'"' => string_end(bytes, at),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = at;
+            while let Some(&b) = bytes.get(i) {
+                match b {
+                    b'"' => {
+                        i = string_end(bytes, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            None
+        }
+        _ => {
+            let mut i = at;
+            while bytes.get(i).is_some_and(|b| !b",}] \t\r\n".contains(b)) {
+                i += 1;
+            }
+            (i > at).then_some(i)
+        }
+    }
+}
+
 /// Minified `json` with each `"reference":"<target>"` whose target `replace` knows set to what
 /// it answers (a target with escapes in it is left as it is).
 pub fn replace_references<'r>(json: &str, replace: impl Fn(&str) -> Option<&'r str>) -> String {
@@ -137,6 +264,27 @@ mod tests {
     fn minify_keeps_strings_and_numbers_as_written() {
         let text = "{\n  \"a\" : 1e2,\n  \"b\": \"x  y\\\" z\",\n  \"c\": [ 1.50 , true ]\n}";
         assert_eq!(minify(text), r#"{"a":1e2,"b":"x  y\" z","c":[1.50,true]}"#);
+    }
+
+    #[test]
+    fn members_and_elements_give_the_text_as_written() {
+        let page = r#" {"resourceType" : "Bundle", "entry": [ {"fullUrl": "u:1",
+            "resource": {"resourceType":"Observation","valueQuantity":{"value":1E2},
+            "note":[{"text":"a } ] \" {"}]}}, {"search":{"mode":"outcome"}} ], "total": 2 } "#;
+        let top = members(page).unwrap();
+        let keys: Vec<&str> = top.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["resourceType", "entry", "total"]);
+        let entries = elements(member(page, "entry").unwrap()).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            member(entries[0], "resource").unwrap(),
+            r#"{"resourceType":"Observation","valueQuantity":{"value":1E2},
+            "note":[{"text":"a } ] \" {"}]}"#
+        );
+        assert_eq!(member(entries[1], "resource"), None);
+        assert_eq!(member(page, "total"), Some("2"));
+        assert_eq!(members("[1]"), None);
+        assert_eq!(members(r#"{"a": }"#), None);
     }
 
     #[test]

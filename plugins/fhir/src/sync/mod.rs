@@ -30,8 +30,6 @@ use std::fmt;
 
 use base64::Engine as _;
 use fasten_fhir_r4::json_text;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::exports::fasten::connector::connector::{ConnectorError, Summary, SyncRequest};
@@ -720,14 +718,7 @@ impl<'h, H: Host> Session<'h, H> {
         if patient_filter_ignored(&page, check) {
             return Ok(Err(Failure::FilterIgnored));
         }
-        let next = page
-            .get("link")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|link| link.get("relation").and_then(Value::as_str) == Some("next"))
-            .and_then(|link| link.get("url"))
-            .and_then(Value::as_str)
+        let next = bundle_link(&page, "next")
             .filter(|url| !url.trim().is_empty())
             .map(|url| util::resolve_link(&self.base, url.trim()));
         let entries = match page {
@@ -1101,28 +1092,26 @@ fn with_article(resource_type: &str) -> String {
     format!("{} {resource_type}", if vowel { "an" } else { "a" })
 }
 
+/// The URL of a Bundle's link with this `relation` ("next", "self").
+fn bundle_link<'p>(page: &'p Value, relation: &str) -> Option<&'p str> {
+    page.get("link")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|link| link.get("relation").and_then(Value::as_str) == Some(relation))
+        .and_then(|link| link.get("url"))
+        .and_then(Value::as_str)
+}
+
 /// The minified text of each entry's resource in a searchset page's text, where it holds a
 /// number serde_json would write another way; `None` where it does not matter.
 fn verbatim_entries(page: &str) -> Vec<Option<String>> {
-    #[derive(Deserialize)]
-    struct Page<'a> {
-        #[serde(borrow, default)]
-        entry: Vec<Entry<'a>>,
-    }
-    #[derive(Deserialize)]
-    struct Entry<'a> {
-        #[serde(borrow)]
-        resource: Option<&'a RawValue>,
-    }
-    let Ok(page) = serde_json::from_str::<Page<'_>>(page) else {
-        return Vec::new();
-    };
-    page.entry
+    json_text::member(page, "entry")
+        .and_then(json_text::elements)
+        .unwrap_or_default()
         .into_iter()
         .map(|entry| {
-            entry
-                .resource
-                .map(RawValue::get)
+            json_text::member(entry, "resource")
                 .filter(|text| json_text::has_rewritten_numbers(text.as_bytes()))
                 .map(json_text::minify)
         })
@@ -1173,15 +1162,7 @@ fn patient_filter_ignored(page: &Value, check: FilterCheck) -> bool {
     if check != FilterCheck::OutcomeAndSelfLink {
         return false;
     }
-    let self_link = page
-        .get("link")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|link| link.get("relation").and_then(Value::as_str) == Some("self"))
-        .and_then(|link| link.get("url"))
-        .and_then(Value::as_str);
-    match self_link.and_then(|url| url.split_once('?')) {
+    match bundle_link(page, "self").and_then(|url| url.split_once('?')) {
         Some((_, query)) => !query.split('&').any(|pair| {
             let name = pair.split('=').next().unwrap_or("");
             name == "patient" || name.starts_with("patient:") || name == "subject"
