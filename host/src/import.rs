@@ -280,6 +280,44 @@ async fn run_plugin<T: Send + 'static>(
     Ok((outcome, consumed))
 }
 
+/// Runs a file's plugin without storing anything, folding each resource it emits into `state`:
+/// for looking at a file (who it is about, what it holds) before it is imported.
+async fn run_without_storing<T: Send + 'static>(
+    plugins: &PluginHost,
+    plugin: &Arc<LoadedPlugin>,
+    path: &Path,
+    file_name: &str,
+    options: &ImportOptions,
+    state: T,
+    mut fold: impl FnMut(&mut T, Prepared) + Send + 'static,
+) -> Result<(RunOutput, T), ImportError> {
+    let (outcome, state) = run_plugin(
+        plugins,
+        plugin.clone(),
+        path,
+        file_name,
+        options,
+        None,
+        |mut received| {
+            tokio::spawn(async move {
+                let mut state = state;
+                while let Some(batch) = received.recv().await {
+                    for prepared in batch {
+                        fold(&mut state, prepared);
+                    }
+                }
+                state
+            })
+        },
+    )
+    .await?;
+    let output = outcome.map_err(|failure| ImportError::Failed {
+        file: file_name.to_string(),
+        failure,
+    })?;
+    Ok((output, state))
+}
+
 /// Imports one file for a user, recording the import as a job. On any failure nothing from the
 /// file is stored, and the job says why.
 pub async fn import_file(
@@ -382,37 +420,26 @@ async fn patients_in(
     file_name: &str,
     options: &ImportOptions,
 ) -> Result<Vec<(String, Identity)>, ImportError> {
-    let (outcome, found) = run_plugin(
+    let (_, found) = run_without_storing(
         plugins,
-        plugin.clone(),
+        plugin,
         path,
         file_name,
         options,
-        None,
-        |mut received| {
-            tokio::spawn(async move {
-                let mut found: Vec<(String, Identity)> = Vec::new();
-                while let Some(batch) = received.recv().await {
-                    for p in batch.iter().filter(|p| p.resource_type == "Patient") {
-                        let identity = serde_json::from_str::<serde_json::Value>(&p.json)
-                            .ok()
-                            .and_then(|v| Identity::of(&v));
-                        if let Some(identity) = identity
-                            && !found.iter().any(|(id, _)| *id == p.resource_id)
-                        {
-                            found.push((p.resource_id.clone(), identity));
-                        }
-                    }
-                }
-                found
-            })
+        Vec::<(String, Identity)>::new(),
+        |found, p| {
+            if p.resource_type != "Patient" || found.iter().any(|(id, _)| *id == p.resource_id) {
+                return;
+            }
+            let identity = serde_json::from_str::<serde_json::Value>(&p.json)
+                .ok()
+                .and_then(|v| Identity::of(&v));
+            if let Some(identity) = identity {
+                found.push((p.resource_id, identity));
+            }
         },
     )
     .await?;
-    outcome.map_err(|failure| ImportError::Failed {
-        file: file_name.to_string(),
-        failure,
-    })?;
     Ok(found)
 }
 
@@ -742,42 +769,29 @@ pub async fn preview_file(
     sample_size: usize,
 ) -> Result<Preview, ImportError> {
     let plugin = choose_plugin(plugins, file_name, &read_head(path))?;
-    let (outcome, (counts, sample)) = run_plugin(
+    let (output, (counts, sample)) = run_without_storing(
         plugins,
-        plugin.clone(),
+        &plugin,
         path,
         file_name,
         options,
-        None,
-        |mut received| {
-            tokio::spawn(async move {
-                let mut counts: Vec<(String, u64)> = Vec::new();
-                let mut sample = Vec::new();
-                while let Some(batch) = received.recv().await {
-                    for prepared in batch {
-                        match counts
-                            .iter_mut()
-                            .find(|(t, _)| *t == prepared.resource_type)
-                        {
-                            Some((_, n)) => *n += 1,
-                            None => counts.push((prepared.resource_type.clone(), 1)),
-                        }
-                        if sample.len() < sample_size
-                            && let Ok(value) = serde_json::from_str(&prepared.json)
-                        {
-                            sample.push(value);
-                        }
-                    }
-                }
-                (counts, sample)
-            })
+        (Vec::<(String, u64)>::new(), Vec::new()),
+        move |(counts, sample), prepared| {
+            match counts
+                .iter_mut()
+                .find(|(t, _)| *t == prepared.resource_type)
+            {
+                Some((_, n)) => *n += 1,
+                None => counts.push((prepared.resource_type.clone(), 1)),
+            }
+            if sample.len() < sample_size
+                && let Ok(value) = serde_json::from_str(&prepared.json)
+            {
+                sample.push(value);
+            }
         },
     )
     .await?;
-    let output = outcome.map_err(|failure| ImportError::Failed {
-        file: file_name.to_string(),
-        failure,
-    })?;
     Ok(Preview {
         file_name: file_name.to_string(),
         plugin_id: plugin.manifest.id.clone(),

@@ -189,29 +189,29 @@ pub fn keep_patient(resources: Vec<super::Prepared>, patient_id: &str) -> Kept {
             }
             continue;
         }
-        let Ok(value) = serde_json::from_str::<Value>(&p.json) else {
-            continue;
+        let (names_a_patient, names_ours) = {
+            let mut about = references_of(&p).filter_map(patient_id_of).peekable();
+            (about.peek().is_some(), about.any(|id| id == patient_id))
         };
-        let about = patient_references(&value);
-        if about.is_empty() {
-            unattached.push((p, value));
-        } else if about.iter().any(|id| id == patient_id) {
-            referenced.extend(references(&value));
+        if !names_a_patient {
+            unattached.push(p);
+        } else if names_ours {
+            referenced.extend(references_of(&p).filter_map(local_key));
             kept.push(p);
         }
     }
     let about_someone_else = before - kept.len() - unattached.len();
     // Whatever a kept record refers to is kept, until nothing more is reached.
     loop {
-        let (reached, rest): (Vec<_>, Vec<_>) = unattached.into_iter().partition(|(p, _)| {
-            referenced.contains(&format!("{}/{}", p.resource_type, p.resource_id))
-        });
+        let (reached, rest): (Vec<_>, Vec<_>) = unattached
+            .into_iter()
+            .partition(|p| referenced.contains(&format!("{}/{}", p.resource_type, p.resource_id)));
         unattached = rest;
         if reached.is_empty() {
             break;
         }
-        for (p, value) in reached {
-            referenced.extend(references(&value));
+        for p in reached {
+            referenced.extend(references_of(&p).filter_map(local_key));
             kept.push(p);
         }
     }
@@ -222,32 +222,22 @@ pub fn keep_patient(resources: Vec<super::Prepared>, patient_id: &str) -> Kept {
     }
 }
 
-/// `Type/id` of every literal reference in a resource, wherever it points: `Location/1`,
-/// `https://x/fhir/Location/1` and `Location/1/_history/2` are all `Location/1`.
-fn references(resource: &Value) -> Vec<String> {
-    fn walk(value: &Value, found: &mut Vec<String>) {
-        match value {
-            Value::Object(map) => {
-                for (key, child) in map {
-                    match (key.as_str(), child) {
-                        ("reference", Value::String(text)) => {
-                            let text = text.split("/_history/").next().unwrap_or(text);
-                            let mut segments = text.rsplit('/');
-                            if let (Some(id), Some(kind)) = (segments.next(), segments.next()) {
-                                found.push(format!("{kind}/{id}"));
-                            }
-                        }
-                        _ => walk(child, found),
-                    }
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|item| walk(item, found)),
-            _ => {}
-        }
-    }
-    let mut found = Vec::new();
-    walk(resource, &mut found);
-    found
+/// The literal references a prepared resource makes: its `ref` tokens (see [`super::tokens`]),
+/// so the JSON is not walked again.
+fn references_of(p: &super::Prepared) -> impl Iterator<Item = &str> {
+    p.tokens
+        .iter()
+        .filter(|t| t.kind == "ref")
+        .map(|t| t.value.as_str())
+}
+
+/// `Type/id` of a reference wherever it points: `Location/1`, `https://x/fhir/Location/1` and
+/// `Location/1/_history/2` are all `Location/1`.
+fn local_key(reference: &str) -> Option<String> {
+    let reference = reference.split("/_history/").next()?;
+    let mut segments = reference.rsplit('/');
+    let (id, kind) = (segments.next()?, segments.next()?);
+    Some(format!("{kind}/{id}"))
 }
 
 /// Found a Patient that is clearly someone else than the person the records are for.
