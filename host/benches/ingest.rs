@@ -59,7 +59,7 @@ async fn run() -> anyhow::Result<()> {
     let rounds = 200;
     let started = Instant::now();
     for _ in 0..rounds {
-        plugins.describe(&fhir)?;
+        plugins.describe(&fhir).await?;
     }
     println!(
         "instantiate + describe: {:.1} µs per call (mean of {rounds})",

@@ -79,6 +79,14 @@ pub struct PluginsConfig {
     pub allow_http_loopback: bool,
     /// Let plugins reach private-network addresses (a FHIR server on your LAN, say).
     pub allow_private_networks: bool,
+    /// The most records one import or sync may store; a run past it fails and stores nothing.
+    pub max_run_resources: u64,
+    /// The most bytes of records one import or sync may store.
+    pub max_run_bytes: u64,
+    /// Log lines one run may write; the rest are counted in one last line.
+    pub max_run_log_lines: u64,
+    /// How many plugin runs (imports, syncs, previews) may execute at once; more wait their turn.
+    pub concurrent_runs: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +159,10 @@ impl Default for PluginsConfig {
             registry_dir: PathBuf::from("./plugin-registry"),
             allow_http_loopback: false,
             allow_private_networks: false,
+            max_run_resources: 2_000_000,
+            max_run_bytes: 2 << 30,
+            max_run_log_lines: 10_000,
+            concurrent_runs: 4,
         }
     }
 }

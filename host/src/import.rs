@@ -15,6 +15,7 @@ use crate::fhir::identity::{Identity, OtherPatient, PatientGuard};
 use crate::fhir::ingest::{Counts, Writer};
 use crate::jobs::{self, Trigger};
 use crate::plugins::{FileInput, LoadedPlugin, PluginHost, RunContext, RunFailure, RunOutput};
+use crate::spool::Spool;
 
 /// What a successful import did.
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +94,11 @@ pub enum ImportError {
     Unplaced(Box<Unplaced>),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The records could not be set aside on disk while the file was read.
+    #[error(
+        "Fasten could not set this file's records aside while reading it ({0}). Nothing from this file was stored."
+    )]
+    Spool(#[from] std::io::Error),
 }
 
 /// A plugin's message as one sentence: plugins end theirs with a full stop, the host's own do not.
@@ -255,7 +261,7 @@ async fn run_plugin<T: Send + 'static>(
     path: &Path,
     file_name: &str,
     options: &ImportOptions,
-    state_store: Option<(SqlitePool, i64)>,
+    state: Option<crate::plugins::PluginState>,
     consume: impl FnOnce(mpsc::Receiver<Vec<Prepared>>) -> tokio::task::JoinHandle<T>,
 ) -> Result<(Result<RunOutput, RunFailure>, T), ImportError> {
     let (batches, received) = mpsc::channel::<Vec<Prepared>>(4);
@@ -263,7 +269,7 @@ async fn run_plugin<T: Send + 'static>(
     let ctx = RunContext {
         batches,
         progress: Arc::new(Mutex::new((0, None))),
-        state_store,
+        state,
         connection: None,
         bearer: None,
         cancel: None,
@@ -584,46 +590,6 @@ async fn import_family(
         .iter()
         .map(|(index, source, _)| (*index, candidates[*index].person.id, *source))
         .collect();
-    let mut writer = Writer::begin(db, person_id, targets[0].1).await?;
-    let (outcome, stored) = run_plugin(
-        plugins,
-        plugin.clone(),
-        path,
-        file_name,
-        options,
-        None,
-        |mut received| {
-            tokio::spawn(async move {
-                let mut counts: Vec<Counts> = vec![Counts::default(); routes.len()];
-                while let Some(batch) = received.recv().await {
-                    for (slot, (index, person, source)) in routes.iter().enumerate() {
-                        let part: Vec<Prepared> = batch
-                            .iter()
-                            .filter(|p| match patient_of(p, &patient_ids) {
-                                Some(patient) => target_of.get(patient) == Some(index),
-                                None => true,
-                            })
-                            .cloned()
-                            .collect();
-                        if part.is_empty() {
-                            continue;
-                        }
-                        writer.retarget(*person, *source);
-                        let before = writer.counts;
-                        if let Err(e) = writer.write(&part).await {
-                            return Err((writer, e));
-                        }
-                        let after = writer.counts;
-                        counts[slot].added += after.added - before.added;
-                        counts[slot].updated += after.updated - before.updated;
-                        counts[slot].unchanged += after.unchanged - before.unchanged;
-                    }
-                }
-                Ok((writer, counts))
-            })
-        },
-    )
-    .await?;
     let jobs_of_parts: Vec<i64> = targets.iter().map(|(_, _, job)| *job).collect();
     let failed = |message: String| {
         let jobs_of_parts = jobs_of_parts.clone();
@@ -634,22 +600,47 @@ async fn import_family(
             Ok::<_, sqlx::Error>(())
         }
     };
-    let (output, counts) = match (outcome, stored) {
-        (Ok(output), Ok((writer, counts))) => {
-            writer.commit().await?;
-            (output, counts)
+    let (output, mut spool) =
+        match spool_run(plugins, plugin, path, file_name, options, None, |_| Ok(())).await {
+            Ok(done) => done,
+            Err(error) => {
+                failed(error.to_string()).await?;
+                return Err(error);
+            }
+        };
+    // Each patient's records go to their person; what is about nobody in particular to each.
+    let written = async {
+        let mut writer = Writer::begin(db, person_id, targets[0].1).await?;
+        let mut counts: Vec<Counts> = vec![Counts::default(); routes.len()];
+        let mut reader = spool.reader(WRITE_CHUNK)?;
+        while let Some(batch) = reader.next_chunk()? {
+            for (slot, (index, person, source)) in routes.iter().enumerate() {
+                let part: Vec<Prepared> = batch
+                    .iter()
+                    .filter(|p| match patient_of(p, &patient_ids) {
+                        Some(patient) => target_of.get(patient) == Some(index),
+                        None => true,
+                    })
+                    .cloned()
+                    .collect();
+                if part.is_empty() {
+                    continue;
+                }
+                writer.retarget(*person, *source);
+                let before = writer.counts;
+                writer.write(&part).await?;
+                let after = writer.counts;
+                counts[slot].added += after.added - before.added;
+                counts[slot].updated += after.updated - before.updated;
+                counts[slot].unchanged += after.unchanged - before.unchanged;
+            }
         }
-        (_, Err((writer, e))) => {
-            writer.rollback().await.ok();
-            failed(format!("database error: {e}")).await?;
-            return Err(ImportError::Database(e));
-        }
-        (Err(failure), Ok((writer, _))) => {
-            writer.rollback().await?;
-            let error = ImportError::Failed {
-                file: file_name.to_string(),
-                failure,
-            };
+        writer.commit().await?;
+        Ok::<_, ImportError>(counts)
+    };
+    let counts = match written.await {
+        Ok(counts) => counts,
+        Err(error) => {
             failed(error.to_string()).await?;
             return Err(error);
         }
@@ -706,43 +697,71 @@ async fn store_file(
     options: &ImportOptions,
 ) -> Result<(Counts, Vec<String>), ImportError> {
     let mut guard = PatientGuard::load(db, person_id, options.anyway).await?;
+    let state = crate::plugins::state::load(db, source_id).await?;
+    let (output, mut spool) = spool_run(
+        plugins,
+        plugin,
+        path,
+        file_name,
+        options,
+        Some(state),
+        move |batch| guard.check(batch).map_err(ImportError::OtherPatient),
+    )
+    .await?;
+    // The run succeeded: its records and state are written in one short transaction.
     let mut writer = Writer::begin(db, person_id, source_id).await?;
-    let (outcome, stored) = run_plugin(
+    let mut reader = spool.reader(WRITE_CHUNK)?;
+    while let Some(chunk) = reader.next_chunk()? {
+        writer.write(&chunk).await?;
+    }
+    if let Some(state) = &output.state {
+        writer.save_plugin_state(state).await?;
+    }
+    Ok((writer.commit().await?, output.warnings))
+}
+
+/// Records are read back from a run's spool, and written, this many at a time.
+const WRITE_CHUNK: usize = 500;
+
+/// Runs a file's plugin, setting what it emits aside in a spool (see [`crate::spool`]) after
+/// `check` passes each batch: nothing is written while the plugin runs. Answers the run's
+/// output and the spool, or why the run or a check failed.
+async fn spool_run(
+    plugins: &PluginHost,
+    plugin: &Arc<LoadedPlugin>,
+    path: &Path,
+    file_name: &str,
+    options: &ImportOptions,
+    state: Option<crate::plugins::PluginState>,
+    mut check: impl FnMut(&[Prepared]) -> Result<(), ImportError> + Send + 'static,
+) -> Result<(RunOutput, Spool), ImportError> {
+    let mut spool = plugins.spool();
+    let (outcome, spooled) = run_plugin(
         plugins,
         plugin.clone(),
         path,
         file_name,
         options,
-        Some((db.clone(), source_id)),
+        state,
         |mut received| {
             tokio::spawn(async move {
                 while let Some(batch) = received.recv().await {
                     // Dropping the receiver makes the plugin's next emit fail, ending the run.
-                    if let Err(other) = guard.check(&batch) {
-                        return Err((writer, ImportError::OtherPatient(other)));
-                    }
-                    if let Err(e) = writer.write(&batch).await {
-                        return Err((writer, ImportError::Database(e)));
-                    }
+                    check(&batch)?;
+                    spool.push(batch)?;
                 }
-                Ok(writer)
+                Ok::<_, ImportError>(spool)
             })
         },
     )
     .await?;
-    match (outcome, stored) {
-        (Ok(output), Ok(writer)) => Ok((writer.commit().await?, output.warnings)),
-        (_, Err((writer, e))) => {
-            writer.rollback().await.ok();
-            Err(e)
-        }
-        (Err(failure), Ok(writer)) => {
-            writer.rollback().await?;
-            Err(ImportError::Failed {
-                file: file_name.to_string(),
-                failure,
-            })
-        }
+    match (outcome, spooled) {
+        (Ok(output), Ok(spool)) => Ok((output, spool)),
+        (_, Err(e)) => Err(e),
+        (Err(failure), Ok(_)) => Err(ImportError::Failed {
+            file: file_name.to_string(),
+            failure,
+        }),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod record;
 pub mod search;
 pub mod secrets;
 pub mod sources;
+pub mod spool;
 pub mod state;
 pub mod store;
 pub mod sync;
@@ -121,6 +122,13 @@ impl Server {
                 }
             }
         }
+        let plugins = self.state.plugins.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Runs end now, so the requests and jobs waiting on them finish and the process
+            // exits instead of waiting for a plugin.
+            plugins.shut_down();
+        };
         let app = web::build_app(self.state);
         let result = axum::serve(
             self.listener,
@@ -180,6 +188,13 @@ pub async fn open_plugins(
         },
         dev: config.dev,
         source_registry_dir: plugins::source_registry_dir(),
+        quotas: plugins::RunQuotas {
+            resources: config.plugins.max_run_resources,
+            bytes: config.plugins.max_run_bytes,
+            log_lines: config.plugins.max_run_log_lines,
+        },
+        spool_dir: config.data_dir.join("spool"),
+        concurrent_runs: config.plugins.concurrent_runs,
     })?);
     host.load_all(db).await;
     if config.dev {

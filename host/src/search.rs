@@ -37,7 +37,7 @@ const MAX_WORDS: usize = 16;
 pub type Indexed<'a> = (&'a str, &'a str, &'a Document);
 
 /// The searchable text of one resource.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Document {
     pub title: String,
     pub codes: String,

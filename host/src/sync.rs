@@ -3,14 +3,16 @@
 //! and what it emits is stored in one transaction only when the whole run succeeded, so a failed
 //! or cancelled sync leaves the records of earlier syncs exactly as they were.
 //!
-//! The records are gathered in memory while the plugin runs rather than written as they come:
+//! The records wait in a spool while the plugin runs rather than being written as they come:
 //! a sync waits on the network for minutes, and a write transaction held that long would block
-//! every other writer (uploads, other members' syncs) behind SQLite's single-writer lock.
+//! every other writer (sign-ins, uploads, other members' syncs) behind SQLite's single-writer
+//! lock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use tokio::sync::mpsc;
 
 use crate::fhir::Prepared;
@@ -18,6 +20,7 @@ use crate::fhir::ingest::{Counts, Writer};
 use crate::plugins::{PluginError, RunContext, RunFailure, SyncRequest};
 use crate::sources;
 use crate::sources::tokens::{ConnectionTokens, RECONNECT_MESSAGE, RefreshProblem};
+use crate::spool::Spool;
 use crate::state::AppState;
 use crate::store::unix_now;
 
@@ -131,19 +134,20 @@ async fn run_inner(
         connection,
     ));
 
+    let plugin_state = crate::plugins::state::load(&state.db, source_id).await?;
     let run = || {
         run_plugin(state, plugin.clone(), request.clone(), |batches| {
             RunContext {
                 batches,
                 progress: progress.clone(),
-                state_store: Some((state.db.clone(), source_id)),
+                state: Some(plugin_state.clone()),
                 connection: Some(base.clone()),
                 bearer: Some(tokens.clone()),
                 cancel: Some(cancel.clone()),
             }
         })
     };
-    let (mut outcome, mut resources) = run().await?;
+    let (mut outcome, mut spool) = run().await?;
     // Some APIs (Withings) refuse an expired token inside an HTTP 200 answer, where the http
     // gate cannot see it: the plugin says "unauthorized", and as the contract promises, the
     // host renews the token once and runs the sync again.
@@ -152,9 +156,10 @@ async fn run_inner(
         && tokens.problem().is_none()
         && tokens.refresh_now().await
     {
-        (outcome, resources) = run().await?;
+        (outcome, spool) = run().await?;
     }
     let run_time = started.elapsed();
+    let mut spool = spool.context("cannot set this sync's records aside on disk")?;
 
     let output = match outcome {
         Ok(_) if cancel.load(Ordering::Relaxed) => return Ok(SyncOutcome::Cancelled),
@@ -166,9 +171,14 @@ async fn run_inner(
     // A server may ignore a search's patient filter: what it sent about anyone else than the
     // connection's patient is left out, and the job says how much.
     let mut warnings = output.warnings.clone();
-    let resources = match &patient_id {
+    let kept = match &patient_id {
         Some(patient) => {
-            let kept = crate::fhir::identity::keep_patient(resources, patient);
+            let mut filter = crate::fhir::identity::PatientFilter::new(patient);
+            let mut reader = spool.reader(SPOOL_CHUNK)?;
+            while let Some(chunk) = reader.next_chunk()? {
+                chunk.iter().for_each(|p| filter.see(p));
+            }
+            let kept = filter.finish();
             if kept.about_someone_else > 0 || kept.unlinked > 0 {
                 tracing::warn!(
                     source_id,
@@ -194,26 +204,34 @@ async fn run_inner(
                     were(kept.unlinked)
                 ));
             }
-            kept.resources
+            Some(kept)
         }
-        None => resources,
+        None => None,
     };
     // A provider may send another patient's records: stop before storing anything.
     let mut guard = crate::fhir::identity::PatientGuard::load(&state.db, person_id, false).await?;
-    if let Err(other) = guard.check(&resources) {
-        return Ok(SyncOutcome::failed(format!(
-            "{} Nothing from this sync was stored. If the provider account belongs to someone \
-             else, delete this source and connect it from their page.",
-            other.sentence("This sync")
-        )));
-    }
     let mut writer = Writer::begin(&state.db, person_id, source_id).await?;
-    for chunk in resources.chunks(500) {
-        writer.write(chunk).await?;
+    let mut reader = spool.reader(SPOOL_CHUNK)?;
+    while let Some(mut chunk) = reader.next_chunk()? {
+        if let Some(kept) = &kept {
+            chunk.retain(|p| kept.keeps(p));
+        }
+        if let Err(other) = guard.check(&chunk) {
+            writer.rollback().await?;
+            return Ok(SyncOutcome::failed(format!(
+                "{} Nothing from this sync was stored. If the provider account belongs to \
+                 someone else, delete this source and connect it from their page.",
+                other.sentence("This sync")
+            )));
+        }
+        writer.write(&chunk).await?;
     }
     if cancel.load(Ordering::Relaxed) {
         writer.rollback().await?;
         return Ok(SyncOutcome::Cancelled);
+    }
+    if let Some(plugin_state) = &output.state {
+        writer.save_plugin_state(plugin_state).await?;
     }
     let counts = writer.commit().await?;
     let write_time = writing.elapsed();
@@ -269,21 +287,28 @@ fn them(count: usize) -> &'static str {
     if count == 1 { "it" } else { "them" }
 }
 
-/// One run of the plugin's sync, gathering what it emits in memory.
+/// Records are read back from the spool, and written, this many at a time.
+const SPOOL_CHUNK: usize = 500;
+
+/// One run of the plugin's sync, spooling what it emits (see [`crate::spool`]).
 async fn run_plugin(
     state: &AppState,
     plugin: Arc<crate::plugins::LoadedPlugin>,
     request: SyncRequest,
     context: impl FnOnce(mpsc::Sender<Vec<Prepared>>) -> RunContext,
-) -> anyhow::Result<(Result<crate::plugins::RunOutput, RunFailure>, Vec<Prepared>)> {
-    let (batches, mut received) = mpsc::channel::<Vec<Prepared>>(8);
+) -> anyhow::Result<(
+    Result<crate::plugins::RunOutput, RunFailure>,
+    std::io::Result<Spool>,
+)> {
+    let (batches, mut received) = mpsc::channel::<Vec<Prepared>>(2);
     let ctx = context(batches);
+    let mut spool = state.plugins.spool();
     let gathering = tokio::spawn(async move {
-        let mut all = Vec::new();
         while let Some(batch) = received.recv().await {
-            all.extend(batch);
+            // Dropping the receiver makes the plugin's next emit fail, ending the run.
+            spool.push(batch)?;
         }
-        all
+        Ok(spool)
     });
     let outcome = state.plugins.sync(plugin, request, ctx).await;
     Ok((outcome, gathering.await?))
@@ -359,6 +384,13 @@ async fn classify(
             detail: Some(format!("the plugin ran past its time limit of {seconds} s")),
         },
         RunFailure::Unavailable(message) => SyncOutcome::failed(message),
+        RunFailure::ShuttingDown => SyncOutcome::Retry {
+            reason: "Fasten was stopping, so this sync was stopped before it finished; the \
+                     records from earlier syncs are kept."
+                .into(),
+            detail: None,
+            after_seconds: None,
+        },
         other => SyncOutcome::Failed {
             message: format!(
                 "The connector that syncs this source failed; {kept}. If it keeps failing, ask \

@@ -5,12 +5,42 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::TestServer;
 use fasten::import::{ImportError, import_file};
-use fasten::plugins::{RunFailure, Status};
+use fasten::plugins::{FileInput, RunContext, RunFailure, Status};
+
+/// Log output written to memory, for tests that read what the server logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
 
 fn synthea() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/fhir/synthea");
@@ -282,6 +312,17 @@ fn hostile_artifact() -> PathBuf {
 
 /// A registry folder with the hostile plugin dropped in, allowed to reach `allowed`.
 fn drop_in_hostile(registry: &Path, allowed: &str, sha256: Option<&str>, api: &str) {
+    drop_in_hostile_for(registry, allowed, sha256, api, 2);
+}
+
+/// The hostile plugin with `run_seconds` to run.
+fn drop_in_hostile_for(
+    registry: &Path,
+    allowed: &str,
+    sha256: Option<&str>,
+    api: &str,
+    run_seconds: u64,
+) {
     let dir = registry.join("test-hostile");
     std::fs::create_dir_all(&dir).unwrap();
     let bytes = std::fs::read(hostile_artifact()).unwrap();
@@ -306,7 +347,7 @@ allowed_hosts = ["{allowed}"]
 [limits]
 memory_mib = 32
 describe_seconds = 2
-run_seconds = 2
+run_seconds = {run_seconds}
 "#
         ),
     )
@@ -325,6 +366,8 @@ async fn a_hostile_plugin_is_contained_and_everything_else_keeps_working() {
         let server = TestServer::start_with(|c| {
             c.plugins.registry_dir = registry_dir;
             c.plugins.allow_http_loopback = true;
+            c.plugins.max_run_resources = 1000;
+            c.plugins.max_run_bytes = 2 << 20;
         })
         .await;
         let admin = server.client();
@@ -387,12 +430,97 @@ async fn a_hostile_plugin_is_contained_and_everything_else_keeps_working() {
         other => panic!("expected a failed run, got {other:?}"),
     };
 
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     assert!(matches!(
         failure(run("loop").await),
         RunFailure::TimeLimit(2)
     ));
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A blocking call is no way out of the time limit: a 120 s sleep under a 2 s limit ends
+    // at the limit.
+    let started = Instant::now();
+    assert!(matches!(
+        failure(run("sleep 120").await),
+        RunFailure::TimeLimit(2)
+    ));
+    let slept = started.elapsed();
+    println!("a 120 s sleep under a 2 s limit ended after {slept:?}");
+    assert!(slept <= Duration::from_secs(3), "{slept:?}");
+
+    // Cancel ends a run within a second, spinning or sleeping.
+    for command in ["loop", "sleep 120"] {
+        let path = write(dir.path(), "cancel.hostile", command.as_bytes());
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (batches, _received) = tokio::sync::mpsc::channel(1);
+        let ctx = RunContext {
+            batches,
+            progress: Default::default(),
+            state: None,
+            connection: None,
+            bearer: None,
+            cancel: Some(cancel.clone()),
+        };
+        let hostile = plugins.get("test-hostile").unwrap();
+        let input = FileInput {
+            path,
+            name: "cancel.hostile".into(),
+            media_type: "text/x-hostile".into(),
+        };
+        let running = tokio::spawn({
+            let plugins = plugins.clone();
+            async move { plugins.import_file(hostile, input, ctx).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let asked = Instant::now();
+        cancel.store(true, Ordering::SeqCst);
+        let result = running.await.unwrap();
+        let took = asked.elapsed();
+        println!("cancel of a {command:?} run took {took:?}");
+        assert!(matches!(result, Err(RunFailure::Cancelled)), "{result:?}");
+        assert!(took <= Duration::from_secs(1), "{command}: {took:?}");
+    }
+
+    // A plugin's log is bounded and cannot forge the host's lines.
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    {
+        let _scope = tracing::subscriber::set_default(subscriber);
+        run("log-flood 50000").await.unwrap();
+        failure(run("log-forge").await);
+    }
+    let logged = logs.text();
+    let flood_lines = logged.lines().filter(|l| l.contains("flood line")).count();
+    let more_lines = logged
+        .lines()
+        .filter(|l| l.contains("more log lines"))
+        .count();
+    println!("a 50,000-line log flood left {flood_lines} lines and {more_lines} summary line");
+    assert_eq!(flood_lines, 10_000);
+    assert_eq!(more_lines, 1);
+    assert!(
+        logged.contains("40000 more log lines"),
+        "{}",
+        &logged[logged.len().saturating_sub(500)..]
+    );
+    assert!(
+        !logged
+            .lines()
+            .any(|l| l.starts_with("2026-12-06T10:00:00Z")),
+        "a plugin cannot start a log line of its own"
+    );
+    let forged = logged.lines().find(|l| l.contains("harmless")).unwrap();
+    assert!(
+        forged.contains("harmless\\n2026-12-06T10:00:00Z") && forged.contains("\\u{1b}[2K"),
+        "{forged}"
+    );
+    assert!(
+        !logged.contains('\u{1b}'),
+        "no raw escape code reaches the log"
+    );
     assert!(matches!(
         failure(run("alloc").await),
         RunFailure::MemoryLimit(32)
@@ -450,10 +578,72 @@ async fn a_hostile_plugin_is_contained_and_everything_else_keeps_working() {
         "{state}"
     );
     assert!(state.contains("quota"), "{state}");
+    // State set by a failed run is discarded with the run; a successful run's is kept.
     let state = failure(run("state").await).to_string();
+    assert!(state.contains("before None"), "{state}");
+    failure(run("state-then-fail").await);
+    let kept = run("state-then-succeed page-3").await.unwrap();
+    assert_eq!(kept.warnings, vec!["state before: None".to_string()]);
+    let kept = run("state-then-succeed page-4").await.unwrap();
+    assert_eq!(
+        kept.warnings,
+        vec!["state before: Some(\"page-3\")".to_string()]
+    );
+    // The quota counts bytes: NULs and 4-byte characters count for what they take.
+    let nul = failure(run("state-nul").await).to_string();
     assert!(
-        state.contains("before Some(\"page-2\")"),
-        "state persists per source: {state}"
+        nul.contains("first Ok(())") && nul.contains("second Err(\"state quota"),
+        "{nul}"
+    );
+    let wide = failure(run("state-wide").await).to_string();
+    assert!(wide.contains("Err(\"state quota"), "{wide}");
+    let stored_state: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB))), 0)
+         FROM plugin_state",
+    )
+    .fetch_one(&server.state.db)
+    .await
+    .unwrap();
+    assert!(
+        stored_state < 100,
+        "only the small cursor is stored: {stored_state}"
+    );
+
+    // Quotas per run: each trips with a sentence naming it, and nothing is stored.
+    let before = resource_count(&server, user).await;
+    let too_many = failure(run("emit-bulk 1500 0").await).to_string();
+    assert!(
+        too_many.contains("more than 1000 records") && too_many.contains("max_run_resources"),
+        "{too_many}"
+    );
+    let too_big = failure(run("emit-bulk 100 30000").await).to_string();
+    assert!(
+        too_big.contains("more than 2 MiB") && too_big.contains("max_run_bytes"),
+        "{too_big}"
+    );
+    let checkpoint = failure(run("checkpoint-big").await).to_string();
+    assert!(
+        checkpoint.contains("checkpoint of 1048576 bytes exceeds the limit of 65536"),
+        "{checkpoint}"
+    );
+    assert_eq!(
+        resource_count(&server, user).await,
+        before,
+        "nothing from a run past a quota is stored"
+    );
+    let huge = failure(run("error-huge").await).to_string();
+    assert!(
+        huge.len() < 9 * 1024,
+        "a plugin's error is cut to 8 KiB: {} bytes",
+        huge.len()
+    );
+    let jobs = admin
+        .get(&format!("{}/jobs", admin.own_person_path().await))
+        .await;
+    assert!(
+        jobs.body.len() < 1 << 20,
+        "the Jobs page stays small: {} bytes",
+        jobs.body.len()
     );
 
     let probe = failure(run("probe").await).to_string();
@@ -576,6 +766,9 @@ async fn dev_mode_swaps_a_rebuilt_plugin_in_and_keeps_the_old_one_when_a_rebuild
             network: Default::default(),
             dev: true,
             source_registry_dir: source.path().to_path_buf(),
+            quotas: Default::default(),
+            spool_dir: data.path().join("spool"),
+            concurrent_runs: 4,
         })
         .unwrap(),
     );
@@ -650,4 +843,206 @@ async fn dev_mode_swaps_a_rebuilt_plugin_in_and_keeps_the_old_one_when_a_rebuild
     .await
     .unwrap();
     assert_eq!(report.counts.added, 104);
+}
+
+/// A server with the hostile plugin dropped in, allowed `run_seconds`, and approved.
+async fn with_approved_hostile(
+    run_seconds: u64,
+) -> (TestServer, common::Client, tempfile::TempDir) {
+    let registry = tempfile::tempdir().unwrap();
+    drop_in_hostile_for(
+        registry.path(),
+        "https://example.com",
+        None,
+        "fasten:connector@0.1",
+        run_seconds,
+    );
+    let registry_dir = registry.path().to_path_buf();
+    let server = TestServer::start_with(|c| c.plugins.registry_dir = registry_dir).await;
+    let admin = server.client();
+    admin.setup("alice", "Alice", "alice-password-1").await;
+    admin
+        .submit("/admin/plugins", "/admin/plugins/test-hostile/enable", &[])
+        .await
+        .assert_redirect("/admin/plugins");
+    (server, admin, registry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_import_never_keeps_another_member_from_signing_in() {
+    let (server, admin, _registry) = with_approved_hostile(30).await;
+    admin
+        .create_user("bob", "bob-password-1", "member")
+        .await
+        .assert_redirect("/admin/users");
+    let alice = server.user_id("alice").await;
+    let dir = tempfile::tempdir().unwrap();
+    // Eight slow imports at once, each holding its run open after its first batch.
+    let mut slow = Vec::new();
+    for i in 0..8 {
+        let path = write(
+            dir.path(),
+            &format!("slow{i}.hostile"),
+            b"emit-then-sleep 6",
+        );
+        let (db, plugins) = (server.state.db.clone(), server.state.plugins.clone());
+        slow.push(tokio::spawn(async move {
+            import_file(
+                &db,
+                &plugins,
+                alice,
+                &path,
+                "slow.hostile",
+                fasten::jobs::Trigger::Cli,
+                &Default::default(),
+            )
+            .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let bob = server.client();
+        let started = Instant::now();
+        bob.login("bob", "bob-password-1")
+            .await
+            .assert_redirect("/");
+        let page = bob.get("/").await;
+        times.push(started.elapsed());
+        assert_eq!(page.status, reqwest::StatusCode::OK);
+    }
+    let slowest = times.iter().max().unwrap();
+    let mean = times.iter().sum::<Duration>() / times.len() as u32;
+    println!("20 sign-ins (+ a page) during 8 slow imports: mean {mean:?}, slowest {slowest:?}");
+    assert!(
+        slow.iter().all(|task| !task.is_finished()),
+        "the imports were still running during the sign-ins"
+    );
+    // Failure looked like "database is locked" after the 10 s busy timeout; a wide margin.
+    assert!(*slowest < Duration::from_secs(3), "{times:?}");
+    for task in slow {
+        let report = task.await.unwrap().unwrap();
+        assert_eq!(report.counts.total(), 1);
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_promptly_while_a_plugin_spins() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    drop_in_hostile_for(
+        &registry,
+        "https://example.com",
+        None,
+        "fasten:connector@0.1",
+        120,
+    );
+    // An administrator and the plugin's approval, made before the server starts.
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let db = fasten::store::open(&data.join("fasten.db")).await.unwrap();
+    let hash = fasten::auth::password::hash_blocking("alice-password-1");
+    let alice = fasten::store::users::create(
+        &db,
+        "alice",
+        "Alice",
+        &hash,
+        fasten::store::users::Role::Admin,
+    )
+    .await
+    .unwrap();
+    let sha = fasten::plugins::sha256_hex(&std::fs::read(hostile_artifact()).unwrap());
+    sqlx::query(
+        "INSERT INTO plugin_grants (plugin_id, enabled, sha256, allowed_hosts, decided_by, decided_at)
+         VALUES ('test-hostile', 1, ?, '[]', ?, 0)",
+    )
+    .bind(&sha)
+    .bind(alice.id)
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
+
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fasten"));
+    command.current_dir(dir.path());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FASTEN_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("FASTEN_DATA_DIR", &data)
+        .env("FASTEN_PLUGINS_REGISTRY_DIR", &registry)
+        .env("FASTEN_LOG_LEVEL", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let url = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("fasten serve reports its address");
+        if let Some(rest) = line.split("url=").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_string();
+        }
+    };
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    let client = common::Client {
+        base: url,
+        http: reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    };
+    client
+        .login("alice", "alice-password-1")
+        .await
+        .assert_redirect("/");
+    let upload =
+        tokio::spawn(
+            async move { common::upload(&client, "spin.hostile", b"loop".to_vec()).await },
+        );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!upload.is_finished(), "the plugin is spinning");
+    let asked = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if asked.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the server did not stop after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = asked.elapsed();
+    println!("SIGTERM with a spinning plugin: the server exited in {took:?}");
+    assert!(status.success(), "{status}");
+    assert!(took <= Duration::from_secs(2), "{took:?}");
+    let reply = upload.await.unwrap();
+    assert!(reply.body.contains("stopping"), "{}", reply.body);
 }

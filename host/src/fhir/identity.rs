@@ -6,6 +6,7 @@
 //! differ, or both the family and the given names do.
 
 use serde_json::Value;
+use std::collections::HashSet;
 
 use crate::record::history::display_date;
 
@@ -163,63 +164,118 @@ fn patient_id_of(reference: &str) -> Option<&str> {
     (whole_segment && !id.is_empty() && !id.contains('/')).then_some(id)
 }
 
-/// What a sync keeps of what a server sent.
+/// What a sync keeps of what a server sent: the resources about `patient_id` (the connection's
+/// patient), and resources about no patient that those refer to, directly or through each other
+/// (an Encounter's Location, that Location's Organization). The rest is left out, and counted:
+/// the host decides what belongs to whom, not the server.
+///
+/// A sync's records wait in a spool, so this takes two passes over them: [`PatientFilter::see`]
+/// each record (it keeps only keys and references), then [`PatientFilter::finish`], then ask
+/// [`Kept::keeps`] of each record as it is written.
+#[derive(Debug)]
+pub struct PatientFilter {
+    patient_id: String,
+    about_someone_else: usize,
+    kept: HashSet<String>,
+    /// Records about no patient: their key and what they refer to.
+    unattached: Vec<(String, Vec<String>)>,
+    referenced: HashSet<String>,
+}
+
+/// What a sync keeps of what a server sent (see [`PatientFilter`]).
 #[derive(Debug)]
 pub struct Kept {
-    pub resources: Vec<super::Prepared>,
+    keys: HashSet<String>,
     /// Records about another patient (a server may ignore a search's patient filter).
     pub about_someone_else: usize,
     /// Records about no patient (a Practitioner, an Organization) that nothing kept refers to.
     pub unlinked: usize,
 }
 
-/// What a sync keeps of what a server sent: the resources about `patient_id` (the connection's
-/// patient), and those about no patient in particular that they refer to, directly or through
-/// each other (an Encounter's Location, that Location's Organization). The rest is left out, and
-/// counted: the host decides what belongs to whom, not the server.
-pub fn keep_patient(resources: Vec<super::Prepared>, patient_id: &str) -> Kept {
-    let before = resources.len();
-    let mut kept = Vec::with_capacity(before);
-    let mut unattached = Vec::new();
-    let mut referenced = std::collections::HashSet::new();
-    for p in resources {
+impl Kept {
+    pub fn keeps(&self, p: &super::Prepared) -> bool {
+        self.keys
+            .contains(&format!("{}/{}", p.resource_type, p.resource_id))
+    }
+}
+
+impl PatientFilter {
+    pub fn new(patient_id: &str) -> PatientFilter {
+        PatientFilter {
+            patient_id: patient_id.to_string(),
+            about_someone_else: 0,
+            kept: HashSet::new(),
+            unattached: Vec::new(),
+            referenced: HashSet::new(),
+        }
+    }
+
+    pub fn see(&mut self, p: &super::Prepared) {
+        let key = format!("{}/{}", p.resource_type, p.resource_id);
         if p.resource_type == "Patient" {
-            if p.resource_id == patient_id {
-                kept.push(p);
+            if p.resource_id == self.patient_id {
+                self.kept.insert(key);
+            } else {
+                self.about_someone_else += 1;
             }
-            continue;
+            return;
         }
         let (names_a_patient, names_ours) = {
-            let mut about = references_of(&p).filter_map(patient_id_of).peekable();
-            (about.peek().is_some(), about.any(|id| id == patient_id))
+            let mut about = references_of(p).filter_map(patient_id_of).peekable();
+            (
+                about.peek().is_some(),
+                about.any(|id| id == self.patient_id),
+            )
         };
+        let refers_to = references_of(p).filter_map(local_key);
         if !names_a_patient {
-            unattached.push(p);
+            self.unattached.push((key, refers_to.collect()));
         } else if names_ours {
-            referenced.extend(references_of(&p).filter_map(local_key));
-            kept.push(p);
+            self.referenced.extend(refers_to);
+            self.kept.insert(key);
+        } else {
+            self.about_someone_else += 1;
         }
     }
-    let about_someone_else = before - kept.len() - unattached.len();
-    // Whatever a kept record refers to is kept, until nothing more is reached.
-    loop {
-        let (reached, rest): (Vec<_>, Vec<_>) = unattached
-            .into_iter()
-            .partition(|p| referenced.contains(&format!("{}/{}", p.resource_type, p.resource_id)));
-        unattached = rest;
-        if reached.is_empty() {
-            break;
+
+    pub fn finish(mut self) -> Kept {
+        // A repeated record counts once.
+        self.unattached.sort();
+        self.unattached.dedup_by(|a, b| a.0 == b.0);
+        let about_someone_else = self.about_someone_else;
+        // Whatever a kept record refers to is kept, until nothing more is reached.
+        let mut unattached = self.unattached;
+        loop {
+            let (reached, rest): (Vec<_>, Vec<_>) = unattached
+                .into_iter()
+                .partition(|(key, _)| self.referenced.contains(key));
+            unattached = rest;
+            if reached.is_empty() {
+                break;
+            }
+            for (key, refers_to) in reached {
+                self.referenced.extend(refers_to);
+                self.kept.insert(key);
+            }
         }
-        for p in reached {
-            referenced.extend(references_of(&p).filter_map(local_key));
-            kept.push(p);
+        Kept {
+            keys: self.kept,
+            about_someone_else,
+            unlinked: unattached.len(),
         }
     }
-    Kept {
-        resources: kept,
-        about_someone_else,
-        unlinked: unattached.len(),
-    }
+}
+
+/// [`PatientFilter`] over resources in memory: the ones kept, and the counts.
+pub fn keep_patient(
+    resources: Vec<super::Prepared>,
+    patient_id: &str,
+) -> (Vec<super::Prepared>, Kept) {
+    let mut filter = PatientFilter::new(patient_id);
+    resources.iter().for_each(|p| filter.see(p));
+    let kept = filter.finish();
+    let resources = resources.into_iter().filter(|p| kept.keeps(p)).collect();
+    (resources, kept)
 }
 
 /// The literal references a prepared resource makes: its `ref` tokens (see [`super::tokens`]),
@@ -417,12 +473,8 @@ mod tests {
             // Nothing kept refers to this Practitioner.
             prepare(json!({"resourceType": "Practitioner", "id": "dr-nobody"})),
         ];
-        let kept = keep_patient(resources, "me");
-        let mut ids: Vec<&str> = kept
-            .resources
-            .iter()
-            .map(|p| p.resource_id.as_str())
-            .collect();
+        let (resources, kept) = keep_patient(resources, "me");
+        let mut ids: Vec<&str> = resources.iter().map(|p| p.resource_id.as_str()).collect();
         ids.sort();
         assert_eq!(ids, vec!["e1", "l1", "me", "o1"]);
         assert_eq!(kept.about_someone_else, 2);

@@ -1,4 +1,5 @@
-//! Writing prepared resources: one import or sync is one transaction. Each resource is upserted
+//! Writing prepared resources: one import or sync is one transaction, begun when its run has
+//! succeeded (the records wait in a [`crate::spool`] until then). Each resource is upserted
 //! by `(source, type, id)`; a row whose content hash is unchanged is left alone. A resource that
 //! another source of the same person already holds is not stored twice (see
 //! [`Writer::held_elsewhere`]).
@@ -39,17 +40,17 @@ pub struct Writer {
     /// Rewrite what is derived from rows whose JSON did not change (see [`rederive_pending`]).
     rederive: bool,
     /// The person has other sources, so a new resource may already be stored by one of them.
-    /// Looked up at the first write, not at `begin`: a read opens the transaction's snapshot,
-    /// and a write after another connection's commit would then fail (SQLITE_BUSY_SNAPSHOT)
-    /// however long the plugin ran before its first batch.
+    /// Looked up at the first write (and again after `retarget`).
     other_sources: Option<bool>,
     pub counts: Counts,
 }
 
 impl Writer {
+    /// Takes the write lock at once (waiting up to the busy timeout for another writer): the
+    /// run has already succeeded, and its records are written in one short transaction.
     pub async fn begin(db: &SqlitePool, person_id: i64, source_id: i64) -> sqlx::Result<Writer> {
         Ok(Writer {
-            tx: db.begin().await?,
+            tx: db.begin_with("BEGIN IMMEDIATE").await?,
             person_id,
             source_id,
             rederive: false,
@@ -318,6 +319,14 @@ impl Writer {
             title,
         )
         .await
+    }
+
+    /// Saves a successful run's plugin state with its records.
+    pub async fn save_plugin_state(
+        &mut self,
+        state: &crate::plugins::PluginState,
+    ) -> sqlx::Result<()> {
+        crate::plugins::state::save(&mut self.tx, self.source_id, state).await
     }
 
     pub async fn commit(self) -> sqlx::Result<Counts> {

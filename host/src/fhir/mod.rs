@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 pub use fasten_fhir_r4::{RESOURCE_TYPES, is_resource_type, is_valid_id};
 
 /// A validated resource with everything the store needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Prepared {
     pub resource_type: String,
     pub resource_id: String,
@@ -32,11 +32,39 @@ pub struct Prepared {
     pub observation_keys: Vec<(String, bool)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Token {
     pub kind: &'static str,
     pub value: String,
     pub display: Option<String>,
+}
+
+/// The kinds of [`Token`] there are, for reading one back from a run's spool.
+const TOKEN_KINDS: [&str; 4] = ["code", "category", "status", "ref"];
+
+/// A [`Token`] as read back, before its kind is matched to one of [`TOKEN_KINDS`].
+#[derive(serde::Deserialize)]
+struct TokenText {
+    kind: String,
+    value: String,
+    display: Option<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for Token {
+    fn deserialize<D: serde::Deserializer<'de>>(reader: D) -> Result<Token, D::Error> {
+        let text = TokenText::deserialize(reader)?;
+        let kind = TOKEN_KINDS
+            .into_iter()
+            .find(|k| *k == text.kind)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("unknown token kind {:?}", text.kind))
+            })?;
+        Ok(Token {
+            kind,
+            value: text.value,
+            display: text.display,
+        })
+    }
 }
 
 /// FHIR ids: 1-64 of `A-Z a-z 0-9 - .`.

@@ -12,13 +12,14 @@ pub mod http;
 pub mod manifest;
 pub mod reload;
 pub mod runtime;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
@@ -26,7 +27,7 @@ use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 use wasmtime::component::{Component, Linker, Resource};
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, UpdateDeadline};
 
 use self::grants::NetworkGrant;
 use self::http::{BearerAuth, HttpGate, HttpStats, NetworkPolicy};
@@ -34,13 +35,15 @@ use self::manifest::Manifest;
 pub use self::runtime::SyncRequest;
 use self::runtime::{
     ConnectorError, ConnectorKind, PluginInfo, PluginPre, RunState, SinkHandle, SourceFileHandle,
+    Stop,
 };
+pub use self::runtime::{PluginState, RunQuotas};
 use crate::fhir::Prepared;
 
 /// Epoch ticks per second (a 10 ms tick).
 const TICKS_PER_SECOND: u64 = 100;
-/// How long past its own deadline a run may take before the host gives up waiting for it.
-const BACKSTOP_GRACE: Duration = Duration::from_secs(5);
+/// How often a run waiting in a host call looks whether it was cancelled.
+const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// Plugins compiled into the binary: (manifest text, component bytes).
 const BUNDLED: &[(&str, &[u8])] = &[
@@ -130,6 +133,11 @@ pub struct HostSettings {
     /// `source_registry_dir/<id>/`, and are reloaded when it changes.
     pub dev: bool,
     pub source_registry_dir: PathBuf,
+    pub quotas: RunQuotas,
+    /// Where runs set their records aside until they succeed (see [`crate::spool`]).
+    pub spool_dir: PathBuf,
+    /// How many runs execute at once.
+    pub concurrent_runs: usize,
 }
 
 /// The repository's registry folder, where bundled manifests and their `[dev]` paths live.
@@ -144,6 +152,10 @@ pub struct PluginHost {
     http_client: reqwest::Client,
     entries: RwLock<BTreeMap<String, Entry>>,
     stop_ticker: Arc<AtomicBool>,
+    /// Set when Fasten is stopping: every run ends at once.
+    shutting_down: Arc<AtomicBool>,
+    /// One permit per run that may execute now.
+    run_permits: tokio::sync::Semaphore,
 }
 
 impl Drop for PluginHost {
@@ -169,6 +181,8 @@ pub enum RunFailure {
     Unavailable(String),
     #[error("cancelled")]
     Cancelled,
+    #[error("Fasten was stopping, so the plugin was stopped")]
+    ShuttingDown,
 }
 
 /// The plugin's own error, from the WIT `connector-error`.
@@ -194,14 +208,46 @@ impl std::fmt::Display for PluginError {
 
 impl From<ConnectorError> for PluginError {
     fn from(e: ConnectorError) -> Self {
+        // A plugin's message ends up in the job record and the page: at most 8 KiB of it.
+        let bounded = |mut message: String| {
+            if message.len() > runtime::ERROR_TEXT_BYTES {
+                runtime::truncate_to(&mut message, runtime::ERROR_TEXT_BYTES);
+                message.push('…');
+            }
+            message
+        };
         match e {
             ConnectorError::Unauthorized => PluginError::Unauthorized,
             ConnectorError::RateLimited(s) => PluginError::RateLimited(s),
-            ConnectorError::Transient(m) => PluginError::Transient(m),
-            ConnectorError::InvalidInput(m) => PluginError::InvalidInput(m),
-            ConnectorError::Fatal(m) => PluginError::Fatal(m),
+            ConnectorError::Transient(m) => PluginError::Transient(bounded(m)),
+            ConnectorError::InvalidInput(m) => PluginError::InvalidInput(bounded(m)),
+            ConnectorError::Fatal(m) => PluginError::Fatal(bounded(m)),
         }
     }
+}
+
+/// A plugin's warnings, kept while they fit in [`runtime::WARNING_TEXT_BYTES`] together; the
+/// rest are counted in a last one.
+fn bounded_warnings(warnings: Vec<String>) -> Vec<String> {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    let total = warnings.len();
+    for mut warning in warnings {
+        runtime::truncate_to(&mut warning, runtime::ERROR_TEXT_BYTES);
+        if bytes + warning.len() > runtime::WARNING_TEXT_BYTES {
+            break;
+        }
+        bytes += warning.len();
+        kept.push(warning);
+    }
+    if kept.len() < total {
+        let more = total - kept.len();
+        kept.push(format!(
+            "… and {more} more warning{} from the plugin.",
+            if more == 1 { "" } else { "s" }
+        ));
+    }
+    kept
 }
 
 /// A file to import.
@@ -215,7 +261,8 @@ pub struct FileInput {
 pub struct RunContext {
     pub batches: mpsc::Sender<Vec<Prepared>>,
     pub progress: Arc<Mutex<(u64, Option<u64>)>>,
-    pub state_store: Option<(SqlitePool, i64)>,
+    /// The source's plugin state (see `plugins::state`); none for a run that keeps none.
+    pub state: Option<PluginState>,
     /// The connection's API base, for "connection" in `allowed_hosts`; none for file imports.
     pub connection: Option<url::Url>,
     /// The connection's credentials, added by the host to requests for its API.
@@ -230,6 +277,8 @@ pub struct RunOutput {
     pub warnings: Vec<String>,
     pub emitted: u64,
     pub checkpoint: Option<String>,
+    /// The source's plugin state when the run changed it, to be saved with its records.
+    pub state: Option<PluginState>,
     /// HTTP requests the run made, and the time spent waiting for their responses.
     pub http_requests: u64,
     pub http_waiting: Duration,
@@ -261,7 +310,7 @@ impl PluginHost {
     pub fn new(settings: HostSettings) -> anyhow::Result<PluginHost> {
         let engine = engine()?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .wasm_context("cannot link WASI into the plugin host")?;
         runtime::Plugin::add_to_linker::<RunState, wasmtime::component::HasSelf<RunState>>(
             &mut linker,
@@ -285,11 +334,23 @@ impl PluginHost {
         Ok(PluginHost {
             engine,
             linker,
-            settings,
             http_client: http::build_client(),
             entries: RwLock::new(BTreeMap::new()),
             stop_ticker,
+            shutting_down: Arc::default(),
+            run_permits: tokio::sync::Semaphore::new(settings.concurrent_runs.max(1)),
+            settings,
         })
+    }
+
+    /// A spool for one run's records.
+    pub fn spool(&self) -> crate::spool::Spool {
+        crate::spool::Spool::new(&self.settings.spool_dir)
+    }
+
+    /// Ends every run now and refuses new ones: for a server that is stopping.
+    pub fn shut_down(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
     }
 
     /// Loads the bundled plugins and every plugin in the registry folder. Failures are recorded
@@ -556,15 +617,19 @@ impl PluginHost {
             }
         }
         let host = self.clone();
-        let manifest_for_load = manifest.clone();
+        let compiling = bytes;
         let sha_for_load = sha256.clone();
-        let runtime = tokio::runtime::Handle::current();
-        let loaded = tokio::task::spawn_blocking(move || {
-            host.compile_and_describe(manifest_for_load, &bytes, sha_for_load, granted, runtime)
-        })
-        .await
-        .map_err(|e| anyhow!("the loader panicked: {e}"))
-        .and_then(|r| r);
+        let pre = tokio::task::spawn_blocking(move || host.compile(&compiling, &sha_for_load))
+            .await
+            .map_err(|e| anyhow!("the loader panicked: {e}"))
+            .and_then(|r| r);
+        let loaded = match pre {
+            Ok(pre) => {
+                self.described(manifest.clone(), pre, sha256.clone(), granted)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         match loaded {
             Ok(plugin) => {
                 tracing::info!(plugin = %id, version = %plugin.info.version, "plugin loaded");
@@ -581,40 +646,31 @@ impl PluginHost {
         }
     }
 
-    /// Compiles (or reuses the precompiled cache), checks the WIT version, links, and calls
-    /// `describe`, cross-checking it with the manifest.
-    fn compile_and_describe(
-        &self,
-        manifest: Manifest,
-        bytes: &[u8],
-        sha256: String,
-        granted_hosts: Vec<String>,
-        runtime: tokio::runtime::Handle,
-    ) -> anyhow::Result<LoadedPlugin> {
-        let component = self.compile_cached(bytes, &sha256)?;
+    /// Compiles (or reuses the precompiled cache), checks the WIT version and links: the slow,
+    /// blocking part of loading a plugin.
+    fn compile(&self, bytes: &[u8], sha256: &str) -> anyhow::Result<PluginPre<RunState>> {
+        let component = self.compile_cached(bytes, sha256)?;
         check_api_version(&self.engine, &component)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
             .wasm_context("the plugin needs imports this Fasten does not provide")?;
-        let pre = PluginPre::new(instance_pre)
-            .wasm_context("the plugin does not export fasten:connector/connector")?;
-        let mut store = self.new_store(&manifest, manifest.limits.describe_seconds, runtime);
-        let info = pre
-            .instantiate(&mut store)
-            .and_then(|plugin| {
-                plugin
-                    .fasten_connector_connector()
-                    .call_describe(&mut store)
-            })
-            .map_err(|trap| {
-                anyhow!(classify_trap(
-                    &store,
-                    &manifest,
-                    manifest.limits.describe_seconds,
-                    trap
-                ))
-            })
+        PluginPre::new(instance_pre)
+            .wasm_context("the plugin does not export fasten:connector/connector")
+    }
+
+    /// Calls `describe` (within the manifest's `describe_seconds`) and cross-checks it with the
+    /// manifest.
+    async fn described(
+        &self,
+        manifest: Manifest,
+        pre: PluginPre<RunState>,
+        sha256: String,
+        granted_hosts: Vec<String>,
+    ) -> anyhow::Result<LoadedPlugin> {
+        let info = self
+            .call_describe(&manifest, &pre)
+            .await
             .context("describe failed")?;
         if info.id != manifest.id {
             bail!(
@@ -688,39 +744,61 @@ impl PluginHost {
         &self,
         manifest: &Manifest,
         seconds: u64,
-        runtime: tokio::runtime::Handle,
+        cancel: Option<Arc<AtomicBool>>,
     ) -> Store<RunState> {
         let memory = (manifest.limits.memory_mib as usize) << 20;
-        let mut store = Store::new(&self.engine, RunState::new(&manifest.id, memory, runtime));
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut state = RunState::new(&manifest.id, memory, deadline, self.settings.quotas);
+        state.stop = Stop {
+            cancel,
+            shutdown: self.shutting_down.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(seconds * TICKS_PER_SECOND);
+        // Every tick (10 ms) of running wasm: stop when the time is up or the run was stopped,
+        // else let other tasks run for a moment.
+        store.epoch_deadline_callback(|context| {
+            let state = context.data();
+            if state.stop.requested() || Instant::now() >= state.deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
         store
     }
 
     /// Runs `describe` on a fresh instance of a loaded plugin (what every run's start costs).
-    pub fn describe(&self, plugin: &LoadedPlugin) -> anyhow::Result<PluginInfo> {
-        let runtime = tokio::runtime::Handle::current();
-        let mut store = self.new_store(
-            &plugin.manifest,
-            plugin.manifest.limits.describe_seconds,
-            runtime,
-        );
-        plugin
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| {
-                instance
-                    .fasten_connector_connector()
-                    .call_describe(&mut store)
-            })
-            .map_err(|trap| {
-                anyhow!(classify_trap(
-                    &store,
-                    &plugin.manifest,
-                    plugin.manifest.limits.describe_seconds,
-                    trap
-                ))
-            })
+    pub async fn describe(&self, plugin: &LoadedPlugin) -> anyhow::Result<PluginInfo> {
+        self.call_describe(&plugin.manifest, &plugin.pre).await
+    }
+
+    async fn call_describe(
+        &self,
+        manifest: &Manifest,
+        pre: &PluginPre<RunState>,
+    ) -> anyhow::Result<PluginInfo> {
+        let seconds = manifest.limits.describe_seconds;
+        let mut store = self.new_store(manifest, seconds, None);
+        let stop = store.data().stop.clone();
+        let deadline = store.data().deadline;
+        let describing = async {
+            let result = match pre.instantiate_async(&mut store).await {
+                Ok(instance) => {
+                    instance
+                        .fasten_connector_connector()
+                        .call_describe(&mut store)
+                        .await
+                }
+                Err(trap) => Err(trap),
+            };
+            result.map_err(|trap| classify_trap(&store, manifest, seconds, trap))
+        };
+        match within_limits(deadline, &stop, seconds, describing).await {
+            Ok(Ok(info)) => Ok(info),
+            Ok(Err(failure)) | Err(failure) => Err(anyhow!(failure)),
+        }
     }
 
     /// A gate for the host's own requests to `origins` (SMART discovery, token endpoints): the
@@ -848,19 +926,8 @@ impl PluginHost {
             media_type: input.media_type,
             size,
         };
-        self.run(plugin, ctx, seconds, move |instance, store, sink| {
-            let file = store
-                .data_mut()
-                .table
-                .push(handle)
-                .map_err(wasmtime::Error::msg)?;
-            instance.fasten_connector_connector().call_import_file(
-                store,
-                Resource::new_borrow(file.rep()),
-                sink,
-            )
-        })
-        .await
+        self.run(plugin, ctx, seconds, Call::ImportFile(handle))
+            .await
     }
 
     /// Runs `sync` against the connection in `request`; resources go to `ctx.batches`. Requests to
@@ -872,37 +939,32 @@ impl PluginHost {
         ctx: RunContext,
     ) -> Result<RunOutput, RunFailure> {
         let seconds = plugin.manifest.limits.sync_seconds;
-        self.run(plugin, ctx, seconds, move |instance, store, sink| {
-            instance
-                .fasten_connector_connector()
-                .call_sync(store, &request, sink)
-        })
-        .await
+        self.run(plugin, ctx, seconds, Call::Sync(request)).await
     }
 
-    /// One run of a plugin export in a fresh store on a blocking thread: the sink and the http
-    /// gate are set up from `ctx`, `call` invokes the export, and the outcome is classified.
-    async fn run<F>(
+    /// One run of a plugin export in a fresh store: the sink, the state and the http gate are
+    /// set up from `ctx`, the export is called, and the outcome is classified. The run ends at
+    /// its deadline, on cancel or at shutdown, wherever it is: in wasm (the epoch callback) or
+    /// waiting in a host call (`within_limits` drops it).
+    async fn run(
         &self,
         plugin: Arc<LoadedPlugin>,
         ctx: RunContext,
         seconds: u64,
-        call: F,
-    ) -> Result<RunOutput, RunFailure>
-    where
-        F: FnOnce(
-                &runtime::Plugin,
-                &mut Store<RunState>,
-                Resource<SinkHandle>,
-            ) -> wasmtime::Result<Result<runtime::Summary, ConnectorError>>
-            + Send
-            + 'static,
-    {
-        let runtime = tokio::runtime::Handle::current();
-        let mut store = self.new_store(&plugin.manifest, seconds, runtime);
+        call: Call,
+    ) -> Result<RunOutput, RunFailure> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err(RunFailure::ShuttingDown);
+        }
+        // The run's time starts when it may execute.
+        let _permit = self
+            .run_permits
+            .acquire()
+            .await
+            .map_err(|_| RunFailure::ShuttingDown)?;
+        let mut store = self.new_store(&plugin.manifest, seconds, ctx.cancel.clone());
         let stats = Arc::new(HttpStats::default());
-        store.data_mut().state_store = ctx.state_store.clone();
-        store.data_mut().cancel = ctx.cancel.clone();
+        store.data_mut().state = ctx.state;
         store.data_mut().http = Some(HttpGate {
             grant: NetworkGrant::effective(
                 &plugin.manifest.capabilities.allowed_hosts,
@@ -914,8 +976,10 @@ impl PluginHost {
             client: self.http_client.clone(),
             stats: stats.clone(),
         });
-        let cancel = ctx.cancel.clone();
-        let job = tokio::task::spawn_blocking(move || {
+        let stop = store.data().stop.clone();
+        let deadline = store.data().deadline;
+        let plugin_id = plugin.manifest.id.clone();
+        let running = async move {
             let sink = store
                 .data_mut()
                 .table
@@ -923,15 +987,41 @@ impl PluginHost {
                     batches: Some(ctx.batches),
                     refused: None,
                     emitted: 0,
+                    emitted_bytes: 0,
                     progress: ctx.progress,
                     checkpoint: None,
                 })
                 .map_err(|e| RunFailure::Crashed(e.to_string()))?;
             let borrowed = Resource::new_borrow(sink.rep());
-            let result = plugin
-                .pre
-                .instantiate(&mut store)
-                .and_then(|instance| call(&instance, &mut store, borrowed));
+            let result = match plugin.pre.instantiate_async(&mut store).await {
+                Ok(instance) => {
+                    let connector = instance.fasten_connector_connector();
+                    match call {
+                        Call::ImportFile(handle) => {
+                            let file = store
+                                .data_mut()
+                                .table
+                                .push(handle)
+                                .map_err(|e| RunFailure::Crashed(e.to_string()))?;
+                            connector
+                                .call_import_file(
+                                    &mut store,
+                                    Resource::new_borrow(file.rep()),
+                                    borrowed,
+                                )
+                                .await
+                        }
+                        Call::Sync(request) => {
+                            connector.call_sync(&mut store, &request, borrowed).await
+                        }
+                    }
+                }
+                Err(trap) => Err(trap),
+            };
+            let dropped = store.data().log_lines_dropped();
+            if dropped > 0 {
+                tracing::warn!(plugin = %plugin_id, dropped, "… {dropped} more log lines from the plugin were not written");
+            }
             let outcome = match result {
                 Err(trap) => Err(classify_trap(&store, &plugin.manifest, seconds, trap)),
                 Ok(returned) => {
@@ -940,13 +1030,15 @@ impl PluginHost {
                         .table
                         .delete(sink)
                         .map_err(|e| RunFailure::Crashed(e.to_string()))?;
+                    let state = store.data_mut().state.take().filter(|s| s.changed);
                     match (sink_state.refused, returned) {
                         (Some(refusal), _) => Err(RunFailure::Refused(refusal)),
                         (None, Err(e)) => Err(RunFailure::Plugin(e.into())),
                         (None, Ok(summary)) => Ok(RunOutput {
-                            warnings: summary.warnings,
+                            warnings: bounded_warnings(summary.warnings),
                             emitted: sink_state.emitted,
                             checkpoint: sink_state.checkpoint,
+                            state,
                             http_requests: 0,
                             http_waiting: Duration::ZERO,
                         }),
@@ -956,27 +1048,51 @@ impl PluginHost {
             // Dropping the store drops the sink's sender, which tells the writer the run is over.
             drop(store);
             outcome
-        });
-        let deadline = Duration::from_secs(seconds) + BACKSTOP_GRACE;
-        let outcome = match tokio::time::timeout(deadline, job).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(panic)) => Err(RunFailure::Crashed(format!(
-                "the host side of the run failed: {panic}"
-            ))),
-            Err(_) => Err(RunFailure::TimeLimit(seconds)),
         };
+        let outcome = within_limits(deadline, &stop, seconds, running)
+            .await
+            .and_then(|outcome| outcome);
         match outcome {
             Ok(mut output) => {
                 output.http_requests = stats.requests();
                 output.http_waiting = stats.waiting();
                 Ok(output)
             }
-            // However the plugin reacted, a cancelled run is reported as cancelled.
-            Err(_) if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) => {
-                Err(RunFailure::Cancelled)
-            }
+            // However the plugin reacted, a stopped run is reported as stopped.
+            Err(_) if stop.shutdown.load(Ordering::Relaxed) => Err(RunFailure::ShuttingDown),
+            Err(_) if stop.requested() => Err(RunFailure::Cancelled),
             Err(failure) => Err(failure),
         }
+    }
+}
+
+/// The export a run calls.
+enum Call {
+    ImportFile(SourceFileHandle),
+    Sync(SyncRequest),
+}
+
+/// Awaits `work` until `deadline` or a stop, whichever comes first. Dropping the unfinished
+/// future drops the plugin's store with it, wherever it was waiting.
+async fn within_limits<T>(
+    deadline: Instant,
+    stop: &Stop,
+    seconds: u64,
+    work: impl Future<Output = T>,
+) -> Result<T, RunFailure> {
+    let stopped = async {
+        while !stop.requested() {
+            tokio::time::sleep(STOP_CHECK).await;
+        }
+    };
+    tokio::select! {
+        done = work => Ok(done),
+        () = tokio::time::sleep_until(deadline.into()) => Err(RunFailure::TimeLimit(seconds)),
+        () = stopped => Err(if stop.shutdown.load(Ordering::Relaxed) {
+            RunFailure::ShuttingDown
+        } else {
+            RunFailure::Cancelled
+        }),
     }
 }
 

@@ -2,11 +2,12 @@
 //! environment, no sockets), a memory limit, an epoch deadline, and the host's implementations of
 //! the `fasten:connector@0.1` imports.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -18,11 +19,14 @@ wasmtime::component::bindgen!({
     path: "../wit/v0.1",
     world: "plugin",
     // Resource methods can fail on the host side (a bad handle); those become traps.
+    // Calls that wait (the network, handing a batch to the writer) are async, so a run's
+    // deadline, a cancel or a shutdown can end the run while it waits in one of them.
     imports: {
-        "fasten:connector/http": trappable,
+        "fasten:connector/http": async | trappable,
         "fasten:connector/files": trappable,
-        "fasten:connector/sink": trappable,
+        "fasten:connector/sink": async | trappable,
     },
+    exports: { default: async },
     with: {
         "fasten:connector/files.source-file": SourceFileHandle,
         "fasten:connector/sink.batch-sink": SinkHandle,
@@ -35,9 +39,33 @@ pub use self::fasten::connector::types::{AuthNeed, ConnectorKind, SyncRequest};
 /// At most this many resources, or bytes, in one `emit` call.
 pub const MAX_EMIT_RESOURCES: usize = 500;
 pub const MAX_EMIT_BYTES: usize = 4 * 1024 * 1024;
-/// Total size of one source's plugin state.
+/// Total size of one source's plugin state, in bytes of UTF-8 (keys and values).
 pub const STATE_QUOTA_BYTES: usize = 64 * 1024;
-const MAX_LOG_CHARS: usize = 4096;
+/// The longest checkpoint a run may leave for the next one, in bytes.
+pub const CHECKPOINT_QUOTA_BYTES: usize = 64 * 1024;
+/// What of a plugin's own words is kept: one log line, its error, its warnings together.
+pub const MAX_LOG_BYTES: usize = 4096;
+pub const ERROR_TEXT_BYTES: usize = 8 * 1024;
+pub const WARNING_TEXT_BYTES: usize = 64 * 1024;
+
+/// How much one run may produce, from `[plugins]` in the config. A run past `resources` or
+/// `bytes` fails and stores nothing; log lines past `log_lines` are counted, not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunQuotas {
+    pub resources: u64,
+    pub bytes: u64,
+    pub log_lines: u64,
+}
+
+impl Default for RunQuotas {
+    fn default() -> Self {
+        RunQuotas {
+            resources: 2_000_000,
+            bytes: 2 << 30,
+            log_lines: 10_000,
+        }
+    }
+}
 
 /// The file behind a `source-file` resource.
 pub struct SourceFileHandle {
@@ -53,6 +81,8 @@ pub struct SinkHandle {
     pub batches: Option<mpsc::Sender<Vec<Prepared>>>,
     pub refused: Option<String>,
     pub emitted: u64,
+    /// Bytes of resource text emitted so far (for the run's byte quota).
+    pub emitted_bytes: u64,
     pub progress: Arc<Mutex<(u64, Option<u64>)>>,
     pub checkpoint: Option<String>,
 }
@@ -87,6 +117,51 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// A source's plugin state as one run sees it: read before the run, changed in memory, and
+/// saved with the run's records only if the run succeeds (a failed run leaves it as it was).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginState {
+    pub entries: BTreeMap<String, String>,
+    pub changed: bool,
+}
+
+impl PluginState {
+    pub fn new(entries: BTreeMap<String, String>) -> PluginState {
+        PluginState {
+            entries,
+            changed: false,
+        }
+    }
+
+    /// Bytes of UTF-8 in every key and value but `key`'s: NULs and 4-byte characters count
+    /// for what they take.
+    fn bytes_without(&self, key: &str) -> usize {
+        self.entries
+            .iter()
+            .filter(|(k, _)| k.as_str() != key)
+            .map(|(k, v)| k.len() + v.len())
+            .sum()
+    }
+}
+
+/// Why the host stopped a run from outside: set by a cancel or a shutdown, read by the epoch
+/// callback (every tick of wasm) and by the watcher around host calls.
+#[derive(Debug, Clone, Default)]
+pub struct Stop {
+    pub cancel: Option<Arc<AtomicBool>>,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+impl Stop {
+    pub fn requested(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+            || self
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
+
 /// Per-run store data.
 pub struct RunState {
     pub wasi: WasiCtx,
@@ -94,11 +169,13 @@ pub struct RunState {
     pub limiter: MemoryLimiter,
     pub plugin_id: String,
     pub http: Option<HttpGate>,
-    pub runtime: tokio::runtime::Handle,
-    /// The database and source for the `state` import; absent in `describe`.
-    pub state_store: Option<(SqlitePool, i64)>,
-    /// Set by the host to stop the run: the next host call traps.
-    pub cancel: Option<Arc<AtomicBool>>,
+    /// The source's state for the `state` import; absent in `describe` and file previews.
+    pub state: Option<PluginState>,
+    pub stop: Stop,
+    /// When the run's time is up; the epoch callback interrupts wasm past it.
+    pub deadline: Instant,
+    pub quotas: RunQuotas,
+    pub log_lines: u64,
 }
 
 /// The trap a cancelled run ends with; `classify_trap` recognises it.
@@ -106,15 +183,18 @@ pub const CANCELLED: &str = "the run was cancelled";
 
 impl RunState {
     fn check_cancelled(&self) -> wasmtime::Result<()> {
-        match &self.cancel {
-            Some(flag) if flag.load(Ordering::Relaxed) => Err(wasmtime::Error::msg(CANCELLED)),
-            _ => Ok(()),
+        if self.stop.requested() {
+            return Err(wasmtime::Error::msg(CANCELLED));
         }
+        Ok(())
     }
-}
 
-impl RunState {
-    pub fn new(plugin_id: &str, memory_bytes: usize, runtime: tokio::runtime::Handle) -> RunState {
+    pub fn new(
+        plugin_id: &str,
+        memory_bytes: usize,
+        deadline: Instant,
+        quotas: RunQuotas,
+    ) -> RunState {
         RunState {
             // Nothing: no preopened folders, no environment, no arguments, no network.
             wasi: WasiCtx::builder().build(),
@@ -125,10 +205,48 @@ impl RunState {
             },
             plugin_id: plugin_id.to_string(),
             http: None,
-            runtime,
-            state_store: None,
-            cancel: None,
+            state: None,
+            stop: Stop::default(),
+            deadline,
+            quotas,
+            log_lines: 0,
         }
+    }
+
+    /// Log lines the plugin wrote past its quota, which were counted and not written.
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.log_lines.saturating_sub(self.quotas.log_lines)
+    }
+}
+
+/// A plugin's text as one line of the host's log: control characters (newlines, escape codes)
+/// shown escaped, so a plugin cannot start a line of its own or colour the terminal, and at
+/// most `max_bytes`.
+pub fn escape_plugin_text(text: &str, max_bytes: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_bytes));
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+        if out.len() >= max_bytes {
+            truncate_to(&mut out, max_bytes);
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
+/// Cuts `text` to at most `max_bytes`, on a character boundary.
+pub fn truncate_to(text: &mut String, max_bytes: usize) {
+    if text.len() > max_bytes {
+        let mut end = max_bytes;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }
 
@@ -144,7 +262,7 @@ impl WasiView for RunState {
 impl self::fasten::connector::types::Host for RunState {}
 
 impl self::fasten::connector::http::Host for RunState {
-    fn send(
+    async fn send(
         &mut self,
         request: self::fasten::connector::http::Request,
     ) -> wasmtime::Result<
@@ -163,7 +281,7 @@ impl self::fasten::connector::http::Host for RunState {
             headers: request.headers,
             body: request.body,
         };
-        let outcome = self.runtime.block_on(gate.send(request));
+        let outcome = gate.send(request).await;
         // A cancel that arrived while the request was in flight ends the run here.
         self.check_cancelled()?;
         Ok(match outcome {
@@ -186,73 +304,46 @@ impl self::fasten::connector::http::Host for RunState {
 impl self::fasten::connector::log::Host for RunState {
     fn log(&mut self, level: self::fasten::connector::log::Level, message: String) {
         use self::fasten::connector::log::Level;
-        let message: String = message.chars().take(MAX_LOG_CHARS).collect();
+        self.log_lines += 1;
+        if self.log_lines > self.quotas.log_lines {
+            return;
+        }
+        // The plugin's words go in a field of their own, escaped: they can neither forge a line
+        // of the host's log nor pass for the host's own message.
+        let text = escape_plugin_text(&message, MAX_LOG_BYTES);
         let plugin = self.plugin_id.as_str();
         match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
+            Level::Trace => tracing::trace!(plugin, text = %text, "plugin log"),
+            Level::Debug => tracing::debug!(plugin, text = %text, "plugin log"),
+            Level::Info => tracing::info!(plugin, text = %text, "plugin log"),
+            Level::Warn => tracing::warn!(plugin, text = %text, "plugin log"),
+            Level::Error => tracing::error!(plugin, text = %text, "plugin log"),
         }
     }
 }
 
 impl self::fasten::connector::state::Host for RunState {
     fn get(&mut self, key: String) -> Option<String> {
-        let (db, source) = self.state_store.clone()?;
-        self.runtime
-            .block_on(
-                sqlx::query_scalar(
-                    "SELECT value FROM plugin_state WHERE source_id = ? AND key = ?",
-                )
-                .bind(source)
-                .bind(key)
-                .fetch_optional(&db),
-            )
-            .ok()
-            .flatten()
+        self.state.as_ref()?.entries.get(&key).cloned()
     }
 
     fn set(&mut self, key: String, value: String) -> Result<(), String> {
-        let Some((db, source)) = self.state_store.clone() else {
+        let Some(state) = self.state.as_mut() else {
             return Err("no state is kept for this run".into());
         };
-        self.runtime.block_on(async {
-            let used: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) FROM plugin_state
-                 WHERE source_id = ? AND key != ?",
-            )
-            .bind(source)
-            .bind(&key)
-            .fetch_one(&db)
-            .await
-            .map_err(|e| e.to_string())?;
-            if used as usize + key.len() + value.len() > STATE_QUOTA_BYTES {
-                return Err(format!("state quota of {STATE_QUOTA_BYTES} bytes exceeded"));
-            }
-            sqlx::query(
-                "INSERT INTO plugin_state (source_id, key, value) VALUES (?, ?, ?)
-                 ON CONFLICT (source_id, key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(source)
-            .bind(&key)
-            .bind(&value)
-            .execute(&db)
-            .await
-            .map_err(|e| e.to_string())?;
-            Ok(())
-        })
+        if state.bytes_without(&key) + key.len() + value.len() > STATE_QUOTA_BYTES {
+            return Err(format!("state quota of {STATE_QUOTA_BYTES} bytes exceeded"));
+        }
+        state.entries.insert(key, value);
+        state.changed = true;
+        Ok(())
     }
 
     fn delete(&mut self, key: String) {
-        if let Some((db, source)) = self.state_store.clone() {
-            let _ = self.runtime.block_on(
-                sqlx::query("DELETE FROM plugin_state WHERE source_id = ? AND key = ?")
-                    .bind(source)
-                    .bind(key)
-                    .execute(&db),
-            );
+        if let Some(state) = self.state.as_mut()
+            && state.entries.remove(&key).is_some()
+        {
+            state.changed = true;
         }
     }
 }
@@ -313,12 +404,13 @@ impl self::fasten::connector::files::HostSourceFile for RunState {
 impl self::fasten::connector::sink::Host for RunState {}
 
 impl self::fasten::connector::sink::HostBatchSink for RunState {
-    fn emit(
+    async fn emit(
         &mut self,
         sink: Resource<SinkHandle>,
         resources: Vec<String>,
     ) -> wasmtime::Result<Result<(), String>> {
         self.check_cancelled()?;
+        let quotas = self.quotas;
         let handle = self.table.get_mut(&sink)?;
         if let Some(earlier) = &handle.refused {
             return Ok(Err(format!("an earlier batch was refused: {earlier}")));
@@ -332,6 +424,18 @@ impl self::fasten::connector::sink::HostBatchSink for RunState {
         } else if bytes > MAX_EMIT_BYTES {
             Some(format!(
                 "a batch of {bytes} bytes exceeds the limit of {MAX_EMIT_BYTES}"
+            ))
+        } else if handle.emitted + resources.len() as u64 > quotas.resources {
+            Some(format!(
+                "it held more than {} records, the most one run may store (the \
+                 max_run_resources setting)",
+                quotas.resources
+            ))
+        } else if handle.emitted_bytes + bytes as u64 > quotas.bytes {
+            Some(format!(
+                "it held more than {} MiB of records, the most one run may store (the \
+                 max_run_bytes setting)",
+                quotas.bytes >> 20
             ))
         } else {
             None
@@ -371,20 +475,25 @@ impl self::fasten::connector::sink::HostBatchSink for RunState {
             }
         };
         let count = batch.len() as u64;
-        let sent = match &handle.batches {
-            Some(tx) => tx.blocking_send(batch).is_ok(),
+        let sender = handle.batches.clone();
+        // Waiting here for the writer to take the batch is what bounds a run's memory; the
+        // wait can be ended by the run's deadline, a cancel or a shutdown.
+        let sent = match sender {
+            Some(tx) => tx.send(batch).await.is_ok(),
             None => false,
         };
+        let handle = self.table.get_mut(&sink)?;
         if !sent {
             let why = "the records could not be stored".to_string();
             handle.refused = Some(why.clone());
             return Ok(Err(why));
         }
         handle.emitted += count;
+        handle.emitted_bytes += bytes as u64;
         Ok(Ok(()))
     }
 
-    fn progress(
+    async fn progress(
         &mut self,
         sink: Resource<SinkHandle>,
         done: u64,
@@ -395,12 +504,26 @@ impl self::fasten::connector::sink::HostBatchSink for RunState {
         Ok(())
     }
 
-    fn checkpoint(&mut self, sink: Resource<SinkHandle>, cursor: String) -> wasmtime::Result<()> {
-        self.table.get_mut(&sink)?.checkpoint = Some(cursor);
+    async fn checkpoint(
+        &mut self,
+        sink: Resource<SinkHandle>,
+        cursor: String,
+    ) -> wasmtime::Result<()> {
+        let handle = self.table.get_mut(&sink)?;
+        if cursor.len() > CHECKPOINT_QUOTA_BYTES {
+            handle.refused.get_or_insert_with(|| {
+                format!(
+                    "a checkpoint of {} bytes exceeds the limit of {CHECKPOINT_QUOTA_BYTES}",
+                    cursor.len()
+                )
+            });
+            return Ok(());
+        }
+        handle.checkpoint = Some(cursor);
         Ok(())
     }
 
-    fn drop(&mut self, sink: Resource<SinkHandle>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, sink: Resource<SinkHandle>) -> wasmtime::Result<()> {
         let _ = sink;
         Ok(())
     }

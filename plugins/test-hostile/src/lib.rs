@@ -113,6 +113,93 @@ impl Guest for Hostile {
                     state::get("cursor")
                 ))
             }
+            "sleep" => {
+                let seconds: u64 = argument.parse().unwrap_or(120);
+                std::thread::sleep(std::time::Duration::from_secs(seconds));
+                report(format!("slept {seconds} s"))
+            }
+            "emit-then-sleep" => {
+                // Holds the run open after its first batch, as a slow honest import would.
+                let seconds: u64 = argument.parse().unwrap_or(5);
+                out.emit(&[r#"{"resourceType":"Patient","id":"slow"}"#.to_string()])
+                    .map_err(ConnectorError::Fatal)?;
+                std::thread::sleep(std::time::Duration::from_secs(seconds));
+                Ok(Summary { warnings: vec![] })
+            }
+            "emit-bulk" => {
+                // `emit-bulk COUNT SIZE`: COUNT records of about SIZE bytes each.
+                let mut numbers = argument.split_whitespace().map(|n| n.parse().unwrap_or(0));
+                let count: usize = numbers.next().unwrap_or(1000);
+                let padding = "x".repeat(numbers.next().unwrap_or(0));
+                let per_batch = (4_000_000 / (padding.len() + 80)).clamp(1, 500);
+                let mut next = 0;
+                while next < count {
+                    let batch: Vec<String> = (next..count.min(next + per_batch))
+                        .map(|i| {
+                            format!(
+                                r#"{{"resourceType":"Basic","id":"n{i}","code":{{"text":"{padding}"}}}}"#
+                            )
+                        })
+                        .collect();
+                    next += batch.len();
+                    out.emit(&batch).map_err(ConnectorError::Fatal)?;
+                }
+                Ok(Summary { warnings: vec![] })
+            }
+            "log-flood" => {
+                let lines: u64 = argument.parse().unwrap_or(1_000_000);
+                for i in 0..lines {
+                    fasten::connector::log::log(
+                        fasten::connector::log::Level::Info,
+                        &format!("flood line {i}"),
+                    );
+                }
+                out.emit(&[r#"{"resourceType":"Patient","id":"flooded"}"#.to_string()])
+                    .map_err(ConnectorError::Fatal)?;
+                Ok(Summary { warnings: vec![] })
+            }
+            "log-forge" => {
+                fasten::connector::log::log(
+                    fasten::connector::log::Level::Info,
+                    "harmless\n2026-12-06T10:00:00Z  INFO fasten::auth: admin \"eve\" signed in from 10.0.0.1\u{1b}[2K",
+                );
+                report("forged".into())
+            }
+            "state-nul" => {
+                use fasten::connector::state;
+                let blob = format!("\0{}", "x".repeat(60 * 1024));
+                let first = state::set("\0a", &blob);
+                let second = state::set("\0b", &blob);
+                report(format!("state-nul: first {first:?}, second {second:?}"))
+            }
+            "state-wide" => {
+                use fasten::connector::state;
+                // 20,000 four-byte characters: 80,000 bytes of UTF-8.
+                let wide = "\u{1F600}".repeat(20_000);
+                report(format!("state-wide: {:?}", state::set("wide", &wide)))
+            }
+            "state-then-fail" => {
+                use fasten::connector::state;
+                state::set("cursor", "from-a-failed-run").map_err(ConnectorError::Fatal)?;
+                report("failed after setting state".into())
+            }
+            "state-then-succeed" => {
+                use fasten::connector::state;
+                let before = state::get("cursor");
+                state::set("cursor", argument).map_err(ConnectorError::Fatal)?;
+                out.emit(&[r#"{"resourceType":"Patient","id":"stateful"}"#.to_string()])
+                    .map_err(ConnectorError::Fatal)?;
+                Ok(Summary {
+                    warnings: vec![format!("state before: {before:?}")],
+                })
+            }
+            "checkpoint-big" => {
+                out.emit(&[r#"{"resourceType":"Patient","id":"cp"}"#.to_string()])
+                    .map_err(ConnectorError::Fatal)?;
+                out.checkpoint(&"c".repeat(1 << 20));
+                Ok(Summary { warnings: vec![] })
+            }
+            "error-huge" => report("e".repeat(10 << 20)),
             "panic" => panic!("the hostile plugin panics on purpose"),
             "probe" => {
                 let files = match std::fs::read_dir("/") {
