@@ -7,7 +7,7 @@
 //! The bearer token of a connection is added here, by the host, only for the connection's own
 //! origin: the plugin never sees it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -112,23 +112,51 @@ pub fn build_client() -> reqwest::Client {
         .expect("a reqwest client with static settings")
 }
 
+/// Whether an address is one plugins may not reach without `allow_private_networks`: anything
+/// but a public unicast host.
 fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4.is_private()
                 || v4.is_loopback()
                 || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.octets()[0] == 0 // "this network"; 0.0.0.0 reaches the host itself
+                || v4.octets()[0] >= 224 // multicast, reserved and broadcast
                 || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // CGNAT 100.64/10
         }
         IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
             v6.is_loopback()
                 || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link local
+                || (first & 0xffc0) == 0xfec0 // site local, deprecated but still routed
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+                || embedded_ipv4(v6)
+                    .into_iter()
+                    .any(|v4| is_private(IpAddr::V4(v4)))
         }
+    }
+}
+
+/// The IPv4 hosts an IPv6 address reaches through a translator or tunnel, which is where a
+/// connection to it ends up.
+fn embedded_ipv4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = v6.segments();
+    let v4 = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+    match s {
+        // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d).
+        _ if v6.to_ipv4().is_some() => v6.to_ipv4().into_iter().collect(),
+        // NAT64, the well-known prefix and the local-use /48 (taken as holding a /96, the usual
+        // layout, with the IPv4 address last).
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 1, ..] => vec![v4(s[6], s[7])],
+        // 6to4: the IPv4 address follows the prefix.
+        [0x2002, ..] => vec![v4(s[1], s[2])],
+        // Teredo: the server, and the client, whose address is stored inverted.
+        [0x2001, 0, ..] => vec![v4(s[2], s[3]), v4(!s[6], !s[7])],
+        _ => Vec::new(),
     }
 }
 
@@ -350,22 +378,74 @@ mod tests {
 
     #[test]
     fn private_addresses_are_recognised() {
-        for ip in [
+        let teredo = |server: Ipv4Addr, client: Ipv4Addr| -> IpAddr {
+            let [s0, s1, s2, s3] = server.octets();
+            let [c0, c1, c2, c3] = client.octets().map(|b| !b);
+            let s = |a: u8, b: u8| u16::from_be_bytes([a, b]);
+            Ipv6Addr::new(
+                0x2001,
+                0,
+                s(s0, s1),
+                s(s2, s3),
+                0x8000,
+                0x63bf,
+                s(c0, c1),
+                s(c2, c3),
+            )
+            .into()
+        };
+        let teredo_server = Ipv4Addr::new(65, 54, 227, 120);
+        let private: Vec<IpAddr> = [
             "10.1.2.3",
             "192.168.0.1",
             "172.16.5.4",
             "127.0.0.1",
             "169.254.1.1",
             "100.64.0.1",
+            "0.0.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
             "::1",
+            "::",
             "fd00::1",
             "fe80::1",
+            "ff02::1",
+            "2001:db8::1",
             "::ffff:10.0.0.1",
-        ] {
-            assert!(is_private(ip.parse().unwrap()), "{ip}");
+            "::ffff:127.0.0.1",
+            "::7f00:1",
+            "::10.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b:1::c0a8:101",
+            "2002:c0a8:0101::1",
+            "2002:7f00:1::1",
+        ]
+        .iter()
+        .map(|ip| ip.parse().unwrap())
+        .chain([
+            teredo(teredo_server, Ipv4Addr::new(192, 168, 1, 1)),
+            teredo(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(8, 8, 8, 8)),
+        ])
+        .collect();
+        for ip in private {
+            assert!(is_private(ip), "{ip}");
         }
-        for ip in ["93.184.216.34", "2606:4700::1111"] {
-            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        let public: Vec<IpAddr> = [
+            "93.184.216.34",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "::808:808",
+            "64:ff9b::808:808",
+            "64:ff9b:1::808:808",
+            "2002:808:808::1",
+        ]
+        .iter()
+        .map(|ip| ip.parse().unwrap())
+        .chain([teredo(teredo_server, Ipv4Addr::new(8, 8, 8, 8))])
+        .collect();
+        for ip in public {
+            assert!(!is_private(ip), "{ip}");
         }
     }
 }
