@@ -2,12 +2,14 @@
 //!
 //! Every request and every redirect hop is checked against the run's [`NetworkGrant`]; only
 //! https is allowed (plain http only to loopback, and only when the operator's config allows it,
-//! as tests need); names that resolve to private or loopback addresses are refused unless allowed;
-//! bodies and time are capped; an Authorization header never follows a redirect to another host.
+//! as tests need); names that resolve to private or loopback addresses are refused unless allowed,
+//! both when a hop is checked and again when the connection is made, so a name cannot answer a
+//! public address to the check and a private one to the connection (DNS rebinding); bodies and
+//! time are capped; an Authorization header never follows a redirect to another host.
 //! The bearer token of a connection is added here, by the host, only for the connection's own
 //! origin: the plugin never sees it.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -63,10 +65,11 @@ impl HttpStats {
 #[derive(Clone)]
 pub struct HttpGate {
     pub grant: NetworkGrant,
-    pub policy: NetworkPolicy,
     /// The connection's credentials, added to requests bound for its origin.
     pub bearer: Option<Arc<dyn BearerAuth>>,
-    pub client: reqwest::Client,
+    /// The network policy travels with the clients, so the gate's check and the connections its
+    /// clients make can never disagree about it.
+    pub clients: Clients,
     pub stats: Arc<HttpStats>,
 }
 
@@ -98,18 +101,137 @@ pub enum HttpFailure {
 /// How long an idle connection is kept for reuse: less than common servers' keep-alive timeout.
 pub const IDLE_CONNECTION: Duration = Duration::from_secs(4);
 
-/// A client that never follows redirects by itself: [`HttpGate::send`] checks each hop.
-pub fn build_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(TIMEOUT)
-        // A server may close a keep-alive connection once it has been idle for its own timeout
-        // (5 s in Node.js); reusing one it is closing fails the request with "connection
-        // reset". Idle connections are dropped before that.
-        .pool_idle_timeout(IDLE_CONNECTION)
-        .user_agent(concat!("Fasten-On-Prem/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a reqwest client with static settings")
+/// Turns a host name into addresses. Tests replace it to play a DNS server that changes its
+/// answer between the check and the connection.
+type Lookup = dyn Fn(String) -> BoxFuture<'static, std::io::Result<Vec<IpAddr>>> + Send + Sync;
+
+fn system_lookup(host: String) -> BoxFuture<'static, std::io::Result<Vec<IpAddr>>> {
+    Box::pin(async move {
+        Ok(tokio::net::lookup_host((host.as_str(), 0))
+            .await?
+            .map(|a| a.ip())
+            .collect())
+    })
+}
+
+/// The clients of one network policy. Their connections go only to addresses the policy
+/// allows, whatever the name resolves to by then: the check before a hop gives the plugin a
+/// clear refusal, this is what makes it hold.
+#[derive(Clone)]
+pub struct Clients {
+    policy: NetworkPolicy,
+    lookup: Arc<Lookup>,
+    https: reqwest::Client,
+    /// Plain http is for loopback only, a rule the resolver can only apply knowing the scheme.
+    plain_http: reqwest::Client,
+}
+
+impl Clients {
+    pub fn new(policy: NetworkPolicy) -> Clients {
+        Clients::with_lookup(policy, Arc::new(system_lookup))
+    }
+
+    fn with_lookup(policy: NetworkPolicy, lookup: Arc<Lookup>) -> Clients {
+        let client = |plain_http: bool| {
+            let resolver = Screening {
+                policy: policy.clone(),
+                plain_http,
+                lookup: lookup.clone(),
+            };
+            // Redirects are never followed by the client: [`HttpGate::send`] checks each hop.
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .https_only(!plain_http)
+                .dns_resolver(Arc::new(resolver))
+                .timeout(TIMEOUT)
+                // A server may close a keep-alive connection once it has been idle for its own
+                // timeout (5 s in Node.js); reusing one it is closing fails the request with
+                // "connection reset". Idle connections are dropped before that.
+                .pool_idle_timeout(IDLE_CONNECTION)
+                .user_agent(concat!("Fasten-On-Prem/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("a reqwest client with static settings")
+        };
+        Clients {
+            https: client(false),
+            plain_http: client(true),
+            policy,
+            lookup,
+        }
+    }
+
+    fn for_url(&self, url: &Url) -> &reqwest::Client {
+        if url.scheme() == "http" {
+            &self.plain_http
+        } else {
+            &self.https
+        }
+    }
+}
+
+/// Why a destination's addresses may not be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    PlainHttp,
+    Private,
+}
+
+/// The policy on where a request may go, given every address its host resolves to. One private
+/// address among public ones refuses them all: a mixed answer is what a rebinding server sends.
+fn screen(policy: &NetworkPolicy, plain_http: bool, addresses: &[IpAddr]) -> Result<(), Refusal> {
+    let loopback_only = !addresses.is_empty() && addresses.iter().all(IpAddr::is_loopback);
+    if plain_http && !(policy.allow_http_loopback && loopback_only) {
+        return Err(Refusal::PlainHttp);
+    }
+    let private_ok = policy.allow_private_networks || (policy.allow_http_loopback && loopback_only);
+    if !private_ok && addresses.iter().any(|ip| is_private(*ip)) {
+        return Err(Refusal::Private);
+    }
+    Ok(())
+}
+
+fn not_https(place: &str) -> String {
+    format!("{place} is not https; plugins may only use https")
+}
+
+fn private_destination(host: &str) -> String {
+    format!("{host} resolves to a private or local address")
+}
+
+/// A connection refused by [`Screening`], told to the plugin as a denial rather than a network
+/// error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+/// The clients' resolver: connections go only to addresses that pass [`screen`]. Names in IP
+/// literal form never reach it; [`HttpGate::check`] screens those, and they cannot change.
+struct Screening {
+    policy: NetworkPolicy,
+    plain_http: bool,
+    lookup: Arc<Lookup>,
+}
+
+impl reqwest::dns::Resolve for Screening {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        let policy = self.policy.clone();
+        let plain_http = self.plain_http;
+        let lookup = self.lookup.clone();
+        Box::pin(async move {
+            let addresses = lookup(host.clone()).await?;
+            screen(&policy, plain_http, &addresses).map_err(|refusal| {
+                Refused(match refusal {
+                    Refusal::PlainHttp => not_https(&format!("http://{host}")),
+                    Refusal::Private => private_destination(&host),
+                })
+            })?;
+            // Port 0 stands for the URL's port.
+            let addresses: reqwest::dns::Addrs =
+                Box::new(addresses.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            Ok(addresses)
+        })
+    }
 }
 
 /// Whether an address is one plugins may not reach without `allow_private_networks`: anything
@@ -161,10 +283,11 @@ fn embedded_ipv4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
 }
 
 impl HttpGate {
-    /// Checks one hop; returns the addresses it may connect to.
+    /// Checks one hop, so that a refusal reaches the plugin in words; [`Screening`] applies the
+    /// same policy again to the addresses actually connected to.
     async fn check(&self, url: &Url) -> Result<(), HttpFailure> {
         let host = url
-            .host_str()
+            .host()
             .ok_or_else(|| HttpFailure::Denied(format!("{url} has no host")))?;
         if !self.grant.allows(url) {
             return Err(HttpFailure::Denied(format!(
@@ -172,31 +295,24 @@ impl HttpGate {
                 origin(url)
             )));
         }
-        let port = url.port_or_known_default().unwrap_or(443);
-        let addresses: Vec<IpAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
-            .await
-            .map_err(|e| HttpFailure::Network(format!("cannot resolve {host}: {e}")))?
-            .map(|a| a.ip())
-            .collect();
-        let loopback_only = !addresses.is_empty() && addresses.iter().all(IpAddr::is_loopback);
-        match url.scheme() {
-            "https" => {}
-            "http" if self.policy.allow_http_loopback && loopback_only => {}
-            _ => {
-                return Err(HttpFailure::Denied(format!(
-                    "{} is not https; plugins may only use https",
-                    origin(url)
-                )));
-            }
-        }
-        let private_ok = self.policy.allow_private_networks
-            || (self.policy.allow_http_loopback && loopback_only);
-        if !private_ok && addresses.iter().any(|ip| is_private(*ip)) {
-            return Err(HttpFailure::Denied(format!(
-                "{host} resolves to a private or local address"
-            )));
-        }
-        Ok(())
+        let plain_http = match url.scheme() {
+            "https" => false,
+            "http" if self.clients.policy.allow_http_loopback => true,
+            _ => return Err(HttpFailure::Denied(not_https(&origin(url)))),
+        };
+        let addresses = match host {
+            url::Host::Ipv4(ip) => vec![IpAddr::V4(ip)],
+            url::Host::Ipv6(ip) => vec![IpAddr::V6(ip)],
+            url::Host::Domain(name) => (self.clients.lookup)(name.to_string())
+                .await
+                .map_err(|e| HttpFailure::Network(format!("cannot resolve {name}: {e}")))?,
+        };
+        screen(&self.clients.policy, plain_http, &addresses).map_err(|refusal| {
+            HttpFailure::Denied(match refusal {
+                Refusal::PlainHttp => not_https(&origin(url)),
+                Refusal::Private => private_destination(&host.to_string()),
+            })
+        })
     }
 
     /// A GET for the host's own use (discovery, the glossary): the JSON body of a 200, else why
@@ -282,7 +398,10 @@ impl HttpGate {
         &self,
         hop: &Hop<'_>,
     ) -> Result<(reqwest::Response, Option<String>), HttpFailure> {
-        let mut builder = self.client.request(hop.method.clone(), hop.url.clone());
+        let mut builder = self
+            .clients
+            .for_url(hop.url)
+            .request(hop.method.clone(), hop.url.clone());
         for (name, value) in hop.headers {
             // A plugin-supplied Authorization header does not travel to another host, and never
             // replaces the host's own credentials.
@@ -308,7 +427,9 @@ impl HttpGate {
             builder = builder.body(bytes.to_vec());
         }
         let response = builder.send().await.map_err(|e| {
-            if e.is_timeout() {
+            if let Some(refused) = refused_in(&e) {
+                HttpFailure::Denied(refused.0.clone())
+            } else if e.is_timeout() {
                 HttpFailure::Timeout
             } else {
                 HttpFailure::Network(without_url(&e))
@@ -361,6 +482,12 @@ async fn read_response(mut response: reqwest::Response) -> Result<Response, Http
 
 fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
+}
+
+/// The resolver's refusal, if that is why a request failed.
+fn refused_in(e: &reqwest::Error) -> Option<&Refused> {
+    std::iter::successors(std::error::Error::source(e), |e| e.source())
+        .find_map(|e| e.downcast_ref::<Refused>())
 }
 
 /// reqwest errors print the URL, which may carry query parameters a log should not keep.
@@ -447,5 +574,158 @@ mod tests {
         for ip in public {
             assert!(!is_private(ip), "{ip}");
         }
+    }
+
+    #[test]
+    fn the_policy_screens_every_address_a_name_resolves_to() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let strict = NetworkPolicy::default();
+        let loopback = NetworkPolicy {
+            allow_http_loopback: true,
+            ..Default::default()
+        };
+        let private = NetworkPolicy {
+            allow_private_networks: true,
+            ..Default::default()
+        };
+        let public = [ip("93.184.216.34")];
+        let mixed = [ip("93.184.216.34"), ip("10.0.0.1")];
+        let local = [ip("127.0.0.1"), ip("::1")];
+        let cases = [
+            (&strict, false, &public[..], Ok(())),
+            (&strict, false, &mixed[..], Err(Refusal::Private)),
+            (&strict, false, &local[..], Err(Refusal::Private)),
+            (&strict, true, &local[..], Err(Refusal::PlainHttp)),
+            (&loopback, true, &local[..], Ok(())),
+            (&loopback, false, &local[..], Ok(())),
+            (&loopback, true, &public[..], Err(Refusal::PlainHttp)),
+            (&loopback, false, &mixed[..], Err(Refusal::Private)),
+            (&private, false, &mixed[..], Ok(())),
+            (&private, true, &local[..], Err(Refusal::PlainHttp)),
+        ];
+        for (policy, plain_http, addresses, expected) in cases {
+            assert_eq!(
+                screen(policy, plain_http, addresses),
+                expected,
+                "{policy:?}, plain http {plain_http}, {addresses:?}"
+            );
+        }
+    }
+
+    /// A DNS server that answers `first` once, then `then`: what a rebinding attacker runs.
+    fn rebinding(first: &str, then: &str) -> (Arc<Lookup>, Arc<AtomicU64>) {
+        let asked = Arc::new(AtomicU64::new(0));
+        let (first, then): (IpAddr, IpAddr) = (first.parse().unwrap(), then.parse().unwrap());
+        let lookup: Arc<Lookup> = Arc::new({
+            let asked = asked.clone();
+            move |_host| {
+                let answer = if asked.fetch_add(1, Ordering::SeqCst) == 0 {
+                    first
+                } else {
+                    then
+                };
+                Box::pin(async move { Ok(vec![answer]) })
+            }
+        });
+        (lookup, asked)
+    }
+
+    /// A local server that counts the connections it accepts.
+    async fn counting_listener() -> (u16, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        tokio::spawn({
+            let accepted = accepted.clone();
+            async move {
+                while listener.accept().await.is_ok() {
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        (port, accepted)
+    }
+
+    fn gate(origin: &str, policy: NetworkPolicy, lookup: Arc<Lookup>) -> HttpGate {
+        HttpGate {
+            grant: NetworkGrant {
+                allowed: vec![HostPattern::parse(origin).unwrap()],
+            },
+            bearer: None,
+            clients: Clients::with_lookup(policy, lookup),
+            stats: Arc::default(),
+        }
+    }
+
+    async fn get(gate: &HttpGate, url: &str) -> Result<Response, HttpFailure> {
+        gate.send(Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_name_on_loopback_is_reached_when_the_policy_allows_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let origin = format!("http://fasten.test:{port}");
+        let (lookup, asked) = rebinding("127.0.0.1", "127.0.0.1");
+        let policy = NetworkPolicy {
+            allow_http_loopback: true,
+            ..Default::default()
+        };
+        let reply = get(&gate(&origin, policy, lookup), &format!("{origin}/"))
+            .await
+            .unwrap();
+        assert_eq!((reply.status, reply.body.as_slice()), (200, &b"ok"[..]));
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_name_that_rebinds_to_a_private_address_is_never_connected_to() {
+        let (port, accepted) = counting_listener().await;
+        let origin = format!("https://rebind.test:{port}");
+        let (lookup, asked) = rebinding("93.184.216.34", "127.0.0.1");
+        let gate = gate(&origin, NetworkPolicy::default(), lookup);
+        match get(&gate, &format!("{origin}/")).await {
+            Err(HttpFailure::Denied(why)) => {
+                assert_eq!(why, "rebind.test resolves to a private or local address")
+            }
+            Err(other) => panic!("expected a denial, got {other}"),
+            Ok(r) => panic!("expected a denial, got HTTP {}", r.status),
+        }
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            2,
+            "resolved for the check, then again for the connection"
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            0,
+            "the private address saw nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn plain_http_that_rebinds_away_from_loopback_is_refused() {
+        let (port, accepted) = counting_listener().await;
+        let origin = format!("http://rebind.test:{port}");
+        let policy = NetworkPolicy {
+            allow_http_loopback: true,
+            ..Default::default()
+        };
+        let (lookup, _) = rebinding("127.0.0.1", "93.184.216.34");
+        let gate = gate(&origin, policy, lookup);
+        match get(&gate, &format!("{origin}/")).await {
+            Err(HttpFailure::Denied(why)) => assert!(why.contains("not https"), "{why}"),
+            Err(other) => panic!("expected a denial, got {other}"),
+            Ok(r) => panic!("expected a denial, got HTTP {}", r.status),
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 0);
     }
 }

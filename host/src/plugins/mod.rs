@@ -141,7 +141,7 @@ pub struct PluginHost {
     engine: Engine,
     linker: Linker<RunState>,
     settings: HostSettings,
-    http_client: reqwest::Client,
+    http_clients: http::Clients,
     entries: RwLock<BTreeMap<String, Entry>>,
     stop_ticker: Arc<AtomicBool>,
 }
@@ -285,8 +285,8 @@ impl PluginHost {
         Ok(PluginHost {
             engine,
             linker,
+            http_clients: http::Clients::new(settings.network.clone()),
             settings,
-            http_client: http::build_client(),
             entries: RwLock::new(BTreeMap::new()),
             stop_ticker,
         })
@@ -728,9 +728,8 @@ impl PluginHost {
     pub fn host_gate(&self, origins: Vec<grants::HostPattern>) -> HttpGate {
         HttpGate {
             grant: NetworkGrant { allowed: origins },
-            policy: self.settings.network.clone(),
             bearer: None,
-            client: self.http_client.clone(),
+            clients: self.http_clients.clone(),
             stats: Arc::default(),
         }
     }
@@ -909,9 +908,8 @@ impl PluginHost {
                 &plugin.granted_hosts,
                 ctx.connection.as_ref(),
             ),
-            policy: self.settings.network.clone(),
             bearer: ctx.bearer.clone(),
-            client: self.http_client.clone(),
+            clients: self.http_clients.clone(),
             stats: stats.clone(),
         });
         let cancel = ctx.cancel.clone();
