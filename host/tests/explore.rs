@@ -130,3 +130,61 @@ async fn uploads_over_the_size_cap_are_refused() {
         .count();
     assert_eq!(leftovers, 0, "the partial upload was removed");
 }
+
+#[tokio::test]
+async fn a_file_shows_in_the_page_only_under_a_type_that_cannot_run() {
+    use base64::Engine;
+    let (server, alice) = TestServer::with_admin().await;
+    let data = base64::engine::general_purpose::STANDARD
+        .encode(b"\x89PNG\r\n\x1a\n<html><script>alert(1)</script>");
+    // What a stored file declares, what it is served as, and how.
+    let cases = [
+        // Browsers may read this as HTML; it does not parse, so it is only downloaded.
+        (
+            "image/png;,text/html",
+            "application/octet-stream",
+            "attachment",
+        ),
+        ("image/png; name=\"a,text/html\"", "image/png", "inline"),
+        ("IMAGE/PNG", "image/png", "inline"),
+        (
+            "text/plain; charset=UTF-8",
+            "text/plain; charset=utf-8",
+            "inline",
+        ),
+        (
+            "text/plain; charset=\"a,text/html\"",
+            "text/plain",
+            "inline",
+        ),
+        ("text/html", "application/octet-stream", "attachment"),
+        ("image/svg+xml", "application/octet-stream", "attachment"),
+    ];
+    let content: Vec<_> = cases
+        .iter()
+        .map(|(declared, ..)| {
+            serde_json::json!({"attachment": {"contentType": declared, "data": data}})
+        })
+        .collect();
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [{"resource": {"resourceType": "DocumentReference", "id": "doc-1",
+            "status": "current", "content": content}}]
+    });
+    server.import_bundle(ADMIN, "files.json", &bundle).await;
+    for (index, (declared, served, disposition)) in cases.into_iter().enumerate() {
+        let reply = alice
+            .http
+            .get(format!(
+                "{}/people/alice/explore/DocumentReference/doc-1/attachments/{index}",
+                alice.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::OK, "{declared}");
+        assert_eq!(reply.headers()["content-type"], served, "{declared}");
+        let sent_as = reply.headers()["content-disposition"].to_str().unwrap();
+        assert!(sent_as.starts_with(disposition), "{declared}: {sent_as}");
+    }
+}

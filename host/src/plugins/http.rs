@@ -2,12 +2,14 @@
 //!
 //! Every request and every redirect hop is checked against the run's [`NetworkGrant`]; only
 //! https is allowed (plain http only to loopback, and only when the operator's config allows it,
-//! as tests need); names that resolve to private or loopback addresses are refused unless allowed;
-//! bodies and time are capped; an Authorization header never follows a redirect to another host.
+//! as tests need); names that resolve to private or loopback addresses are refused unless allowed,
+//! both when a hop is checked and again when the connection is made, so a name cannot answer a
+//! public address to the check and a private one to the connection (DNS rebinding); bodies and
+//! time are capped; an Authorization header never follows a redirect to another host.
 //! The bearer token of a connection is added here, by the host, only for the connection's own
 //! origin: the plugin never sees it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -63,10 +65,11 @@ impl HttpStats {
 #[derive(Clone)]
 pub struct HttpGate {
     pub grant: NetworkGrant,
-    pub policy: NetworkPolicy,
     /// The connection's credentials, added to requests bound for its origin.
     pub bearer: Option<Arc<dyn BearerAuth>>,
-    pub client: reqwest::Client,
+    /// The network policy travels with the clients, so the gate's check and the connections its
+    /// clients make can never disagree about it.
+    pub clients: Clients,
     pub stats: Arc<HttpStats>,
 }
 
@@ -98,45 +101,193 @@ pub enum HttpFailure {
 /// How long an idle connection is kept for reuse: less than common servers' keep-alive timeout.
 pub const IDLE_CONNECTION: Duration = Duration::from_secs(4);
 
-/// A client that never follows redirects by itself: [`HttpGate::send`] checks each hop.
-pub fn build_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(TIMEOUT)
-        // A server may close a keep-alive connection once it has been idle for its own timeout
-        // (5 s in Node.js); reusing one it is closing fails the request with "connection
-        // reset". Idle connections are dropped before that.
-        .pool_idle_timeout(IDLE_CONNECTION)
-        .user_agent(concat!("Fasten-On-Prem/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a reqwest client with static settings")
+/// Turns a host name into addresses. Tests replace it to play a DNS server that changes its
+/// answer between the check and the connection.
+type Lookup = dyn Fn(String) -> BoxFuture<'static, std::io::Result<Vec<IpAddr>>> + Send + Sync;
+
+fn system_lookup(host: String) -> BoxFuture<'static, std::io::Result<Vec<IpAddr>>> {
+    Box::pin(async move {
+        Ok(tokio::net::lookup_host((host.as_str(), 0))
+            .await?
+            .map(|a| a.ip())
+            .collect())
+    })
 }
 
+/// The clients of one network policy. Their connections go only to addresses the policy
+/// allows, whatever the name resolves to by then: the check before a hop gives the plugin a
+/// clear refusal, this is what makes it hold.
+#[derive(Clone)]
+pub struct Clients {
+    policy: NetworkPolicy,
+    lookup: Arc<Lookup>,
+    https: reqwest::Client,
+    /// Plain http is for loopback only, a rule the resolver can only apply knowing the scheme.
+    plain_http: reqwest::Client,
+}
+
+impl Clients {
+    pub fn new(policy: NetworkPolicy) -> Clients {
+        Clients::with_lookup(policy, Arc::new(system_lookup))
+    }
+
+    fn with_lookup(policy: NetworkPolicy, lookup: Arc<Lookup>) -> Clients {
+        let client = |plain_http: bool| {
+            let resolver = Screening {
+                policy: policy.clone(),
+                plain_http,
+                lookup: lookup.clone(),
+            };
+            // Redirects are never followed by the client: [`HttpGate::send`] checks each hop.
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .https_only(!plain_http)
+                .dns_resolver(Arc::new(resolver))
+                .timeout(TIMEOUT)
+                // A server may close a keep-alive connection once it has been idle for its own
+                // timeout (5 s in Node.js); reusing one it is closing fails the request with
+                // "connection reset". Idle connections are dropped before that.
+                .pool_idle_timeout(IDLE_CONNECTION)
+                .user_agent(concat!("Fasten-On-Prem/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("a reqwest client with static settings")
+        };
+        Clients {
+            https: client(false),
+            plain_http: client(true),
+            policy,
+            lookup,
+        }
+    }
+
+    fn for_url(&self, url: &Url) -> &reqwest::Client {
+        if url.scheme() == "http" {
+            &self.plain_http
+        } else {
+            &self.https
+        }
+    }
+}
+
+/// Why a destination's addresses may not be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    PlainHttp,
+    Private,
+}
+
+/// The policy on where a request may go, given every address its host resolves to. One private
+/// address among public ones refuses them all: a mixed answer is what a rebinding server sends.
+fn screen(policy: &NetworkPolicy, plain_http: bool, addresses: &[IpAddr]) -> Result<(), Refusal> {
+    let loopback_only = !addresses.is_empty() && addresses.iter().all(IpAddr::is_loopback);
+    if plain_http && !(policy.allow_http_loopback && loopback_only) {
+        return Err(Refusal::PlainHttp);
+    }
+    let private_ok = policy.allow_private_networks || (policy.allow_http_loopback && loopback_only);
+    if !private_ok && addresses.iter().any(|ip| is_private(*ip)) {
+        return Err(Refusal::Private);
+    }
+    Ok(())
+}
+
+fn not_https(place: &str) -> String {
+    format!("{place} is not https; plugins may only use https")
+}
+
+fn private_destination(host: &str) -> String {
+    format!("{host} resolves to a private or local address")
+}
+
+/// A connection refused by [`Screening`], told to the plugin as a denial rather than a network
+/// error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+/// The clients' resolver: connections go only to addresses that pass [`screen`]. Names in IP
+/// literal form never reach it; [`HttpGate::check`] screens those, and they cannot change.
+struct Screening {
+    policy: NetworkPolicy,
+    plain_http: bool,
+    lookup: Arc<Lookup>,
+}
+
+impl reqwest::dns::Resolve for Screening {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        let policy = self.policy.clone();
+        let plain_http = self.plain_http;
+        let lookup = self.lookup.clone();
+        Box::pin(async move {
+            let addresses = lookup(host.clone()).await?;
+            screen(&policy, plain_http, &addresses).map_err(|refusal| {
+                Refused(match refusal {
+                    Refusal::PlainHttp => not_https(&format!("http://{host}")),
+                    Refusal::Private => private_destination(&host),
+                })
+            })?;
+            // Port 0 stands for the URL's port.
+            let addresses: reqwest::dns::Addrs =
+                Box::new(addresses.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            Ok(addresses)
+        })
+    }
+}
+
+/// Whether an address is one plugins may not reach without `allow_private_networks`: anything
+/// but a public unicast host.
 fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4.is_private()
                 || v4.is_loopback()
                 || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.octets()[0] == 0 // "this network"; 0.0.0.0 reaches the host itself
+                || v4.octets()[0] >= 224 // multicast, reserved and broadcast
                 || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // CGNAT 100.64/10
         }
         IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
             v6.is_loopback()
                 || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link local
+                || (first & 0xffc0) == 0xfec0 // site local, deprecated but still routed
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+                || embedded_ipv4(v6)
+                    .into_iter()
+                    .any(|v4| is_private(IpAddr::V4(v4)))
         }
     }
 }
 
+/// The IPv4 hosts an IPv6 address reaches through a translator or tunnel, which is where a
+/// connection to it ends up.
+fn embedded_ipv4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = v6.segments();
+    let v4 = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+    match s {
+        // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d).
+        _ if v6.to_ipv4().is_some() => v6.to_ipv4().into_iter().collect(),
+        // NAT64, the well-known prefix and the local-use /48 (taken as holding a /96, the usual
+        // layout, with the IPv4 address last).
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 1, ..] => vec![v4(s[6], s[7])],
+        // 6to4: the IPv4 address follows the prefix.
+        [0x2002, ..] => vec![v4(s[1], s[2])],
+        // Teredo: the server, and the client, whose address is stored inverted.
+        [0x2001, 0, ..] => vec![v4(s[2], s[3]), v4(!s[6], !s[7])],
+        _ => Vec::new(),
+    }
+}
+
 impl HttpGate {
-    /// Checks one hop; returns the addresses it may connect to.
+    /// Checks one hop, so that a refusal reaches the plugin in words; [`Screening`] applies the
+    /// same policy again to the addresses actually connected to.
     async fn check(&self, url: &Url) -> Result<(), HttpFailure> {
         let host = url
-            .host_str()
+            .host()
             .ok_or_else(|| HttpFailure::Denied(format!("{url} has no host")))?;
         if !self.grant.allows(url) {
             return Err(HttpFailure::Denied(format!(
@@ -144,31 +295,24 @@ impl HttpGate {
                 origin(url)
             )));
         }
-        let port = url.port_or_known_default().unwrap_or(443);
-        let addresses: Vec<IpAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
-            .await
-            .map_err(|e| HttpFailure::Network(format!("cannot resolve {host}: {e}")))?
-            .map(|a| a.ip())
-            .collect();
-        let loopback_only = !addresses.is_empty() && addresses.iter().all(IpAddr::is_loopback);
-        match url.scheme() {
-            "https" => {}
-            "http" if self.policy.allow_http_loopback && loopback_only => {}
-            _ => {
-                return Err(HttpFailure::Denied(format!(
-                    "{} is not https; plugins may only use https",
-                    origin(url)
-                )));
-            }
-        }
-        let private_ok = self.policy.allow_private_networks
-            || (self.policy.allow_http_loopback && loopback_only);
-        if !private_ok && addresses.iter().any(|ip| is_private(*ip)) {
-            return Err(HttpFailure::Denied(format!(
-                "{host} resolves to a private or local address"
-            )));
-        }
-        Ok(())
+        let plain_http = match url.scheme() {
+            "https" => false,
+            "http" if self.clients.policy.allow_http_loopback => true,
+            _ => return Err(HttpFailure::Denied(not_https(&origin(url)))),
+        };
+        let addresses = match host {
+            url::Host::Ipv4(ip) => vec![IpAddr::V4(ip)],
+            url::Host::Ipv6(ip) => vec![IpAddr::V6(ip)],
+            url::Host::Domain(name) => (self.clients.lookup)(name.to_string())
+                .await
+                .map_err(|e| HttpFailure::Network(format!("cannot resolve {name}: {e}")))?,
+        };
+        screen(&self.clients.policy, plain_http, &addresses).map_err(|refusal| {
+            HttpFailure::Denied(match refusal {
+                Refusal::PlainHttp => not_https(&origin(url)),
+                Refusal::Private => private_destination(&host.to_string()),
+            })
+        })
     }
 
     /// A GET for the host's own use (discovery, the glossary): the JSON body of a 200, else why
@@ -254,7 +398,10 @@ impl HttpGate {
         &self,
         hop: &Hop<'_>,
     ) -> Result<(reqwest::Response, Option<String>), HttpFailure> {
-        let mut builder = self.client.request(hop.method.clone(), hop.url.clone());
+        let mut builder = self
+            .clients
+            .for_url(hop.url)
+            .request(hop.method.clone(), hop.url.clone());
         for (name, value) in hop.headers {
             // A plugin-supplied Authorization header does not travel to another host, and never
             // replaces the host's own credentials.
@@ -280,7 +427,9 @@ impl HttpGate {
             builder = builder.body(bytes.to_vec());
         }
         let response = builder.send().await.map_err(|e| {
-            if e.is_timeout() {
+            if let Some(refused) = refused_in(&e) {
+                HttpFailure::Denied(refused.0.clone())
+            } else if e.is_timeout() {
                 HttpFailure::Timeout
             } else {
                 HttpFailure::Network(without_url(&e))
@@ -335,6 +484,12 @@ fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
+/// The resolver's refusal, if that is why a request failed.
+fn refused_in(e: &reqwest::Error) -> Option<&Refused> {
+    std::iter::successors(std::error::Error::source(e), |e| e.source())
+        .find_map(|e| e.downcast_ref::<Refused>())
+}
+
 /// reqwest errors print the URL, which may carry query parameters a log should not keep.
 fn without_url(e: &reqwest::Error) -> String {
     let mut message = e.to_string();
@@ -350,22 +505,227 @@ mod tests {
 
     #[test]
     fn private_addresses_are_recognised() {
-        for ip in [
+        let teredo = |server: Ipv4Addr, client: Ipv4Addr| -> IpAddr {
+            let [s0, s1, s2, s3] = server.octets();
+            let [c0, c1, c2, c3] = client.octets().map(|b| !b);
+            let s = |a: u8, b: u8| u16::from_be_bytes([a, b]);
+            Ipv6Addr::new(
+                0x2001,
+                0,
+                s(s0, s1),
+                s(s2, s3),
+                0x8000,
+                0x63bf,
+                s(c0, c1),
+                s(c2, c3),
+            )
+            .into()
+        };
+        let teredo_server = Ipv4Addr::new(65, 54, 227, 120);
+        let private: Vec<IpAddr> = [
             "10.1.2.3",
             "192.168.0.1",
             "172.16.5.4",
             "127.0.0.1",
             "169.254.1.1",
             "100.64.0.1",
+            "0.0.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
             "::1",
+            "::",
             "fd00::1",
             "fe80::1",
+            "ff02::1",
+            "2001:db8::1",
             "::ffff:10.0.0.1",
-        ] {
-            assert!(is_private(ip.parse().unwrap()), "{ip}");
+            "::ffff:127.0.0.1",
+            "::7f00:1",
+            "::10.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b:1::c0a8:101",
+            "2002:c0a8:0101::1",
+            "2002:7f00:1::1",
+        ]
+        .iter()
+        .map(|ip| ip.parse().unwrap())
+        .chain([
+            teredo(teredo_server, Ipv4Addr::new(192, 168, 1, 1)),
+            teredo(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(8, 8, 8, 8)),
+        ])
+        .collect();
+        for ip in private {
+            assert!(is_private(ip), "{ip}");
         }
-        for ip in ["93.184.216.34", "2606:4700::1111"] {
-            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        let public: Vec<IpAddr> = [
+            "93.184.216.34",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "::808:808",
+            "64:ff9b::808:808",
+            "64:ff9b:1::808:808",
+            "2002:808:808::1",
+        ]
+        .iter()
+        .map(|ip| ip.parse().unwrap())
+        .chain([teredo(teredo_server, Ipv4Addr::new(8, 8, 8, 8))])
+        .collect();
+        for ip in public {
+            assert!(!is_private(ip), "{ip}");
         }
+    }
+
+    #[test]
+    fn the_policy_screens_every_address_a_name_resolves_to() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let strict = NetworkPolicy::default();
+        let loopback = NetworkPolicy {
+            allow_http_loopback: true,
+            ..Default::default()
+        };
+        let private = NetworkPolicy {
+            allow_private_networks: true,
+            ..Default::default()
+        };
+        let public = [ip("93.184.216.34")];
+        let mixed = [ip("93.184.216.34"), ip("10.0.0.1")];
+        let local = [ip("127.0.0.1"), ip("::1")];
+        let cases = [
+            (&strict, false, &public[..], Ok(())),
+            (&strict, false, &mixed[..], Err(Refusal::Private)),
+            (&strict, false, &local[..], Err(Refusal::Private)),
+            (&strict, true, &local[..], Err(Refusal::PlainHttp)),
+            (&loopback, true, &local[..], Ok(())),
+            (&loopback, false, &local[..], Ok(())),
+            (&loopback, true, &public[..], Err(Refusal::PlainHttp)),
+            (&loopback, false, &mixed[..], Err(Refusal::Private)),
+            (&private, false, &mixed[..], Ok(())),
+            (&private, true, &local[..], Err(Refusal::PlainHttp)),
+        ];
+        for (policy, plain_http, addresses, expected) in cases {
+            assert_eq!(
+                screen(policy, plain_http, addresses),
+                expected,
+                "{policy:?}, plain http {plain_http}, {addresses:?}"
+            );
+        }
+    }
+
+    /// A DNS server that answers `first` once, then `then`: what a rebinding attacker runs.
+    fn rebinding(first: &str, then: &str) -> (Arc<Lookup>, Arc<AtomicU64>) {
+        let asked = Arc::new(AtomicU64::new(0));
+        let (first, then): (IpAddr, IpAddr) = (first.parse().unwrap(), then.parse().unwrap());
+        let lookup: Arc<Lookup> = Arc::new({
+            let asked = asked.clone();
+            move |_host| {
+                let answer = if asked.fetch_add(1, Ordering::SeqCst) == 0 {
+                    first
+                } else {
+                    then
+                };
+                Box::pin(async move { Ok(vec![answer]) })
+            }
+        });
+        (lookup, asked)
+    }
+
+    /// A local server that counts the connections it accepts.
+    async fn counting_listener() -> (u16, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        tokio::spawn({
+            let accepted = accepted.clone();
+            async move {
+                while listener.accept().await.is_ok() {
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        (port, accepted)
+    }
+
+    fn gate(origin: &str, policy: NetworkPolicy, lookup: Arc<Lookup>) -> HttpGate {
+        HttpGate {
+            grant: NetworkGrant {
+                allowed: vec![HostPattern::parse(origin).unwrap()],
+            },
+            bearer: None,
+            clients: Clients::with_lookup(policy, lookup),
+            stats: Arc::default(),
+        }
+    }
+
+    async fn get(gate: &HttpGate, url: &str) -> Result<Response, HttpFailure> {
+        gate.send(Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_name_on_loopback_is_reached_when_the_policy_allows_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let origin = format!("http://fasten.test:{port}");
+        let (lookup, asked) = rebinding("127.0.0.1", "127.0.0.1");
+        let policy = NetworkPolicy {
+            allow_http_loopback: true,
+            ..Default::default()
+        };
+        let reply = get(&gate(&origin, policy, lookup), &format!("{origin}/"))
+            .await
+            .unwrap();
+        assert_eq!((reply.status, reply.body.as_slice()), (200, &b"ok"[..]));
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_name_that_rebinds_to_a_private_address_is_never_connected_to() {
+        let (port, accepted) = counting_listener().await;
+        let origin = format!("https://rebind.test:{port}");
+        let (lookup, asked) = rebinding("93.184.216.34", "127.0.0.1");
+        let gate = gate(&origin, NetworkPolicy::default(), lookup);
+        match get(&gate, &format!("{origin}/")).await {
+            Err(HttpFailure::Denied(why)) => {
+                assert_eq!(why, "rebind.test resolves to a private or local address")
+            }
+            Err(other) => panic!("expected a denial, got {other}"),
+            Ok(r) => panic!("expected a denial, got HTTP {}", r.status),
+        }
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            2,
+            "resolved for the check, then again for the connection"
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            0,
+            "the private address saw nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn plain_http_that_rebinds_away_from_loopback_is_refused() {
+        let (port, accepted) = counting_listener().await;
+        let origin = format!("http://rebind.test:{port}");
+        let policy = NetworkPolicy {
+            allow_http_loopback: true,
+            ..Default::default()
+        };
+        let (lookup, _) = rebinding("127.0.0.1", "93.184.216.34");
+        let gate = gate(&origin, policy, lookup);
+        match get(&gate, &format!("{origin}/")).await {
+            Err(HttpFailure::Denied(why)) => assert!(why.contains("not https"), "{why}"),
+            Err(other) => panic!("expected a denial, got {other}"),
+            Ok(r) => panic!("expected a denial, got HTTP {}", r.status),
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 0);
     }
 }

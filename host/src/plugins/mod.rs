@@ -149,7 +149,7 @@ pub struct PluginHost {
     engine: Engine,
     linker: Linker<RunState>,
     settings: HostSettings,
-    http_client: reqwest::Client,
+    http_clients: http::Clients,
     entries: RwLock<BTreeMap<String, Entry>>,
     stop_ticker: Arc<AtomicBool>,
     /// Set when Fasten is stopping: every run ends at once.
@@ -334,7 +334,7 @@ impl PluginHost {
         Ok(PluginHost {
             engine,
             linker,
-            http_client: http::build_client(),
+            http_clients: http::Clients::new(settings.network.clone()),
             entries: RwLock::new(BTreeMap::new()),
             stop_ticker,
             shutting_down: Arc::default(),
@@ -806,9 +806,8 @@ impl PluginHost {
     pub fn host_gate(&self, origins: Vec<grants::HostPattern>) -> HttpGate {
         HttpGate {
             grant: NetworkGrant { allowed: origins },
-            policy: self.settings.network.clone(),
             bearer: None,
-            client: self.http_client.clone(),
+            clients: self.http_clients.clone(),
             stats: Arc::default(),
         }
     }
@@ -971,9 +970,8 @@ impl PluginHost {
                 &plugin.granted_hosts,
                 ctx.connection.as_ref(),
             ),
-            policy: self.settings.network.clone(),
             bearer: ctx.bearer.clone(),
-            client: self.http_client.clone(),
+            clients: self.http_clients.clone(),
             stats: stats.clone(),
         });
         let stop = store.data().stop.clone();

@@ -367,11 +367,22 @@ async fn attachment(
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .map_err(|_| AppError::BadRequest("This file's stored data is not valid base64.".into()))?;
-    let declared = content_type.unwrap_or_default().to_ascii_lowercase();
-    let essence = declared.split(';').next().unwrap_or("").trim().to_string();
     // Only documents and pictures show in the page; anything else is downloaded, so a stored
-    // HTML or SVG file can never run as part of Fasten.
-    let inline = record::manual::ATTACHMENT_TYPES.contains(&essence.as_str());
+    // HTML or SVG file can never run as part of Fasten. The type sent is rebuilt from the parsed
+    // one, never the stored string: a browser may read "image/png;,text/html" as HTML.
+    let inline_type = content_type
+        .and_then(|declared| declared.trim().parse::<mime::Mime>().ok())
+        .filter(|parsed| record::manual::ATTACHMENT_TYPES.contains(&parsed.essence_str()))
+        .map(|parsed| {
+            // A note's text is UTF-8; without the charset a browser may guess another.
+            if parsed.type_() == mime::TEXT && parsed.get_param(mime::CHARSET) == Some(mime::UTF_8)
+            {
+                format!("{}; charset=utf-8", parsed.essence_str())
+            } else {
+                parsed.essence_str().to_string()
+            }
+        });
+    let inline = inline_type.is_some();
     let name: String = text(&attachment, "title")
         .unwrap_or_else(|| format!("attachment-{}", index + 1))
         .chars()
@@ -383,11 +394,7 @@ async fn attachment(
             }
         })
         .collect();
-    let served_type = if inline {
-        declared
-    } else {
-        "application/octet-stream".to_string()
-    };
+    let served_type = inline_type.unwrap_or_else(|| "application/octet-stream".to_string());
     Ok((
         [
             (header::CONTENT_TYPE, served_type),
