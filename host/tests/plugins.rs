@@ -874,7 +874,7 @@ async fn a_slow_import_never_keeps_another_member_from_signing_in() {
     admin
         .create_user("bob", "bob-password-1", "member")
         .await
-        .assert_redirect("/admin/users");
+        .assert_redirect("/admin/users?notice=created");
     let alice = server.user_id("alice").await;
     let dir = tempfile::tempdir().unwrap();
     // Eight slow imports at once, each holding its run open after its first batch.

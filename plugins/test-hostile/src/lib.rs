@@ -154,8 +154,6 @@ impl Guest for Hostile {
                         &format!("flood line {i}"),
                     );
                 }
-                out.emit(&[r#"{"resourceType":"Patient","id":"flooded"}"#.to_string()])
-                    .map_err(ConnectorError::Fatal)?;
                 Ok(Summary { warnings: vec![] })
             }
             "log-forge" => {
