@@ -664,7 +664,57 @@ async fn a_hostile_plugin_is_contained_and_everything_else_keeps_working() {
     .await
     .unwrap();
     assert_eq!(fhir.counts.added, 104);
+    assert_eq!(fhir.plugin, "FHIR", "the bundled plugin keeps .json");
     assert_eq!(admin.get("/").await.status, reqwest::StatusCode::OK);
+    let page = admin.get("/admin/plugins").await;
+    assert!(
+        page.body.contains(".json (FHIR)") && page.body.contains("keeps it"),
+        "the admin sees the claim on .json as a conflict"
+    );
+
+    // A limit raised in the manifest after approval needs approval again.
+    let manifest = registry.path().join("test-hostile/plugin.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("memory_mib = 32", "memory_mib = 1024"),
+    )
+    .unwrap();
+    plugins.load_all(&server.state.db).await;
+    let view = plugins
+        .list()
+        .into_iter()
+        .find(|p| p.id == "test-hostile")
+        .unwrap();
+    assert_eq!(view.status, Status::AwaitingApproval);
+    assert!(
+        view.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("limits changed"),
+        "{:?}",
+        view.error
+    );
+    assert!(plugins.get("test-hostile").is_none(), "it no longer runs");
+    let page = admin.get("/admin/plugins").await;
+    assert!(
+        page.body.contains("1024 MiB memory"),
+        "the admin sees the new limit"
+    );
+    admin
+        .submit("/admin/plugins", "/admin/plugins/test-hostile/enable", &[])
+        .await
+        .assert_redirect("/admin/plugins");
+    assert_eq!(
+        plugins
+            .get("test-hostile")
+            .unwrap()
+            .manifest
+            .limits
+            .memory_mib,
+        1024,
+        "approved again, with the new terms"
+    );
 }
 
 #[tokio::test]
@@ -953,11 +1003,17 @@ async fn sigterm_stops_the_server_promptly_while_a_plugin_spins() {
     .await
     .unwrap();
     let sha = fasten::plugins::sha256_hex(&std::fs::read(hostile_artifact()).unwrap());
+    let terms =
+        fasten::plugins::manifest::Manifest::load(&registry.join("test-hostile/plugin.toml"))
+            .unwrap()
+            .terms_sha256();
     sqlx::query(
-        "INSERT INTO plugin_grants (plugin_id, enabled, sha256, allowed_hosts, decided_by, decided_at)
-         VALUES ('test-hostile', 1, ?, '[]', ?, 0)",
+        "INSERT INTO plugin_grants (plugin_id, enabled, sha256, terms_sha256, allowed_hosts,
+           decided_by, decided_at)
+         VALUES ('test-hostile', 1, ?, ?, '[]', ?, 0)",
     )
     .bind(&sha)
+    .bind(&terms)
     .bind(alice.id)
     .execute(&db)
     .await
@@ -971,15 +1027,25 @@ async fn sigterm_stops_the_server_promptly_while_a_plugin_spins() {
             command.env_remove(name);
         }
     }
-    let mut child = command
+    let child = command
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("FASTEN_DATA_DIR", &data)
         .env("FASTEN_PLUGINS_REGISTRY_DIR", &registry)
         .env("FASTEN_LOG_LEVEL", "info")
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    // However the test ends, the server does not outlive it.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(child);
+    let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr)
@@ -1020,21 +1086,26 @@ async fn sigterm_stops_the_server_promptly_while_a_plugin_spins() {
             async move { common::upload(&client, "spin.hostile", b"loop".to_vec()).await },
         );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(!upload.is_finished(), "the plugin is spinning");
+    if upload.is_finished() {
+        let reply = upload.await.unwrap();
+        panic!(
+            "the upload should still be running: {} {}",
+            reply.status, reply.body
+        );
+    }
     let asked = Instant::now();
     assert!(
         std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &child.0.id().to_string()])
             .status()
             .unwrap()
             .success()
     );
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         if asked.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
             panic!("the server did not stop after SIGTERM");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -70,6 +70,16 @@ pub struct DevSection {
 }
 
 impl Manifest {
+    /// The sha256 of what an administrator grants besides the component: the hosts it may
+    /// reach and its limits. An approval is for these exact terms.
+    pub fn terms_sha256(&self) -> String {
+        let terms = serde_json::json!({
+            "allowed_hosts": self.capabilities.allowed_hosts,
+            "limits": self.limits,
+        });
+        super::sha256_hex(terms.to_string().as_bytes())
+    }
+
     pub fn parse(text: &str) -> anyhow::Result<Manifest> {
         let manifest: Manifest = toml::from_str(text).context("plugin.toml is not valid")?;
         if manifest.id.is_empty()

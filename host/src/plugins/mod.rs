@@ -101,6 +101,8 @@ struct Entry {
     status: Status,
     error: Option<String>,
     sha256: Option<String>,
+    /// What `describe` said, also for a plugin that is not approved to run.
+    described: Option<PluginInfo>,
     loaded: Option<Arc<LoadedPlugin>>,
 }
 
@@ -120,7 +122,11 @@ pub struct PluginView {
     pub requested_hosts: Vec<String>,
     pub memory_mib: u64,
     pub run_seconds: u64,
+    pub sync_seconds: u64,
     pub file_types: Vec<String>,
+    /// File types another plugin already imports, which this one does not get: ".json (FHIR
+    /// records)".
+    pub conflicts: Vec<String>,
 }
 
 /// Settings for the plugin host, from `[plugins]` in the config.
@@ -521,6 +527,7 @@ impl PluginHost {
             status: Status::Failed,
             error: Some(error),
             sha256: None,
+            described: None,
             loaded: None,
         });
     }
@@ -563,6 +570,7 @@ impl PluginHost {
                 status: Status::Failed,
                 error: Some(error),
                 sha256,
+                described: None,
                 loaded: None,
             }
         };
@@ -572,6 +580,8 @@ impl PluginHost {
         };
         let sha256 = sha256_hex(&bytes);
         let mut granted = manifest.capabilities.allowed_hosts.clone();
+        // Why a dropped-in plugin is not to run yet, if it is not.
+        let mut pending: Option<(Status, Option<String>)> = None;
         if origin == Origin::DroppedIn {
             match &manifest.sha256 {
                 None => {
@@ -589,33 +599,39 @@ impl PluginHost {
                 }
                 Some(_) => {}
             }
+            // Approval covers the component and the manifest's terms (hosts, limits): a change
+            // to either waits for the administrator again.
+            let terms = manifest.terms_sha256();
             match grant_for(db, &id).await {
-                Ok(Some(grant)) if grant.enabled && grant.sha256 == sha256 => {
+                Ok(Some(grant))
+                    if grant.enabled
+                        && grant.sha256 == sha256
+                        && grant.terms_sha256.as_deref() == Some(terms.as_str()) =>
+                {
                     granted = grant.allowed_hosts;
                 }
                 Ok(Some(grant)) if !grant.enabled => {
-                    return self.set_entry(Entry {
-                        manifest,
-                        origin,
-                        status: Status::Disabled,
-                        error: None,
-                        sha256: Some(sha256),
-                        loaded: None,
-                    });
+                    pending = Some((Status::Disabled, None));
                 }
-                Ok(_) => {
-                    return self.set_entry(Entry {
-                        manifest,
-                        origin,
-                        status: Status::AwaitingApproval,
-                        error: None,
-                        sha256: Some(sha256),
-                        loaded: None,
-                    });
+                Ok(Some(grant)) => {
+                    let what = if grant.sha256 != sha256 {
+                        "its component changed since it was approved"
+                    } else {
+                        "its manifest's hosts or limits changed since they were approved"
+                    };
+                    pending = Some((
+                        Status::AwaitingApproval,
+                        Some(format!(
+                            "Disabled because {what}: read what it asks for now and enable it again."
+                        )),
+                    ));
                 }
+                Ok(None) => pending = Some((Status::AwaitingApproval, None)),
                 Err(e) => return self.set_entry(failed(manifest, format!("database: {e}"), None)),
             }
         }
+        // Every plugin is compiled and described, so the administrator sees the file types a
+        // plugin waiting for approval would take; only an approved one is loaded to run.
         let host = self.clone();
         let compiling = bytes;
         let sha_for_load = sha256.clone();
@@ -630,8 +646,8 @@ impl PluginHost {
             }
             Err(e) => Err(e),
         };
-        match loaded {
-            Ok(plugin) => {
+        match (loaded, pending) {
+            (Ok(plugin), None) => {
                 tracing::info!(plugin = %id, version = %plugin.info.version, "plugin loaded");
                 self.set_entry(Entry {
                     manifest,
@@ -639,10 +655,20 @@ impl PluginHost {
                     status: Status::Loaded,
                     error: None,
                     sha256: Some(sha256),
+                    described: Some(plugin.info.clone()),
                     loaded: Some(Arc::new(plugin)),
                 });
             }
-            Err(e) => self.set_entry(failed(manifest, format!("{e:#}"), Some(sha256))),
+            (Ok(plugin), Some((status, error))) => self.set_entry(Entry {
+                manifest,
+                origin,
+                status,
+                error,
+                sha256: Some(sha256),
+                described: Some(plugin.info),
+                loaded: None,
+            }),
+            (Err(e), _) => self.set_entry(failed(manifest, format!("{e:#}"), Some(sha256))),
         }
     }
 
@@ -814,35 +840,43 @@ impl PluginHost {
 
     /// Every plugin with its status, for the admin page and the CLI.
     pub fn list(&self) -> Vec<PluginView> {
-        self.entries
-            .read()
-            .expect("plugin registry lock")
+        let entries = self.entries.read().expect("plugin registry lock");
+        let owners = file_type_owners(&entries);
+        entries
             .values()
-            .map(|e| PluginView {
-                id: e.manifest.id.clone(),
-                name: e.manifest.name.clone(),
-                version: e.manifest.version.clone(),
-                api: e.manifest.api.clone(),
-                kind: e.manifest.kind.clone(),
-                description: e.manifest.description.clone(),
-                origin: e.origin,
-                status: e.status,
-                error: e.error.clone(),
-                sha256: e.sha256.clone(),
-                requested_hosts: e.manifest.capabilities.allowed_hosts.clone(),
-                memory_mib: e.manifest.limits.memory_mib,
-                run_seconds: e.manifest.limits.run_seconds,
-                file_types: e
-                    .loaded
-                    .as_ref()
-                    .map(|l| {
-                        l.info
-                            .file_types
-                            .iter()
-                            .flat_map(|t| t.extensions.iter().map(|x| format!(".{x}")))
-                            .collect()
+            .map(|e| {
+                let file_types = extensions(e);
+                let conflicts = file_types
+                    .iter()
+                    .filter_map(|ext| {
+                        let owner = owners.get(ext)?;
+                        (*owner != e.manifest.id).then(|| {
+                            let name = entries
+                                .get(owner)
+                                .map(|o| o.manifest.name.as_str())
+                                .unwrap_or(owner);
+                            format!(".{ext} ({name})")
+                        })
                     })
-                    .unwrap_or_default(),
+                    .collect();
+                PluginView {
+                    id: e.manifest.id.clone(),
+                    name: e.manifest.name.clone(),
+                    version: e.manifest.version.clone(),
+                    api: e.manifest.api.clone(),
+                    kind: e.manifest.kind.clone(),
+                    description: e.manifest.description.clone(),
+                    origin: e.origin,
+                    status: e.status,
+                    error: e.error.clone(),
+                    sha256: e.sha256.clone(),
+                    requested_hosts: e.manifest.capabilities.allowed_hosts.clone(),
+                    memory_mib: e.manifest.limits.memory_mib,
+                    run_seconds: e.manifest.limits.run_seconds,
+                    sync_seconds: e.manifest.limits.sync_seconds,
+                    file_types: file_types.iter().map(|x| format!(".{x}")).collect(),
+                    conflicts,
+                }
             })
             .collect()
     }
@@ -855,15 +889,19 @@ impl PluginHost {
             .and_then(|e| e.loaded.clone())
     }
 
-    /// Loaded plugins that import files, for choosing one for an upload.
+    /// Loaded plugins that import files, for choosing one for an upload: bundled ones first,
+    /// then dropped-in ones by id, so the first that takes a file type is its owner (see
+    /// [`file_type_owners`]) and a plugin dropped in later never takes a type over.
     pub fn file_importers(&self) -> Vec<Arc<LoadedPlugin>> {
-        self.entries
-            .read()
-            .expect("plugin registry lock")
+        let entries = self.entries.read().expect("plugin registry lock");
+        let mut importers: Vec<(Origin, Arc<LoadedPlugin>)> = entries
             .values()
-            .filter_map(|e| e.loaded.clone())
-            .filter(|p| matches!(p.info.kind, ConnectorKind::File | ConnectorKind::Both))
-            .collect()
+            .filter_map(|e| Some((e.origin, e.loaded.clone()?)))
+            .filter(|(_, p)| matches!(p.info.kind, ConnectorKind::File | ConnectorKind::Both))
+            .collect();
+        // Stable: within each origin the registry's order (by id) stays.
+        importers.sort_by_key(|(origin, _)| *origin != Origin::Bundled);
+        importers.into_iter().map(|(_, p)| p).collect()
     }
 
     /// An administrator's decision on a dropped-in plugin, then a reload of it.
@@ -887,15 +925,17 @@ impl PluginHost {
             (entry.manifest.clone(), sha)
         };
         sqlx::query(
-            "INSERT INTO plugin_grants (plugin_id, enabled, sha256, allowed_hosts, decided_by, decided_at)
-             VALUES (?, ?, ?, ?, ?, ?)
+            "INSERT INTO plugin_grants (plugin_id, enabled, sha256, terms_sha256, allowed_hosts,
+               decided_by, decided_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (plugin_id) DO UPDATE SET enabled = excluded.enabled, sha256 = excluded.sha256,
-               allowed_hosts = excluded.allowed_hosts, decided_by = excluded.decided_by,
-               decided_at = excluded.decided_at",
+               terms_sha256 = excluded.terms_sha256, allowed_hosts = excluded.allowed_hosts,
+               decided_by = excluded.decided_by, decided_at = excluded.decided_at",
         )
         .bind(id)
         .bind(enable)
         .bind(&sha256)
+        .bind(manifest.terms_sha256())
         .bind(serde_json::to_string(&manifest.capabilities.allowed_hosts)?)
         .bind(by_user)
         .bind(crate::store::unix_now())
@@ -1064,6 +1104,36 @@ impl PluginHost {
     }
 }
 
+/// Which plugin imports each file extension: a bundled plugin before any dropped-in one, and
+/// among dropped-in ones the first by id. A plugin dropped in later never takes a type over
+/// silently; the admin page lists it as a conflict.
+fn file_type_owners(entries: &BTreeMap<String, Entry>) -> BTreeMap<String, String> {
+    let mut owners = BTreeMap::new();
+    for origin in [Origin::Bundled, Origin::DroppedIn] {
+        for entry in entries.values().filter(|e| e.origin == origin) {
+            for ext in extensions(entry) {
+                owners
+                    .entry(ext)
+                    .or_insert_with(|| entry.manifest.id.clone());
+            }
+        }
+    }
+    owners
+}
+
+/// The file extensions a plugin says it imports, lower-case, without the dot.
+fn extensions(entry: &Entry) -> Vec<String> {
+    let mut found: Vec<String> = entry
+        .described
+        .iter()
+        .flat_map(|info| info.file_types.iter())
+        .flat_map(|t| t.extensions.iter())
+        .map(|x| x.trim_start_matches('.').to_ascii_lowercase())
+        .collect();
+    found.dedup();
+    found
+}
+
 /// The export a run calls.
 enum Call {
     ImportFile(SourceFileHandle),
@@ -1137,19 +1207,22 @@ fn check_api_version(engine: &Engine, component: &Component) -> anyhow::Result<(
 struct Grant {
     enabled: bool,
     sha256: String,
+    /// [`Manifest::terms_sha256`] when approved; none for approvals from before it was kept.
+    terms_sha256: Option<String>,
     allowed_hosts: Vec<String>,
 }
 
 async fn grant_for(db: &SqlitePool, id: &str) -> sqlx::Result<Option<Grant>> {
-    let row: Option<(bool, String, String)> = sqlx::query_as(
-        "SELECT enabled, sha256, allowed_hosts FROM plugin_grants WHERE plugin_id = ?",
+    let row: Option<(bool, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT enabled, sha256, terms_sha256, allowed_hosts FROM plugin_grants WHERE plugin_id = ?",
     )
     .bind(id)
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|(enabled, sha256, hosts)| Grant {
+    Ok(row.map(|(enabled, sha256, terms_sha256, hosts)| Grant {
         enabled,
         sha256,
+        terms_sha256,
         allowed_hosts: serde_json::from_str(&hosts).unwrap_or_default(),
     }))
 }

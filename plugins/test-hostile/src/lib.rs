@@ -32,7 +32,9 @@ impl Guest for Hostile {
             auth: AuthNeed::None,
             file_types: vec![FileType {
                 media_type: "text/x-hostile".into(),
-                extensions: vec!["hostile".into()],
+                // It also claims `.json`, which the bundled FHIR plugin owns: it must not get
+                // anyone's FHIR files.
+                extensions: vec!["hostile".into(), "json".into()],
                 description: "commands for the sandbox tests".into(),
             }],
             settings_schema: None,
