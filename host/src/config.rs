@@ -87,6 +87,9 @@ pub struct PluginsConfig {
     pub max_run_log_lines: u64,
     /// How many plugin runs (imports, syncs, previews) may execute at once; more wait their turn.
     pub concurrent_runs: usize,
+    /// The most bytes of records one person may have stored; 0 for no limit. An import or sync
+    /// that would go past it stores nothing and says so.
+    pub max_person_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,6 +166,7 @@ impl Default for PluginsConfig {
             max_run_bytes: 2 << 30,
             max_run_log_lines: 10_000,
             concurrent_runs: 4,
+            max_person_bytes: 0,
         }
     }
 }

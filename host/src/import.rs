@@ -94,6 +94,15 @@ pub enum ImportError {
     Unplaced(Box<Unplaced>),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The person's records would grow past `[plugins] max_person_bytes`.
+    #[error(
+        "{file}: storing it would take {name}'s records past the {limit_mib} MiB this Fasten allows one person (the max_person_bytes setting). Nothing from this file was stored."
+    )]
+    PersonQuota {
+        file: String,
+        name: String,
+        limit_mib: u64,
+    },
     /// The records could not be set aside on disk while the file was read.
     #[error(
         "Fasten could not set this file's records aside while reading it ({0}). Nothing from this file was stored."
@@ -635,6 +644,10 @@ async fn import_family(
                 counts[slot].unchanged += after.unchanged - before.unchanged;
             }
         }
+        for (_, person, source) in &routes {
+            writer.retarget(*person, *source);
+            within_person_quota(db, plugins, &mut writer, *person, file_name).await?;
+        }
         writer.commit().await?;
         Ok::<_, ImportError>(counts)
     };
@@ -714,10 +727,37 @@ async fn store_file(
     while let Some(chunk) = reader.next_chunk()? {
         writer.write(&chunk).await?;
     }
+    within_person_quota(db, plugins, &mut writer, person_id, file_name).await?;
     if let Some(state) = &output.state {
         writer.save_plugin_state(state).await?;
     }
     Ok((writer.commit().await?, output.warnings))
+}
+
+/// Refuses a write that takes the person past `[plugins] max_person_bytes` (when set); the
+/// caller's transaction is then dropped, so nothing is stored.
+async fn within_person_quota(
+    db: &SqlitePool,
+    plugins: &PluginHost,
+    writer: &mut Writer,
+    person_id: i64,
+    file_name: &str,
+) -> Result<(), ImportError> {
+    let Some(limit) = plugins.quotas().person_bytes else {
+        return Ok(());
+    };
+    if writer.person_bytes().await? <= limit {
+        return Ok(());
+    }
+    let name = crate::store::people::by_id(db, person_id)
+        .await?
+        .map(|p| p.name)
+        .unwrap_or_default();
+    Err(ImportError::PersonQuota {
+        file: file_name.to_string(),
+        name,
+        limit_mib: limit >> 20,
+    })
 }
 
 /// Records are read back from a run's spool, and written, this many at a time.

@@ -192,6 +192,8 @@ pub async fn open_plugins(
             resources: config.plugins.max_run_resources,
             bytes: config.plugins.max_run_bytes,
             log_lines: config.plugins.max_run_log_lines,
+            person_bytes: (config.plugins.max_person_bytes > 0)
+                .then_some(config.plugins.max_person_bytes),
         },
         spool_dir: config.data_dir.join("spool"),
         concurrent_runs: config.plugins.concurrent_runs,

@@ -459,13 +459,14 @@ pub async fn index(
         }
         delete.push(")");
         delete.build().execute(&mut *conn).await?;
+        let docs_of: std::collections::HashMap<(&str, &str), &Document> =
+            chunk.iter().map(|(t, id, doc)| ((*t, *id), *doc)).collect();
         let rows: Vec<(i64, &Document)> = ids
             .iter()
             .filter_map(|(rowid, t, id)| {
-                chunk
-                    .iter()
-                    .find(|(ct, cid, _)| ct == t && cid == id)
-                    .map(|(_, _, doc)| (*rowid, *doc))
+                docs_of
+                    .get(&(t.as_str(), id.as_str()))
+                    .map(|doc| (*rowid, *doc))
             })
             .collect();
         let mut insert = QueryBuilder::<Sqlite>::new(

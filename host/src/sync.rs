@@ -230,6 +230,20 @@ async fn run_inner(
         writer.rollback().await?;
         return Ok(SyncOutcome::Cancelled);
     }
+    if let Some(limit) = state.plugins.quotas().person_bytes
+        && writer.person_bytes().await? > limit
+    {
+        writer.rollback().await?;
+        return Ok(SyncOutcome::Failed {
+            message: format!(
+                "This sync would take this person's records past the {} MiB this Fasten allows \
+                 one person, so nothing from it was stored; the records from earlier syncs are \
+                 kept. Ask whoever runs Fasten to raise the limit.",
+                limit >> 20
+            ),
+            detail: Some("[plugins] max_person_bytes".into()),
+        });
+    }
     if let Some(plugin_state) = &output.state {
         writer.save_plugin_state(plugin_state).await?;
     }

@@ -368,6 +368,7 @@ async fn a_hostile_plugin_is_contained_and_everything_else_keeps_working() {
             c.plugins.allow_http_loopback = true;
             c.plugins.max_run_resources = 1000;
             c.plugins.max_run_bytes = 2 << 20;
+            c.plugins.max_person_bytes = 1 << 20;
         })
         .await;
         let admin = server.client();
@@ -626,6 +627,12 @@ async fn a_hostile_plugin_is_contained_and_everything_else_keeps_working() {
         checkpoint.contains("checkpoint of 1048576 bytes exceeds the limit of 65536"),
         "{checkpoint}"
     );
+    match run("emit-bulk 200 9000").await {
+        Err(e @ ImportError::PersonQuota { .. }) => {
+            assert!(e.to_string().contains("past the 1 MiB"), "{e}")
+        }
+        other => panic!("expected the person's quota, got {other:?}"),
+    }
     assert_eq!(
         resource_count(&server, user).await,
         before,

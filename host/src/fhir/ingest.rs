@@ -4,6 +4,8 @@
 //! another source of the same person already holds is not stored twice (see
 //! [`Writer::held_elsewhere`]).
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 
@@ -109,22 +111,57 @@ impl Writer {
         .await
     }
 
+    /// The content hash of each of `resources` this source already stores, looked up one
+    /// statement per resource type rather than one per resource.
+    async fn stored_hashes<'a>(
+        &mut self,
+        resources: &'a [Prepared],
+    ) -> sqlx::Result<HashMap<(&'a str, &'a str), Vec<u8>>> {
+        let mut by_type: HashMap<&str, Vec<&str>> = HashMap::new();
+        for r in resources {
+            by_type
+                .entry(r.resource_type.as_str())
+                .or_default()
+                .push(r.resource_id.as_str());
+        }
+        let mut stored = HashMap::new();
+        for (resource_type, ids) in by_type {
+            for chunk in ids.chunks(500) {
+                let mut query = QueryBuilder::<Sqlite>::new(
+                    "SELECT resource_id, content_hash FROM resources WHERE source_id = ",
+                );
+                query.push_bind(self.source_id);
+                query.push(" AND resource_type = ").push_bind(resource_type);
+                query.push(" AND resource_id IN (");
+                let mut list = query.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                query.push(")");
+                let rows: Vec<(String, Vec<u8>)> =
+                    query.build_query_as().fetch_all(&mut *self.tx).await?;
+                // Keyed by the batch's own strings, so lookups borrow rather than allocate.
+                let own: std::collections::HashSet<&str> = chunk.iter().copied().collect();
+                for (id, hash) in rows {
+                    if let Some(own) = own.get(id.as_str()) {
+                        stored.insert((resource_type, *own), hash);
+                    }
+                }
+            }
+        }
+        Ok(stored)
+    }
+
     pub async fn write(&mut self, resources: &[Prepared]) -> sqlx::Result<()> {
         let now = unix_now();
         // New rows and all tokens are inserted with multi-row statements: per-row statements
         // made token writes the larger part of ingest time.
         let mut new_rows: Vec<&Prepared> = Vec::new();
         let mut changed: Vec<&Prepared> = Vec::new();
+        let mut stored = self.stored_hashes(resources).await?;
         for r in resources {
-            let existing: Option<Vec<u8>> = sqlx::query_scalar(
-                "SELECT content_hash FROM resources
-                 WHERE source_id = ? AND resource_type = ? AND resource_id = ?",
-            )
-            .bind(self.source_id)
-            .bind(&r.resource_type)
-            .bind(&r.resource_id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
+            let key = (r.resource_type.as_str(), r.resource_id.as_str());
+            let existing = stored.get(&key).cloned();
             match existing {
                 Some(hash) if hash == r.content_hash && !self.rederive => {
                     self.counts.unchanged += 1
@@ -164,6 +201,8 @@ impl Writer {
                         .await?;
                     }
                     self.counts.updated += 1;
+                    // A later copy in this batch compares with what is stored now.
+                    stored.insert(key, r.content_hash.to_vec());
                     changed.push(r);
                 }
                 // A Bundle may repeat a resource within one batch: the first copy is kept.
@@ -319,6 +358,17 @@ impl Writer {
             title,
         )
         .await
+    }
+
+    /// Bytes of record text the current person has stored, this transaction's writes included.
+    pub async fn person_bytes(&mut self) -> sqlx::Result<u64> {
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(LENGTH(CAST(json AS BLOB))), 0) FROM resources WHERE person_id = ?",
+        )
+        .bind(self.person_id)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(bytes.max(0) as u64)
     }
 
     /// Saves a successful run's plugin state with its records.

@@ -349,6 +349,11 @@ impl PluginHost {
         })
     }
 
+    /// What one run, and one person, may store.
+    pub fn quotas(&self) -> RunQuotas {
+        self.settings.quotas
+    }
+
     /// A spool for one run's records.
     pub fn spool(&self) -> crate::spool::Spool {
         crate::spool::Spool::new(&self.settings.spool_dir)

@@ -55,6 +55,8 @@ pub struct RunQuotas {
     pub resources: u64,
     pub bytes: u64,
     pub log_lines: u64,
+    /// The most bytes of records one person may have stored; none for no limit.
+    pub person_bytes: Option<u64>,
 }
 
 impl Default for RunQuotas {
@@ -63,6 +65,7 @@ impl Default for RunQuotas {
             resources: 2_000_000,
             bytes: 2 << 30,
             log_lines: 10_000,
+            person_bytes: None,
         }
     }
 }
