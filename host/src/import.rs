@@ -711,6 +711,7 @@ async fn store_file(
 ) -> Result<(Counts, Vec<String>), ImportError> {
     let mut guard = PatientGuard::load(db, person_id, options.anyway).await?;
     let state = crate::plugins::state::load(db, source_id).await?;
+    let started = std::time::Instant::now();
     let (output, mut spool) = spool_run(
         plugins,
         plugin,
@@ -721,6 +722,7 @@ async fn store_file(
         move |batch| guard.check(batch).map_err(ImportError::OtherPatient),
     )
     .await?;
+    let ran = started.elapsed();
     // The run succeeded: its records and state are written in one short transaction.
     let mut writer = Writer::begin(db, person_id, source_id).await?;
     let mut reader = spool.reader(WRITE_CHUNK)?;
@@ -731,7 +733,15 @@ async fn store_file(
     if let Some(state) = &output.state {
         writer.save_plugin_state(state).await?;
     }
-    Ok((writer.commit().await?, output.warnings))
+    let counts = writer.commit().await?;
+    tracing::debug!(
+        file_name,
+        records = spool.len(),
+        run_ms = ran.as_millis() as u64,
+        write_ms = (started.elapsed() - ran).as_millis() as u64,
+        "file stored"
+    );
+    Ok((counts, output.warnings))
 }
 
 /// Refuses a write that takes the person past `[plugins] max_person_bytes` (when set); the
@@ -761,7 +771,7 @@ async fn within_person_quota(
 }
 
 /// Records are read back from a run's spool, and written, this many at a time.
-const WRITE_CHUNK: usize = 500;
+const WRITE_CHUNK: usize = 2000;
 
 /// Runs a file's plugin, setting what it emits aside in a spool (see [`crate::spool`]) after
 /// `check` passes each batch: nothing is written while the plugin runs. Answers the run's
