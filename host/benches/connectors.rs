@@ -4,6 +4,9 @@
 //! peak resident memory for a 200 MB export (and its zip), and emails per second. Prints
 //! figures; asserts nothing. `FASTEN_BENCH_APPLE_MB` changes the export size.
 
+#[path = "support/rss.rs"]
+mod rss;
+
 #[path = "support/apple_health_gen.rs"]
 mod apple_health_gen;
 
@@ -11,29 +14,10 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
+use rss::{current_rss_mib, peak_rss_mib};
+
 use fasten::import::{self, ImportOptions};
 use fasten::jobs::Trigger;
-
-/// Peak resident memory since the last [`reset_peak_rss`], in MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
-fn current_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
 
 /// Linux resets the peak to the current size when "5" is written to clear_refs.
 fn reset_peak_rss() {

@@ -6,17 +6,12 @@
 //!
 //! `FASTEN_BENCH_MIB` sets the size (default 1024).
 
+#[path = "support/rss.rs"]
+mod rss;
+
 use std::time::Instant;
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
+use rss::peak_rss_mib;
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;

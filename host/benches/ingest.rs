@@ -3,10 +3,15 @@
 //! schema. Also reports plugin start-up (cold and warm cache), instantiate + describe, and the
 //! peak RSS after importing the largest bundle. Prints figures; asserts nothing.
 
+#[path = "support/rss.rs"]
+mod rss;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+
+use rss::peak_rss_mib;
 
 fn synthea() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/fhir/synthea");
@@ -18,16 +23,6 @@ fn synthea() -> Vec<PathBuf> {
     // Largest first, so the peak RSS reading below is about the largest bundle.
     files.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
     files
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 fn main() -> anyhow::Result<()> {

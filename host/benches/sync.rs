@@ -11,6 +11,9 @@
 //!
 //! Skipped (with a message) when the peers are not installed (`.ci/peers.sh`), unless `CI` is set.
 
+#[path = "support/rss.rs"]
+mod rss;
+
 // Its unit test is left out of a bench build, leaving the test's import unused.
 #[allow(unused_imports)]
 #[path = "../tests/peers/mod.rs"]
@@ -25,6 +28,8 @@ use fasten::sources::smart::labels;
 use fasten::state::AppState;
 use fasten::sync::{SyncOutcome, SyncReport};
 use peers::{OAuthPeer, Sekmet};
+
+use rss::peak_rss_mib;
 
 const PATIENT_FILE: &str = "Fletcher_Hyatt_fe0562b5-f517-4951-8366-32fdab088930.json";
 const CLIENT_ID: &str = "fasten-bench";
@@ -294,16 +299,6 @@ fn copy_files(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 fn ms(d: Duration) -> f64 {

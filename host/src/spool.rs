@@ -14,6 +14,9 @@ use crate::fhir::Prepared;
 
 /// Records are kept in memory up to this many bytes of JSON, then all go to the file.
 const MEMORY_BYTES: usize = 16 << 20;
+/// A chunk read back holds about this many bytes of JSON at most (what is derived from them,
+/// tokens and search text, can be as much again), so writing large records stays small.
+pub const CHUNK_BYTES: usize = 8 << 20;
 
 /// A run's records, in the order they were emitted.
 pub struct Spool {
@@ -77,8 +80,8 @@ impl Spool {
         Ok(())
     }
 
-    /// Reads the records back from the start, `chunk` at a time; may be called again for
-    /// another pass.
+    /// Reads the records back from the start, at most `chunk` at a time and about
+    /// [`CHUNK_BYTES`] of JSON; may be called again for another pass.
     pub fn reader(&mut self, chunk: usize) -> std::io::Result<SpoolReader<'_>> {
         let file = match self.file.as_mut() {
             Some(writer) => {
@@ -111,13 +114,24 @@ impl SpoolReader<'_> {
     pub fn next_chunk(&mut self) -> std::io::Result<Option<Vec<Prepared>>> {
         let Some(file) = self.file.as_mut() else {
             let rest = &self.spool.memory[self.next.min(self.spool.memory.len())..];
-            let taken: Vec<Prepared> = rest.iter().take(self.chunk).cloned().collect();
+            let mut bytes = 0;
+            let taken: Vec<Prepared> = rest
+                .iter()
+                .take(self.chunk)
+                .take_while(|p| {
+                    let first = bytes == 0;
+                    bytes += p.json.len();
+                    first || bytes <= CHUNK_BYTES
+                })
+                .cloned()
+                .collect();
             self.next += taken.len();
             return Ok((!taken.is_empty()).then_some(taken));
         };
-        let mut records = Vec::with_capacity(self.chunk);
+        let mut records = Vec::with_capacity(self.chunk.min(4096));
         let mut buffer = Vec::new();
-        while records.len() < self.chunk {
+        let mut bytes = 0;
+        while records.len() < self.chunk && bytes < CHUNK_BYTES {
             let mut length = [0u8; 4];
             match file.read_exact(&mut length) {
                 Ok(()) => {}
@@ -126,7 +140,9 @@ impl SpoolReader<'_> {
             }
             buffer.resize(u32::from_le_bytes(length) as usize, 0);
             file.read_exact(&mut buffer)?;
-            records.push(postcard::from_bytes(&buffer).map_err(std::io::Error::other)?);
+            let record: Prepared = postcard::from_bytes(&buffer).map_err(std::io::Error::other)?;
+            bytes += record.json.len();
+            records.push(record);
         }
         Ok((!records.is_empty()).then_some(records))
     }

@@ -226,10 +226,7 @@ impl RunState {
 /// emit either way, and a second core makes that wait about half as long.
 async fn prepare_batch(mut texts: Vec<String>) -> Vec<Result<Prepared, String>> {
     let prepare_all = |texts: &[String]| -> Vec<Result<Prepared, String>> {
-        texts
-            .iter()
-            .map(|t| fhir::prepare(t))
-            .collect()
+        texts.iter().map(|t| fhir::prepare(t)).collect()
     };
     if texts.len() < 16 {
         return prepare_all(&texts);
