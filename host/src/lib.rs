@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod fhir;
+pub mod files;
 pub mod import;
 pub mod inbox;
 pub mod jobs;
@@ -207,9 +208,32 @@ pub async fn open_plugins(
 
 /// Creates the data folder if needed and proves it is writable, so a bad path fails at start-up
 /// with its name rather than later inside SQLite.
+///
+/// It also makes the folder private: this process creates files for its own account only
+/// (umask 077), and what an older install or a hand-made copy left readable by others is
+/// tightened, each change logged. A path Fasten cannot tighten (another account owns it) is a
+/// warning naming it, not a failure.
 pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    files::private_by_default();
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    for change in files::tighten(dir) {
+        let path = change.path.display().to_string();
+        match change.failed {
+            None => tracing::info!(
+                path,
+                from = format!("{:o}", change.from),
+                to = format!("{:o}", change.to),
+                "made private to this account"
+            ),
+            Some(error) => tracing::warn!(
+                path,
+                mode = format!("{:o}", change.from),
+                %error,
+                "other accounts on this computer can read this; Fasten cannot change that"
+            ),
+        }
+    }
     let probe = dir.join(".write-test");
     std::fs::write(&probe, b"ok")
         .and_then(|()| std::fs::remove_file(&probe))

@@ -189,3 +189,67 @@ async fn an_old_database_upgrades_with_every_record_kept_and_owned_by_the_accoun
         StatusCode::NOT_FOUND
     );
 }
+
+/// Every file and folder under `dir` with group or other permission bits, with its mode.
+#[cfg(unix)]
+fn readable_by_others(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let metadata = std::fs::symlink_metadata(&path).unwrap();
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            found.push(format!("{} {mode:o}", path.display()));
+        }
+        if metadata.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    found
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_data_folder_stays_private_to_fastens_account_through_uploads_and_exports() {
+    let (server, alice) = TestServer::with_admin().await;
+    let bytes = std::fs::read(synthea(
+        "Paris_Casper_826f1b71-0205-4543-b019-ce6583b77fc5.json",
+    ))
+    .unwrap();
+    let reply = common::upload(&alice, "paris.json", bytes).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let export = alice.get("/people/alice/export/everything.zip").await;
+    assert_eq!(export.status, StatusCode::OK);
+    let data = server.data_dir.path().to_path_buf();
+    let entries = std::fs::read_dir(&data).unwrap().count();
+    assert!(entries >= 3, "the database, its key and caches are there");
+    assert_eq!(readable_by_others(&data), Vec::<String>::new());
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_install_readable_by_others_is_made_private_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    // What a release before private files left: a 0755 folder and 0644 files.
+    let db = fasten::store::open(&data.join("fasten.db")).await.unwrap();
+    db.close().await;
+    std::fs::create_dir_all(data.join("plugin-cache")).unwrap();
+    std::fs::write(data.join("plugin-cache/old.cwasm"), b"x").unwrap();
+    for (path, mode) in [
+        (data.clone(), 0o755),
+        (data.join("plugin-cache"), 0o755),
+        (data.join("fasten.db"), 0o644),
+        (data.join("plugin-cache/old.cwasm"), 0o644),
+    ] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    assert_eq!(readable_by_others(&data).len(), 4);
+    let server = TestServer::start_in(dir, |_| {}).await;
+    assert_eq!(
+        readable_by_others(server.data_dir.path()),
+        Vec::<String>::new()
+    );
+}
