@@ -364,7 +364,7 @@ pub async fn import_file(
     )
     .await?;
     let result = store_file(
-        db, plugins, &plugin, person_id, source_id, path, file_name, options,
+        db, plugins, &plugin, person_id, source_id, job_id, path, file_name, options,
     )
     .await
     .map(|(counts, warnings)| ImportReport {
@@ -390,23 +390,12 @@ pub async fn import_file(
     };
     if family_file {
         let split = import_family(
-            db, plugins, &plugin, person_id, path, file_name, via, options,
+            db, plugins, &plugin, person_id, job_id, path, file_name, via, options,
         )
         .await;
-        // This job stored nothing itself: it says where the file went; each part has its own.
-        let told = match &split {
-            Ok(report) => {
-                let note = format!(
-                    "The file held the records of {} people; each part was stored for its person.",
-                    report.parts.len()
-                );
-                Ok((&Counts::default(), &[note][..]))
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        match told {
-            Ok(done) => jobs::finish_import(db, job_id, Ok(done)).await?,
-            Err(message) => jobs::finish_import(db, job_id, Err(&message)).await?,
+        // A split that stored its parts recorded this job with them.
+        if let Err(e) = &split {
+            jobs::finish_import(db, job_id, Err(&e.to_string())).await?;
         }
         return split.map(|mut report| {
             report.job_id = job_id;
@@ -414,8 +403,8 @@ pub async fn import_file(
         });
     }
     match &result {
+        // Recorded in the transaction that stored the records.
         Ok(report) => {
-            jobs::finish_import(db, job_id, Ok((&report.counts, &report.warnings))).await?;
             tracing::info!(person_id, job_id, plugin = %plugin.manifest.id, added = report.counts.added,
                 updated = report.counts.updated, unchanged = report.counts.unchanged, "file imported");
         }
@@ -499,6 +488,7 @@ async fn import_family(
     plugins: &PluginHost,
     plugin: &Arc<LoadedPlugin>,
     person_id: i64,
+    file_job: i64,
     path: &Path,
     file_name: &str,
     via: Trigger,
@@ -648,6 +638,21 @@ async fn import_family(
             writer.retarget(*person, *source);
             within_person_quota(db, plugins, &mut writer, *person, file_name).await?;
         }
+        // The jobs say what was stored in the same transaction as the records. The file's own
+        // job stored nothing itself: it says where the file went; each part has its own.
+        let note = format!(
+            "The file held the records of {} people; each part was stored for its person.",
+            targets.len()
+        );
+        jobs::finish_import(
+            writer.connection(),
+            file_job,
+            Ok((&Counts::default(), &[note][..])),
+        )
+        .await?;
+        for ((_, _, job), counts) in targets.iter().zip(&counts) {
+            jobs::finish_import(writer.connection(), *job, Ok((counts, &output.warnings))).await?;
+        }
         writer.commit().await?;
         Ok::<_, ImportError>(counts)
     };
@@ -661,7 +666,6 @@ async fn import_family(
     let mut parts = Vec::new();
     let mut total = Counts::default();
     for ((index, _, job_id), counts) in targets.iter().zip(counts) {
-        jobs::finish_import(db, *job_id, Ok((&counts, &output.warnings))).await?;
         let person = &candidates[*index].person;
         let patient = placement
             .iter()
@@ -705,6 +709,7 @@ async fn store_file(
     plugin: &Arc<LoadedPlugin>,
     person_id: i64,
     source_id: i64,
+    job_id: i64,
     path: &Path,
     file_name: &str,
     options: &ImportOptions,
@@ -733,6 +738,10 @@ async fn store_file(
     if let Some(state) = &output.state {
         writer.save_plugin_state(state).await?;
     }
+    // The job says what was stored in the same transaction as the records, so after a crash
+    // the two agree.
+    let stored = writer.counts;
+    jobs::finish_import(writer.connection(), job_id, Ok((&stored, &output.warnings))).await?;
     let counts = writer.commit().await?;
     tracing::debug!(
         file_name,

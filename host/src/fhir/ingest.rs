@@ -360,6 +360,11 @@ impl Writer {
         .await
     }
 
+    /// The transaction, for what must be written with the records (the job's outcome).
+    pub fn connection(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.tx
+    }
+
     /// Bytes of record text the current person has stored, this transaction's writes included.
     pub async fn person_bytes(&mut self) -> sqlx::Result<u64> {
         let bytes: i64 = sqlx::query_scalar(

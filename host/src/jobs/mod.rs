@@ -256,8 +256,11 @@ pub async fn start_import(
 }
 
 /// Records how an import ended: what it stored and its warnings, or why it stored nothing.
+///
+/// A successful import records this in the transaction that stores its records (pass the
+/// writer's connection), so after a crash the job and the data agree.
 pub async fn finish_import(
-    db: &SqlitePool,
+    db: impl sqlx::SqliteExecutor<'_>,
     job_id: i64,
     outcome: Result<(&crate::fhir::ingest::Counts, &[String]), &str>,
 ) -> sqlx::Result<()> {
