@@ -393,10 +393,7 @@ async fn a_hostile_plugin_is_contained_and_everything_else_keeps_working() {
             .contains(allowed_url.trim_start_matches("http://")),
         "the admin sees the requested hosts"
     );
-    admin
-        .submit("/admin/plugins", "/admin/plugins/test-hostile/enable", &[])
-        .await
-        .assert_redirect("/admin/plugins");
+    enable_hostile(&admin).await;
     assert_eq!(
         plugins
             .list()
@@ -708,10 +705,7 @@ async fn a_hostile_plugin_is_contained_and_everything_else_keeps_working() {
         page.body.contains("1024 MiB memory"),
         "the admin sees the new limit"
     );
-    admin
-        .submit("/admin/plugins", "/admin/plugins/test-hostile/enable", &[])
-        .await
-        .assert_redirect("/admin/plugins");
+    enable_hostile(&admin).await;
     assert_eq!(
         plugins
             .get("test-hostile")
@@ -902,6 +896,14 @@ async fn dev_mode_swaps_a_rebuilt_plugin_in_and_keeps_the_old_one_when_a_rebuild
     assert_eq!(report.counts.added, 104);
 }
 
+/// An administrator enables the hostile plugin on Admin → Plugins, as shown there.
+async fn enable_hostile(admin: &common::Client) {
+    admin
+        .submit("/admin/plugins", "/admin/plugins/test-hostile/enable", &[])
+        .await
+        .assert_redirect("/admin/plugins");
+}
+
 /// A server with the hostile plugin dropped in, allowed `run_seconds`, and approved.
 async fn with_approved_hostile(
     run_seconds: u64,
@@ -918,10 +920,7 @@ async fn with_approved_hostile(
     let server = TestServer::start_with(|c| c.plugins.registry_dir = registry_dir).await;
     let admin = server.client();
     admin.setup("alice", "Alice", "alice-password-1").await;
-    admin
-        .submit("/admin/plugins", "/admin/plugins/test-hostile/enable", &[])
-        .await
-        .assert_redirect("/admin/plugins");
+    enable_hostile(&admin).await;
     (server, admin, registry)
 }
 
