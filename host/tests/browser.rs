@@ -937,3 +937,83 @@ async fn sources_and_jobs_fit_a_wide_screen_and_a_phone_with_a_long_server_addre
     browser.close().await.unwrap();
     result
 }
+
+#[tokio::test]
+async fn the_plugins_page_shows_what_a_waiting_plugin_would_get_and_fits_a_phone() {
+    if !browser_available() {
+        return;
+    }
+    // A dropped-in plugin, waiting for approval, that also claims the bundled FHIR plugin's
+    // `.json`.
+    let registry = tempfile::tempdir().unwrap();
+    let dir = registry.path().join("test-hostile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("BUILT_PLUGIN_ARTIFACTS"))
+            .join("fasten_plugin_test_hostile.wasm"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("hostile.wasm"), &bytes).unwrap();
+    std::fs::write(
+        dir.join("plugin.toml"),
+        format!(
+            "id = \"test-hostile\"\nname = \"Hostile test plugin\"\nversion = \"0.1.0\"\n\
+             api = \"fasten:connector@0.1\"\nkind = \"file\"\nartifact = \"hostile.wasm\"\n\
+             sha256 = \"{}\"\n",
+            fasten::plugins::sha256_hex(&bytes)
+        ),
+    )
+    .unwrap();
+    let registry_dir = registry.path().to_path_buf();
+    let server = TestServer::start_with(|c| c.plugins.registry_dir = registry_dir).await;
+    server
+        .client()
+        .setup("alice", "Alice Example", "alice-password-1")
+        .await;
+    let (_driver, webdriver) = start_chromedriver();
+    let browser = open_browser(&webdriver).await;
+    let result = async {
+        sign_in(&browser, &server.url, "alice", "alice-password-1").await;
+        wait_for_text(&browser, "//main//h1").await;
+        for (width, name) in [(1280, "wide"), (390, "phone")] {
+            browser.set_window_size(width, 900).await.unwrap();
+            browser
+                .goto(&format!("{}/admin/plugins", server.url))
+                .await
+                .unwrap();
+            let waiting = browser
+                .find(Locator::Id("plugin-test-hostile"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(waiting.contains("Waiting for your approval"), "{waiting}");
+            assert!(waiting.contains(".hostile, .json"), "{waiting}");
+            assert!(
+                waiting.contains("64 MiB memory, 300 s per file"),
+                "{waiting}"
+            );
+            assert!(
+                waiting.contains(".json (FHIR): another plugin already imports this kind of file"),
+                "{waiting}"
+            );
+            save_screenshot(&browser, &format!("admin-plugins-{name}")).await;
+            let fits = browser
+                .execute(
+                    "return document.documentElement.scrollWidth <= window.innerWidth;",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                fits,
+                serde_json::json!(true),
+                "/admin/plugins at {width} px scrolls sideways"
+            );
+        }
+    }
+    .await;
+    browser.close().await.unwrap();
+    result
+}
