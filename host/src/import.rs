@@ -611,7 +611,7 @@ async fn import_family(
     let written = async {
         let mut writer = Writer::begin(db, person_id, targets[0].1).await?;
         let mut counts: Vec<Counts> = vec![Counts::default(); routes.len()];
-        let mut reader = spool.reader(WRITE_CHUNK)?;
+        let mut reader = spool.reader(crate::spool::CHUNK_RECORDS)?;
         while let Some(batch) = reader.next_chunk()? {
             for (slot, (index, person, source)) in routes.iter().enumerate() {
                 let part: Vec<Prepared> = batch
@@ -730,7 +730,7 @@ async fn store_file(
     let ran = started.elapsed();
     // The run succeeded: its records and state are written in one short transaction.
     let mut writer = Writer::begin(db, person_id, source_id).await?;
-    let mut reader = spool.reader(WRITE_CHUNK)?;
+    let mut reader = spool.reader(crate::spool::CHUNK_RECORDS)?;
     while let Some(chunk) = reader.next_chunk()? {
         writer.write(&chunk).await?;
     }
@@ -778,9 +778,6 @@ async fn within_person_quota(
         limit_mib: limit >> 20,
     })
 }
-
-/// Records are read back from a run's spool, and written, this many at a time.
-const WRITE_CHUNK: usize = 2000;
 
 /// Runs a file's plugin, setting what it emits aside in a spool (see [`crate::spool`]) after
 /// `check` passes each batch: nothing is written while the plugin runs. Answers the run's

@@ -14,6 +14,8 @@ use crate::fhir::Prepared;
 
 /// Records are kept in memory up to this many bytes of JSON, then all go to the file.
 const MEMORY_BYTES: usize = 16 << 20;
+/// Records are read back, and written, at most this many at a time.
+pub const CHUNK_RECORDS: usize = 2000;
 /// A chunk read back holds about this many bytes of JSON at most (what is derived from them,
 /// tokens and search text, can be as much again), so writing large records stays small.
 pub const CHUNK_BYTES: usize = 8 << 20;

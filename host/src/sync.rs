@@ -174,7 +174,7 @@ async fn run_inner(
     let kept = match &patient_id {
         Some(patient) => {
             let mut filter = crate::fhir::identity::PatientFilter::new(patient);
-            let mut reader = spool.reader(SPOOL_CHUNK)?;
+            let mut reader = spool.reader(crate::spool::CHUNK_RECORDS)?;
             while let Some(chunk) = reader.next_chunk()? {
                 chunk.iter().for_each(|p| filter.see(p));
             }
@@ -211,7 +211,7 @@ async fn run_inner(
     // A provider may send another patient's records: stop before storing anything.
     let mut guard = crate::fhir::identity::PatientGuard::load(&state.db, person_id, false).await?;
     let mut writer = Writer::begin(&state.db, person_id, source_id).await?;
-    let mut reader = spool.reader(SPOOL_CHUNK)?;
+    let mut reader = spool.reader(crate::spool::CHUNK_RECORDS)?;
     while let Some(mut chunk) = reader.next_chunk()? {
         if let Some(kept) = &kept {
             chunk.retain(|p| kept.keeps(p));
@@ -300,9 +300,6 @@ fn were(count: usize) -> &'static str {
 fn them(count: usize) -> &'static str {
     if count == 1 { "it" } else { "them" }
 }
-
-/// Records are read back from the spool, and written, this many at a time.
-const SPOOL_CHUNK: usize = 500;
 
 /// One run of the plugin's sync, spooling what it emits (see [`crate::spool`]).
 async fn run_plugin(
