@@ -243,7 +243,7 @@ async fn sync(state: &AppState, source_id: i64) -> anyhow::Result<Sample> {
     let cancel = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(Mutex::new((0, None)));
     let started = Instant::now();
-    let outcome = fasten::sync::run(state, source_id, cancel, progress).await;
+    let outcome = fasten::sync::run(state, source_id, None, cancel, progress).await;
     let wall = started.elapsed();
     match outcome {
         SyncOutcome::Done(report) => Ok(Sample { wall, report }),

@@ -38,6 +38,8 @@ pub struct Config {
     pub sync: SyncConfig,
     pub glossary: GlossaryConfig,
     pub inbox: InboxConfig,
+    pub backup: BackupConfig,
+    pub audit: AuditConfig,
     /// Read templates from disk and reload them on change (`serve --dev` sets this).
     #[serde(skip)]
     pub dev: bool,
@@ -119,6 +121,46 @@ pub struct GlossaryConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How long Admin → Activity keeps an event; `0s` keeps them all.
+    #[serde(with = "humantime_serde")]
+    pub keep: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            // "1year" as humantime reads it: 365.25 days.
+            keep: Duration::from_secs(31_557_600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// How often Fasten writes a backup by itself, counted from the newest one; `0s` turns
+    /// scheduled backups off (`fasten backup` still works).
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
+    /// How many scheduled backups to keep; older ones are removed after each new one.
+    pub keep: usize,
+    /// Where scheduled backups go; empty means `<data_dir>/backups`.
+    pub dir: PathBuf,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            every: Duration::from_secs(24 * 3600),
+            keep: 7,
+            dir: PathBuf::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct InboxConfig {
     /// Watch `<data_dir>/inbox/<username>/` and import each file dropped there for that member.
     pub enabled: bool,
@@ -187,6 +229,8 @@ impl Default for Config {
             sync: SyncConfig::default(),
             glossary: GlossaryConfig::default(),
             inbox: InboxConfig::default(),
+            backup: BackupConfig::default(),
+            audit: AuditConfig::default(),
             dev: false,
         }
     }
@@ -239,6 +283,15 @@ impl Config {
             })?;
         config.base_path = normalize_base_path(&config.base_path)?;
         Ok(config)
+    }
+
+    /// Where scheduled backups go.
+    pub fn backup_dir(&self) -> PathBuf {
+        if self.backup.dir.as_os_str().is_empty() {
+            self.data_dir.join("backups")
+        } else {
+            self.backup.dir.clone()
+        }
     }
 
     /// Path of the SQLite database file.

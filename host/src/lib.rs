@@ -3,7 +3,9 @@
 //! The binary (`main.rs`) parses the command line and calls into this library; tests use the same
 //! entry points ([`Server::bind`], [`web::build_app`]) to run the real server on a free port.
 
+pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod catalog;
 pub mod config;
 pub mod error;
@@ -114,6 +116,7 @@ impl Server {
     ) -> anyhow::Result<()> {
         let purge = tokio::spawn(purge_sessions_periodically(self.state.clone()));
         let mut background = jobs::runner::spawn(self.state.clone());
+        background.push(tokio::spawn(backup::schedule(self.state.clone())));
         if self.state.config.inbox.enabled {
             match inbox::spawn(self.state.clone()) {
                 Ok(task) => background.push(task),
@@ -149,6 +152,7 @@ impl Server {
 /// Everything a running Fasten holds, built from its configuration.
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     prepare_data_dir(&config.data_dir)?;
+    remove_leftovers(&config);
     let db = store::open(&config.database_path()).await?;
     let key = SecretKey::load_or_create(
         &config.data_dir,
@@ -169,6 +173,7 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
         state::StateKeys {
             csrf: key.derive("csrf"),
             vault: key.derive("vault"),
+            fingerprint: key.fingerprint(),
         },
         plugins,
         catalog,
@@ -204,6 +209,40 @@ pub async fn open_plugins(
         plugins::reload::spawn(host.clone(), db.clone())?;
     }
     Ok(host)
+}
+
+/// Removes what a server that stopped abruptly (killed, or the power went) left half done: files
+/// uploaded for a preview or an import that never finished, and a backup being written. Each is
+/// redone from the start by whoever asked for it; none holds anything that is not elsewhere.
+pub fn remove_leftovers(config: &Config) {
+    let uploads = config.data_dir.join("uploads");
+    let backups = config.backup_dir();
+    let leftovers = std::fs::read_dir(&uploads)
+        .into_iter()
+        .flatten()
+        .chain(std::fs::read_dir(&backups).into_iter().flatten())
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            entry.path().starts_with(&uploads) || name.starts_with(".fasten-backup-")
+        });
+    for entry in leftovers {
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match removed {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed what an earlier run left unfinished")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove what an earlier run left unfinished")
+            }
+        }
+    }
 }
 
 /// Creates the data folder if needed and proves it is writable, so a bad path fails at start-up
@@ -250,6 +289,11 @@ async fn purge_sessions_periodically(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(removed = n, "expired sessions purged"),
             Err(e) => tracing::warn!(error = %e, "cannot purge expired sessions"),
+        }
+        match audit::purge(&state.db, state.config.audit.keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "old audit events removed"),
+            Err(e) => tracing::warn!(error = %e, "cannot remove old audit events"),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use fasten::audit::{self, Action, Actor};
 use fasten::auth::accounts::{self, NewAccount};
 use fasten::config::{Config, LogFormat};
 use fasten::import::ImportOptions;
@@ -77,6 +78,23 @@ enum Command {
     Person {
         #[command(subcommand)]
         action: PersonAction,
+    },
+    /// Write a backup of everything Fasten keeps into one file. Safe while the server runs.
+    Backup {
+        /// Where to write it (default: fasten-backup-TIME.tar in the current folder).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Put the secret key in the backup too, and encrypt the whole file with a passphrase
+        /// read from standard input.
+        #[arg(long)]
+        with_key: bool,
+    },
+    /// Restore a backup into the data folder, which must be new or empty.
+    Restore {
+        file: PathBuf,
+        /// The secret key file kept with a backup made without --with-key.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
     },
 }
 
@@ -201,7 +219,143 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugins {
             action: PluginsAction::List,
         } => runtime.block_on(plugins_command(config)),
+        Command::Backup { out, with_key } => {
+            runtime.block_on(backup_command(config, out.as_deref(), with_key))
+        }
+        Command::Restore { file, key } => {
+            runtime.block_on(restore_command(&config, &file, key.as_deref()))
+        }
     }
+}
+
+async fn backup_command(
+    config: Config,
+    out: Option<&std::path::Path>,
+    with_key: bool,
+) -> anyhow::Result<()> {
+    fasten::prepare_data_dir(&config.data_dir)?;
+    let key = fasten::secrets::SecretKey::load_or_create(
+        &config.data_dir,
+        std::env::var("FASTEN_SECRET_KEY").ok().as_deref(),
+    )?;
+    let passphrase = if with_key {
+        Some(read_passphrase(true)?)
+    } else {
+        None
+    };
+    let db = store::open(&config.database_path()).await?;
+    let out = match out {
+        Some(path) => path.to_path_buf(),
+        None => PathBuf::from(fasten::backup::file_name(store::unix_now(), with_key)),
+    };
+    let protection = passphrase
+        .as_deref()
+        .map(|passphrase| fasten::backup::WithKey {
+            key: &key,
+            passphrase,
+        });
+    let backup = fasten::backup::run(&db, &key.fingerprint(), &out, protection, "cli").await?;
+    println!(
+        "Wrote {} ({} records of {} people, {} MiB).",
+        out.display(),
+        backup.manifest.records(),
+        backup.manifest.people.len(),
+        backup.bytes >> 20
+    );
+    if !with_key {
+        let key_place = if std::env::var_os("FASTEN_SECRET_KEY").is_some() {
+            "the FASTEN_SECRET_KEY setting".to_string()
+        } else {
+            config
+                .data_dir
+                .join(fasten::secrets::KEY_FILE)
+                .display()
+                .to_string()
+        };
+        println!(
+            "The secret key is not in this backup: keep a copy of {key_place} apart from it, or \
+             the stored connections cannot be used after a restore."
+        );
+    }
+    Ok(())
+}
+
+async fn restore_command(
+    config: &Config,
+    file: &std::path::Path,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    fasten::files::private_by_default();
+    let key = match (key, std::env::var("FASTEN_SECRET_KEY").ok()) {
+        (Some(path), _) => fasten::backup::KeySource::File(fasten::secrets::SecretKey::read(path)?),
+        (None, Some(encoded)) => fasten::backup::KeySource::Environment(
+            fasten::secrets::SecretKey::from_file_text(&encoded)
+                .context("FASTEN_SECRET_KEY is not valid")?,
+        ),
+        (None, None) => fasten::backup::KeySource::None,
+    };
+    let passphrase = if fasten::backup::is_encrypted(file)? {
+        Some(read_passphrase(false)?)
+    } else {
+        None
+    };
+    let manifest = fasten::backup::restore(file, &config.data_dir, passphrase.as_deref(), key)?;
+    // The restored database keeps the record of its own restore.
+    let db = store::open(&config.database_path()).await?;
+    let subject = format!(
+        "{} (made {})",
+        file.display(),
+        fasten::backup::time_in_words(manifest.created_at)
+    );
+    audit::record(
+        &db,
+        &Actor::command_line(),
+        Action::BackupRestored,
+        &subject,
+    )
+    .await;
+    db.close().await;
+    println!(
+        "Restored {} records of {} people and {} accounts into {}, as they were at {}.",
+        manifest.records(),
+        manifest.people.len(),
+        manifest.accounts,
+        config.data_dir.display(),
+        fasten::backup::time_in_words(manifest.created_at)
+    );
+    Ok(())
+}
+
+/// A backup's passphrase. From a terminal: asked without echo (twice when it is new). From a
+/// pipe: the first line.
+fn read_passphrase(new: bool) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first =
+            rpassword::prompt_password("Passphrase: ").context("cannot read the passphrase")?;
+        if new {
+            let second =
+                rpassword::prompt_password("Repeat it: ").context("cannot read the passphrase")?;
+            if first != second {
+                bail!("the two passphrases differ; nothing was written");
+            }
+        }
+        if first.is_empty() {
+            bail!("the passphrase is empty");
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the passphrase from standard input")?;
+    let passphrase = line.trim_end_matches(['\r', '\n']).to_string();
+    if passphrase.is_empty() {
+        bail!(
+            "no passphrase on standard input (pipe it in, e.g. `printf '%s\\n' \"$PASSPHRASE\" | fasten backup --with-key`)"
+        );
+    }
+    Ok(passphrase)
 }
 
 fn init_tracing(config: &Config) -> anyhow::Result<()> {
@@ -275,6 +429,22 @@ async fn user_command(config: Config, action: UserAction) -> anyhow::Result<()> 
                 person: person.as_deref(),
             };
             let user = accounts::create(&db, new).await?;
+            let subject = format!(
+                "{} ({})",
+                user.username,
+                if user.is_admin() {
+                    "administrator"
+                } else {
+                    "member"
+                }
+            );
+            audit::record(
+                &db,
+                &Actor::command_line(),
+                Action::AccountCreated,
+                &subject,
+            )
+            .await;
             println!(
                 "created {} account {:?}",
                 if user.is_admin() {
@@ -291,6 +461,14 @@ async fn user_command(config: Config, action: UserAction) -> anyhow::Result<()> 
             };
             let (password, confirmation) = read_new_password()?;
             accounts::reset_password(&db, user.id, &password, &confirmation).await?;
+            let subject = format!("{}: password reset", user.username);
+            audit::record(
+                &db,
+                &Actor::command_line(),
+                Action::AccountChanged,
+                &subject,
+            )
+            .await;
             println!(
                 "password of {:?} changed; it was signed out everywhere",
                 user.username
@@ -397,6 +575,13 @@ async fn person_command(config: Config, action: PersonAction) -> anyhow::Result<
             let user = user_by_name(&db, &username).await?;
             let level = if manage { Level::Manage } else { Level::View };
             people::grant(&db, person.id, user.id, level, None).await?;
+            let subject = format!(
+                "{} may {} {}'s records",
+                user.username,
+                level.as_str(),
+                person.slug
+            );
+            audit::record(&db, &Actor::command_line(), Action::AccessGiven, &subject).await;
             println!(
                 "{:?} can now {} {:?}'s records",
                 user.username,
@@ -414,6 +599,8 @@ async fn person_command(config: Config, action: PersonAction) -> anyhow::Result<
                     person.slug
                 );
             }
+            let subject = format!("{} no longer sees {}'s records", user.username, person.slug);
+            audit::record(&db, &Actor::command_line(), Action::AccessRevoked, &subject).await;
             println!(
                 "{:?} can no longer see {:?}'s records",
                 user.username, person.slug

@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-const KEY_FILE: &str = "secret.key";
+pub const KEY_FILE: &str = "secret.key";
 
 pub struct SecretKey([u8; 32]);
 
@@ -41,6 +41,35 @@ impl SecretKey {
         }
     }
 
+    /// Reads a key file such as `data_dir/secret.key` (or one kept beside a backup).
+    pub fn read(path: &Path) -> anyhow::Result<SecretKey> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read key file {}", path.display()))?;
+        decode(text.trim()).with_context(|| format!("key file {} is damaged", path.display()))
+    }
+
+    /// The key file's text: base64 and a newline.
+    pub fn file_text(&self) -> String {
+        format!("{}\n", STANDARD.encode(self.0))
+    }
+
+    /// Parses a key file's text.
+    pub fn from_file_text(text: &str) -> anyhow::Result<SecretKey> {
+        decode(text.trim())
+    }
+
+    /// Writes the key file into `data_dir`, private to this account; never over an existing one.
+    pub fn write_into(&self, data_dir: &Path) -> anyhow::Result<()> {
+        write_new(&data_dir.join(KEY_FILE), self)
+    }
+
+    /// Names the key without revealing it: a backup's manifest records it, so a restore can tell
+    /// the right key from another one before anything is written.
+    pub fn fingerprint(&self) -> String {
+        let id = self.derive("key-fingerprint");
+        id[..12].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// A key for one purpose, e.g. `derive("csrf")`.
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key size");
@@ -63,6 +92,13 @@ fn decode(encoded: &str) -> anyhow::Result<SecretKey> {
 fn create(path: &Path) -> anyhow::Result<SecretKey> {
     let mut key = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut key);
+    let key = SecretKey(key);
+    write_new(path, &key)?;
+    tracing::info!(path = %path.display(), "created a new secret key");
+    Ok(key)
+}
+
+fn write_new(path: &Path, key: &SecretKey) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -70,11 +106,9 @@ fn create(path: &Path) -> anyhow::Result<SecretKey> {
     let mut file = options
         .open(path)
         .with_context(|| format!("cannot create key file {}", path.display()))?;
-    writeln!(file, "{}", STANDARD.encode(key))
+    file.write_all(key.file_text().as_bytes())
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write key file {}", path.display()))?;
-    tracing::info!(path = %path.display(), "created a new secret key");
-    Ok(SecretKey(key))
+        .with_context(|| format!("cannot write key file {}", path.display()))
 }
 
 /// A key file that others can read is tightened rather than refused: the owner may have copied

@@ -17,6 +17,8 @@ use crate::web::render::Templates;
 pub struct StateKeys {
     pub csrf: [u8; 32],
     pub vault: [u8; 32],
+    /// Names the instance key in backups (`SecretKey::fingerprint`).
+    pub fingerprint: String,
 }
 
 #[derive(Clone)]
@@ -30,6 +32,8 @@ pub struct AppState {
     pub csrf_key: Arc<[u8; 32]>,
     /// Seals tokens and client secrets before they are stored.
     pub vault: Vault,
+    /// Names the instance key in a backup's manifest, so a restore can check the key given.
+    pub key_fingerprint: Arc<str>,
     /// The providers users can connect to.
     pub catalog: Arc<Catalog>,
     /// The background job queue's wake-up bell and cancel flags.
@@ -58,6 +62,7 @@ impl AppState {
             plugins,
             csrf_key: Arc::new(keys.csrf),
             vault: Vault::new(keys.vault),
+            key_fingerprint: keys.fingerprint.into(),
             catalog: Arc::new(catalog),
             jobs: Arc::default(),
             notices: Arc::default(),

@@ -67,13 +67,17 @@ impl SyncOutcome {
 }
 
 /// Runs one sync of `source_id`. `progress` receives the plugin's (done, total).
+///
+/// A sync that stores its records also records `job` as finished in the same transaction,
+/// with the cursor and the next scheduled time, so after a crash the job and the data agree.
 pub async fn run(
     state: &AppState,
     source_id: i64,
+    job: Option<i64>,
     cancel: Arc<AtomicBool>,
     progress: Arc<Mutex<(u64, Option<u64>)>>,
 ) -> SyncOutcome {
-    match run_inner(state, source_id, cancel, progress).await {
+    match run_inner(state, source_id, job, cancel, progress).await {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(source_id, error = %format!("{e:#}"), "sync failed inside Fasten");
@@ -91,6 +95,7 @@ pub async fn run(
 async fn run_inner(
     state: &AppState,
     source_id: i64,
+    job: Option<i64>,
     cancel: Arc<AtomicBool>,
     progress: Arc<Mutex<(u64, Option<u64>)>>,
 ) -> anyhow::Result<SyncOutcome> {
@@ -247,16 +252,14 @@ async fn run_inner(
     if let Some(plugin_state) = &output.state {
         writer.save_plugin_state(plugin_state).await?;
     }
-    let counts = writer.commit().await?;
-    let write_time = writing.elapsed();
     // The provider would not renew the access ahead of time; the sync still worked. Say when
     // it stops working if that comes before the next scheduled sync.
+    let every = state.config.sync.every.as_secs() as i64;
     if let Some(RefreshProblem::RefusedEarly {
         access_expires_at: Some(expires_at),
         ..
     }) = tokens.problem()
     {
-        let every = state.config.sync.every.as_secs() as i64;
         let left = expires_at - unix_now();
         if every == 0 || left < every {
             warnings.push(format!(
@@ -266,16 +269,34 @@ async fn run_inner(
             ));
         }
     }
-    // The cursor moves only after the records are stored, so a failure never skips any.
+    // The job, the cursor and the next scheduled sync are written with the records: the cursor
+    // moves only when they are stored, so a failure never skips any, and a crash after the
+    // commit leaves a job that says what was stored.
+    let counts = writer.counts;
+    if let Some(job_id) = job {
+        crate::jobs::finish_sync(
+            writer.connection(),
+            job_id,
+            &counts,
+            &warnings,
+            output.emitted,
+        )
+        .await?;
+    }
+    let now = unix_now();
     sqlx::query(
-        "UPDATE connections SET last_sync_at = ?, sync_cursor = COALESCE(?, sync_cursor)
+        "UPDATE connections SET last_sync_at = ?, sync_cursor = COALESCE(?, sync_cursor),
+           next_sync_at = ?
          WHERE source_id = ?",
     )
-    .bind(unix_now())
+    .bind(now)
     .bind(&output.checkpoint)
+    .bind((every > 0).then_some(now + every))
     .bind(source_id)
-    .execute(&state.db)
+    .execute(writer.connection())
     .await?;
+    writer.commit().await?;
+    let write_time = writing.elapsed();
     Ok(SyncOutcome::Done(SyncReport {
         counts,
         warnings,

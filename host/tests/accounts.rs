@@ -1,6 +1,6 @@
 //! Accounts, sessions and their protections, driven over real HTTP against a running server.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! Health app shares give the same records; a truncated export or another kind of XML says what
 //! is wrong and stores nothing.
 
-mod common;
+use crate::common;
 
 #[path = "../benches/support/apple_health_gen.rs"]
 mod apple_health_gen;

@@ -5,8 +5,8 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them the
 //! test says why and passes, except under CI (`CI` set), where a missing browser is a failure.
 
-mod common;
-mod peers;
+use crate::common;
+use crate::peers;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use fantoccini::{ClientBuilder, Locator};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-struct Driver(Child);
+pub(crate) struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -27,7 +27,7 @@ impl Drop for Driver {
 }
 
 /// Starts chromedriver on a free port; returns it with its URL once it accepts connections.
-fn start_chromedriver() -> (Driver, String) {
+pub(crate) fn start_chromedriver() -> (Driver, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -48,7 +48,7 @@ fn start_chromedriver() -> (Driver, String) {
     (driver, format!("http://127.0.0.1:{port}"))
 }
 
-fn browser_available() -> bool {
+pub(crate) fn browser_available() -> bool {
     let present =
         std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
     if !present {
@@ -63,7 +63,7 @@ fn browser_available() -> bool {
     present
 }
 
-async fn open_browser(webdriver: &str) -> fantoccini::Client {
+pub(crate) async fn open_browser(webdriver: &str) -> fantoccini::Client {
     let user_data = tempfile::tempdir().unwrap().keep();
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
@@ -85,7 +85,7 @@ async fn open_browser(webdriver: &str) -> fantoccini::Client {
         .expect("a WebDriver session")
 }
 
-async fn fill(browser: &fantoccini::Client, id: &str, text: &str) {
+pub(crate) async fn fill(browser: &fantoccini::Client, id: &str, text: &str) {
     browser
         .find(Locator::Id(id))
         .await
@@ -95,7 +95,7 @@ async fn fill(browser: &fantoccini::Client, id: &str, text: &str) {
         .unwrap();
 }
 
-async fn click(browser: &fantoccini::Client, locator: Locator<'_>) {
+pub(crate) async fn click(browser: &fantoccini::Client, locator: Locator<'_>) {
     browser
         .find(locator)
         .await
@@ -105,7 +105,7 @@ async fn click(browser: &fantoccini::Client, locator: Locator<'_>) {
         .unwrap();
 }
 
-async fn wait_for_text(browser: &fantoccini::Client, xpath: &str) {
+pub(crate) async fn wait_for_text(browser: &fantoccini::Client, xpath: &str) {
     browser
         .wait()
         .at_most(Duration::from_secs(15))
@@ -114,7 +114,7 @@ async fn wait_for_text(browser: &fantoccini::Client, xpath: &str) {
         .unwrap_or_else(|e| panic!("waiting for {xpath}: {e}"));
 }
 
-async fn save_screenshot(browser: &fantoccini::Client, name: &str) {
+pub(crate) async fn save_screenshot(browser: &fantoccini::Client, name: &str) {
     let png = browser.screenshot().await.unwrap();
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -554,7 +554,12 @@ async fn a_lab_csv_is_previewed_its_date_order_chosen_and_imported_in_a_real_bro
 }
 
 /// Signs in on the login page.
-async fn sign_in(browser: &fantoccini::Client, url: &str, username: &str, password: &str) {
+pub(crate) async fn sign_in(
+    browser: &fantoccini::Client,
+    url: &str,
+    username: &str,
+    password: &str,
+) {
     browser.goto(&format!("{url}/login")).await.unwrap();
     fill(browser, "username", username).await;
     fill(browser, "password", password).await;

@@ -3,7 +3,7 @@
 //! confirms; the results then join the Labs page. The CSVs are made from the laboratory
 //! Observations of the Synthea bundles in three portal layouts (`common/lab_csv.rs`).
 
-mod common;
+use crate::common;
 
 use common::lab_csv::{Layout, lab_csv, lab_observations};
 use common::{Client, PARIS, Reply, TestServer};

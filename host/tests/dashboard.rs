@@ -1,7 +1,7 @@
 //! The dashboard over HTTP: widgets load on their own with the imported patient's facts, the
 //! layout can be customised and is kept, and each user sees only their own records.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use reqwest::StatusCode;

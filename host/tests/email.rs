@@ -2,7 +2,7 @@
 //! becomes a document in Explore with its attachments viewable, a FHIR attachment's records join
 //! the record, and the malformed samples in `../shared/testdata/eml` give clear answers.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

@@ -1,6 +1,6 @@
 //! Uploading over HTTP and browsing the result, with isolation between users.
 
-mod common;
+use crate::common;
 
 use common::{ADMIN, TestServer};
 use reqwest::StatusCode;

@@ -1,7 +1,7 @@
 //! Taking records out over HTTP: everything as a Bundle or a zip of NDJSON files, and the
 //! summary for a doctor (printable page and IPS Bundle), each for its owner only.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 

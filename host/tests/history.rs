@@ -1,7 +1,7 @@
 //! Medical history, visit and condition pages, and the profile, checked against a real Synthea
 //! patient the way a family member would read them, with isolation between users.
 
-mod common;
+use crate::common;
 
 use common::{Client, TestServer};
 use reqwest::StatusCode;

@@ -2,7 +2,7 @@
 //! imported for that member only, then moved to `processed/`, or to `failed/` with a
 //! `.error.txt` saying why; nothing is deleted, and each import is on the member's Jobs page.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! crafted bundle with reference ranges and glucose in two units, the report filter, and
 //! isolation between users.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use reqwest::StatusCode;

@@ -1,7 +1,7 @@
 //! Entering records by hand over HTTP: a lab result and an attachment are added, shown, edited
 //! and deleted; bad input is explained; imported and other users' records cannot be touched.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use reqwest::StatusCode;

@@ -5,7 +5,7 @@
 //! real record, source and job ids, by an account without a grant (404 every time) and by one
 //! with a view grant (403 on every form), and the database must not change.
 
-mod common;
+use crate::common;
 
 use common::{ADMIN, ADMIN_PASSWORD, Client, TestServer, synthea};
 use reqwest::StatusCode;

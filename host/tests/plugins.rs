@@ -1,7 +1,7 @@
 //! The plugin kernel end to end: real WASM components through the real runtime, importing the
 //! Synthea fixtures, refusing bad files whole, and containing a deliberately hostile plugin.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -316,7 +316,7 @@ fn drop_in_hostile(registry: &Path, allowed: &str, sha256: Option<&str>, api: &s
 }
 
 /// The hostile plugin with `run_seconds` to run.
-fn drop_in_hostile_for(
+pub(crate) fn drop_in_hostile_for(
     registry: &Path,
     allowed: &str,
     sha256: Option<&str>,

@@ -2,7 +2,7 @@
 //! matches marked, grouped by kind of record, only in one's own records, kept in step with
 //! imports and deletions; and the "What is this?" box, online only when the administrator says so.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The site as a whole: health check, error pages, static assets, reverse-proxy prefix, limits,
 //! and start-up on an existing database.
 
-mod common;
+use crate::common;
 
 use common::{ADMIN, ADMIN_PASSWORD, TestServer};
 use reqwest::StatusCode;

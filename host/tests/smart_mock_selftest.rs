@@ -1,7 +1,7 @@
 //! Drives the in-process SMART-on-FHIR mock (tests/smart_mock) over real loopback HTTP, so the
 //! tests that rely on it can trust its behaviour.
 
-mod smart_mock;
+use crate::smart_mock;
 
 use std::collections::HashMap;
 

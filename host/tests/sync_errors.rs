@@ -5,8 +5,8 @@
 //! Every case is driven the way a browser drives it: the Sources form, the provider redirect,
 //! the callback, then the background job.
 
-mod common;
-mod smart_mock;
+use crate::common;
+use crate::smart_mock;
 
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,9 @@ async fn stored(
         .collect()
 }
 
-async fn start_fasten(adjust: impl FnOnce(&mut fasten::config::Config)) -> (TestServer, Client) {
+pub(crate) async fn start_fasten(
+    adjust: impl FnOnce(&mut fasten::config::Config),
+) -> (TestServer, Client) {
     let server = TestServer::start_with(|c| {
         c.plugins.allow_http_loopback = true;
         c.plugins.allow_private_networks = true;
@@ -193,7 +195,7 @@ async fn failed_callback(client: &Client, absolute: &str) -> (String, Option<Str
 }
 
 /// Connects the mock as a custom endpoint; answers the new source's id.
-async fn connect(client: &Client, mock: &SmartMock) -> i64 {
+pub(crate) async fn connect(client: &Client, mock: &SmartMock) -> i64 {
     let callback = start_connect(
         client,
         &[
@@ -220,21 +222,21 @@ async fn connect(client: &Client, mock: &SmartMock) -> i64 {
 }
 
 #[derive(Debug, sqlx::FromRow)]
-struct JobRow {
-    id: i64,
-    status: String,
-    trigger: String,
-    attempt: i64,
-    added: i64,
-    updated: i64,
-    unchanged: i64,
-    warnings: String,
-    error: Option<String>,
-    error_detail: Option<String>,
+pub(crate) struct JobRow {
+    pub(crate) id: i64,
+    pub(crate) status: String,
+    pub(crate) trigger: String,
+    pub(crate) attempt: i64,
+    pub(crate) added: i64,
+    pub(crate) updated: i64,
+    pub(crate) unchanged: i64,
+    pub(crate) warnings: String,
+    pub(crate) error: Option<String>,
+    pub(crate) error_detail: Option<String>,
 }
 
 /// Waits for the newest job of a source to end.
-async fn finished_job(server: &TestServer, source_id: i64) -> JobRow {
+pub(crate) async fn finished_job(server: &TestServer, source_id: i64) -> JobRow {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let job: Option<JobRow> = sqlx::query_as(

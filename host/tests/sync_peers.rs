@@ -6,8 +6,8 @@
 //!
 //! Skipped (with a message) when the peers are not installed, unless `CI` is set.
 
-mod common;
-mod peers;
+use crate::common;
+use crate::peers;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! (0001 to 0009, run by sqlx from a folder holding only those) and rows written in its schema,
 //! with a Synthea patient's resources stored exactly as they came.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -224,6 +224,41 @@ async fn a_data_folder_stays_private_to_fastens_account_through_uploads_and_expo
     let data = server.data_dir.path().to_path_buf();
     let entries = std::fs::read_dir(&data).unwrap().count();
     assert!(entries >= 3, "the database, its key and caches are there");
+    assert_eq!(readable_by_others(&data), Vec::<String>::new());
+}
+
+/// The same after a sync from a provider and a scheduled backup: the connection's sealed tokens,
+/// the sync's spool and the backup folder and file are private too.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_folder_stays_private_through_a_sync_and_a_backup() {
+    let (server, alice) = crate::sync_errors::start_fasten(|c| {
+        c.backup.every = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let mock =
+        crate::smart_mock::SmartMock::start(crate::smart_mock::load_synthea(common::PARIS)).await;
+    let source = crate::sync_errors::connect(&alice, &mock).await;
+    let job = crate::sync_errors::finished_job(&server, source).await;
+    assert_eq!(job.status, "succeeded", "{job:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server
+        .count(
+            "SELECT COUNT(*) FROM backups WHERE status = 'succeeded' AND id > ?",
+            0,
+        )
+        .await
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled backup was made"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let data = server.data_dir.path().to_path_buf();
+    let backups: Vec<_> = std::fs::read_dir(data.join("backups")).unwrap().collect();
+    assert!(!backups.is_empty());
     assert_eq!(readable_by_others(&data), Vec::<String>::new());
 }
 

@@ -4,7 +4,7 @@
 //! form), the `withings` plugin's sync through the host's http gate, and the records it stores.
 //! The stand-in answers with the real response bodies in `../shared/testdata/withings`.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -295,6 +295,40 @@ pub async fn finish_import(
     Ok(())
 }
 
+/// Records a sync that stored its records, in the transaction that stored them (pass the
+/// writer's connection). `emitted` is how many records the plugin sent, kept or not.
+pub async fn finish_sync(
+    tx: &mut sqlx::SqliteConnection,
+    job_id: i64,
+    counts: &crate::fhir::ingest::Counts,
+    warnings: &[String],
+    emitted: u64,
+) -> sqlx::Result<()> {
+    let status = if warnings.is_empty() {
+        "succeeded"
+    } else {
+        "warnings"
+    };
+    sqlx::query(
+        "UPDATE jobs SET status = ?, added = ?, updated = ?, unchanged = ?, warnings = ?,
+           progress_done = ?, progress_total = ?, error = NULL, error_detail = NULL,
+           finished_at = ?
+         WHERE id = ?",
+    )
+    .bind(status)
+    .bind(counts.added as i64)
+    .bind(counts.updated as i64)
+    .bind(counts.unchanged as i64)
+    .bind(serde_json::to_string(warnings).expect("strings serialise"))
+    .bind(emitted as i64)
+    .bind(emitted as i64)
+    .bind(unix_now())
+    .bind(job_id)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 /// A job as the Jobs page shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct JobView {

@@ -108,7 +108,7 @@ async fn run_one(state: &AppState, job: Claimed) {
     let progress = Arc::new(Mutex::new((0u64, None::<u64>)));
     let reporter = tokio::spawn(report_progress(state.db.clone(), job.id, progress.clone()));
     tracing::info!(job_id = job.id, source_id = job.source_id, "sync started");
-    let outcome = sync::run(state, job.source_id, cancel, progress.clone()).await;
+    let outcome = sync::run(state, job.source_id, Some(job.id), cancel, progress.clone()).await;
     reporter.abort();
     let done = progress.lock().expect("progress lock").0;
     if let Err(e) = record(state, &job, outcome, done).await {
@@ -149,29 +149,13 @@ async fn record(
     let now = unix_now();
     let max_attempts = state.config.sync.max_attempts.max(1) as i64;
     match outcome {
+        // Recorded with its records, in their transaction.
         SyncOutcome::Done(report) => {
             let status = if report.warnings.is_empty() {
                 "succeeded"
             } else {
                 "warnings"
             };
-            sqlx::query(
-                "UPDATE jobs SET status = ?, added = ?, updated = ?, unchanged = ?, warnings = ?,
-                   progress_done = ?, progress_total = ?, error = NULL, error_detail = NULL,
-                   finished_at = ?
-                 WHERE id = ?",
-            )
-            .bind(status)
-            .bind(report.counts.added as i64)
-            .bind(report.counts.updated as i64)
-            .bind(report.counts.unchanged as i64)
-            .bind(serde_json::to_string(&report.warnings).expect("strings serialise"))
-            .bind(report.emitted as i64)
-            .bind(report.emitted as i64)
-            .bind(now)
-            .bind(job.id)
-            .execute(db)
-            .await?;
             tracing::info!(
                 job_id = job.id,
                 source_id = job.source_id,
@@ -181,6 +165,7 @@ async fn record(
                 requests = report.http_requests,
                 "sync finished"
             );
+            return Ok(());
         }
         SyncOutcome::Retry {
             reason,
@@ -244,7 +229,8 @@ async fn record(
             .await?;
         }
     }
-    // The next scheduled sync counts from the end of this one, whatever its outcome.
+    // The next scheduled sync counts from the end of this one, whatever its outcome (a sync
+    // that stored its records set it in their transaction).
     let every = state.config.sync.every.as_secs() as i64;
     sqlx::query("UPDATE connections SET next_sync_at = ? WHERE source_id = ?")
         .bind((every > 0).then_some(now + every))

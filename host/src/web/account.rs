@@ -10,6 +10,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::render::Page;
+use crate::audit::{self, Action, Actor};
 use crate::auth::accounts::{self, AccountError, NewAccount};
 use crate::auth::session::{self, SESSION_COOKIE};
 use crate::auth::{ClientAddr, cookie_header, is_https, password, read_cookie};
@@ -64,6 +65,7 @@ async fn setup_form(State(state): State<AppState>, page: Page) -> Result<Respons
 
 async fn setup_submit(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     headers: HeaderMap,
     page: Page,
     Form(form): Form<NewAccountForm>,
@@ -74,6 +76,14 @@ async fn setup_submit(
     match accounts::create_first_admin(&state.db, form.as_new_account(Role::Admin)).await {
         Ok(Some(user)) => {
             tracing::info!(username = %user.username, "first administrator created");
+            let subject = format!("{} (administrator, the first account)", user.username);
+            audit::record(
+                &state.db,
+                &Actor::user(&user, address),
+                Action::AccountCreated,
+                &subject,
+            )
+            .await;
             signed_in_redirect(&state, &headers, user.id, &state.url("/")).await
         }
         // Someone else finished the wizard a moment earlier.
@@ -157,12 +167,36 @@ async fn login_submit(
         Some(user) if password_ok && !user.disabled => {
             state.throttle.record_success(username);
             tracing::info!(username = %user.username, "signed in");
+            audit::record(
+                &state.db,
+                &Actor::user(&user, address),
+                Action::SignedIn,
+                "",
+            )
+            .await;
             let target = safe_next(&state, form.next.as_deref());
             signed_in_redirect(&state, &headers, user.id, &target).await
         }
         _ => {
             state.throttle.record_failure(username, address);
             tracing::info!(%address, "failed sign-in");
+            let reason = match &user {
+                Some(user) if user.disabled => "the account is disabled",
+                Some(_) => "wrong password",
+                None => "no such account",
+            };
+            // What was typed is kept only when it names an account: a password typed into the
+            // username field by mistake must not end up in the log.
+            let tried = user
+                .as_ref()
+                .map_or("(unknown name)", |u| u.username.as_str());
+            audit::record(
+                &state.db,
+                &Actor::anonymous(tried, address),
+                Action::SignInFailed,
+                reason,
+            )
+            .await;
             show_error(StatusCode::UNAUTHORIZED, WRONG_CREDENTIALS.to_string())
         }
     }
@@ -245,6 +279,7 @@ async fn signup_form(State(state): State<AppState>, page: Page) -> Result<Respon
 
 async fn signup_submit(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     headers: HeaderMap,
     page: Page,
     Form(form): Form<NewAccountForm>,
@@ -253,7 +288,17 @@ async fn signup_submit(
         return Err(AppError::NotFound);
     }
     match accounts::create(&state.db, form.as_new_account(Role::Member)).await {
-        Ok(user) => signed_in_redirect(&state, &headers, user.id, &state.url("/")).await,
+        Ok(user) => {
+            let subject = format!("{} (member, signed up)", user.username);
+            audit::record(
+                &state.db,
+                &Actor::user(&user, address),
+                Action::AccountCreated,
+                &subject,
+            )
+            .await;
+            signed_in_redirect(&state, &headers, user.id, &state.url("/")).await
+        }
         Err(AccountError::Invalid(message)) => page.render_status(
             &state,
             StatusCode::BAD_REQUEST,

@@ -12,8 +12,10 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::render::Page;
-use crate::auth::AdminUser;
+use crate::audit::{self, Action, Actor};
 use crate::auth::accounts::{self, AccountError, NewAccount};
+use crate::auth::{AdminUser, ClientAddr};
+use crate::backup;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::users::{self, Role, UserChangeError};
@@ -29,6 +31,69 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}/status", post(set_status))
         .route("/admin/users/{id}/role", post(set_role))
         .route("/admin/users/{id}/delete", get(confirm_delete).post(delete))
+        .route("/admin/backups", get(backups))
+        .route("/admin/activity", get(activity))
+}
+
+/// Events per page of Admin → Activity.
+const ACTIVITY_PAGE: i64 = 100;
+
+#[derive(Deserialize)]
+struct ActivityQuery {
+    before: Option<i64>,
+}
+
+/// Admin → Activity: the audit log, newest first.
+async fn activity(
+    State(state): State<AppState>,
+    _: AdminUser,
+    page: Page,
+    Query(query): Query<ActivityQuery>,
+) -> Result<Response, AppError> {
+    let events = audit::list(&state.db, ACTIVITY_PAGE, query.before).await?;
+    let older = (events.len() as i64 == ACTIVITY_PAGE)
+        .then(|| events.last().map(|e| e.id))
+        .flatten();
+    let keep = state.config.audit.keep;
+    Ok(page
+        .render(
+            &state,
+            "admin_activity.html",
+            context! {
+                events => events,
+                older => older,
+                newest_page => query.before.is_none(),
+                keep => (!keep.is_zero())
+                    .then(|| crate::sources::smart::in_words(keep.as_secs() as i64)),
+            },
+        )?
+        .into_response())
+}
+
+/// Admin → Backups: how old the newest backup is, the schedule, and the backups made.
+async fn backups(
+    State(state): State<AppState>,
+    _: AdminUser,
+    page: Page,
+) -> Result<Response, AppError> {
+    let newest = backup::newest(&state.db).await?;
+    let config = &state.config;
+    Ok(page
+        .render(
+            &state,
+            "admin_backups.html",
+            context! {
+                standing => backup::standing(config, newest, store::unix_now()),
+                backups => backup::recent(&state.db, 30).await?,
+                every => (!config.backup.every.is_zero())
+                    .then(|| crate::sources::smart::in_words(config.backup.every.as_secs() as i64)),
+                keep => config.backup.keep,
+                dir => config.backup_dir().display().to_string(),
+                key_file => config.data_dir.join(crate::secrets::KEY_FILE).display().to_string(),
+                data_dir => config.data_dir.display().to_string(),
+            },
+        )?
+        .into_response())
 }
 
 /// Outcomes shown after a redirect, keyed so the URL never carries free text.
@@ -70,11 +135,13 @@ async fn render_list(
     extra: Value,
 ) -> Result<Response, AppError> {
     let all = users::list(&state.db).await?;
+    let newest = backup::newest(&state.db).await?;
+    let backups = backup::standing(&state.config, newest, store::unix_now());
     page.render_status(
         state,
         status,
         "admin_users.html",
-        context! { users => all, ..extra },
+        context! { users => all, backups => backups, ..extra },
     )
 }
 
@@ -106,6 +173,21 @@ struct CreateForm {
     person: String,
 }
 
+fn role_word(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "administrator",
+        Role::Member => "member",
+    }
+}
+
+/// An account's username for the audit log, by id.
+async fn username_of(state: &AppState, id: i64) -> String {
+    match users::by_id(&state.db, id).await {
+        Ok(Some(user)) => user.username,
+        _ => format!("account #{id}"),
+    }
+}
+
 fn parse_role(raw: Option<&str>) -> Result<Role, AppError> {
     match raw {
         Some("admin") => Ok(Role::Admin),
@@ -117,6 +199,7 @@ fn parse_role(raw: Option<&str>) -> Result<Role, AppError> {
 async fn create(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    ClientAddr(address): ClientAddr,
     page: Page,
     Form(form): Form<CreateForm>,
 ) -> Result<Response, AppError> {
@@ -132,6 +215,14 @@ async fn create(
     match accounts::create(&state.db, new).await {
         Ok(user) => {
             tracing::info!(by = %admin.username, username = %user.username, ?role, "account created");
+            let subject = format!("{} ({})", user.username, role_word(role));
+            audit::record(
+                &state.db,
+                &Actor::user(&admin, address),
+                Action::AccountCreated,
+                &subject,
+            )
+            .await;
             Ok(done(&state, "created"))
         }
         Err(e) => refused(&state, &page, e).await,
@@ -149,6 +240,7 @@ struct PasswordForm {
 async fn reset_password(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    ClientAddr(address): ClientAddr,
     page: Page,
     Path(id): Path<i64>,
     Form(form): Form<PasswordForm>,
@@ -157,6 +249,14 @@ async fn reset_password(
     {
         Ok(()) => {
             tracing::info!(by = %admin.username, user_id = id, "password reset");
+            let subject = format!("{}: password reset", username_of(&state, id).await);
+            audit::record(
+                &state.db,
+                &Actor::user(&admin, address),
+                Action::AccountChanged,
+                &subject,
+            )
+            .await;
             Ok(done(&state, "password"))
         }
         Err(e) => refused(&state, &page, e).await,
@@ -171,6 +271,7 @@ struct StatusForm {
 async fn set_status(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    ClientAddr(address): ClientAddr,
     page: Page,
     Path(id): Path<i64>,
     Form(form): Form<StatusForm>,
@@ -181,6 +282,18 @@ async fn set_status(
                 store::sessions::delete_for_user(&state.db, id).await?;
             }
             tracing::info!(by = %admin.username, user_id = id, disabled = form.disabled, "account status changed");
+            let subject = format!(
+                "{}: {}",
+                username_of(&state, id).await,
+                if form.disabled { "disabled" } else { "enabled" }
+            );
+            audit::record(
+                &state.db,
+                &Actor::user(&admin, address),
+                Action::AccountChanged,
+                &subject,
+            )
+            .await;
             Ok(done(
                 &state,
                 if form.disabled { "disabled" } else { "enabled" },
@@ -198,6 +311,7 @@ struct RoleForm {
 async fn set_role(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    ClientAddr(address): ClientAddr,
     page: Page,
     Path(id): Path<i64>,
     Form(form): Form<RoleForm>,
@@ -206,6 +320,18 @@ async fn set_role(
     match users::set_role(&state.db, id, role).await {
         Ok(()) => {
             tracing::info!(by = %admin.username, user_id = id, ?role, "role changed");
+            let subject = format!(
+                "{}: made {}",
+                username_of(&state, id).await,
+                role_word(role)
+            );
+            audit::record(
+                &state.db,
+                &Actor::user(&admin, address),
+                Action::AccountChanged,
+                &subject,
+            )
+            .await;
             Ok(done(&state, "role"))
         }
         Err(e) => refused(&state, &page, e.into()).await,
@@ -249,6 +375,7 @@ struct DeleteForm {
 async fn delete(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    ClientAddr(address): ClientAddr,
     page: Page,
     Path(id): Path<i64>,
     Form(form): Form<DeleteForm>,
@@ -277,6 +404,14 @@ async fn delete(
                 super::people::remove_files(&state, &person);
             }
             tracing::info!(by = %admin.username, username = %target.username, "account deleted with all its records");
+            let subject = format!("{} and their records", target.username);
+            audit::record(
+                &state.db,
+                &Actor::user(&admin, address),
+                Action::AccountDeleted,
+                &subject,
+            )
+            .await;
             Ok(done(&state, "deleted"))
         }
         Err(UserChangeError::LastAdmin) => {

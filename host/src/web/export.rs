@@ -6,6 +6,7 @@
 //! large record never sits whole in memory; the file is unlinked as soon as it is open.
 
 use std::io::Write;
+use std::net::IpAddr;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -18,6 +19,8 @@ use rand::RngCore;
 
 use super::people::PersonRouter;
 use super::render::Page;
+use crate::audit::{self, Action, Actor};
+use crate::auth::ClientAddr;
 use crate::auth::person::ViewPerson;
 use crate::error::AppError;
 use crate::fhir::export::{ExportFormat, export_person};
@@ -87,7 +90,29 @@ fn today() -> String {
     )
 }
 
-async fn bundle(State(state): State<AppState>, access: ViewPerson) -> Result<Response, AppError> {
+/// Records a download of someone's records in the audit log.
+async fn downloaded(
+    state: &AppState,
+    access: &ViewPerson,
+    address: IpAddr,
+    action: Action,
+    what: &str,
+) {
+    let subject = format!("{what} of {}'s records", access.person.person.slug);
+    audit::record(
+        &state.db,
+        &Actor::user(&access.user, address),
+        action,
+        &subject,
+    )
+    .await;
+}
+
+async fn bundle(
+    State(state): State<AppState>,
+    access: ViewPerson,
+    ClientAddr(address): ClientAddr,
+) -> Result<Response, AppError> {
     let (path, file) = temp_file(&state)?;
     let mut writer = std::io::BufWriter::new(file);
     let written = export_person(&state.db, access.id(), ExportFormat::Bundle, &mut writer).await;
@@ -96,6 +121,14 @@ async fn bundle(State(state): State<AppState>, access: ViewPerson) -> Result<Res
         let _ = std::fs::remove_file(&path);
         return Err(e.into());
     }
+    downloaded(
+        &state,
+        &access,
+        address,
+        Action::ExportDownloaded,
+        "FHIR Bundle",
+    )
+    .await;
     send_file(
         path,
         "application/fhir+json",
@@ -108,6 +141,7 @@ async fn bundle(State(state): State<AppState>, access: ViewPerson) -> Result<Res
 async fn ndjson_zip(
     State(state): State<AppState>,
     access: ViewPerson,
+    ClientAddr(address): ClientAddr,
 ) -> Result<Response, AppError> {
     let (path, file) = temp_file(&state)?;
     let written = write_zip(&state, access.id(), file).await;
@@ -115,6 +149,14 @@ async fn ndjson_zip(
         let _ = std::fs::remove_file(&path);
         return Err(e);
     }
+    downloaded(
+        &state,
+        &access,
+        address,
+        Action::ExportDownloaded,
+        "NDJSON zip",
+    )
+    .await;
     send_file(
         path,
         "application/zip",
@@ -165,8 +207,17 @@ async fn summary(
 async fn summary_bundle(
     State(state): State<AppState>,
     access: ViewPerson,
+    ClientAddr(address): ClientAddr,
 ) -> Result<Response, AppError> {
     let summary = ips::load(&state.db, access.id()).await?;
+    downloaded(
+        &state,
+        &access,
+        address,
+        Action::SummaryDownloaded,
+        "Patient summary",
+    )
+    .await;
     let now = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc())

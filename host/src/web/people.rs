@@ -16,8 +16,9 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::render::Page;
-use crate::auth::CurrentUser;
+use crate::audit::{self, Action, Actor};
 use crate::auth::person::{ManagePerson, PersonSlug, ViewPerson, person_url};
+use crate::auth::{ClientAddr, CurrentUser};
 use crate::error::AppError;
 use crate::record::family;
 use crate::state::AppState;
@@ -323,6 +324,7 @@ struct ShareForm {
 async fn share(
     State(state): State<AppState>,
     access: ManagePerson,
+    ClientAddr(address): ClientAddr,
     page: Page,
     Form(form): Form<ShareForm>,
 ) -> Result<Response, AppError> {
@@ -347,6 +349,19 @@ async fn share(
     people::grant(&state.db, person.id, target.id, level, Some(access.user.id)).await?;
     tracing::info!(by = %access.user.username, person = %person.slug, to = %target.username,
         level = level.as_str(), "person shared");
+    let subject = format!(
+        "{} may {} {}'s records",
+        target.username,
+        level.as_str(),
+        person.slug
+    );
+    audit::record(
+        &state.db,
+        &Actor::user(&access.user, address),
+        Action::AccessGiven,
+        &subject,
+    )
+    .await;
     Ok(done(&state, &person.slug, "/person", "shared"))
 }
 
@@ -358,6 +373,7 @@ struct UnshareForm {
 async fn unshare(
     State(state): State<AppState>,
     access: ManagePerson,
+    ClientAddr(address): ClientAddr,
     Form(form): Form<UnshareForm>,
 ) -> Result<Response, AppError> {
     let person = &access.person.person;
@@ -370,6 +386,18 @@ async fn unshare(
     }
     tracing::info!(by = %access.user.username, person = %person.slug, user_id = form.user_id,
         "person unshared");
+    let who = match users::by_id(&state.db, form.user_id).await? {
+        Some(user) => user.username,
+        None => format!("account #{}", form.user_id),
+    };
+    let subject = format!("{who} no longer sees {}'s records", person.slug);
+    audit::record(
+        &state.db,
+        &Actor::user(&access.user, address),
+        Action::AccessRevoked,
+        &subject,
+    )
+    .await;
     if form.user_id == access.user.id {
         return Ok(Redirect::to(&state.url("/people?notice=left")).into_response());
     }

@@ -8,7 +8,8 @@ use axum::routing::{get, post};
 use minijinja::context;
 
 use super::render::Page;
-use crate::auth::AdminUser;
+use crate::audit::{self, Action, Actor};
+use crate::auth::{AdminUser, ClientAddr};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -31,7 +32,13 @@ async fn list(
     )
 }
 
-async fn decide(state: AppState, admin: i64, id: &str, enable: bool) -> Result<Redirect, AppError> {
+async fn decide(
+    state: AppState,
+    actor: Actor,
+    admin: i64,
+    id: &str,
+    enable: bool,
+) -> Result<Redirect, AppError> {
     if !state.plugins.list().iter().any(|p| p.id == id) {
         return Err(AppError::NotFound);
     }
@@ -41,21 +48,29 @@ async fn decide(state: AppState, admin: i64, id: &str, enable: bool) -> Result<R
         .await
         .map_err(|e| AppError::Conflict(format!("{e:#}")))?;
     tracing::info!(plugin = id, enable, by = admin, "plugin decision");
+    let action = if enable {
+        Action::PluginApproved
+    } else {
+        Action::PluginRevoked
+    };
+    audit::record(&state.db, &actor, action, id).await;
     Ok(Redirect::to(&state.url("/admin/plugins")))
 }
 
 async fn enable(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    ClientAddr(address): ClientAddr,
     Path(id): Path<String>,
 ) -> Result<Redirect, AppError> {
-    decide(state, admin.id, &id, true).await
+    decide(state, Actor::user(&admin, address), admin.id, &id, true).await
 }
 
 async fn disable(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    ClientAddr(address): ClientAddr,
     Path(id): Path<String>,
 ) -> Result<Redirect, AppError> {
-    decide(state, admin.id, &id, false).await
+    decide(state, Actor::user(&admin, address), admin.id, &id, false).await
 }

@@ -13,9 +13,10 @@ use serde::Deserialize;
 
 use super::people::PersonRouter;
 use super::render::Page;
+use crate::audit::{self, Action, Actor};
 use crate::auth::person::{ManagePerson, ViewPerson, person_url};
 use crate::auth::session::{SESSION_COOKIE, id_hash};
-use crate::auth::{CurrentUser, is_https, read_cookie};
+use crate::auth::{ClientAddr, CurrentUser, is_https, read_cookie};
 use crate::error::AppError;
 use crate::jobs::{self, Trigger};
 use crate::sources::smart::{self, SmartError};
@@ -268,6 +269,7 @@ async fn connect_failed(
 async fn callback(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    ClientAddr(address): ClientAddr,
     headers: HeaderMap,
     Query(params): Query<CallbackParams>,
 ) -> Result<Response, AppError> {
@@ -284,6 +286,24 @@ async fn callback(
             let person = crate::store::people::by_id(&state.db, connected.person_id)
                 .await?
                 .ok_or(AppError::NotFound)?;
+            let (_, source_name) =
+                owned_source(&state, connected.person_id, connected.source_id).await?;
+            let subject = format!(
+                "{source_name} for {}{}",
+                person.slug,
+                if connected.renewed {
+                    " (reconnected)"
+                } else {
+                    ""
+                }
+            );
+            audit::record(
+                &state.db,
+                &Actor::user(&user, address),
+                Action::SourceConnected,
+                &subject,
+            )
+            .await;
             Ok(Redirect::to(&format!(
                 "{}/sources?{}={}",
                 person_url(&state, &person.slug),
@@ -430,10 +450,11 @@ struct DeleteForm {
 async fn delete(
     State(state): State<AppState>,
     access: ManagePerson,
+    ClientAddr(address): ClientAddr,
     Path(id): Path<i64>,
     Form(form): Form<DeleteForm>,
 ) -> Result<Response, AppError> {
-    owned_source(&state, access.id(), id).await?;
+    let (_, source_name) = owned_source(&state, access.id(), id).await?;
     if form.confirm != "yes" {
         return Err(AppError::BadRequest(
             "Tick the box to confirm the deletion.".into(),
@@ -442,5 +463,16 @@ async fn delete(
     if !sources::delete(&state.db, &state.jobs, access.id(), id).await? {
         return Err(AppError::NotFound);
     }
+    let subject = format!(
+        "{source_name} of {} and its records",
+        access.person.person.slug
+    );
+    audit::record(
+        &state.db,
+        &Actor::user(&access.user, address),
+        Action::SourceDeleted,
+        &subject,
+    )
+    .await;
     Ok(Redirect::to(&access.url(&state, "/sources")).into_response())
 }

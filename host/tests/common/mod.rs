@@ -432,3 +432,105 @@ pub fn init_logs() {
         .with_ansi(false)
         .try_init();
 }
+
+/// The real `fasten serve` binary as an operator runs it, on a free loopback port, killed when
+/// dropped however the test ends. Its log lines are kept for the test to read.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub url: String,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServeProcess {
+    /// Starts `fasten serve` on `data_dir`, with only the `FASTEN_` settings given here, and
+    /// waits until it says where it listens.
+    pub fn start(data_dir: &Path, env: &[(&str, &std::ffi::OsStr)]) -> ServeProcess {
+        use std::io::BufRead;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fasten"));
+        command.current_dir(data_dir.parent().unwrap_or(data_dir));
+        for (name, _) in std::env::vars() {
+            if name.starts_with("FASTEN_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .args(["--config"])
+            .arg(repo_config())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("FASTEN_DATA_DIR", data_dir)
+            .env("FASTEN_LOG_LEVEL", "info")
+            .env(
+                "FASTEN_PLUGINS_REGISTRY_DIR",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-registry"),
+            );
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("fasten serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                kept.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let mut process = ServeProcess {
+            child,
+            url: String::new(),
+            log,
+        };
+        process.url = loop {
+            let line = match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+                Ok(line) => line,
+                Err(_) => panic!(
+                    "fasten serve did not report its address:\n{}",
+                    process.log.lock().unwrap().join("\n")
+                ),
+            };
+            if let Some(rest) = line.split("url=").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('/')
+                    .to_string();
+            }
+        };
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        process
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            base: self.url.clone(),
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// SIGKILL: the process gets no chance to finish anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

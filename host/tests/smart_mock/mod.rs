@@ -314,6 +314,19 @@ impl SmartMock {
     }
 
     /// Every token endpoint request so far, in order.
+    /// Every authorization code, access token and refresh token issued so far, for tests that
+    /// check none of them was written where it must not be.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        let state = self.lock();
+        state
+            .codes
+            .keys()
+            .chain(state.access_tokens.keys())
+            .chain(state.refresh_tokens.keys())
+            .cloned()
+            .collect()
+    }
+
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         self.lock().token_requests.clone()
     }

@@ -1,0 +1,295 @@
+//! The audit log: every security-relevant action a family member or the operator takes shows on
+//! Admin → Activity with who, when and from where, and no event holds a password, token or key.
+
+use crate::browser::{
+    browser_available, open_browser, save_screenshot, sign_in, start_chromedriver, wait_for_text,
+};
+use crate::common;
+use crate::smart_mock::{self, SmartMock};
+use crate::sync_errors::{connect, finished_job, start_fasten};
+
+use std::process::{Command, Stdio};
+
+use common::{ADMIN, ADMIN_PASSWORD};
+use fantoccini::Locator;
+use reqwest::StatusCode;
+
+const BOB_PASSWORD: &str = "bob-first-password-7";
+const BOB_NEW_PASSWORD: &str = "bob-second-password-8";
+const WRONG_PASSWORD: &str = "not-alices-password-3";
+const PASSPHRASE: &str = "audit passphrase for the backup";
+
+fn fasten_cli(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fasten"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FASTEN_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .arg("--config")
+        .arg(common::repo_config())
+        .args(args)
+        .env("FASTEN_DATA_DIR", data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "fasten {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_activity_page_lists_each_security_event_and_no_secret() {
+    if !browser_available() {
+        return;
+    }
+    // The first account, set up by the wizard.
+    // A plugin dropped into the registry, for an approval and a revocation.
+    let registry = tempfile::tempdir().unwrap();
+    crate::plugins::drop_in_hostile_for(
+        registry.path(),
+        "https://example.com",
+        None,
+        "fasten:connector@0.1",
+        30,
+    );
+    let registry_dir = registry.path().to_path_buf();
+    let (server, alice) = start_fasten(|c| c.plugins.registry_dir = registry_dir).await;
+    let data = server.data_dir.path().to_path_buf();
+    let (_driver, webdriver) = start_chromedriver();
+    let browser = open_browser(&webdriver).await;
+    {
+        // Sign-ins, in the browser: one wrong password, then the right one.
+        sign_in(&browser, &server.url, ADMIN, WRONG_PASSWORD).await;
+        wait_for_text(&browser, "//main//*[contains(@class, 'error')]").await;
+        sign_in(&browser, &server.url, ADMIN, ADMIN_PASSWORD).await;
+        wait_for_text(&browser, "//main//h1").await;
+
+        // Accounts: created, changed three ways, and (a second one) deleted.
+        alice.create_user("bob", BOB_PASSWORD, "member").await;
+        let bob_id = server.user_id("bob").await;
+        let changes: [(&str, Vec<(&str, &str)>); 3] = [
+            (
+                "password",
+                vec![
+                    ("password", BOB_NEW_PASSWORD),
+                    ("password_confirmation", BOB_NEW_PASSWORD),
+                ],
+            ),
+            ("role", vec![("role", "admin")]),
+            ("status", vec![("disabled", "true")]),
+        ];
+        for (what, fields) in changes {
+            let reply = alice
+                .submit(
+                    "/admin/users",
+                    &format!("/admin/users/{bob_id}/{what}"),
+                    &fields,
+                )
+                .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::SEE_OTHER,
+                "{what}: {}",
+                reply.body
+            );
+        }
+        alice
+            .create_user("carol", "carol-password-9", "member")
+            .await;
+        let carol_id = server.user_id("carol").await;
+        let reply = alice
+            .submit(
+                &format!("/admin/users/{carol_id}/delete"),
+                &format!("/admin/users/{carol_id}/delete"),
+                &[("confirm_username", "carol")],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+
+        // Sharing: alice's records with bob, then taken back.
+        let reply = alice
+            .submit(
+                "/people/alice/person",
+                "/people/alice/person/share",
+                &[("username", "bob"), ("level", "view")],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+        let bob_id_text = bob_id.to_string();
+        let reply = alice
+            .submit(
+                "/people/alice/person",
+                "/people/alice/person/unshare",
+                &[("user_id", bob_id_text.as_str())],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+
+        // The dropped-in plugin approved, then turned off.
+        for decision in ["enable", "disable"] {
+            let reply = alice
+                .submit(
+                    "/admin/plugins",
+                    &format!("/admin/plugins/test-hostile/{decision}"),
+                    &[],
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+        }
+
+        // A provider connected (its tokens stay in the vault), synced, then deleted.
+        let mock = SmartMock::start(smart_mock::load_synthea(common::PARIS)).await;
+        let source = connect(&alice, &mock).await;
+        finished_job(&server, source).await;
+        let reply = alice
+            .submit(
+                &format!("/people/alice/sources/{source}/delete"),
+                &format!("/people/alice/sources/{source}/delete"),
+                &[("confirm", "yes")],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+
+        // Downloads of records.
+        server.import_synthea(ADMIN, common::PARIS).await;
+        for path in [
+            "/people/alice/export/everything.zip",
+            "/people/alice/export/everything.json",
+            "/people/alice/summary/ips.json",
+        ] {
+            assert_eq!(alice.get(path).await.status, StatusCode::OK, "{path}");
+        }
+
+        // A backup with the key (the operator's command), restored into a new folder.
+        let archive = data
+            .parent()
+            .unwrap()
+            .join(format!("audit-{}.tar.age", std::process::id()));
+        fasten_cli(
+            &data,
+            &["backup", "--with-key", "--out", archive.to_str().unwrap()],
+            &format!("{PASSPHRASE}\n"),
+        );
+        let restored = tempfile::tempdir().unwrap();
+        let restored_data = restored.path().join("data");
+        fasten_cli(
+            &restored_data,
+            &["restore", archive.to_str().unwrap()],
+            &format!("{PASSPHRASE}\n"),
+        );
+        let _ = std::fs::remove_file(&archive);
+
+        // Admin → Activity, in the browser, on a wide screen and a phone.
+        let mut page_text = String::new();
+        for (width, name) in [(1280, "wide"), (360, "phone")] {
+            browser.set_window_size(width, 900).await.unwrap();
+            browser
+                .goto(&format!("{}/admin/activity", server.url))
+                .await
+                .unwrap();
+            page_text = browser
+                .find(Locator::Css("main"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            save_screenshot(&browser, &format!("admin-activity-{name}")).await;
+            let fits = browser
+                .execute(
+                    "return document.documentElement.scrollWidth <= window.innerWidth;",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                fits,
+                serde_json::Value::Bool(true),
+                "Activity scrolls sideways at {width} px"
+            );
+        }
+        for expected in [
+            "Failed sign-in: wrong password",
+            "Signed in",
+            "Account created: alice (administrator, the first account)",
+            "Account created: bob (member)",
+            "Account changed: bob: password reset",
+            "Account changed: bob: made administrator",
+            "Account changed: bob: disabled",
+            "Account deleted: carol and their records",
+            "Access given: bob may view alice's records",
+            "Access taken back: bob no longer sees alice's records",
+            "Plugin approved: test-hostile",
+            "Plugin turned off: test-hostile",
+            "Source connected: Mock Hospital for alice",
+            "Source deleted: Mock Hospital of alice and its records",
+            "Records downloaded: NDJSON zip of alice's records",
+            "Records downloaded: FHIR Bundle of alice's records",
+            "Summary downloaded: Patient summary of alice's records",
+            "Backup made:",
+            "by alice · from 127.0.0.1",
+            "by command line",
+        ] {
+            assert!(
+                page_text.contains(expected),
+                "Activity lacks {expected:?}:\n{page_text}"
+            );
+        }
+        // The restore is recorded in the restored database, which the family goes on with.
+        let restored_db = fasten::store::open(&restored_data.join("fasten.db"))
+            .await
+            .unwrap();
+        let restores: Vec<String> =
+            sqlx::query_scalar("SELECT subject FROM audit_events WHERE action = 'backup-restored'")
+                .fetch_all(&restored_db)
+                .await
+                .unwrap();
+        assert_eq!(restores.len(), 1, "{restores:?}");
+        restored_db.close().await;
+
+        // No event holds a password, a token, the key or the passphrase.
+        let events: Vec<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT actor, subject, address FROM audit_events")
+                .fetch_all(&server.state.db)
+                .await
+                .unwrap();
+        let all_text: String = events
+            .iter()
+            .map(|(a, s, d)| format!("{a}\n{s}\n{}\n", d.as_deref().unwrap_or("")))
+            .collect();
+        let key = std::fs::read_to_string(data.join("secret.key")).unwrap();
+        let mut secrets: Vec<String> = vec![
+            ADMIN_PASSWORD.into(),
+            BOB_PASSWORD.into(),
+            BOB_NEW_PASSWORD.into(),
+            WRONG_PASSWORD.into(),
+            PASSPHRASE.into(),
+            key.trim().into(),
+        ];
+        secrets.extend(mock.issued_secrets());
+        assert!(secrets.len() > 6, "the mock issued tokens");
+        for secret in &secrets {
+            assert!(
+                !all_text.contains(secret.as_str()) && !page_text.contains(secret.as_str()),
+                "an audit event holds a secret"
+            );
+        }
+    }
+    browser.close().await.unwrap();
+    server.stop().await;
+}
