@@ -306,3 +306,187 @@ async fn sigkill_during_imports_loses_nothing_and_leaves_jobs_truthful() {
     }
     drop(server);
 }
+
+/// The newest sync job of `source`, once it has ended: (id, status).
+async fn ended_sync(server_db: &Path, source: i64, after: i64) -> (i64, String) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let mut db = SqliteConnectOptions::new()
+            .filename(server_db)
+            .connect()
+            .await
+            .unwrap();
+        let job: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, status FROM jobs WHERE source_id = ? AND id > ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(source)
+        .bind(after)
+        .fetch_optional(&mut db)
+        .await
+        .unwrap();
+        db.close().await.unwrap();
+        if let Some((id, status)) = &job
+            && status != "queued"
+            && status != "running"
+        {
+            return (*id, status.clone());
+        }
+        assert!(Instant::now() < deadline, "the sync did not end: {job:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// What a killed server left of a sync, read as the next start finds it: the records are all
+/// those of earlier syncs, plus all of this sync's new ones or none of them, and the sync's job
+/// says it finished exactly when they are there. Answers whether the killed sync committed.
+async fn check_sync_after_crash(
+    db_path: &Path,
+    source: i64,
+    job: i64,
+    before: usize,
+    round: u64,
+) -> bool {
+    let mut db = SqliteConnectOptions::new()
+        .filename(db_path)
+        .connect()
+        .await
+        .unwrap();
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(integrity, "ok", "round {round}: the database is damaged");
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM resources WHERE source_id = ?")
+        .bind(source)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let (status, added): (String, i64) =
+        sqlx::query_as("SELECT status, added FROM jobs WHERE id = ?")
+            .bind(job)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    db.close().await.unwrap();
+    let committed = match stored as usize {
+        n if n == before => false,
+        n if n == before + 1 => true,
+        n => panic!(
+            "round {round}: {n} records, expected {before} or {}",
+            before + 1
+        ),
+    };
+    if committed {
+        assert!(
+            status == "succeeded" || status == "warnings",
+            "round {round}: the sync's new record is stored, yet its job says {status}"
+        );
+        assert_eq!(added, 1, "round {round}: the job counts the new record");
+    } else {
+        assert!(
+            status == "queued" || status == "running",
+            "round {round}: nothing of the sync is stored, yet its job says {status}"
+        );
+    }
+    committed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_syncs_from_the_real_peer_keeps_jobs_and_records_in_step() {
+    if !crate::peers::require() {
+        return;
+    }
+    let rounds = env_number("CRASH_ROUNDS", 20);
+    let seed = env_number("CRASH_SEED", 20_261_206);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
+    let (sekmet, oauth, patient, loaded) = crate::sync_peers::provider(3600).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let db_path = data_dir.join("fasten.db");
+    fasten_cli(
+        &data_dir,
+        &["user", "add", ADMIN, "--admin"],
+        &format!("{ADMIN_PASSWORD}\n"),
+    );
+    let yes = std::ffi::OsStr::new("true");
+    let settings = [
+        ("FASTEN_PLUGINS_ALLOW_HTTP_LOOPBACK", yes),
+        ("FASTEN_PLUGINS_ALLOW_PRIVATE_NETWORKS", yes),
+        ("FASTEN_SYNC_EVERY", std::ffi::OsStr::new("0s")),
+    ];
+    let mut server = ServeProcess::start(&data_dir, &settings);
+    let client = sign_in(&server).await;
+    let started = Instant::now();
+    let source = crate::sync_peers::connect_through(&client, &server.url, &oauth).await;
+    // The first sync, started by connecting, is not killed: it stores the patient and is timed.
+    let (mut last_job, status) = ended_sync(&db_path, source, 0).await;
+    assert_eq!(status, "succeeded");
+    let full = started.elapsed();
+    println!("connecting and the first sync took {full:?}");
+
+    let mut committed_rounds = 0;
+    let test_started = Instant::now();
+    for round in 1..=rounds {
+        // Something new at the provider for this round's sync to store.
+        sekmet
+            .add_weight(&patient, &format!("{}.5", 60 + round))
+            .await;
+        let client = sign_in(&server).await;
+        let reply = client
+            .submit(
+                "/people/alice/sources",
+                &format!("/people/alice/sources/{source}/sync"),
+                &[],
+            )
+            .await;
+        assert!(
+            reply.status.is_redirection() || reply.status.is_success(),
+            "{}",
+            reply.body
+        );
+        let job = loop {
+            let mut db = SqliteConnectOptions::new()
+                .filename(&db_path)
+                .connect()
+                .await
+                .unwrap();
+            let id: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(id) FROM jobs WHERE source_id = ? AND id > ?")
+                    .bind(source)
+                    .bind(last_job)
+                    .fetch_one(&mut db)
+                    .await
+                    .unwrap();
+            db.close().await.unwrap();
+            if let Some(id) = id {
+                break id;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        let kill_after = full.mul_f64(rng.gen_range(0.0..0.7));
+        tokio::time::sleep(kill_after).await;
+        server.kill();
+        // Each earlier round's new record is stored by now.
+        let before = loaded.len() + round as usize - 1;
+        let committed = check_sync_after_crash(&db_path, source, job, before, round).await;
+        committed_rounds += usize::from(committed);
+        // Started again: a sync that was cut off runs again (queued once more if it was
+        // running) and finishes.
+        server = ServeProcess::start(&data_dir, &settings);
+        let (newest, status) = ended_sync(&db_path, source, job - 1).await;
+        assert_eq!(status, "succeeded", "round {round}: after the restart");
+        assert!(
+            committed == (newest == job),
+            "round {round}: jobs {job}..{newest}"
+        );
+        last_job = newest;
+        println!("round {round}: killed after {kill_after:?}; the sync had committed: {committed}");
+    }
+    println!(
+        "{rounds} sync rounds (seed {seed}) in {:?}; {committed_rounds} had committed when killed",
+        test_started.elapsed()
+    );
+    if rounds >= 10 {
+        assert!(committed_rounds > 0 && committed_rounds < rounds as usize);
+    }
+}

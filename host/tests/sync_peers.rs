@@ -31,7 +31,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// sekmet with Paris Casper loaded, behind the SMART server. Returns the patient id and every
 /// resource the bundle created.
-async fn provider(expires_in: u64) -> (Sekmet, OAuthPeer, String, Keys) {
+pub(crate) async fn provider(expires_in: u64) -> (Sekmet, OAuthPeer, String, Keys) {
     let sekmet = Sekmet::start().await;
     let (patient, loaded) = sekmet
         .load_bundle_keys(&peers::synthea(peers::PARIS_CASPER))
@@ -320,34 +320,14 @@ fn assert_sealed(name: &str, value: Option<&[u8]>) {
     assert!(!text.contains("eyJ"), "{name} holds a JWT: {text:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_sync_and_refresh_against_real_peers() {
-    if !peers::require() {
-        return;
-    }
-    let started = Instant::now();
-    let (sekmet, oauth, patient, loaded) = provider(E2E_EXPIRY).await;
-    // The server holds this bundle and nothing else, so `loaded` is everything a sync could
-    // possibly read; $everything agreeing with it says the patient's record is all of it.
-    let everything = sekmet.resource_ids(&patient).await;
-    assert_eq!(everything, loaded, "sekmet's $everything vs the bundle");
-    eprintln!(
-        "peers up, {} resources loaded in {:?}",
-        loaded.len(),
-        started.elapsed()
-    );
-
-    let server = TestServer::start_with(|c| {
-        c.plugins.allow_http_loopback = true;
-        c.plugins.allow_private_networks = true;
-        // No scheduled syncs: the only jobs are the one connecting starts and the manual one.
-        c.sync.every = Duration::ZERO;
-    })
-    .await;
-    let client = server.client();
-    client.setup(ADMIN, "Alice", ADMIN_PASSWORD).await;
-
-    // --- connect: the custom endpoint form, then the provider's sign-in, then the callback ---
+/// Connects the signed-in account's own person to the provider behind `oauth` as a browser does:
+/// the custom endpoint form, the provider's sign-in (the mock approves at once), the callback.
+/// Answers the new source's id.
+pub(crate) async fn connect_through(
+    client: &common::Client,
+    server_url: &str,
+    oauth: &OAuthPeer,
+) -> i64 {
     let page = client.get("/sources").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let csrf = extract_csrf(&page.body).expect("csrf_token on /sources");
@@ -379,11 +359,9 @@ async fn connect_sync_and_refresh_against_real_peers() {
         .unwrap()
         .to_string();
     let callback = back
-        .strip_prefix(&server.url)
+        .strip_prefix(server_url)
         .filter(|rest| rest.starts_with("/sources/callback?"))
         .unwrap_or_else(|| panic!("the provider sent the browser to {back}"));
-    // The host exchanges the code for the token now: from here it is valid for E2E_EXPIRY.
-    let signed_in = Instant::now();
     let connected = client.get(callback).await;
     assert!(
         matches!(connected.status, StatusCode::SEE_OTHER | StatusCode::FOUND),
@@ -395,10 +373,44 @@ async fn connect_sync_and_refresh_against_real_peers() {
     let source_id: i64 = location
         .strip_prefix(&format!(
             "{}/people/alice/sources?connected=",
-            common::path_prefix(&server.url)
+            common::path_prefix(server_url)
         ))
         .and_then(|id| id.parse().ok())
         .unwrap_or_else(|| panic!("callback redirected to {location:?}"));
+    source_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_sync_and_refresh_against_real_peers() {
+    if !peers::require() {
+        return;
+    }
+    let started = Instant::now();
+    let (sekmet, oauth, patient, loaded) = provider(E2E_EXPIRY).await;
+    // The server holds this bundle and nothing else, so `loaded` is everything a sync could
+    // possibly read; $everything agreeing with it says the patient's record is all of it.
+    let everything = sekmet.resource_ids(&patient).await;
+    assert_eq!(everything, loaded, "sekmet's $everything vs the bundle");
+    eprintln!(
+        "peers up, {} resources loaded in {:?}",
+        loaded.len(),
+        started.elapsed()
+    );
+
+    let server = TestServer::start_with(|c| {
+        c.plugins.allow_http_loopback = true;
+        c.plugins.allow_private_networks = true;
+        // No scheduled syncs: the only jobs are the one connecting starts and the manual one.
+        c.sync.every = Duration::ZERO;
+    })
+    .await;
+    let client = server.client();
+    client.setup(ADMIN, "Alice", ADMIN_PASSWORD).await;
+
+    // --- connect: the custom endpoint form, then the provider's sign-in, then the callback ---
+    let source_id = connect_through(&client, &server.url, &oauth).await;
+    // The token was issued at the callback, a moment ago: from here it is valid for E2E_EXPIRY.
+    let signed_in = Instant::now();
     eprintln!("connected source {source_id} after {:?}", started.elapsed());
 
     // --- the first sync, started by connecting ---

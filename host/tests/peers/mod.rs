@@ -291,6 +291,44 @@ impl Sekmet {
         (patient.expect("the bundle created a Patient"), keys)
     }
 
+    /// Adds a body-weight Observation for `patient` (a new measurement, as from a visit), so the
+    /// next sync has something new to store. Answers its key.
+    pub async fn add_weight(&self, patient: &str, kilograms: &str) -> (String, String) {
+        let body = format!(
+            r#"{{"resourceType":"Observation","status":"final",
+              "category":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}}]}}],
+              "code":{{"coding":[{{"system":"http://loinc.org","code":"29463-7","display":"Body weight"}}]}},
+              "subject":{{"reference":"Patient/{patient}"}},
+              "effectiveDateTime":"2026-12-06T10:00:00Z",
+              "valueQuantity":{{"value":{kilograms},"unit":"kg","system":"http://unitsofmeasure.org","code":"kg"}}}}"#
+        );
+        let response = http()
+            .post(format!("{}/Observation", self.base))
+            .header("content-type", "application/fhir+json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST an Observation to sekmet");
+        assert!(
+            response.status().is_success(),
+            "sekmet refused the Observation"
+        );
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned);
+        let text = response.text().await.unwrap();
+        let id = match location.as_deref().and_then(type_and_id) {
+            Some((_, id)) => id,
+            None => serde_json::from_str::<Value>(&text).unwrap()["id"]
+                .as_str()
+                .expect("the created Observation's id")
+                .to_string(),
+        };
+        ("Observation".into(), id)
+    }
+
     /// GET `{base}/{path}` as JSON (sekmet ignores authorization, so none is sent).
     pub async fn get_json(&self, path: &str) -> Value {
         let url = if path.starts_with("http") {
