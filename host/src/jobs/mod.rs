@@ -200,15 +200,16 @@ pub async fn enqueue(
 }
 
 /// At start-up: jobs left `running` by a process that died are marked `interrupted`, and syncs
-/// among them queued again (an interrupted import stored nothing; its file is the user's to
-/// import again). Answers how many were re-queued.
+/// among them queued again. A job that stored its records says so in the same transaction, so
+/// one still `running` stored nothing (an import's file is the user's to import again). Answers
+/// how many were re-queued.
 pub async fn recover(db: &SqlitePool) -> sqlx::Result<u64> {
     let now = unix_now();
     let mut tx = db.begin().await?;
     let interrupted: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
         "UPDATE jobs SET status = 'interrupted', finished_at = ?,
            error = CASE kind
-             WHEN 'sync' THEN 'Fasten stopped while this job was running; it was queued again.'
+             WHEN 'sync' THEN 'Fasten stopped while this sync was running, before it stored anything; it was queued again.'
              ELSE 'Fasten stopped while this file was being imported; nothing from it was stored. Import it again.'
            END
          WHERE status = 'running' RETURNING kind, person_id, source_id",
