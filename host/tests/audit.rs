@@ -8,8 +8,6 @@ use crate::common;
 use crate::smart_mock::{self, SmartMock};
 use crate::sync_errors::{connect, finished_job, start_fasten};
 
-use std::process::{Command, Stdio};
-
 use common::{ADMIN, ADMIN_PASSWORD};
 use fantoccini::Locator;
 use reqwest::StatusCode;
@@ -18,39 +16,6 @@ const BOB_PASSWORD: &str = "bob-first-password-7";
 const BOB_NEW_PASSWORD: &str = "bob-second-password-8";
 const WRONG_PASSWORD: &str = "not-alices-password-3";
 const PASSPHRASE: &str = "audit passphrase for the backup";
-
-fn fasten_cli(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fasten"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("FASTEN_") {
-            command.env_remove(name);
-        }
-    }
-    let mut child = command
-        .arg("--config")
-        .arg(common::repo_config())
-        .args(args)
-        .env("FASTEN_DATA_DIR", data_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "fasten {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_activity_page_lists_each_security_event_and_no_secret() {
@@ -180,14 +145,14 @@ async fn the_activity_page_lists_each_security_event_and_no_secret() {
             .parent()
             .unwrap()
             .join(format!("audit-{}.tar.age", std::process::id()));
-        fasten_cli(
+        common::fasten_ok(
             &data,
             &["backup", "--with-key", "--out", archive.to_str().unwrap()],
             &format!("{PASSPHRASE}\n"),
         );
         let restored = tempfile::tempdir().unwrap();
         let restored_data = restored.path().join("data");
-        fasten_cli(
+        common::fasten_ok(
             &restored_data,
             &["restore", archive.to_str().unwrap()],
             &format!("{PASSPHRASE}\n"),

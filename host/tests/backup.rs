@@ -5,7 +5,7 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{ADMIN, TestServer, synthea};
@@ -13,37 +13,12 @@ use reqwest::StatusCode;
 
 const PASSPHRASE: &str = "correct horse battery staple";
 
-/// `fasten` with only the given data folder set (no ./config.toml, no other FASTEN_ settings).
 fn fasten(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fasten"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("FASTEN_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .arg("--config")
-        .arg(common::repo_config())
-        .env("FASTEN_DATA_DIR", data_dir)
-        .stdin(Stdio::null());
-    command
+    common::fasten_command(data_dir)
 }
 
 fn run(command: &mut Command, stdin: &str) -> Output {
-    use std::io::Write;
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::run_with_stdin(command, stdin)
 }
 
 fn succeeded(output: &Output) -> String {

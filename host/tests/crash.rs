@@ -47,36 +47,21 @@ fn resources_in(bundle: &[u8]) -> usize {
         .len()
 }
 
-fn fasten_cli(data_dir: &Path, args: &[&str], stdin: &str) {
-    use std::io::Write;
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fasten"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("FASTEN_") {
-            command.env_remove(name);
-        }
-    }
-    let mut child = command
-        .arg("--config")
-        .arg(common::repo_config())
-        .args(args)
-        .env("FASTEN_DATA_DIR", data_dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
+/// The database as a restarted server (or the next start) finds it.
+async fn open_db(path: &Path) -> sqlx::SqliteConnection {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
         .unwrap()
-        .write_all(stdin.as_bytes())
+}
+
+async fn assert_intact(db: &mut sqlx::SqliteConnection, round: u64) {
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(db)
+        .await
         .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "fasten {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_eq!(integrity, "ok", "round {round}: the database is damaged");
 }
 
 /// Starts the three uploads, each for its own person, as the Sources page's form sends them.
@@ -123,16 +108,8 @@ async fn check_after_crash(
     expected: &[usize],
     round: u64,
 ) -> usize {
-    let mut db = SqliteConnectOptions::new()
-        .filename(data_dir.join("fasten.db"))
-        .connect()
-        .await
-        .unwrap();
-    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-    assert_eq!(integrity, "ok", "round {round}: the database is damaged");
+    let mut db = open_db(&data_dir.join("fasten.db")).await;
+    assert_intact(&mut db, round).await;
     let running: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'running'")
         .fetch_one(&mut db)
         .await
@@ -239,7 +216,7 @@ async fn sigkill_during_imports_loses_nothing_and_leaves_jobs_truthful() {
         .map(|name| std::fs::read(common::synthea(name)).unwrap())
         .collect();
     let expected: Vec<usize> = bundles.iter().map(|b| resources_in(b)).collect();
-    fasten_cli(
+    common::fasten_ok(
         &data_dir,
         &["user", "add", ADMIN, "--admin"],
         &format!("{ADMIN_PASSWORD}\n"),
@@ -248,7 +225,7 @@ async fn sigkill_during_imports_loses_nothing_and_leaves_jobs_truthful() {
         (0..BUNDLES.len())
             .map(|k| {
                 let slug = format!("r{round}-p{k}");
-                fasten_cli(&data_dir, &["person", "add", &slug, "--owner", ADMIN], "");
+                common::fasten_ok(&data_dir, &["person", "add", &slug, "--owner", ADMIN], "");
                 slug
             })
             .collect()
@@ -311,11 +288,7 @@ async fn sigkill_during_imports_loses_nothing_and_leaves_jobs_truthful() {
 async fn ended_sync(server_db: &Path, source: i64, after: i64) -> (i64, String) {
     let deadline = Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let mut db = SqliteConnectOptions::new()
-            .filename(server_db)
-            .connect()
-            .await
-            .unwrap();
+        let mut db = open_db(server_db).await;
         let job: Option<(i64, String)> = sqlx::query_as(
             "SELECT id, status FROM jobs WHERE source_id = ? AND id > ? ORDER BY id DESC LIMIT 1",
         )
@@ -346,16 +319,8 @@ async fn check_sync_after_crash(
     before: usize,
     round: u64,
 ) -> bool {
-    let mut db = SqliteConnectOptions::new()
-        .filename(db_path)
-        .connect()
-        .await
-        .unwrap();
-    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-    assert_eq!(integrity, "ok", "round {round}: the database is damaged");
+    let mut db = open_db(db_path).await;
+    assert_intact(&mut db, round).await;
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM resources WHERE source_id = ?")
         .bind(source)
         .fetch_one(&mut db)
@@ -403,7 +368,7 @@ async fn sigkill_during_syncs_from_the_real_peer_keeps_jobs_and_records_in_step(
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let db_path = data_dir.join("fasten.db");
-    fasten_cli(
+    common::fasten_ok(
         &data_dir,
         &["user", "add", ADMIN, "--admin"],
         &format!("{ADMIN_PASSWORD}\n"),
@@ -445,11 +410,7 @@ async fn sigkill_during_syncs_from_the_real_peer_keeps_jobs_and_records_in_step(
             reply.body
         );
         let job = loop {
-            let mut db = SqliteConnectOptions::new()
-                .filename(&db_path)
-                .connect()
-                .await
-                .unwrap();
+            let mut db = open_db(&db_path).await;
             let id: Option<i64> =
                 sqlx::query_scalar("SELECT MAX(id) FROM jobs WHERE source_id = ? AND id > ?")
                     .bind(source)

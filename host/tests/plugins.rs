@@ -984,7 +984,6 @@ async fn a_slow_import_never_keeps_another_member_from_signing_in() {
 
 #[tokio::test]
 async fn sigterm_stops_the_server_promptly_while_a_plugin_spins() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let registry = dir.path().join("registry");
     drop_in_hostile_for(
@@ -1026,63 +1025,11 @@ async fn sigterm_stops_the_server_promptly_while_a_plugin_spins() {
     .unwrap();
     db.close().await;
 
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fasten"));
-    command.current_dir(dir.path());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("FASTEN_") {
-            command.env_remove(name);
-        }
-    }
-    let child = command
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("FASTEN_DATA_DIR", &data)
-        .env("FASTEN_PLUGINS_REGISTRY_DIR", &registry)
-        .env("FASTEN_LOG_LEVEL", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // However the test ends, the server does not outlive it.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = KillOnDrop(child);
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let url = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("fasten serve reports its address");
-        if let Some(rest) = line.split("url=").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches('/')
-                .to_string();
-        }
-    };
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    let client = common::Client {
-        base: url,
-        http: reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-    };
+    let mut server = common::ServeProcess::start(
+        &data,
+        &[("FASTEN_PLUGINS_REGISTRY_DIR", registry.as_os_str())],
+    );
+    let client = server.client();
     client
         .login("alice", "alice-password-1")
         .await
@@ -1102,13 +1049,13 @@ async fn sigterm_stops_the_server_promptly_while_a_plugin_spins() {
     let asked = Instant::now();
     assert!(
         std::process::Command::new("kill")
-            .args(["-TERM", &child.0.id().to_string()])
+            .args(["-TERM", &server.child.id().to_string()])
             .status()
             .unwrap()
             .success()
     );
     let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
+        if let Some(status) = server.child.try_wait().unwrap() {
             break status;
         }
         if asked.elapsed() > Duration::from_secs(20) {

@@ -119,14 +119,7 @@ impl TestServer {
     }
 
     pub fn client(&self) -> Client {
-        Client {
-            base: self.url.clone(),
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-        }
+        Client::new(&self.url)
     }
 
     /// A server whose first-run wizard has been completed by `alice`, with her client.
@@ -259,6 +252,18 @@ pub struct Client {
 }
 
 impl Client {
+    /// A browser-like client of the Fasten at `base`: it keeps cookies and follows no redirect.
+    pub fn new(base: &str) -> Client {
+        Client {
+            base: base.to_string(),
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
     /// GETs a page. An address from before people existed (`/labs`) moves to the account's own
     /// person (`/people/alice/labs`); that move is followed, as a browser would.
     pub async fn get(&self, path: &str) -> Reply {
@@ -511,14 +516,7 @@ impl ServeProcess {
     }
 
     pub fn client(&self) -> Client {
-        Client {
-            base: self.url.clone(),
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-        }
+        Client::new(&self.url)
     }
 
     /// SIGKILL: the process gets no chance to finish anything.
@@ -533,4 +531,50 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `fasten` command on `data_dir`, with the repository's config.toml and none of this
+/// process's own `FASTEN_` settings.
+pub fn fasten_command(data_dir: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fasten"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FASTEN_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .arg("--config")
+        .arg(repo_config())
+        .env("FASTEN_DATA_DIR", data_dir);
+    command
+}
+
+/// Runs `command` with `stdin` as its standard input, collecting what it printed.
+pub fn run_with_stdin(command: &mut std::process::Command, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `fasten ARGS` on `data_dir` and asserts that it succeeded.
+pub fn fasten_ok(data_dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let output = run_with_stdin(fasten_command(data_dir).args(args), stdin);
+    assert!(
+        output.status.success(),
+        "fasten {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
