@@ -2,7 +2,8 @@
 //! Admin → Activity with who, when and from where, and no event holds a password, token or key.
 
 use crate::browser::{
-    browser_available, open_browser, save_screenshot, sign_in, start_chromedriver, wait_for_text,
+    browser_available, fits_the_width, open_browser, save_screenshot, sign_in, start_chromedriver,
+    wait_for_text,
 };
 use crate::common;
 use crate::smart_mock::{self, SmartMock};
@@ -175,16 +176,8 @@ async fn the_activity_page_lists_each_security_event_and_no_secret() {
                 .await
                 .unwrap();
             save_screenshot(&browser, &format!("admin-activity-{name}")).await;
-            let fits = browser
-                .execute(
-                    "return document.documentElement.scrollWidth <= window.innerWidth;",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            assert_eq!(
-                fits,
-                serde_json::Value::Bool(true),
+            assert!(
+                fits_the_width(&browser).await,
                 "Activity scrolls sideways at {width} px"
             );
         }

@@ -114,6 +114,18 @@ pub(crate) async fn wait_for_text(browser: &fantoccini::Client, xpath: &str) {
         .unwrap_or_else(|e| panic!("waiting for {xpath}: {e}"));
 }
 
+/// Whether the page shown fits the window's width, with nothing to scroll sideways to.
+pub(crate) async fn fits_the_width(browser: &fantoccini::Client) -> bool {
+    browser
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        == serde_json::json!(true)
+}
+
 pub(crate) async fn save_screenshot(browser: &fantoccini::Client, name: &str) {
     let png = browser.screenshot().await.unwrap();
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
@@ -765,16 +777,8 @@ async fn a_parent_adds_a_child_switches_between_them_and_shares_the_child_to_vie
                 wait_for_text(&browser, "//main//h1").await;
                 // The dashboard's widgets arrive after the page: wait for them to settle.
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                let fits = browser
-                    .execute(
-                        "return document.documentElement.scrollWidth <= window.innerWidth;",
-                        vec![],
-                    )
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    fits,
-                    serde_json::json!(true),
+                assert!(
+                    fits_the_width(&browser).await,
                     "{page} at {width} px scrolls sideways"
                 );
             }
@@ -1004,16 +1008,8 @@ async fn the_plugins_page_shows_what_a_waiting_plugin_would_get_and_fits_a_phone
                 "{waiting}"
             );
             save_screenshot(&browser, &format!("admin-plugins-{name}")).await;
-            let fits = browser
-                .execute(
-                    "return document.documentElement.scrollWidth <= window.innerWidth;",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            assert_eq!(
-                fits,
-                serde_json::json!(true),
+            assert!(
+                fits_the_width(&browser).await,
                 "/admin/plugins at {width} px scrolls sideways"
             );
         }
