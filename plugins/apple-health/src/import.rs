@@ -43,6 +43,19 @@ const XML_BUFFER_BYTES: usize = 256 * 1024;
 const MAX_EXAMPLES: usize = 5;
 /// Skipped record types named in the warning; the rest are only counted.
 const MAX_LISTED_TYPES: usize = 10;
+/// How many times its compressed size export.xml may be in a zip. The Health app's exports
+/// inflate 20 to 30 times; a zip bomb (a few MiB that inflate to gigabytes) about 1,000 times,
+/// and streaming its gigabytes would keep a run busy until its time limit.
+const MAX_INFLATION: u64 = 200;
+/// Below this, any inflation is allowed: reading that much takes a moment, and a small export
+/// of repetitive records may compress better than a real one.
+const INFLATION_CHECKED_FROM: u64 = 64 * 1024 * 1024;
+/// The most bytes of export.xml read without a `<` or `>`. The XML reader holds a whole text or
+/// tag in memory, and an export has nothing longer than a few hundred bytes between its angle
+/// brackets (its records are attributes, its text only line breaks and indentation): without
+/// this cap, a file or zip bomb of spaces or zeros would fill the plugin's memory before
+/// anything could say what is wrong.
+const MAX_BYTES_WITHOUT_MARKUP: usize = 8 * 1024 * 1024;
 
 const EMPTY_FILE: &str = "The file is empty. Upload export.xml or the zip the Health app shares.";
 const NOT_XML: &str = "This file is not XML, so it is not an Apple Health export. Upload \
@@ -72,6 +85,8 @@ pub(crate) fn import(file: impl HostFile, out: impl Output) -> Result<Vec<String
         let mut archive = zip::ZipArchive::new(source).map_err(unreadable_zip)?;
         let index = find_export_xml(&archive)?;
         let entry = archive.by_index(index).map_err(unreadable_zip)?;
+        // The zip reader refuses to inflate past the declared size, so it can be trusted here.
+        check_inflation(entry.size(), entry.compressed_size())?;
         import_xml(
             BufReader::with_capacity(XML_BUFFER_BYTES, entry),
             &mut emitter,
@@ -88,6 +103,85 @@ pub(crate) fn import(file: impl HostFile, out: impl Output) -> Result<Vec<String
         );
     }
     Ok(warnings)
+}
+
+/// Refuses an export.xml that would inflate far more than the Health app's do.
+pub(crate) fn check_inflation(size: u64, compressed_size: u64) -> Result<(), ConnectorError> {
+    if size <= INFLATION_CHECKED_FROM || size / compressed_size.max(1) <= MAX_INFLATION {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "The export.xml in this zip would inflate to {} MB, {} times the {} bytes it takes in \
+         the zip; the Health app's exports inflate about 20 to 30 times, so this is not one (it \
+         may be a zip bomb). Upload the zip exactly as the Health app shared it, or the \
+         export.xml inside it.",
+        thousands(size / 1_000_000),
+        thousands(size / compressed_size.max(1)),
+        thousands(compressed_size)
+    )))
+}
+
+/// The XML as it is read, failing once [`MAX_BYTES_WITHOUT_MARKUP`] bytes have gone by without
+/// a `<` or `>`.
+struct MarkupRuns<R> {
+    inner: R,
+    since_markup: usize,
+    /// Bytes read in all.
+    position: u64,
+}
+
+impl<R> MarkupRuns<R> {
+    fn new(inner: R) -> Self {
+        MarkupRuns {
+            inner,
+            since_markup: 0,
+            position: 0,
+        }
+    }
+
+    /// Where the run of bytes without markup that stopped the reading began.
+    fn overlong_run(&self) -> Option<u64> {
+        (self.since_markup > MAX_BYTES_WITHOUT_MARKUP)
+            .then(|| self.position - self.since_markup as u64)
+    }
+}
+
+impl<R: BufRead> Read for MarkupRuns<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for MarkupRuns<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.overlong_run().is_some() {
+            // Said in words by `import_xml`, which knows whether this is XML at all.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "too long without markup",
+            ));
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        // The bytes consumed are the front of the buffer the last `fill_buf` returned, which
+        // asking again returns without reading (BufRead's contract).
+        if let Ok(buffer) = self.inner.fill_buf() {
+            let consumed = &buffer[..amount.min(buffer.len())];
+            // Searched from the end: in an export, markup is never far.
+            self.since_markup = match consumed.iter().rposition(|&b| b == b'<' || b == b'>') {
+                Some(at) => consumed.len() - at - 1,
+                None => self.since_markup + consumed.len(),
+            };
+        }
+        self.position += amount as u64;
+        self.inner.consume(amount);
+    }
 }
 
 fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> usize {
@@ -131,7 +225,7 @@ fn import_xml<R: BufRead, O: Output>(
     xml: R,
     out: &mut Emitter<O>,
 ) -> Result<Vec<String>, ConnectorError> {
-    let mut reader = Reader::from_reader(xml);
+    let mut reader = Reader::from_reader(MarkupRuns::new(xml));
     reader.config_mut().check_end_names = true;
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut importer = Importer::default();
@@ -143,6 +237,16 @@ fn import_xml<R: BufRead, O: Output>(
     loop {
         let event = match reader.read_event_into(&mut buf) {
             Ok(event) => event,
+            Err(_) if root_seen && reader.get_ref().overlong_run().is_some() => {
+                let from = reader.get_ref().overlong_run().unwrap_or_default();
+                return Err(invalid(format!(
+                    "export.xml has more than {} MiB without any XML markup from byte {} on, \
+                     which no Apple Health export has: the file is damaged, or it is not an \
+                     export (it may be a zip bomb). Export it again from the Health app.",
+                    MAX_BYTES_WITHOUT_MARKUP >> 20,
+                    thousands(from)
+                )));
+            }
             Err(error) => {
                 return Err(xml_error(
                     &error,

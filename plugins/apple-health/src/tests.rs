@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::emit::Output;
 use crate::exports::fasten::connector::connector::ConnectorError;
-use crate::import::import;
+use crate::import::{check_inflation, import};
 use crate::source::{HostFile, SeekableFile};
 
 const LOINC: &str = "http://loinc.org";
@@ -1076,6 +1076,46 @@ fn a_damaged_zip_is_refused() {
         message.starts_with("This zip could not be read ("),
         "{message}"
     );
+}
+
+#[test]
+fn an_export_xml_inflating_far_more_than_the_health_apps_is_refused_as_a_zip_bomb() {
+    // 2 GiB of zeros deflate to about 2 MiB.
+    let message = match check_inflation(2 << 30, 2 << 20) {
+        Err(ConnectorError::InvalidInput(message)) => message,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        message.starts_with(
+            "The export.xml in this zip would inflate to 2,147 MB, 1,024 times the 2,097,152 \
+             bytes it takes in the zip;"
+        ),
+        "{message}"
+    );
+    // A real export: 1.5 GB from 60 MB.
+    assert!(check_inflation(1_500_000_000, 60_000_000).is_ok());
+    // Small, however repetitive.
+    assert!(check_inflation(60 << 20, 1).is_ok());
+}
+
+#[test]
+fn megabytes_without_markup_are_refused_before_they_fill_the_memory() {
+    // The XML reader holds a whole text node: a bomb of spaces or zeros would fill the memory.
+    let spaces = |mebibytes: usize| {
+        let mut xml = b"<HealthData>".to_vec();
+        xml.resize(xml.len() + (mebibytes << 20), b' ');
+        xml.extend(b"</HealthData>");
+        xml
+    };
+    assert_eq!(
+        error_of(spaces(9)),
+        "export.xml has more than 8 MiB without any XML markup from byte 12 on, which no Apple \
+         Health export has: the file is damaged, or it is not an export (it may be a zip bomb). \
+         Export it again from the Health app."
+    );
+    assert!(error_of(vec![0; 9 << 20]).starts_with("This file is not XML"));
+    // Megabytes of text are still read, up to the cap.
+    assert!(run(spaces(5)).is_ok());
 }
 
 // ---------------------------------------------------------------------------------------------
