@@ -37,6 +37,11 @@ const BINARY_OVERHEAD: usize = 1024;
 const MAX_NESTING: usize = 4;
 /// Warnings kept in the summary; the rest are counted.
 const MAX_WARNINGS: usize = 100;
+/// Multipart sections and attached emails one email may declare (counted as the words
+/// `boundary` and `message/`, before it is parsed). Real emails have a few dozen; mail-parser
+/// keeps about 500 bytes for each part, so a 12 MB email of 200,000 nested sections took the
+/// plugin past its memory.
+const MAX_DECLARED_PARTS: usize = 1_000;
 
 pub(crate) const NOT_AN_EMAIL: &str = "This file is not an email message (.eml): it has no mail \
      headers. Save the email from your email program (\"Save as\" or \"Download message\") and \
@@ -84,9 +89,19 @@ pub(crate) fn import(raw: &[u8], out: &mut dyn Output) -> Result<Vec<String>, Im
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Err(ImportError::Invalid(EMPTY_FILE.into()));
     }
+    let declared = count_ignoring_case(raw, b"boundary") + count_ignoring_case(raw, b"message/");
+    if declared > MAX_DECLARED_PARTS {
+        return Err(ImportError::Invalid(format!(
+            "This email declares {declared} multipart sections and attached emails; Fasten \
+             imports emails of up to {MAX_DECLARED_PARTS}, which is far more than email \
+             programs write. Save its attachments from your email program and add them to the \
+             record on their own."
+        )));
+    }
     let message = MessageParser::default()
         .parse(raw)
-        .filter(has_mail_headers)
+        .map(Parsed)
+        .filter(|message| has_mail_headers(message))
         .ok_or_else(|| ImportError::Invalid(NOT_AN_EMAIL.into()))?;
     let key = identity(&message).unwrap_or_else(|| format!("content:{}", sha256_hex(raw)));
     let mut run = Run {
@@ -104,6 +119,47 @@ pub(crate) fn import(raw: &[u8], out: &mut dyn Output) -> Result<Vec<String>, Im
         ));
     }
     Ok(warnings)
+}
+
+/// A parsed email, taken apart one level at a time when dropped: dropping a `Message` recurses
+/// once for each email attached inside it, and 10,000 of them nested in one another (a 300 KB
+/// email) overflowed the plugin's stack.
+pub(crate) struct Parsed<'x>(pub(crate) Message<'x>);
+
+impl<'x> std::ops::Deref for Parsed<'x> {
+    type Target = Message<'x>;
+
+    fn deref(&self) -> &Message<'x> {
+        &self.0
+    }
+}
+
+impl Drop for Parsed<'_> {
+    fn drop(&mut self) {
+        fn take_attached<'x>(message: &mut Message<'x>, attached: &mut Vec<Message<'x>>) {
+            for part in &mut message.parts {
+                if matches!(part.body, PartType::Message(_))
+                    && let PartType::Message(inner) = std::mem::take(&mut part.body)
+                {
+                    attached.push(inner);
+                }
+            }
+        }
+        let mut attached = Vec::new();
+        take_attached(&mut self.0, &mut attached);
+        // Each one is dropped once the emails inside it have been taken out.
+        while let Some(mut message) = attached.pop() {
+            take_attached(&mut message, &mut attached);
+        }
+    }
+}
+
+/// How many times `word` occurs in `bytes`, in any case.
+fn count_ignoring_case(bytes: &[u8], word: &[u8]) -> usize {
+    bytes
+        .windows(word.len())
+        .filter(|window| window.eq_ignore_ascii_case(word))
+        .count()
 }
 
 fn has_mail_headers(message: &Message<'_>) -> bool {
@@ -435,6 +491,12 @@ impl Run<'_> {
     /// lines.
     fn check_boundaries(&mut self, message: &Message<'_>, which: &str) {
         let raw = message.raw_message();
+        // A section's delimiters are looked for from the near end of the section: the first
+        // from its start, the closing one from its end, so a whole email is checked in about
+        // one pass however deeply its sections nest. Only a damaged section is read through,
+        // and those reads are bounded: an email of 10,000 nested sections left open, each
+        // read through, took minutes.
+        let mut budget = BOUNDARY_SCANS.saturating_mul(raw.len()).max(1 << 20);
         for part in &message.parts {
             let Some(content_type) = part.content_type() else {
                 continue;
@@ -452,16 +514,28 @@ impl Run<'_> {
             };
             let region = &raw[start..end];
             let delimiter = format!("--{boundary}");
-            if !contains(region, delimiter.as_bytes()) {
+            let closing = format!("{delimiter}--");
+            // None: the budget is spent, and the warnings so far say the email is damaged.
+            let Some(opened) = occurs(region, delimiter.as_bytes(), Search::Forward, &mut budget)
+            else {
+                return;
+            };
+            if !opened {
                 self.warn(format!(
                     "{which} is damaged: it says its parts are separated by the line \
                      \"{delimiter}\", which never appears, so its contents were read as one \
                      piece. Compare the imported text with the email itself."
                 ));
-            } else if !contains(region, format!("{delimiter}--").as_bytes()) {
+                continue;
+            }
+            let Some(closed) = occurs(region, closing.as_bytes(), Search::Backward, &mut budget)
+            else {
+                return;
+            };
+            if !closed {
                 self.warn(format!(
                     "{which} may be cut off: the list of parts separated by \"{delimiter}\" is \
-                     never closed (there is no \"{delimiter}--\" line), so its last part may be \
+                     never closed (there is no \"{closing}\" line), so its last part may be \
                      incomplete or hold stray lines. Compare the imported records with the email \
                      itself."
                 ));
@@ -719,11 +793,42 @@ fn lowercase_first(text: &str) -> Cow<'_, str> {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty()
-        && haystack
-            .windows(needle.len())
-            .any(|window| window == needle)
+/// How many times over its bytes the sections of one email are searched for their delimiters,
+/// at most (see [`Run::check_boundaries`]).
+const BOUNDARY_SCANS: usize = 8;
+
+enum Search {
+    Forward,
+    Backward,
+}
+
+/// Whether `needle` occurs in `haystack`, looked for from its start or its end, each position
+/// looked at taken from `budget`; None when the budget ran out first.
+fn occurs(haystack: &[u8], needle: &[u8], search: Search, budget: &mut usize) -> Option<bool> {
+    if needle.is_empty() || needle.len() > haystack.len() {
+        return Some(false);
+    }
+    let positions = haystack.len() - needle.len() + 1;
+    let allowed = positions.min(*budget);
+    let windows = haystack.windows(needle.len());
+    let found = match search {
+        Search::Forward => windows.take(allowed).position(|w| w == needle),
+        Search::Backward => windows.rev().take(allowed).position(|w| w == needle),
+    };
+    match found {
+        Some(at) => {
+            *budget -= at + 1;
+            Some(true)
+        }
+        None if allowed < positions => {
+            *budget = 0;
+            None
+        }
+        None => {
+            *budget -= allowed;
+            Some(false)
+        }
+    }
 }
 
 fn unreadable_warning(label: &str, unreadable: &Unreadable) -> String {

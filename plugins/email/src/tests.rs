@@ -974,3 +974,78 @@ fn a_very_long_text_is_cut_at_two_mib_with_a_warning() {
         ["The email has more than 2 MiB of text; only its first 2 MiB were kept."]
     );
 }
+
+/// An email of `depth` multipart sections nested in one another, each closed or left open,
+/// around `text` bytes of text.
+fn nested_email(depth: usize, closed: bool, text: usize) -> Vec<u8> {
+    let mut raw = String::from("From: lab@example.org\r\nSubject: Nested\r\n");
+    for level in 0..depth {
+        raw.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"n{level}\"\r\n\r\n--n{level}\r\n"
+        ));
+    }
+    raw.push_str("Content-Type: text/plain\r\n\r\ninnermost\r\n");
+    raw.push_str(&"All normal.\r\n".repeat(text / 13));
+    if closed {
+        for level in (0..depth).rev() {
+            raw.push_str(&format!("--n{level}--\r\n"));
+        }
+    }
+    raw.into_bytes()
+}
+
+#[test]
+fn nested_sections_are_checked_in_about_one_pass() {
+    // Each of 1,000 sections searched through 8 MB for its closing line: minutes.
+    let started = std::time::Instant::now();
+    let closed = import(&nested_email(1_000, true, 8 << 20));
+    let text_cut = "The email has more than 2 MiB of text; only its first 2 MiB were kept.";
+    assert!(text_of(closed.email()).starts_with("innermost"));
+    assert_eq!(closed.warnings, [text_cut]);
+    let open = import(&nested_email(1_000, false, 8 << 20));
+    assert!(text_of(open.email()).starts_with("innermost"));
+    // The first sections found open are named; the search then stops, the email being damaged.
+    assert!(
+        open.warnings.iter().any(|w| w == text_cut),
+        "{:?}",
+        open.warnings
+    );
+    assert!(
+        open.warnings[0].contains("no \"--n0--\" line"),
+        "{:?}",
+        open.warnings
+    );
+    assert!(open.warnings.len() < 20, "{:?}", open.warnings);
+    let took = started.elapsed();
+    assert!(took.as_secs() < 30, "{took:?}");
+}
+
+/// An email with `depth` emails attached inside one another.
+fn email_in_emails(depth: usize) -> Vec<u8> {
+    let mut raw = String::from("From: lab@example.org\r\nSubject: Forwarded\r\n");
+    raw.push_str(&"Content-Type: message/rfc822\r\n\r\n".repeat(depth));
+    raw.push_str("Subject: innermost\r\n\r\ninnermost\r\n");
+    raw.into_bytes()
+}
+
+#[test]
+fn a_parsed_email_is_dropped_without_a_level_of_recursion_per_attached_email() {
+    // Dropped as mail-parser's `Message`, 100,000 levels overflow even a native test's stack.
+    let raw = email_in_emails(100_000);
+    let message = mail_parser::MessageParser::default()
+        .parse(&raw[..])
+        .unwrap();
+    drop(email::Parsed(message));
+}
+
+#[test]
+fn an_email_declaring_thousands_of_parts_is_refused_before_it_is_parsed() {
+    assert!(import(&email_in_emails(1_000)).warnings.is_empty());
+    assert_eq!(
+        import_error(&email_in_emails(1_001)),
+        "This email declares 1001 multipart sections and attached emails; Fasten imports \
+         emails of up to 1000, which is far more than email programs write. Save its \
+         attachments from your email program and add them to the record on their own."
+    );
+    assert!(import_error(&nested_email(1_001, true, 0)).starts_with("This email declares 1001 "));
+}
