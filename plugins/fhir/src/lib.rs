@@ -32,6 +32,10 @@ const BATCH_RESOURCES: usize = 250;
 const BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// How much of a file is read to decide its format.
 const SNIFF_BYTES: usize = 64 * 1024;
+/// The longest NDJSON line read. The host stores no record larger than the 4 MiB it accepts in
+/// one call, and a longer line, held at once as bytes, parsed value and text, took the plugin
+/// past its memory (a 10 MB line did).
+const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 
 struct Fhir;
 
@@ -152,11 +156,22 @@ fn strip_bom(bytes: &[u8]) -> &[u8] {
 }
 
 fn import_ndjson(file: &SourceFile, emitter: &mut Emitter<'_>) -> Result<(), ConnectorError> {
-    use std::io::BufRead;
-    let reader = std::io::BufReader::with_capacity(256 * 1024, FileReader::new(file));
-    for (index, line) in reader.split(b'\n').enumerate() {
-        let number = index + 1;
-        let line = line.map_err(|e| invalid(format!("cannot read line {number}: {e}")))?;
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, FileReader::new(file));
+    let mut line = Vec::new();
+    for number in 1.. {
+        match next_line(&mut reader, &mut line, MAX_LINE_BYTES)
+            .map_err(|e| invalid(format!("cannot read line {number}: {e}")))?
+        {
+            Line::End => break,
+            Line::TooLong => {
+                return Err(invalid(format!(
+                    "Line {number} is longer than {} MiB, more than Fasten stores as one record, \
+                     so the file cannot be imported.",
+                    MAX_LINE_BYTES >> 20
+                )));
+            }
+            Line::Read => {}
+        }
         let line = if number == 1 { strip_bom(&line) } else { &line };
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -172,6 +187,35 @@ fn import_ndjson(file: &SourceFile, emitter: &mut Emitter<'_>) -> Result<(), Con
         return Err(invalid("The file holds no resources."));
     }
     Ok(())
+}
+
+enum Line {
+    Read,
+    TooLong,
+    End,
+}
+
+/// Reads the next line into `line`, without its `\n`, reading no more than `max` bytes of it.
+fn next_line(
+    reader: &mut impl std::io::BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Line> {
+    use std::io::{BufRead, Read};
+    line.clear();
+    if reader.take(max as u64 + 1).read_until(b'\n', line)? == 0 {
+        return Ok(Line::End);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        return Ok(Line::Read);
+    }
+    // No line break: the last line, or one cut at `max + 1` bytes.
+    Ok(if line.len() > max {
+        Line::TooLong
+    } else {
+        Line::Read
+    })
 }
 
 /// Collects resources into batches and hands them to the host.
@@ -237,5 +281,35 @@ fn describe_outcome(outcome: &Value) -> String {
         "The file contained an OperationOutcome (a server-reported problem).".into()
     } else {
         format!("The file reported a problem: {}", issues.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &[u8], max: usize) -> Vec<Result<String, &'static str>> {
+        let mut reader = text;
+        let mut line = Vec::new();
+        let mut read = Vec::new();
+        loop {
+            match next_line(&mut reader, &mut line, max).unwrap() {
+                Line::End => return read,
+                Line::TooLong => read.push(Err("too long")),
+                Line::Read => read.push(Ok(String::from_utf8(line.clone()).unwrap())),
+            }
+        }
+    }
+
+    #[test]
+    fn ndjson_lines_are_read_up_to_a_length() {
+        assert_eq!(
+            lines(b"{}\n\n{\"a\":1}", 8),
+            [Ok("{}".into()), Ok("".into()), Ok("{\"a\":1}".into())]
+        );
+        // Exactly `max` bytes and its line break, then one byte more.
+        assert_eq!(lines(b"12345678\n", 8), [Ok("12345678".into())]);
+        assert_eq!(lines(b"123456789\n", 8)[0], Err("too long"));
+        assert_eq!(lines(b"123456789", 8)[0], Err("too long"));
     }
 }
