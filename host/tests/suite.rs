@@ -19,6 +19,7 @@ mod dashboard;
 mod email;
 mod explore;
 mod export;
+mod fuzz;
 mod history;
 mod inbox;
 mod labs;
