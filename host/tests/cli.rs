@@ -1,7 +1,7 @@
 //! The `fasten` binary as an operator uses it: start-up failures, graceful shutdown, and the
 //! `user` commands that read passwords from standard input.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,19 +19,7 @@ fn fasten(dir: &std::path::Path) -> Command {
 }
 
 fn run_with_stdin(command: &mut Command, stdin: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    crate::common::run_with_stdin(command, stdin)
 }
 
 fn stderr_lines(output: &Output) -> Vec<String> {
