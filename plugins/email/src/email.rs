@@ -466,8 +466,20 @@ impl Run<'_> {
             }
             Kind::Ccda(header) => {
                 let document =
-                    ccda_document(&header, key, index, &Value::Object(attachment.clone()));
-                self.emit(document.to_string())?;
+                    ccda_document(&header, key, index, &Value::Object(attachment.clone()))
+                        .to_string();
+                // Its header's title and codes are the document's own, of any length: a 5 MiB
+                // title made a record the host refused, failing the whole email.
+                if document.len() > MAX_RESOURCE_BYTES {
+                    self.warn(format!(
+                        "The C-CDA document {label} has a header of {} MiB, more than the {} MiB \
+                         a record may be, so it was only kept as a file.",
+                        mebibytes(document.len()),
+                        MAX_RESOURCE_BYTES >> 20
+                    ));
+                } else {
+                    self.emit(document)?;
+                }
             }
             Kind::Other => {}
         }

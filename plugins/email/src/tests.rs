@@ -1049,3 +1049,34 @@ fn an_email_declaring_thousands_of_parts_is_refused_before_it_is_parsed() {
     );
     assert!(import_error(&nested_email(1_001, true, 0)).starts_with("This email declares 1001 "));
 }
+
+#[test]
+fn a_ccda_whose_header_is_too_large_for_a_record_is_kept_only_as_a_file() {
+    let title = "Summary ".repeat(330_000);
+    let ccda = format!(
+        "<ClinicalDocument xmlns=\"urn:hl7-org:v3\"><title>{title}</title></ClinicalDocument>"
+    );
+    let eml = build_eml(
+        HEADERS,
+        "Your summary.",
+        &[Part {
+            name: "CCD.xml",
+            content_type: "application/xml",
+            bytes: ccda.as_bytes(),
+        }],
+    );
+    let imported = import(&eml);
+    assert_eq!(
+        imported.warnings,
+        [
+            "The C-CDA document \"CCD.xml\" has a header of 5.0 MiB, more than the 4 MiB a record \
+          may be, so it was only kept as a file."
+        ]
+    );
+    assert_eq!(imported.of_type("Binary").len(), 1);
+    assert_eq!(
+        imported.of_type("DocumentReference").len(),
+        1,
+        "the email's own"
+    );
+}
