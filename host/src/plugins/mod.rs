@@ -1182,8 +1182,13 @@ fn classify_trap(
     if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
         return RunFailure::TimeLimit(seconds);
     }
-    let first_line = format!("{trap:#}").lines().next().unwrap_or("").to_string();
-    RunFailure::Crashed(first_line)
+    // The trap itself says what went wrong ("wasm `unreachable` instruction executed" for a
+    // panic, "call stack exhausted"); the error around it only says where, over many lines.
+    let reason = match trap.downcast_ref::<wasmtime::Trap>() {
+        Some(kind) => kind.to_string(),
+        None => trap.root_cause().to_string(),
+    };
+    RunFailure::Crashed(reason.lines().next().unwrap_or("").to_string())
 }
 
 /// A component built against a `fasten:connector` version this host lacks is refused by name,
