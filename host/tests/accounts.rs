@@ -392,6 +392,8 @@ async fn members_get_403_on_every_admin_page_and_action() {
     for path in [
         "/admin/users",
         "/admin/plugins",
+        "/admin/backups",
+        "/admin/activity",
         &format!("/admin/users/{}/delete", server.user_id(ADMIN).await),
     ] {
         let page = bob.get(path).await;

@@ -5,7 +5,7 @@
 use crate::common;
 
 #[path = "../benches/support/apple_health_gen.rs"]
-mod apple_health_gen;
+pub(crate) mod apple_health_gen;
 
 use std::io::Write;
 
@@ -22,7 +22,7 @@ fn sample() -> Vec<u8> {
 }
 
 /// The zip the Health app shares: the export in `apple_health_export/`, beside its other files.
-fn exported_zip(export_xml: &[u8]) -> Vec<u8> {
+pub(crate) fn exported_zip(export_xml: &[u8]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);

@@ -180,6 +180,33 @@ async fn the_activity_page_lists_each_security_event_and_no_secret() {
                 fits_the_width(&browser).await,
                 "Activity scrolls sideways at {width} px"
             );
+            // The other pages this change touched: Backups, and the backup line on Users.
+            for (page, heading) in [
+                ("/admin/backups", "Backups"),
+                ("/admin/users", "Family accounts"),
+            ] {
+                browser
+                    .goto(&format!("{}{page}", server.url))
+                    .await
+                    .unwrap();
+                wait_for_text(&browser, &format!("//main//h1[contains(., '{heading}')]")).await;
+                let standing = browser
+                    .find(Locator::Id("backup-standing"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                assert!(
+                    standing.contains("The newest backup was made"),
+                    "{page}: {standing}"
+                );
+                save_screenshot(&browser, &format!("admin{}-{name}", page.replace('/', "-"))).await;
+                assert!(
+                    fits_the_width(&browser).await,
+                    "{page} scrolls sideways at {width} px"
+                );
+            }
         }
         for expected in [
             "Failed sign-in: wrong password",

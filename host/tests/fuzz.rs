@@ -16,16 +16,14 @@
 
 use crate::common;
 
-// Also a private module of the apple_health tests; this copy keeps the two files independent.
-#[allow(clippy::duplicate_mod)]
-#[path = "../benches/support/apple_health_gen.rs"]
-mod apple_health_gen;
+// The Apple Health export generator and the zip the Health app shares, as the Apple Health
+// tests build them.
+use crate::apple_health::{apple_health_gen, exported_zip};
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::convert::identity;
 use std::fmt::Debug;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -146,7 +144,7 @@ fn apple_health_zip() {
         std::fs::read(shared("apple-health/export.xml")).unwrap(),
         generated_export(),
     ];
-    let zips: Vec<Vec<u8>> = exports.iter().map(|xml| health_app_zip(xml)).collect();
+    let zips: Vec<Vec<u8>> = exports.iter().map(|xml| exported_zip(xml)).collect();
     let strategy = prop_oneof![
         3 => (any::<Index>(), mutations()).prop_map(|(seed, mutations)| ZipCase::Inside { seed, mutations }),
         3 => (any::<Index>(), byte_mutations(), directory_flips())
@@ -169,7 +167,7 @@ fn apple_health_zip() {
         ZipCase::Inside { seed, mutations } => {
             let mut xml = exports[seed.index(exports.len())].clone();
             apply_all(Format::Xml, &mut xml, mutations);
-            health_app_zip(&xml)
+            exported_zip(&xml)
         }
         ZipCase::Outside {
             seed,
@@ -1266,21 +1264,6 @@ fn zip_one_entry(name: &str, deflated: &[u8], crc: u32, declared_size: u32) -> V
     zip.extend(directory_start.to_le_bytes());
     zip.extend(0u16.to_le_bytes()); // comment length
     zip
-}
-
-/// The zip the Health app shares: the export in `apple_health_export/`, beside its C-CDA.
-fn health_app_zip(export_xml: &[u8]) -> Vec<u8> {
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    zip.start_file("apple_health_export/export_cda.xml", options)
-        .unwrap();
-    zip.write_all(b"<ClinicalDocument xmlns=\"urn:hl7-org:v3\"/>")
-        .unwrap();
-    zip.start_file("apple_health_export/export.xml", options)
-        .unwrap();
-    zip.write_all(export_xml).unwrap();
-    zip.finish().unwrap().into_inner()
 }
 
 // ----------------------------------------------------------------------------------------------
