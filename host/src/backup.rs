@@ -488,7 +488,7 @@ pub fn standing(config: &crate::config::Config, newest: Option<i64>, now: i64) -
                 sentence: format!(
                     "The newest backup was made {} ago ({}).{}",
                     crate::sources::smart::in_words(age),
-                    time_in_words(at),
+                    crate::web::render::datetime_filter(at),
                     if warning {
                         " That is older than it should be: see why below, or run `fasten backup`."
                     } else {
@@ -499,19 +499,6 @@ pub fn standing(config: &crate::config::Config, newest: Option<i64>, now: i64) -
             }
         }
     }
-}
-
-/// "2026-12-06 14:05 UTC".
-pub fn time_in_words(at: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(at)
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute] UTC"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| at.to_string())
 }
 
 /// Counts what the snapshot holds, from the snapshot itself, so the manifest describes exactly

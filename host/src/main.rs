@@ -305,7 +305,7 @@ async fn restore_command(
     let subject = format!(
         "{} (made {})",
         file.display(),
-        fasten::backup::time_in_words(manifest.created_at)
+        fasten::web::render::datetime_filter(manifest.created_at)
     );
     audit::record(
         &db,
@@ -321,7 +321,7 @@ async fn restore_command(
         manifest.people.len(),
         manifest.accounts,
         config.data_dir.display(),
-        fasten::backup::time_in_words(manifest.created_at)
+        fasten::web::render::datetime_filter(manifest.created_at)
     );
     Ok(())
 }

@@ -74,8 +74,8 @@ fn configure(env: &mut Environment<'static>) {
     env.add_filter("datetime", datetime_filter);
 }
 
-/// Unix seconds as "2026-11-23 09:30 UTC".
-fn datetime_filter(secs: i64) -> String {
+/// Unix seconds as "2026-11-23 09:30 UTC", as the pages show times (also in the CLI's messages).
+pub fn datetime_filter(secs: i64) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
