@@ -158,9 +158,19 @@ impl Sekmet {
     /// Starts a server and waits until `GET /fhir/metadata` answers 200. The port is chosen
     /// before the server binds it, so a lost race is retried on another port.
     pub async fn start() -> Sekmet {
+        Self::start_checking("warn").await
+    }
+
+    /// A server that refuses any resource failing its structural validation (fhir.resources
+    /// R4B models), for checking that what Fasten produces is valid FHIR.
+    pub async fn start_strict() -> Sekmet {
+        Self::start_checking("strict").await
+    }
+
+    async fn start_checking(validation: &'static str) -> Sekmet {
         let mut last_error = String::new();
         for _ in 0..3 {
-            match Self::try_start().await {
+            match Self::try_start(validation).await {
                 Ok(sekmet) => return sekmet,
                 Err(e) => last_error = e,
             }
@@ -168,7 +178,7 @@ impl Sekmet {
         panic!("sekmet did not start: {last_error}");
     }
 
-    async fn try_start() -> Result<Sekmet, String> {
+    async fn try_start(validation: &str) -> Result<Sekmet, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}/fhir");
@@ -181,7 +191,7 @@ impl Sekmet {
             "port": port,
             "data_dir": data,
             "simulator": { "enabled": false },
-            "validation": { "inbound": "warn" },
+            "validation": { "inbound": validation },
         });
         let settings_path = dir.path().join("settings.yaml");
         std::fs::write(&settings_path, settings.to_string()).unwrap();
