@@ -15,6 +15,7 @@ use crate::fhir::identity::{Identity, OtherPatient, PatientGuard};
 use crate::fhir::ingest::{Counts, Writer};
 use crate::jobs::{self, Trigger};
 use crate::plugins::{FileInput, LoadedPlugin, PluginHost, RunContext, RunFailure, RunOutput};
+use crate::routing::{self, Claim, Content, Refusal};
 use crate::spool::Spool;
 
 /// What a successful import did.
@@ -81,8 +82,12 @@ impl std::fmt::Display for Unplaced {
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// No loaded plugin takes this kind of file.
-    #[error("Fasten cannot import {0}: {1}")]
+    #[error("Fasten cannot import {0}: {1}.")]
     NoPlugin(String, String),
+    /// Plugins take files with this one's ending, but its content is none of theirs (an XML
+    /// file with another root element): refused before any plugin runs.
+    #[error("Fasten cannot import {0}: {1}. Nothing from this file was stored.")]
+    NotRecognised(String, String),
     /// The run failed; nothing from the file was stored.
     #[error("{file}: {} Nothing from this file was stored.", full_stop(&.failure.to_string()))]
     Failed { file: String, failure: RunFailure },
@@ -119,48 +124,21 @@ fn full_stop(message: &str) -> String {
     }
 }
 
-/// Picks the plugin for a file: by its name's ending, else by a look at its first bytes.
+/// Picks the plugin for a file by the file types and content signatures the plugins declare
+/// (the rule is [`crate::routing::route`]), looking at the start of the file at `path` (and a
+/// zip's list of members). Nothing is recorded: a refused file touches no source.
 pub fn choose_plugin(
     plugins: &PluginHost,
     name: &str,
-    head: &[u8],
+    path: &Path,
 ) -> Result<Arc<LoadedPlugin>, ImportError> {
     let importers = plugins.file_importers();
-    let lower = name.to_ascii_lowercase();
-    let by_name = importers.iter().find(|p| {
-        p.info
-            .file_types
-            .iter()
-            .flat_map(|t| t.extensions.iter())
-            .any(|ext| lower.ends_with(&format!(".{ext}")))
-    });
-    if let Some(plugin) = by_name {
-        return Ok(plugin.clone());
+    let claims: Vec<Claim> = importers.iter().map(|p| p.claim()).collect();
+    match routing::route(&claims, name, &Content::of_file(path)) {
+        Ok(i) => Ok(importers[i].clone()),
+        Err(Refusal::Unclaimed(why)) => Err(ImportError::NoPlugin(name.to_string(), why)),
+        Err(Refusal::NotRecognised(why)) => Err(ImportError::NotRecognised(name.to_string(), why)),
     }
-    let text = String::from_utf8_lossy(head);
-    if text
-        .trim_start_matches('\u{feff}')
-        .trim_start()
-        .starts_with('{')
-        && let Some(fhir) = importers.iter().find(|p| p.manifest.id == "fhir")
-    {
-        return Ok(fhir.clone());
-    }
-    let accepted: Vec<String> = importers
-        .iter()
-        .flat_map(|p| p.info.file_types.iter().map(|t| t.description.clone()))
-        .collect();
-    Err(ImportError::NoPlugin(
-        name.to_string(),
-        if accepted.is_empty() {
-            "no import plugin is loaded".into()
-        } else {
-            format!(
-                "it is none of the kinds of file Fasten knows: {}",
-                accepted.join("; ")
-            )
-        },
-    ))
 }
 
 /// The name of a plugin's "Uploaded files" source.
@@ -344,8 +322,7 @@ pub async fn import_file(
     via: Trigger,
     options: &ImportOptions,
 ) -> Result<ImportReport, ImportError> {
-    let head = read_head(path);
-    let plugin = match choose_plugin(plugins, file_name, &head) {
+    let plugin = match choose_plugin(plugins, file_name, path) {
         Ok(plugin) => plugin,
         Err(e) => {
             let job_id = jobs::start_import(db, person_id, None, file_name, via).await?;
@@ -843,7 +820,7 @@ pub async fn preview_file(
     options: &ImportOptions,
     sample_size: usize,
 ) -> Result<Preview, ImportError> {
-    let plugin = choose_plugin(plugins, file_name, &read_head(path))?;
+    let plugin = choose_plugin(plugins, file_name, path)?;
     let (output, (counts, sample)) = run_without_storing(
         plugins,
         &plugin,
@@ -883,18 +860,8 @@ pub async fn file_patient(
     path: &Path,
     file_name: &str,
 ) -> Result<Option<Identity>, ImportError> {
-    let plugin = choose_plugin(plugins, file_name, &read_head(path))?;
+    let plugin = choose_plugin(plugins, file_name, path)?;
     let patients =
         patients_in(plugins, &plugin, path, file_name, &ImportOptions::default()).await?;
     Ok(patients.into_iter().next().map(|(_, identity)| identity))
-}
-
-fn read_head(path: &Path) -> Vec<u8> {
-    use std::io::Read;
-    let mut head = vec![0u8; 512];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .unwrap_or(0);
-    head.truncate(n);
-    head
 }

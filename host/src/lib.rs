@@ -16,6 +16,7 @@ pub mod inbox;
 pub mod jobs;
 pub mod plugins;
 pub mod record;
+pub mod routing;
 pub mod search;
 pub mod secrets;
 pub mod sources;

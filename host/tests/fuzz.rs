@@ -1,6 +1,6 @@
 //! Property-based fuzzing of every file parser a bundled plugin runs: CSV lab results, emails
-//! (.eml), C-CDA documents (read by the email plugin from an attachment: a .xml file on its own
-//! goes to Apple Health), Apple Health export.xml and its zip, FHIR Bundles and NDJSON.
+//! (.eml), C-CDA documents (read by the email plugin from an attachment), Apple Health
+//! export.xml and its zip, FHIR Bundles and NDJSON.
 //!
 //! Each case mutates a known-good sample (truncation, byte flips, format tokens, repeated
 //! slices, huge fields, deep nesting, UTF-16 and Latin-1 re-encodings; for the zip also damaged
@@ -636,6 +636,9 @@ fn classify(error: &ImportError) -> Result<&'static str, &'static str> {
         ImportError::OtherPatient(_)
         | ImportError::Unplaced(_)
         | ImportError::PersonQuota { .. } => Ok("refused by the host"),
+        // A mutation that makes the file look like no plugin's (a root element renamed, a zip
+        // directory lost) is refused before any plugin runs.
+        ImportError::NotRecognised(..) => Ok("not recognised by the host"),
         ImportError::NoPlugin(..) => Err("no plugin took the file"),
         ImportError::Database(_) => Err("a database error"),
         ImportError::Spool(_) => Err("the records could not be set aside"),

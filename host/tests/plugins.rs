@@ -238,7 +238,8 @@ async fn bad_files_are_refused_with_a_clear_message_and_store_nothing() {
     let full = std::fs::read(&synthea()[3]).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("truncated.json", full[..full.len() / 2].to_vec(), "not valid JSON"),
-        ("notes.json", b"hello, this is not json".to_vec(), "not a FHIR JSON file"),
+        // Refused before the plugin runs: FHIR's signature is a JSON object.
+        ("notes.json", b"hello, this is not json".to_vec(), "it starts with “hello, this”"),
         ("empty-bundle.json", br#"{"resourceType":"Bundle","type":"collection","entry":[]}"#.to_vec(), "no entries"),
         ("wizard.json", br#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"ok"}},{"resource":{"resourceType":"Wizard","id":"w"}}]}"#.to_vec(), "unknown resourceType \"Wizard\""),
         ("bad-line.ndjson", b"{\"resourceType\":\"Patient\",\"id\":\"a\"}\n{\"resourceType\":\"Pat".to_vec(), "Line 2"),
@@ -670,13 +671,32 @@ async fn a_hostile_plugin_is_contained_and_everything_else_keeps_working() {
     .await
     .unwrap();
     assert_eq!(fhir.counts.added, 104);
-    assert_eq!(fhir.plugin, "FHIR", "the bundled plugin keeps .json");
+    assert_eq!(
+        fhir.plugin, "FHIR",
+        "the bundled plugin keeps FHIR's .json files"
+    );
     assert_eq!(admin.get("/").await.status, reqwest::StatusCode::OK);
+    // FHIR's signature (a JSON object) tells its files apart, so the hostile plugin's claim on
+    // .json is no conflict: it is given only the .json files FHIR does not recognise.
     let page = admin.get("/admin/plugins").await;
     assert!(
-        page.body.contains(".json (FHIR)") && page.body.contains("keeps it"),
-        "the admin sees the claim on .json as a conflict"
+        page.body.contains("Recognises them by") && !page.body.contains("keeps it"),
+        "{}",
+        page.body
     );
+    let not_fhir = write(dir.path(), "list.json", b"ok");
+    let taken = import_file(
+        &server.state.db,
+        &plugins,
+        user,
+        &not_fhir,
+        "list.json",
+        fasten::jobs::Trigger::Cli,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken.plugin, "Hostile test plugin");
 
     // A limit raised in the manifest after approval needs approval again.
     let manifest = registry.path().join("test-hostile/plugin.toml");

@@ -27,6 +27,7 @@ mod manual;
 mod people;
 mod plugin_units;
 mod plugins;
+mod routing;
 mod search;
 mod site;
 mod smart_mock_selftest;

@@ -28,7 +28,129 @@ pub struct Manifest {
     pub capabilities: Capabilities,
     #[serde(default)]
     pub limits: Limits,
+    /// How this plugin's files are told from another plugin's that end the same way (see
+    /// [`crate::sniff`]); none makes it the fallback for the endings it claims.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<Signature>,
     pub dev: Option<DevSection>,
+}
+
+/// The most signatures one manifest may declare: each is checked against every file whose
+/// ending the plugin claims.
+const MAX_SIGNATURES: usize = 16;
+/// The longest `starts_with`: files are sniffed from a bounded prefix.
+pub const MAX_STARTS_WITH: usize = 64;
+
+/// One `[[signatures]]` table: what a file of this plugin's looks like inside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SignatureTable", into = "SignatureTable")]
+pub enum Signature {
+    /// An XML file whose root element has this local name (any namespace prefix).
+    XmlRoot(String),
+    /// A zip holding a member whose path matches this glob (`*` any run, case-insensitive).
+    ZipMember(String),
+    /// Text that, after a byte-order mark and whitespace, starts with this.
+    StartsWith(String),
+}
+
+/// A `[[signatures]]` table as written; [`Signature`] is what it must be: exactly one key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureTable {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    xml_root: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    zip_member: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    starts_with: Option<String>,
+}
+
+impl TryFrom<SignatureTable> for Signature {
+    type Error = String;
+
+    fn try_from(table: SignatureTable) -> Result<Signature, String> {
+        let signature = match (table.xml_root, table.zip_member, table.starts_with) {
+            (Some(root), None, None) => Signature::XmlRoot(root),
+            (None, Some(glob), None) => Signature::ZipMember(glob),
+            (None, None, Some(prefix)) => Signature::StartsWith(prefix),
+            _ => {
+                return Err(
+                    "a [[signatures]] table has exactly one of xml_root, zip_member or starts_with"
+                        .into(),
+                );
+            }
+        };
+        signature.check()?;
+        Ok(signature)
+    }
+}
+
+impl From<Signature> for SignatureTable {
+    fn from(signature: Signature) -> SignatureTable {
+        match signature {
+            Signature::XmlRoot(root) => SignatureTable {
+                xml_root: Some(root),
+                ..Default::default()
+            },
+            Signature::ZipMember(glob) => SignatureTable {
+                zip_member: Some(glob),
+                ..Default::default()
+            },
+            Signature::StartsWith(prefix) => SignatureTable {
+                starts_with: Some(prefix),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl Signature {
+    /// Refuses a signature that could never match, or that would match every file of its kind
+    /// and so take files from every other plugin.
+    fn check(&self) -> Result<(), String> {
+        match self {
+            Signature::XmlRoot(root) => {
+                let name_char = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.');
+                if root.is_empty()
+                    || !root.chars().all(name_char)
+                    || root.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
+                {
+                    return Err(format!(
+                        "xml_root {root:?} is not the local name of an XML element (no prefix, no spaces)"
+                    ));
+                }
+            }
+            Signature::ZipMember(glob) => {
+                if glob.chars().all(|c| c == '*' || c == '/') {
+                    return Err(format!(
+                        "zip_member {glob:?} would match every zip: name at least part of a member's path"
+                    ));
+                }
+            }
+            Signature::StartsWith(prefix) => {
+                if prefix.trim().is_empty() || prefix.starts_with(char::is_whitespace) {
+                    return Err(format!(
+                        "starts_with {prefix:?} must begin with something other than whitespace (leading whitespace is skipped before it is compared)"
+                    ));
+                }
+                if prefix.len() > MAX_STARTS_WITH {
+                    return Err(format!(
+                        "starts_with is at most {MAX_STARTS_WITH} bytes long"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The signature in words, for the admin page: "XML whose root is <HealthData>".
+    pub fn describe(&self) -> String {
+        match self {
+            Signature::XmlRoot(root) => format!("XML whose root is <{root}>"),
+            Signature::ZipMember(glob) => format!("a zip holding {glob}"),
+            Signature::StartsWith(prefix) => format!("text starting with {prefix}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -73,10 +195,15 @@ impl Manifest {
     /// The sha256 of what an administrator grants besides the component: the hosts it may
     /// reach and its limits. An approval is for these exact terms.
     pub fn terms_sha256(&self) -> String {
-        let terms = serde_json::json!({
+        let mut terms = serde_json::json!({
             "allowed_hosts": self.capabilities.allowed_hosts,
             "limits": self.limits,
         });
+        // Signatures decide which files the plugin is given, so they are terms too; added only
+        // when there are some, so approvals from before signatures existed still hold.
+        if !self.signatures.is_empty() {
+            terms["signatures"] = serde_json::json!(self.signatures);
+        }
         super::sha256_hex(terms.to_string().as_bytes())
     }
 
@@ -111,6 +238,12 @@ impl Manifest {
         if manifest.limits.memory_mib == 0 || manifest.limits.memory_mib > 1024 {
             bail!("plugin {}: limits.memory_mib must be 1-1024", manifest.id);
         }
+        if manifest.signatures.len() > MAX_SIGNATURES {
+            bail!(
+                "plugin {}: at most {MAX_SIGNATURES} [[signatures]] tables",
+                manifest.id
+            );
+        }
         Ok(manifest)
     }
 
@@ -135,6 +268,79 @@ mod tests {
         let manifest = Manifest::parse(text).unwrap();
         assert_eq!(manifest.id, "fhir");
         assert_eq!(manifest.limits.memory_mib, 64);
+    }
+
+    const HEADER: &str = r#"id = "x"
+name = "X"
+version = "1.0.0"
+api = "fasten:connector@0.1"
+kind = "file"
+artifact = "x.wasm"
+"#;
+
+    #[test]
+    fn signatures_parse_one_key_per_table() {
+        let manifest = Manifest::parse(&format!(
+            "{HEADER}[[signatures]]\nxml_root = \"ClinicalDocument\"\n[[signatures]]\nzip_member = \"IHE_XDM/*\"\n[[signatures]]\nstarts_with = \"{{\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            manifest.signatures,
+            [
+                Signature::XmlRoot("ClinicalDocument".into()),
+                Signature::ZipMember("IHE_XDM/*".into()),
+                Signature::StartsWith("{".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_signatures_are_refused_saying_why() {
+        for (table, expected) in [
+            (
+                "xml_root = \"a\"\nstarts_with = \"{\"",
+                "exactly one of xml_root, zip_member or starts_with",
+            ),
+            ("", "exactly one of"),
+            ("xml_rot = \"a\"", "unknown field `xml_rot`"),
+            ("xml_root = \"cda:ClinicalDocument\"", "not the local name"),
+            ("zip_member = \"*/*\"", "would match every zip"),
+            ("starts_with = \" \"", "other than whitespace"),
+        ] {
+            let err = format!(
+                "{:#}",
+                Manifest::parse(&format!("{HEADER}[[signatures]]\n{table}\n")).unwrap_err()
+            );
+            assert!(err.contains(expected), "{table}: {err}");
+        }
+    }
+
+    #[test]
+    fn signatures_are_part_of_the_approved_terms_only_when_present() {
+        let plain = Manifest::parse(HEADER).unwrap();
+        let signed =
+            Manifest::parse(&format!("{HEADER}[[signatures]]\nstarts_with = \"{{\"\n")).unwrap();
+        assert_ne!(plain.terms_sha256(), signed.terms_sha256());
+        // The terms of a manifest without signatures are what they were before signatures.
+        let before = serde_json::json!({
+            "allowed_hosts": plain.capabilities.allowed_hosts,
+            "limits": plain.limits,
+        });
+        assert_eq!(
+            plain.terms_sha256(),
+            crate::plugins::sha256_hex(before.to_string().as_bytes())
+        );
+    }
+
+    #[test]
+    fn the_bundled_signatures_parse() {
+        for text in [
+            include_str!("../../../plugin-registry/fhir/plugin.toml"),
+            include_str!("../../../plugin-registry/apple-health/plugin.toml"),
+        ] {
+            let manifest = Manifest::parse(text).unwrap();
+            assert!(!manifest.signatures.is_empty(), "{}", manifest.id);
+        }
     }
 
     #[test]

@@ -124,8 +124,11 @@ pub struct PluginView {
     pub run_seconds: u64,
     pub sync_seconds: u64,
     pub file_types: Vec<String>,
-    /// File types another plugin already imports, which this one does not get: ".json (FHIR
-    /// records)".
+    /// How the manifest tells this plugin's files from others' with the same ending, in words.
+    pub signatures: Vec<String>,
+    /// File types another plugin already imports, which this one does not get, with the plugin
+    /// that keeps each: ".json (FHIR)". Plugins whose signatures tell their files apart do not
+    /// conflict.
     pub conflicts: Vec<String>,
 }
 
@@ -524,6 +527,7 @@ impl PluginHost {
             description: String::new(),
             capabilities: Default::default(),
             limits: Default::default(),
+            signatures: Vec::new(),
             dev: None,
         };
         self.set_entry(Entry {
@@ -604,8 +608,8 @@ impl PluginHost {
                 }
                 Some(_) => {}
             }
-            // Approval covers the component and the manifest's terms (hosts, limits): a change
-            // to either waits for the administrator again.
+            // Approval covers the component and the manifest's terms (hosts, limits,
+            // signatures): a change to either waits for the administrator again.
             let terms = manifest.terms_sha256();
             match grant_for(db, &id).await {
                 Ok(Some(grant))
@@ -622,7 +626,7 @@ impl PluginHost {
                     let what = if grant.sha256 != sha256 {
                         "its component changed since it was approved"
                     } else {
-                        "its manifest's hosts or limits changed since they were approved"
+                        "its manifest's file signatures, hosts or limits changed since they were approved"
                     };
                     pending = Some((
                         Status::AwaitingApproval,
@@ -846,24 +850,27 @@ impl PluginHost {
     /// Every plugin with its status, for the admin page and the CLI.
     pub fn list(&self) -> Vec<PluginView> {
         let entries = self.entries.read().expect("plugin registry lock");
-        let owners = file_type_owners(&entries);
+        // In the order files are offered to plugins (see `file_importers`).
+        let mut ordered: Vec<&Entry> = entries.values().collect();
+        ordered.sort_by_key(|e| e.origin != Origin::Bundled);
+        let claims: Vec<crate::routing::Claim> = ordered
+            .iter()
+            .map(|e| claim(&e.manifest, e.described.as_ref()))
+            .collect();
+        let lost = crate::routing::conflicts(&claims);
+        let conflicts_of = |id: &str| -> Vec<String> {
+            let Some(j) = ordered.iter().position(|e| e.manifest.id == id) else {
+                return Vec::new();
+            };
+            lost[j]
+                .iter()
+                .map(|(ext, keeper)| format!(".{ext} ({})", ordered[*keeper].manifest.name))
+                .collect()
+        };
         entries
             .values()
             .map(|e| {
                 let file_types = extensions(e);
-                let conflicts = file_types
-                    .iter()
-                    .filter_map(|ext| {
-                        let owner = owners.get(ext)?;
-                        (*owner != e.manifest.id).then(|| {
-                            let name = entries
-                                .get(owner)
-                                .map(|o| o.manifest.name.as_str())
-                                .unwrap_or(owner);
-                            format!(".{ext} ({name})")
-                        })
-                    })
-                    .collect();
                 PluginView {
                     id: e.manifest.id.clone(),
                     name: e.manifest.name.clone(),
@@ -880,7 +887,8 @@ impl PluginHost {
                     run_seconds: e.manifest.limits.run_seconds,
                     sync_seconds: e.manifest.limits.sync_seconds,
                     file_types: file_types.iter().map(|x| format!(".{x}")).collect(),
-                    conflicts,
+                    signatures: e.manifest.signatures.iter().map(|s| s.describe()).collect(),
+                    conflicts: conflicts_of(&e.manifest.id),
                 }
             })
             .collect()
@@ -895,8 +903,9 @@ impl PluginHost {
     }
 
     /// Loaded plugins that import files, for choosing one for an upload: bundled ones first,
-    /// then dropped-in ones by id, so the first that takes a file type is its owner (see
-    /// [`file_type_owners`]) and a plugin dropped in later never takes a type over.
+    /// then dropped-in ones by id, the order [`crate::routing::route`] tries them in, so a plugin
+    /// dropped in later never takes a type over from one that has no signature to tell their
+    /// files apart.
     pub fn file_importers(&self) -> Vec<Arc<LoadedPlugin>> {
         let entries = self.entries.read().expect("plugin registry lock");
         let mut importers: Vec<(Origin, Arc<LoadedPlugin>)> = entries
@@ -1109,21 +1118,31 @@ impl PluginHost {
     }
 }
 
-/// Which plugin imports each file extension: a bundled plugin before any dropped-in one, and
-/// among dropped-in ones the first by id. A plugin dropped in later never takes a type over
-/// silently; the admin page lists it as a conflict.
-fn file_type_owners(entries: &BTreeMap<String, Entry>) -> BTreeMap<String, String> {
-    let mut owners = BTreeMap::new();
-    for origin in [Origin::Bundled, Origin::DroppedIn] {
-        for entry in entries.values().filter(|e| e.origin == origin) {
-            for ext in extensions(entry) {
-                owners
-                    .entry(ext)
-                    .or_insert_with(|| entry.manifest.id.clone());
-            }
-        }
+/// What a plugin declares about the files it imports, for [`crate::routing`]: the file types
+/// `describe` gave (none before it was described) and the manifest's signatures.
+fn claim<'a>(manifest: &'a Manifest, info: Option<&'a PluginInfo>) -> crate::routing::Claim<'a> {
+    crate::routing::Claim {
+        file_types: info
+            .iter()
+            .flat_map(|info| info.file_types.iter())
+            .map(|t| {
+                let extensions = t
+                    .extensions
+                    .iter()
+                    .map(|x| x.trim_start_matches('.').to_ascii_lowercase())
+                    .collect();
+                (extensions, t.description.as_str())
+            })
+            .collect(),
+        signatures: &manifest.signatures,
     }
-    owners
+}
+
+impl LoadedPlugin {
+    /// What this plugin declares about the files it imports.
+    pub fn claim(&self) -> crate::routing::Claim<'_> {
+        claim(&self.manifest, Some(&self.info))
+    }
 }
 
 /// The file extensions a plugin says it imports, lower-case, without the dot.

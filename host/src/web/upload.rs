@@ -214,7 +214,7 @@ async fn upload(
         );
     };
     let pending = Pending { dir, file_name };
-    let previewed = import::choose_plugin(&state.plugins, &pending.file_name, &[])
+    let previewed = import::choose_plugin(&state.plugins, &pending.file_name, &pending.path())
         .is_ok_and(|p| p.manifest.id == PREVIEWED_PLUGIN);
     if previewed {
         return show_preview(&state, &page, pending, &token, ImportOptions::default()).await;
