@@ -207,12 +207,23 @@ pub(crate) fn ts(value: &str) -> Option<String> {
         return None;
     }
     let part = |from: usize, to: usize| &digits[from..to];
+    let number = |from: usize, to: usize| part(from, to).parse::<u32>().unwrap_or(u32::MAX);
     let date = match digits.len() {
         4 => return Some(digits.to_string()),
-        6 => return Some(format!("{}-{}", part(0, 4), part(4, 6))),
-        8..=14 => format!("{}-{}-{}", part(0, 4), part(4, 6), part(6, 8)),
+        6 if (1..=12).contains(&number(4, 6)) => {
+            return Some(format!("{}-{}", part(0, 4), part(4, 6)));
+        }
+        // Hours, minutes and seconds come in pairs: an odd count is a typing error whose
+        // reading is anyone's guess.
+        8 | 10 | 12 | 14 => format!("{}-{}-{}", part(0, 4), part(4, 6), part(6, 8)),
         _ => return None,
     };
+    let time_in_range = (digits.len() < 10 || number(8, 10) < 24)
+        && (digits.len() < 12 || number(10, 12) < 60)
+        && (digits.len() < 14 || number(12, 14) < 60);
+    if !time_in_range {
+        return None;
+    }
     if !valid_date(&date) {
         return None;
     }
@@ -657,6 +668,11 @@ mod tests {
         // No zone: only the date is certain.
         assert_eq!(ts("20140302124536").as_deref(), Some("2014-03-02"));
         assert_eq!(ts("20141302"), None);
+        // An odd number of time digits, or a time out of range, is not a time.
+        assert_eq!(ts("2014030200908-0500"), None);
+        assert_eq!(ts("2014032124536-0500"), None);
+        assert_eq!(ts("20140302250000-0500"), None);
+        assert_eq!(ts("201413"), None);
         assert_eq!(ts("soon"), None);
         assert_eq!(ts(""), None);
     }

@@ -272,6 +272,8 @@ pub(crate) struct Ctx<'i> {
     pub(crate) encounter: Option<String>,
     resources: Vec<Value>,
     index: HashMap<(String, String), usize>,
+    /// The content each (resource type, entry id) was first met with; see [`Ctx::id_for`].
+    first_content: std::cell::RefCell<HashMap<(String, String), String>>,
     warnings: Vec<String>,
     /// The section being converted, to name it in warnings.
     pub(crate) section: String,
@@ -297,6 +299,7 @@ impl<'i> Ctx<'i> {
             encounter: None,
             resources: Vec::new(),
             index: HashMap::new(),
+            first_content: Default::default(),
             warnings: Vec::new(),
             section: "Header".into(),
         }
@@ -304,13 +307,77 @@ impl<'i> Ctx<'i> {
 
     /// The id a resource made from `node` gets: from the node's first usable `id`, else from
     /// the node's XML text.
+    ///
+    /// Some documents give several different entries the same `id` (every immunization of a
+    /// section, say). The same id met again with other content therefore gets an id from its
+    /// content instead, so no entry is lost to another's id; met again with the same content (an
+    /// observation repeated in two sections), it is the same resource.
     pub(crate) fn id_for(&self, resource_type: &str, node: Node) -> String {
-        let key = node
-            .children_named("id")
-            .into_iter()
-            .find_map(id_key)
-            .unwrap_or_else(|| content_hash(&self.xml[node.range()]));
-        stable_id(resource_type, &key)
+        let content = content_hash(&xml::collapse(&self.xml[node.range()]));
+        let Some(key) = node.children_named("id").into_iter().find_map(id_key) else {
+            return stable_id(resource_type, &content);
+        };
+        // People, organisations and places are named by real identifiers (an NPI), and each
+        // mention of them may carry different details: the identifier decides.
+        if matches!(
+            resource_type,
+            "Patient"
+                | "Practitioner"
+                | "PractitionerRole"
+                | "Organization"
+                | "Location"
+                | "Device"
+        ) {
+            return stable_id(resource_type, &key);
+        }
+        let mut first_content = self.first_content.borrow_mut();
+        let first = first_content
+            .entry((resource_type.to_string(), key.clone()))
+            .or_insert_with(|| content.clone());
+        if *first == content {
+            stable_id(resource_type, &key)
+        } else {
+            stable_id(resource_type, &content)
+        }
+    }
+
+    /// The id of a statement by its own `id` alone, for statements a document splits into
+    /// several entries that share one id (a procedure given once for each device it implanted),
+    /// whose parts are merged with [`Ctx::add_merging`].
+    pub(crate) fn id_by_identifier(&self, resource_type: &str, node: Node) -> String {
+        match node.children_named("id").into_iter().find_map(id_key) {
+            Some(key) => stable_id(resource_type, &key),
+            None => self.id_for(resource_type, node),
+        }
+    }
+
+    /// Adds a resource; when one with its id was already added, appends to that one the items
+    /// of the `lists` fields it does not have yet instead.
+    pub(crate) fn add_merging(&mut self, resource: Value, lists: &[&str]) -> String {
+        let resource_type = resource["resourceType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let id = resource["id"].as_str().unwrap_or_default().to_string();
+        let Some(&at) = self.index.get(&(resource_type.clone(), id.clone())) else {
+            return self.add(resource);
+        };
+        for field in lists {
+            let Some(items) = resource.get(*field).and_then(Value::as_array) else {
+                continue;
+            };
+            let existing = &mut self.resources[at][*field];
+            if !existing.is_array() {
+                *existing = Value::Array(Vec::new());
+            }
+            let existing = existing.as_array_mut().expect("made an array above");
+            for item in items {
+                if !existing.contains(item) {
+                    existing.push(item.clone());
+                }
+            }
+        }
+        format!("{resource_type}/{id}")
     }
 
     /// An id for something that has no identity but its place in this document.
@@ -347,11 +414,6 @@ impl<'i> Ctx<'i> {
     pub(crate) fn warn(&mut self, message: impl Display) {
         self.warnings
             .push(format!("{} section: {message}", self.section));
-    }
-
-    /// The resources added so far.
-    pub(crate) fn count(&self) -> usize {
-        self.resources.len()
     }
 
     /// The subject reference every clinical resource carries.

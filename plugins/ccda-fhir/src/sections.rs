@@ -182,13 +182,20 @@ const TABLE: &[(Kind, &[&str], &[&str])] = &[
 /// What kind of section this is, by templateId first, then by LOINC code.
 pub fn kind_of(section: Node) -> Kind {
     let templates = section.template_ids();
-    if let Some((kind, _, _)) = TABLE
+    let code = section.child("code").and_then(|c| c.attr("code"));
+    let by_template: Vec<&(Kind, &[&str], &[&str])> = TABLE
         .iter()
-        .find(|(_, roots, _)| templates.iter().any(|t| roots.contains(t)))
+        .filter(|(_, roots, _)| templates.iter().any(|t| roots.contains(t)))
+        .collect();
+    // A section claiming two templates (Interventions and Results, in one example) is the one
+    // its code agrees with.
+    if let Some((kind, _, _)) = by_template
+        .iter()
+        .find(|(_, _, codes)| code.is_some_and(|c| codes.contains(&c)))
+        .or(by_template.first())
     {
         return *kind;
     }
-    let code = section.child("code").and_then(|c| c.attr("code"));
     if let Some(code) = code
         && let Some((kind, _, _)) = TABLE.iter().find(|(_, _, codes)| codes.contains(&code))
     {

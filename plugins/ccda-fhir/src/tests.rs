@@ -163,10 +163,11 @@ fn converting_the_same_document_twice_gives_the_same_resources() {
 /// minimal document with the namespaces the examples use without declaring.
 pub(crate) fn wrap_example(fragment: &str) -> String {
     let mut body = fragment.trim_start_matches('\u{feff}').trim().to_string();
-    if body.starts_with("<?xml")
+    // The XML declaration and any other processing instruction (`<?xml-stylesheet ...?>`).
+    while body.starts_with("<?")
         && let Some(end) = body.find("?>")
     {
-        body = body[end + 2..].to_string();
+        body = body[end + 2..].trim_start().to_string();
     }
     let root = {
         let mut rest = body.as_str();

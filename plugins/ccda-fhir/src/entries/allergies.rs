@@ -17,7 +17,8 @@
 use roxmltree::Node;
 use serde_json::{Map, Value, json};
 
-use super::medications::{comment_notes, only_types, own_id};
+use super::medications::comment_notes;
+use super::only_types;
 use super::{Mapped, concept_or_text, first_author, negated, put_identifiers, related};
 use crate::Ctx;
 use crate::datatypes::{When, concept, fhir_concept, put, put_list};
@@ -242,7 +243,7 @@ fn allergy(
     resource.insert("resourceType".into(), "AllergyIntolerance".into());
     resource.insert(
         "id".into(),
-        own_id(ctx, "AllergyIntolerance", observation).into(),
+        ctx.id_for("AllergyIntolerance", observation).into(),
     );
     put_identifiers(&mut resource, observation);
 

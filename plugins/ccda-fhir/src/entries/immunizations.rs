@@ -14,7 +14,7 @@
 use roxmltree::Node;
 use serde_json::{Map, Value, json};
 
-use super::medications::{comment_notes, own_id};
+use super::medications::comment_notes;
 use super::{Mapped, concept_or_text, negated, performers, put_identifiers, related};
 use crate::Ctx;
 use crate::datatypes::{When, concept, fhir_concept, put, put_list, quantity};
@@ -87,7 +87,7 @@ fn immunization(ctx: &mut Ctx, statement: Node) -> Mapped {
 
     let mut resource = Map::new();
     resource.insert("resourceType".into(), "Immunization".into());
-    resource.insert("id".into(), own_id(ctx, "Immunization", statement).into());
+    resource.insert("id".into(), ctx.id_for("Immunization", statement).into());
     put_identifiers(&mut resource, statement);
 
     let negation = negated(statement);
@@ -308,7 +308,7 @@ fn reactions(ctx: &mut Ctx, statement: Node) -> Vec<Value> {
         let when = When::of(reaction.child("effectiveTime"));
         let mut observation = Map::new();
         observation.insert("resourceType".into(), "Observation".into());
-        observation.insert("id".into(), own_id(ctx, "Observation", reaction).into());
+        observation.insert("id".into(), ctx.id_for("Observation", reaction).into());
         put_identifiers(&mut observation, reaction);
         observation.insert("status".into(), "final".into());
         observation.insert("code".into(), code);

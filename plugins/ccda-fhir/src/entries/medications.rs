@@ -18,7 +18,7 @@
 use roxmltree::Node;
 use serde_json::{Map, Value, json};
 
-use super::{Mapped, concept_or_text, first_author, negated, put_identifiers, related};
+use super::{Mapped, concept_or_text, first_author, negated, only_types, put_identifiers, related};
 use crate::Ctx;
 use crate::datatypes::{When, concept, decimal, fhir_concept, put, put_list, quantity, range};
 use crate::xml::{El, path};
@@ -31,29 +31,6 @@ const INSTRUCTION: &[&str] = &["2.16.840.1.113883.10.20.22.4.20"];
 const COMMENT_CODE: &str = "48767-8";
 /// SNOMED CT "Drug or medicament": the drug of "no medications".
 const ANY_DRUG: &str = "410942007";
-
-/// The id a resource made from `node` gets: `ctx.id_for`, unless this document already used that
-/// id for another resource of the type (some documents give every entry of a section the same
-/// `id`). Then the entry's content decides, so no entry is lost to another's id.
-pub(super) fn own_id(ctx: &Ctx, resource_type: &str, node: Node) -> String {
-    let id = ctx.id_for(resource_type, node);
-    if ctx.has(&format!("{resource_type}/{id}")) {
-        crate::stable_id(resource_type, &crate::content_hash(&ctx.xml[node.range()]))
-    } else {
-        id
-    }
-}
-
-/// A reference kept only when it points to one of `types` (an author may be a Device, which
-/// most "recorder" fields do not accept).
-pub(super) fn only_types(reference: Option<Value>, types: &[&str]) -> Option<Value> {
-    reference.filter(|r| {
-        r["reference"]
-            .as_str()
-            .and_then(|r| r.split_once('/'))
-            .is_some_and(|(t, _)| types.contains(&t))
-    })
-}
 
 /// The Comment Activities (`act` coded 48767-8) of a statement as FHIR notes.
 pub(super) fn comment_notes(ctx: &Ctx, statement: Node) -> Vec<Value> {
@@ -150,7 +127,7 @@ fn medication_activity(ctx: &mut Ctx, statement: Node) -> Mapped {
         "MedicationRequest"
     };
     resource.insert("resourceType".into(), resource_type.into());
-    resource.insert("id".into(), own_id(ctx, resource_type, statement).into());
+    resource.insert("id".into(), ctx.id_for(resource_type, statement).into());
     put_identifiers(&mut resource, statement);
     let status = statement
         .child("statusCode")
@@ -271,7 +248,7 @@ fn no_medications(ctx: &mut Ctx, statement: Node) -> Mapped {
     resource.insert("resourceType".into(), "MedicationStatement".into());
     resource.insert(
         "id".into(),
-        own_id(ctx, "MedicationStatement", statement).into(),
+        ctx.id_for("MedicationStatement", statement).into(),
     );
     put_identifiers(&mut resource, statement);
     resource.insert("status".into(), status.into());

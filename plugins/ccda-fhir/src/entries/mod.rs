@@ -98,6 +98,49 @@ mod template {
         "2.16.840.1.113883.10.20.22.4.78",
         "2.16.840.1.113883.10.20.22.4.85",
     ];
+    /// Social History Observation, Birth Sex, Pregnancy Observation.
+    pub(crate) const SOCIAL: &[&str] = &[
+        "2.16.840.1.113883.10.20.22.4.38",
+        "2.16.840.1.113883.10.20.22.4.200",
+        "2.16.840.1.113883.10.20.15.3.8",
+    ];
+    pub(crate) const OUTCOME_OBSERVATION: &str = "2.16.840.1.113883.10.20.22.4.144";
+    /// Handoff Communication, Planned Intervention, Patient Referral, Instruction, Nutrition
+    /// Recommendation, the Planned Act/Encounter/Procedure/Medication/Supply/Observation, and
+    /// Planned Immunization.
+    pub(crate) const PLANNED: &[&str] = &[
+        "2.16.840.1.113883.10.20.22.4.141",
+        "2.16.840.1.113883.10.20.22.4.146",
+        "2.16.840.1.113883.10.20.22.4.140",
+        "2.16.840.1.113883.10.20.22.4.20",
+        "2.16.840.1.113883.10.20.22.4.130",
+        "2.16.840.1.113883.10.20.22.4.39",
+        "2.16.840.1.113883.10.20.22.4.40",
+        "2.16.840.1.113883.10.20.22.4.41",
+        "2.16.840.1.113883.10.20.22.4.42",
+        "2.16.840.1.113883.10.20.22.4.43",
+        "2.16.840.1.113883.10.20.22.4.44",
+        "2.16.840.1.113883.10.20.22.4.120",
+    ];
+    pub(crate) const INTERVENTION_ACT: &str = "2.16.840.1.113883.10.20.22.4.131";
+    /// Non-Medicinal Supply Activity, Medical Equipment Organizer.
+    pub(crate) const EQUIPMENT: &[&str] = &[
+        "2.16.840.1.113883.10.20.22.4.50",
+        "2.16.840.1.113883.10.20.22.4.135",
+    ];
+    /// Coverage Activity, Policy Activity.
+    pub(crate) const COVERAGE: &[&str] = &[
+        "2.16.840.1.113883.10.20.22.4.60",
+        "2.16.840.1.113883.10.20.22.4.61",
+    ];
+    pub(crate) const CARE_TEAM: &str = "2.16.840.1.113883.10.20.22.4.500";
+    pub(crate) const INDICATION: &str = "2.16.840.1.113883.10.20.22.4.19";
+    pub(crate) const ASSESSMENT_SCALE: &str = "2.16.840.1.113883.10.20.22.4.69";
+    /// Preoperative Diagnosis, Postprocedure Diagnosis: acts holding Problem Observations.
+    pub(crate) const SURGICAL_DIAGNOSIS: &[&str] = &[
+        "2.16.840.1.113883.10.20.22.4.65",
+        "2.16.840.1.113883.10.20.22.4.51",
+    ];
 }
 
 fn convert_entry(ctx: &mut Ctx, kind: Kind, statement: Node) -> Mapped {
@@ -153,20 +196,145 @@ fn by_template(ctx: &mut Ctx, statement: Node) -> Mapped {
         encounters::convert(ctx, statement)
     } else if t(GOAL) {
         plans::convert_goal(ctx, statement)
-    } else if statement.has_template(SMOKING_STATUS) {
+    } else if t(OUTCOME_OBSERVATION) {
+        plans::convert_outcome(ctx, statement)
+    } else if statement.has_template(PLANNED) {
+        plans::convert_planned(ctx, statement)
+    } else if t(INTERVENTION_ACT) {
+        procedures::convert(ctx, statement)
+    } else if statement.has_template(EQUIPMENT) {
+        equipment::convert_device(ctx, statement)
+    } else if statement.has_template(COVERAGE) {
+        equipment::convert_coverage(ctx, statement)
+    } else if t(CARE_TEAM) {
+        equipment::convert_care_team(ctx, statement)
+    } else if t(INDICATION) {
+        // Why a procedure was done: a finding or condition of the patient.
+        problems::convert(ctx, statement, Category::EncounterDiagnosis)
+    } else if t(ASSESSMENT_SCALE) {
+        social::convert_status(ctx, statement, Kind::MentalStatus)
+    } else if statement.has_template(SMOKING_STATUS) || statement.has_template(SOCIAL) {
         social::convert(ctx, statement)
+    } else if statement.has_template(SURGICAL_DIAGNOSIS) {
+        problems::convert(ctx, statement, Category::EncounterDiagnosis)
     } else if matches!(
         statement.attr("moodCode"),
         Some("INT" | "RQO" | "PRMS" | "PRP" | "ARQ" | "APT")
     ) {
         // Planned items (an Instruction, a Planned Procedure) in a plan-like section.
         plans::convert_planned(ctx, statement)
+    } else if statement.tag_name().name() == "observation" {
+        // A finding of another kind (a nutrition assessment, a skin finding, an imaging finding).
+        plain_observation(ctx, statement)
+    } else if statement.tag_name().name() == "organizer" {
+        // An organizer of findings (advance directives, say): each of them.
+        let members: Vec<Node> = statement
+            .children_named("component")
+            .into_iter()
+            .filter_map(statement_of)
+            .filter(|m| m.tag_name().name() == "observation")
+            .collect();
+        let converted = members
+            .iter()
+            .filter(|m| plain_observation(ctx, **m).is_ok())
+            .count();
+        if converted == 0 {
+            return Err("the organizer holds no observation Fasten can read".into());
+        }
+        Ok(())
     } else {
+        let template = statement
+            .template_ids()
+            .first()
+            .map(|t| format!(", template {t}"))
+            .unwrap_or_default();
         Err(format!(
-            "Fasten does not convert a <{}> of this kind in this section",
+            "Fasten does not convert this kind of entry (an <{}>{template})",
             statement.tag_name().name()
         ))
     }
+}
+
+/// An observation of no kind Fasten knows better, as an Observation (category "exam"): its code
+/// (or narrative), value, time, interpretation and author, so a finding is never lost.
+fn plain_observation(ctx: &mut Ctx, statement: Node) -> Mapped {
+    use crate::datatypes::{When, fhir_concept, observation_value, put};
+    let coded = statement
+        .child("code")
+        .filter(|c| !c.is_null() || c.child("originalText").is_some());
+    let code =
+        concept_or_text(ctx, coded, statement).ok_or("the observation has no code and no text")?;
+    let mut resource = serde_json::Map::new();
+    resource.insert("resourceType".into(), "Observation".into());
+    resource.insert("id".into(), ctx.id_for("Observation", statement).into());
+    put_identifiers(&mut resource, statement);
+    let status = if negated(statement) {
+        "cancelled"
+    } else {
+        match statement.child("statusCode").and_then(|s| s.attr("code")) {
+            Some("active") => "preliminary",
+            Some("aborted" | "cancelled") => "cancelled",
+            Some("nullified") => "entered-in-error",
+            _ => "final",
+        }
+    };
+    resource.insert("status".into(), status.into());
+    resource.insert(
+        "category".into(),
+        json!([fhir_concept(
+            "http://terminology.hl7.org/CodeSystem/observation-category",
+            "exam",
+            "Exam"
+        )]),
+    );
+    resource.insert("code".into(), code);
+    resource.insert("subject".into(), ctx.subject());
+    When::of(statement.child("effectiveTime")).set_choice(&mut resource, "effective");
+    let value = statement
+        .child("value")
+        .and_then(|v| observation_value(v, &ctx.narrative));
+    if let Some((key, value)) = value {
+        resource.insert(key.into(), value);
+    } else {
+        let (code, display) = if negated(statement) {
+            ("not-performed", "Not Performed")
+        } else {
+            ("unknown", "Unknown")
+        };
+        resource.insert(
+            "dataAbsentReason".into(),
+            fhir_concept(
+                "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                code,
+                display,
+            ),
+        );
+    }
+    put(
+        &mut resource,
+        "interpretation",
+        statement
+            .child("interpretationCode")
+            .and_then(|i| crate::datatypes::concept(i, &ctx.narrative))
+            .map(|i| json!([i])),
+    );
+    let (author, _) = first_author(ctx, statement);
+    let performer = only_types(
+        author,
+        &[
+            "Practitioner",
+            "PractitionerRole",
+            "Organization",
+            "Patient",
+            "RelatedPerson",
+        ],
+    );
+    put(&mut resource, "performer", performer.map(|a| json!([a])));
+    if let Some(encounter) = &ctx.encounter {
+        resource.insert("encounter".into(), json!({ "reference": encounter }));
+    }
+    ctx.add(Value::Object(resource));
+    Ok(())
 }
 
 /// A section with narrative and no entries (an assessment, hospital course, instructions) as a
@@ -256,11 +424,17 @@ pub(crate) fn performers(ctx: &mut Ctx, statement: Node) -> Vec<String> {
         .into_iter()
         .filter_map(|p| {
             let assigned = p.child("assignedEntity")?;
-            crate::header::practitioner(ctx, assigned).or_else(|| {
-                assigned
-                    .child("representedOrganization")
-                    .and_then(|o| crate::header::organization(ctx, o))
-            })
+            // A lab named only by its organisation is that organisation, not a nameless
+            // practitioner with an id.
+            let organization = assigned.child("representedOrganization");
+            if assigned.child("assignedPerson").is_none()
+                && let Some(reference) =
+                    organization.and_then(|o| crate::header::organization(ctx, o))
+            {
+                return Some(reference);
+            }
+            crate::header::practitioner(ctx, assigned)
+                .or_else(|| organization.and_then(|o| crate::header::organization(ctx, o)))
         })
         .collect()
 }
@@ -295,4 +469,15 @@ pub(crate) fn put_identifiers(resource: &mut serde_json::Map<String, Value>, sta
         "identifier",
         crate::datatypes::identifiers(statement),
     );
+}
+
+/// A reference kept only when it points to one of `types` (an author may be a Device, which
+/// most "recorder" fields do not accept).
+pub(crate) fn only_types(reference: Option<Value>, types: &[&str]) -> Option<Value> {
+    reference.filter(|r| {
+        r["reference"]
+            .as_str()
+            .and_then(|r| r.split_once('/'))
+            .is_some_and(|(t, _)| types.contains(&t))
+    })
 }

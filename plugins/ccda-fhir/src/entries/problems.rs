@@ -169,7 +169,20 @@ fn condition(
         (None, None, Some(concern)) => first_author(ctx, concern),
         other => (other.0, other.1),
     };
-    put(&mut resource, "recorder", author);
+    // Condition.recorder names a person, never a device or an organisation.
+    put(
+        &mut resource,
+        "recorder",
+        super::only_types(
+            author,
+            &[
+                "Practitioner",
+                "PractitionerRole",
+                "Patient",
+                "RelatedPerson",
+            ],
+        ),
+    );
     let recorded =
         time.or_else(|| concern.and_then(|c| When::of(c.child("effectiveTime")).first()));
     put(&mut resource, "recordedDate", recorded.map(Value::from));

@@ -125,7 +125,14 @@ fn procedure(ctx: &mut Ctx, statement: Node) -> Result<String, String> {
     }
     let mut resource = Map::new();
     resource.insert("resourceType".into(), "Procedure".into());
-    resource.insert("id".into(), ctx.id_for("Procedure", statement).into());
+    // A procedure that implanted several devices may come as one entry per device, each with
+    // the procedure's id: they are one procedure with every device.
+    let id = if devices.is_empty() {
+        ctx.id_for("Procedure", statement)
+    } else {
+        ctx.id_by_identifier("Procedure", statement)
+    };
+    resource.insert("id".into(), id.into());
     put_identifiers(&mut resource, statement);
 
     let found = reasons(ctx, statement);
@@ -159,7 +166,19 @@ fn procedure(ctx: &mut Ctx, statement: Node) -> Result<String, String> {
     );
     when.set_choice(&mut resource, "performed");
     let (author, _) = first_author(ctx, statement);
-    put(&mut resource, "recorder", author);
+    put(
+        &mut resource,
+        "recorder",
+        super::only_types(
+            author,
+            &[
+                "Practitioner",
+                "PractitionerRole",
+                "Patient",
+                "RelatedPerson",
+            ],
+        ),
+    );
     let performed_by: Vec<Value> = performers(ctx, statement)
         .into_iter()
         .map(|r| json!({ "actor": { "reference": r } }))
@@ -184,7 +203,7 @@ fn procedure(ctx: &mut Ctx, statement: Node) -> Result<String, String> {
             .map(|d| json!({ "manipulated": { "reference": d } }))
             .collect(),
     );
-    Ok(ctx.add(Value::Object(resource)))
+    Ok(ctx.add_merging(Value::Object(resource), &["focalDevice"]))
 }
 
 /// The Procedure status from the C-CDA statusCode.
