@@ -1,6 +1,7 @@
-//! C-CDA documents (HL7 v3 `ClinicalDocument`) attached to an email. Only the header is read (the
-//! document's type, title and time), which come before the first section, so reading stops long
-//! before the end of a large document. The whole document is kept as a Binary by the caller.
+//! Telling a C-CDA document (HL7 v3 `ClinicalDocument`) attached to an email from other XML, and
+//! its header (the document's type, title and time) for one that cannot be converted. Only the
+//! header is read, which comes before the first section, so reading stops long before the end of
+//! a large document. The whole document is kept as a Binary by the caller.
 
 use quick_xml::NsReader;
 use quick_xml::XmlVersion;

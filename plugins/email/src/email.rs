@@ -5,7 +5,8 @@
 //!   whose first content is the message text and whose other contents link to its attachments;
 //! - each attachment: a `Binary` holding its bytes;
 //! - FHIR JSON attachments (a Bundle, one resource, or NDJSON): their resources as well;
-//! - C-CDA attachments: a `DocumentReference` of their own, typed with the document's LOINC code;
+//! - C-CDA attachments: converted into records by `fasten-ccda` (the C-CDA connector's
+//!   converter), with a `DocumentReference` of their own pointing at the email's copy of the file;
 //! - attached (forwarded) emails: a `DocumentReference` of their own, built the same way, that
 //!   `appends` the email it came in.
 //!
@@ -31,6 +32,9 @@ pub(crate) const MAX_EMAIL_BYTES: u64 = 25 * 1024 * 1024;
 /// Message text beyond this is cut, so the message's DocumentReference stays well inside the
 /// host's limit for one resource (base64 makes 4 bytes of 3).
 const MAX_TEXT_BYTES: usize = 2 * 1024 * 1024;
+/// C-CDA attachments up to this size are converted into records. The converter holds the
+/// document as a tree of about ten times its size, beside the email, within the plugin's 96 MiB.
+const MAX_CONVERTED_CCDA_BYTES: usize = 4 * 1024 * 1024;
 /// Room for a Binary's fields other than its data.
 const BINARY_OVERHEAD: usize = 1024;
 /// Attached emails inside attached emails are imported this deep; deeper ones are kept as files.
@@ -235,6 +239,99 @@ impl Run<'_> {
 
     fn emit(&mut self, resource: String) -> Result<(), ImportError> {
         self.out.emit(resource).map_err(ImportError::Refused)
+    }
+
+    /// A C-CDA attachment: converted into records (problems, medications, results...) by the
+    /// same converter the C-CDA connector uses, its document pointing at the email's copy of the
+    /// file. A document that cannot be converted is still listed as a document, from its header.
+    fn ccda(
+        &mut self,
+        header: &ccda::Header,
+        key: &str,
+        index: u32,
+        label: &str,
+        bytes: &[u8],
+        attachment: &Value,
+    ) -> Result<(), ImportError> {
+        let converted = if bytes.len() <= MAX_CONVERTED_CCDA_BYTES {
+            fasten_ccda::convert(bytes).map_err(|e| e.to_string())
+        } else {
+            Err(format!(
+                "it is {} MiB, more than the {} MiB Fasten converts inside an email; import it \
+                 on its own to get its records",
+                mebibytes(bytes.len()),
+                MAX_CONVERTED_CCDA_BYTES >> 20
+            ))
+        };
+        let conversion = match converted {
+            Ok(conversion) => conversion,
+            Err(reason) => {
+                self.warn(format!(
+                    "The C-CDA document {label} could not be converted into records ({reason}), \
+                     so it was kept as a document."
+                ));
+                return self.ccda_header_only(header, key, index, label, attachment);
+            }
+        };
+        for warning in &conversion.warnings {
+            self.warn(format!("In the C-CDA document {label}: {warning}"));
+        }
+        // The converter keeps the original as a Binary of its own; the email already keeps it.
+        let own_binary = conversion
+            .resources
+            .first()
+            .filter(|r| r["resourceType"] == "Binary")
+            .and_then(|r| r["id"].as_str())
+            .map(|id| format!("Binary/{id}"));
+        for mut resource in conversion.resources {
+            if resource["resourceType"] == "Binary" {
+                continue;
+            }
+            if resource["resourceType"] == "DocumentReference"
+                && own_binary.is_some()
+                && resource["content"][0]["attachment"]["url"].as_str() == own_binary.as_deref()
+            {
+                resource["content"][0]["attachment"] = attachment.clone();
+            }
+            let text = resource.to_string();
+            // A document's header (its title, say) may be of any length: a record the host
+            // refuses would fail the whole email.
+            if text.len() > MAX_RESOURCE_BYTES {
+                self.warn(format!(
+                    "A record of the C-CDA document {label} is {} MiB, more than the {} MiB a \
+                     record may be, so it was left out; the document is kept as a file.",
+                    mebibytes(text.len()),
+                    MAX_RESOURCE_BYTES >> 20
+                ));
+                continue;
+            }
+            self.emit(text)?;
+        }
+        Ok(())
+    }
+
+    /// The C-CDA attachment as a document only, typed and dated from its header.
+    fn ccda_header_only(
+        &mut self,
+        header: &ccda::Header,
+        key: &str,
+        index: u32,
+        label: &str,
+        attachment: &Value,
+    ) -> Result<(), ImportError> {
+        let document = ccda_document(header, key, index, attachment).to_string();
+        // Its header's title and codes are the document's own, of any length: a 5 MiB title
+        // made a record the host refused, failing the whole email.
+        if document.len() > MAX_RESOURCE_BYTES {
+            self.warn(format!(
+                "The C-CDA document {label} has a header of {} MiB, more than the {} MiB a record \
+                 may be, so it was only kept as a file.",
+                mebibytes(document.len()),
+                MAX_RESOURCE_BYTES >> 20
+            ));
+            return Ok(());
+        }
+        self.emit(document)
     }
 
     /// Emits `message` with everything in it: the email itself when `lineage` (the identities of
@@ -465,21 +562,8 @@ impl Run<'_> {
                 }
             }
             Kind::Ccda(header) => {
-                let document =
-                    ccda_document(&header, key, index, &Value::Object(attachment.clone()))
-                        .to_string();
-                // Its header's title and codes are the document's own, of any length: a 5 MiB
-                // title made a record the host refused, failing the whole email.
-                if document.len() > MAX_RESOURCE_BYTES {
-                    self.warn(format!(
-                        "The C-CDA document {label} has a header of {} MiB, more than the {} MiB \
-                         a record may be, so it was only kept as a file.",
-                        mebibytes(document.len()),
-                        MAX_RESOURCE_BYTES >> 20
-                    ));
-                } else {
-                    self.emit(document)?;
-                }
+                let attachment = Value::Object(attachment.clone());
+                self.ccda(&header, key, index, &label, bytes, &attachment)?;
             }
             Kind::Other => {}
         }

@@ -25,14 +25,8 @@ use fasten::connector::sink::BatchSink;
 use fasten::connector::types::{AuthNeed, ConnectorKind, FileType};
 
 use email::{ImportError, MAX_EMAIL_BYTES, Output};
-use fhir_rules::MAX_RESOURCE_BYTES;
+use fasten_fhir_r4::emit::Batcher;
 
-/// Emit when this many resources are waiting...
-const BATCH_RESOURCES: usize = 250;
-/// ...or when they add up to this many bytes.
-const BATCH_BYTES: usize = 2 * 1024 * 1024;
-/// The host refuses a call with more resources than this.
-const MAX_BATCH_RESOURCES: usize = 500;
 const READ_CHUNK: u32 = 1 << 20;
 
 struct EmailConnector;
@@ -104,49 +98,8 @@ fn refused(reason: String) -> ConnectorError {
     ConnectorError::Fatal(format!("The host refused a batch of records: {reason}"))
 }
 
-/// Collects resources into calls the host accepts (at most 500 resources and 4 MiB each).
-pub(crate) struct Batcher<F: FnMut(&[String]) -> Result<(), String>> {
-    send: F,
-    batch: Vec<String>,
-    batch_bytes: usize,
-    pub(crate) emitted: u64,
-}
-
-impl<F: FnMut(&[String]) -> Result<(), String>> Batcher<F> {
-    pub(crate) fn new(send: F) -> Self {
-        Batcher {
-            send,
-            batch: Vec::new(),
-            batch_bytes: 0,
-            emitted: 0,
-        }
-    }
-
-    pub(crate) fn flush(&mut self) -> Result<(), String> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        (self.send)(&self.batch)?;
-        self.batch.clear();
-        self.batch_bytes = 0;
-        Ok(())
-    }
-}
-
 impl<F: FnMut(&[String]) -> Result<(), String>> Output for Batcher<F> {
     fn emit(&mut self, resource: String) -> Result<(), String> {
-        debug_assert!(resource.len() <= MAX_RESOURCE_BYTES);
-        if self.batch.len() >= MAX_BATCH_RESOURCES
-            || self.batch_bytes + resource.len() > MAX_RESOURCE_BYTES
-        {
-            self.flush()?;
-        }
-        self.batch_bytes += resource.len();
-        self.batch.push(resource);
-        self.emitted += 1;
-        if self.batch.len() >= BATCH_RESOURCES || self.batch_bytes >= BATCH_BYTES {
-            self.flush()?;
-        }
-        Ok(())
+        Batcher::emit(self, resource)
     }
 }

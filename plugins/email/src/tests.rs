@@ -534,13 +534,36 @@ fn ccda_attachments_get_their_own_typed_document_references() {
         ],
     );
     let imported = import(&eml);
-    assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+    // Entries the converter could not map are warnings that name the document and section.
+    for warning in &imported.warnings {
+        assert!(
+            warning.starts_with("In the C-CDA document \"CCD.xml\": ")
+                || warning.starts_with("In the C-CDA document \"Referral_Note.xml\": "),
+            "{warning}"
+        );
+        assert!(warning.contains(" section: "), "{warning}");
+    }
+    // The documents' records were converted, not only kept.
+    assert!(!imported.of_type("Condition").is_empty());
+    // Each document names its patient (two record numbers of the same Eve).
+    for patient in imported.of_type("Patient") {
+        assert_eq!(patient["name"][0]["given"][0], "Eve", "{patient}");
+    }
+    // Each document's own DocumentReference (its sections without entries are notes of their own).
     let documents: Vec<_> = imported
         .of_type("DocumentReference")
         .into_iter()
-        .filter(|d| d["category"].is_null())
+        .filter(|d| d["content"][0]["attachment"]["contentType"] == "application/hl7-cda+xml")
         .collect();
     assert_eq!(documents.len(), 2);
+    assert!(
+        imported
+            .of_type("DocumentReference")
+            .iter()
+            .any(|d| d["context"]["related"][0]["reference"]
+                == format!("DocumentReference/{}", documents[1]["id"].as_str().unwrap())),
+        "the referral's narrative-only sections are notes that point at it"
+    );
     let expected = [
         (
             "34133-9",
@@ -1052,7 +1075,8 @@ fn an_email_declaring_thousands_of_parts_is_refused_before_it_is_parsed() {
 
 #[test]
 fn a_ccda_whose_header_is_too_large_for_a_record_is_kept_only_as_a_file() {
-    let title = "Summary ".repeat(330_000);
+    // Larger than the converter takes inside an email, and its header alone too large a record.
+    let title = "Summary ".repeat(600_000);
     let ccda = format!(
         "<ClinicalDocument xmlns=\"urn:hl7-org:v3\"><title>{title}</title></ClinicalDocument>"
     );
@@ -1069,11 +1093,17 @@ fn a_ccda_whose_header_is_too_large_for_a_record_is_kept_only_as_a_file() {
     assert_eq!(
         imported.warnings,
         [
-            "The C-CDA document \"CCD.xml\" has a header of 5.0 MiB, more than the 4 MiB a record \
-          may be, so it was only kept as a file."
+            "The C-CDA document \"CCD.xml\" could not be converted into records (it is 4.6 MiB, \
+             more than the 4 MiB Fasten converts inside an email; import it on its own to get its \
+             records), so it was kept as a document.",
+            "The C-CDA document \"CCD.xml\" has a header of 9.2 MiB, more than the 4 MiB a record \
+          may be, so it was only kept as a file.",
+            "The attachment \"CCD.xml\" is 4.6 MiB, more than the 3.0 MiB Fasten can keep of one \
+             attachment, so only its name and size were recorded. Save it from your email program \
+             and add it to the record on its own."
         ]
     );
-    assert_eq!(imported.of_type("Binary").len(), 1);
+    assert_eq!(imported.of_type("Binary").len(), 0, "too large to keep");
     assert_eq!(
         imported.of_type("DocumentReference").len(),
         1,
