@@ -13,6 +13,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("email", "fasten_plugin_email"),
     ("csv-labs", "fasten_plugin_csv_labs"),
     ("apple-health", "fasten_plugin_apple_health"),
+    ("ccda", "fasten_plugin_ccda"),
 ];
 /// Every plugin crate built, bundled or not (the test-only ones are loaded by the tests). A crate
 /// in the plugin workspace but not listed here is not built, so one being written cannot break
@@ -23,6 +24,7 @@ const BUILT: &[&str] = &[
     "fasten-plugin-email",
     "fasten-plugin-csv-labs",
     "fasten-plugin-apple-health",
+    "fasten-plugin-ccda",
     "fasten-plugin-test-hostile",
 ];
 

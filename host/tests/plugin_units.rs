@@ -35,6 +35,8 @@ fn the_connector_plugins_pass_their_own_unit_tests() {
         "fasten_plugin_withings",
         "fasten_plugin_email",
         "fasten_plugin_apple_health",
+        "fasten_plugin_ccda",
+        "fasten_ccda",
     ] {
         assert!(
             stderr.contains(&format!("deps/{crate_name}-")),

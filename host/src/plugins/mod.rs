@@ -67,6 +67,10 @@ const BUNDLED: &[(&str, &[u8])] = &[
         include_str!("../../../plugin-registry/apple-health/plugin.toml"),
         include_bytes!(concat!(env!("OUT_DIR"), "/apple-health.wasm")),
     ),
+    (
+        include_str!("../../../plugin-registry/ccda/plugin.toml"),
+        include_bytes!(concat!(env!("OUT_DIR"), "/ccda.wasm")),
+    ),
 ];
 
 /// Where a plugin came from.

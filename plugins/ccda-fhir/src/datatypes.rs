@@ -253,9 +253,18 @@ pub(crate) fn ts(value: &str) -> Option<String> {
 }
 
 fn valid_date(date: &str) -> bool {
+    let year: u32 = date[..4].parse().unwrap_or(0);
     let month: u32 = date[5..7].parse().unwrap_or(0);
     let day: u32 = date[8..10].parse().unwrap_or(0);
-    (1..=12).contains(&month) && (1..=31).contains(&day)
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&day)
 }
 
 /// A TS element's `value`, or None for a nullFlavor or a value that is not a time.
@@ -673,6 +682,11 @@ mod tests {
         assert_eq!(ts("2014032124536-0500"), None);
         assert_eq!(ts("20140302250000-0500"), None);
         assert_eq!(ts("201413"), None);
+        // Days that no month has.
+        assert_eq!(ts("20230230"), None);
+        assert_eq!(ts("20230431"), None);
+        assert_eq!(ts("20240229").as_deref(), Some("2024-02-29"));
+        assert_eq!(ts("21000229"), None);
         assert_eq!(ts("soon"), None);
         assert_eq!(ts(""), None);
     }

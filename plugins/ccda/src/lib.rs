@@ -93,10 +93,16 @@ pub(crate) fn import(
         let documents = xdm::documents(bytes).map_err(ImportError::Invalid)?;
         let mut warnings = Vec::new();
         let mut failures = Vec::new();
+        // Documents of one download repeat their patient, authors and often entries: each is
+        // written once, as the first document has it, so the same download again changes nothing.
+        let mut emitted = std::collections::HashSet::new();
         for (path, document) in &documents {
             match fasten_ccda::convert(document) {
-                Ok(conversion) => {
+                Ok(mut conversion) => {
                     warnings.extend(conversion.warnings.iter().map(|w| format!("{path}: {w}")));
+                    conversion.resources.retain(|r| {
+                        emitted.insert(format!("{}/{}", r["resourceType"], r["id"]))
+                    });
                     emit_all(conversion, emit, &mut warnings)?;
                 }
                 // One unreadable document does not lose the others.
