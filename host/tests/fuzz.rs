@@ -1337,8 +1337,8 @@ fn rich_email() -> Vec<u8> {
     email.into_bytes()
 }
 
-/// A valid email whose one attachment is `bytes`.
-fn email_with_attachment(media: &str, name: &str, bytes: &[u8]) -> Vec<u8> {
+/// A valid email whose one attachment is `bytes` (the document view's tests send a C-CDA so).
+pub(crate) fn email_with_attachment(media: &str, name: &str, bytes: &[u8]) -> Vec<u8> {
     let mut email = String::from(
         "From: Clinic <clinic@example.org>\r\nTo: Paris <paris@example.org>\r\n\
          Subject: Your visit summary\r\nDate: Tue, 5 Mar 2024 10:00:00 +0000\r\n\

@@ -2,6 +2,7 @@
 //! the pages show (lab trends, medical history, the profile, charts, unit conversion, glossary).
 //! Nothing here knows about HTTP; every query takes the person id and filters by it.
 
+pub mod ccda_view;
 pub mod chart;
 pub mod dashboard;
 pub mod family;

@@ -1,5 +1,6 @@
 //! Explore: a person's records by type, a paged list per type, and each record as a
-//! readable card with its raw JSON, and the files a document carries (an emailed PDF, a scan).
+//! readable card with its raw JSON, and the files a document carries (an emailed PDF, a scan);
+//! a C-CDA document among them is also shown as the document reads.
 //! Every query filters by the person, so another person's record id is simply not found.
 
 use axum::extract::{Path, Query, State};
@@ -272,6 +273,7 @@ async fn detail(
             references => references,
             source_name => source_name,
             attachments => attachment_list(&resource),
+            documents => ccda_documents(&state, access.id(), source_id, &resource).await?,
             // Records entered by hand can be edited and deleted here; imported ones belong to
             // their source.
             editable => source_kind == "manual" && record::manual::kind_of(&resource).is_some(),
@@ -322,6 +324,83 @@ fn attachment_list(resource: &Value) -> Vec<AttachmentView> {
         .collect()
 }
 
+/// A document file's base64 data and declared type: its inline `data`, or that of the Binary its
+/// `url` names in the same source. None when it has neither or the Binary is not stored.
+async fn attachment_data(
+    state: &AppState,
+    person_id: i64,
+    source_id: i64,
+    attachment: &Value,
+) -> Result<Option<(String, Option<String>)>, AppError> {
+    let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+    if let Some(data) = text(attachment, "data") {
+        return Ok(Some((data, text(attachment, "contentType"))));
+    }
+    let Some(binary_id) = text(attachment, "url")
+        .as_deref()
+        .and_then(|url| url.strip_prefix("Binary/"))
+        .map(str::to_owned)
+    else {
+        return Ok(None);
+    };
+    let json: Option<String> = sqlx::query_scalar(
+        "SELECT json FROM resources WHERE person_id = ? AND source_id = ?
+           AND resource_type = 'Binary' AND resource_id = ?",
+    )
+    .bind(person_id)
+    .bind(source_id)
+    .bind(&binary_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some(json) = json else {
+        return Ok(None);
+    };
+    let binary: Value = serde_json::from_str(&json).map_err(anyhow::Error::new)?;
+    Ok(text(&binary, "data").map(|data| {
+        (
+            data,
+            text(attachment, "contentType").or_else(|| text(&binary, "contentType")),
+        )
+    }))
+}
+
+/// The C-CDA documents among a record's files, each as a readable view
+/// ([`record::ccda_view`]). A file that is not one, or does not parse, adds nothing: its
+/// download link stays.
+async fn ccda_documents(
+    state: &AppState,
+    person_id: i64,
+    source_id: i64,
+    resource: &Value,
+) -> Result<Vec<record::ccda_view::DocumentView>, AppError> {
+    use base64::Engine;
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let mut views = Vec::new();
+    for attachment in attachments_of(resource) {
+        let Some((data, _)) = attachment_data(state, person_id, source_id, attachment).await?
+        else {
+            continue;
+        };
+        let data: String = data.split_whitespace().collect();
+        if data.len() / 4 * 3 > record::ccda_view::MAX_BYTES {
+            continue;
+        }
+        // A look at the start first, so a PDF or a picture is not decoded whole for nothing.
+        let head = engine
+            .decode(&data[..data.len().min(8192) / 4 * 4])
+            .unwrap_or_default();
+        if crate::routing::xml_root(&String::from_utf8_lossy(&head)) != Some("ClinicalDocument") {
+            continue;
+        }
+        let view = engine
+            .decode(&data)
+            .ok()
+            .and_then(|bytes| record::ccda_view::view(&bytes));
+        views.extend(view);
+    }
+    Ok(views)
+}
+
 /// One file of a document: its inline data, or the Binary its `url` names (in the same source).
 async fn attachment(
     State(state): State<AppState>,
@@ -341,29 +420,9 @@ async fn attachment(
         .cloned()
         .ok_or(AppError::NotFound)?;
     let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
-    let (data, content_type) = match (text(&attachment, "data"), text(&attachment, "url")) {
-        (Some(data), _) => (data, text(&attachment, "contentType")),
-        (None, Some(url)) => {
-            let binary_id = url.strip_prefix("Binary/").ok_or(AppError::NotFound)?;
-            let json: String = sqlx::query_scalar(
-                "SELECT json FROM resources WHERE person_id = ? AND source_id = ?
-                   AND resource_type = 'Binary' AND resource_id = ?",
-            )
-            .bind(access.id())
-            .bind(source_id)
-            .bind(binary_id)
-            .fetch_optional(&state.db)
-            .await?
-            .ok_or(AppError::NotFound)?;
-            let binary: Value = serde_json::from_str(&json).map_err(anyhow::Error::new)?;
-            let data = text(&binary, "data").ok_or(AppError::NotFound)?;
-            (
-                data,
-                text(&attachment, "contentType").or_else(|| text(&binary, "contentType")),
-            )
-        }
-        (None, None) => return Err(AppError::NotFound),
-    };
+    let (data, content_type) = attachment_data(&state, access.id(), source_id, &attachment)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .map_err(|_| AppError::BadRequest("This file's stored data is not valid base64.".into()))?;
