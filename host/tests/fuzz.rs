@@ -116,12 +116,28 @@ fn ccda_in_email() {
     let target = Target {
         parser: "c-cda (in an email)",
         file_name: "summary.eml",
-        // The C-CDA's own DocumentReference: the header was read.
-        stores: ("DocumentReference", "email-ccda-"),
+        // The C-CDA's own DocumentReference from the converter (a document it cannot convert is
+        // kept from its header, as `email-ccda-…`).
+        stores: ("DocumentReference", "ccda-"),
     };
     fuzz_mutated(&target, Format::Xml, seeds, |xml| {
         email_with_attachment("application/xml", "summary.xml", &xml)
     });
+}
+
+#[test]
+fn ccda_xml() {
+    let seeds: Vec<Vec<u8>> = ["Transfer_Summary.xml", "CCD-1.xml", "Procedure_Note.xml"]
+        .iter()
+        .map(|name| std::fs::read(shared("ccda").join(name)).unwrap())
+        .collect();
+    let target = Target {
+        parser: "c-cda",
+        file_name: "summary.xml",
+        // A problem converted from the document's entries, not only its header.
+        stores: ("Condition", "ccda-"),
+    };
+    fuzz_mutated(&target, Format::Xml, seeds, identity);
 }
 
 #[test]
