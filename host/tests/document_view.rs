@@ -96,10 +96,9 @@ async fn an_emailed_ccda_reads_as_a_document_in_explore() {
     assert_reads_as_the_document(&reply.body);
 }
 
-// Enable once the `ccda` plugin is bundled: its DocumentReference's file is the Binary of the
-// original XML, shown the same way.
+// The `ccda` plugin's DocumentReference's file is the Binary of the original XML, shown the
+// same way.
 #[tokio::test]
-#[ignore = "needs the bundled ccda plugin"]
 async fn an_uploaded_ccda_reads_as_a_document_in_explore() {
     let (server, alice) = TestServer::with_admin().await;
     let page = uploaded_ccd(&server, &alice).await;
@@ -114,8 +113,7 @@ async fn a_ccda_document_fits_a_phone_and_a_wide_screen_in_a_real_browser() {
         return;
     }
     let (server, alice) = TestServer::with_admin().await;
-    // Once the `ccda` plugin is bundled, `uploaded_ccd` shows the same document.
-    let page = emailed_ccd(&server, &alice).await;
+    let page = uploaded_ccd(&server, &alice).await;
     let (_driver, webdriver) = start_chromedriver();
     let browser = open_browser(&webdriver).await;
     let result = async {

@@ -95,7 +95,8 @@ async fn an_xml_file_nobody_recognises_is_refused_saying_what_it_is_and_fails_no
     assert!(
         reply.body.contains(
             "Fasten cannot import drawing.xml: it is XML whose root is &lt;svg&gt;, which is \
-             none of the kinds of .xml file Fasten knows: Apple Health export (export.xml)"
+             none of the kinds of .xml file Fasten knows: Apple Health export (export.xml); \
+             Health record document from a patient portal (C-CDA XML)."
         ),
         "{}",
         reply.body
@@ -191,11 +192,9 @@ async fn a_zip_is_routed_by_its_members() {
     );
 }
 
-// Enable once the `ccda` plugin is bundled (its manifest declares `xml_root =
-// "ClinicalDocument"` and `zip_member = "IHE_XDM/*"`): until then a C-CDA `.xml` is refused as
-// an XML file nobody recognises.
+// The `ccda` plugin's manifest declares `xml_root = "ClinicalDocument"`: the same ending as
+// Apple Health's export.xml, told apart by the root element.
 #[tokio::test]
-#[ignore = "needs the bundled ccda plugin"]
 async fn a_ccda_document_goes_to_the_ccda_plugin() {
     let (server, alice) = TestServer::with_admin().await;
     let person = server.person_id(common::ADMIN).await;
