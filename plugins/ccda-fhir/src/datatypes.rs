@@ -710,4 +710,121 @@ mod tests {
             "urn:uuid:8dff4b72-e8fe-11e4-b48a-460231621f93"
         );
     }
+
+    /// Runs `check` on the first `<value>` of a small document whose section narrative has
+    /// `<content ID="n1">Penicillin G</content>`.
+    fn with_value(value: &str, check: impl FnOnce(Node, &Narrative)) {
+        let xml = format!(
+            "<ClinicalDocument xmlns=\"urn:hl7-org:v3\" \
+             xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><section><text>\
+             <content ID=\"n1\">Penicillin G</content></text><entry>{value}</entry></section>\
+             </ClinicalDocument>"
+        );
+        let document = roxmltree::Document::parse(&xml).unwrap();
+        let narrative = Narrative::index(&document);
+        let node = document
+            .descendants()
+            .find(|n| n.is_element() && n.tag_name().name() == "value")
+            .unwrap();
+        check(node, &narrative);
+    }
+
+    #[test]
+    fn a_code_keeps_its_translations_and_its_narrative_text() {
+        with_value(
+            r##"<value xsi:type="CD" code="7980" codeSystem="2.16.840.1.113883.6.88" displayName="penicillin G"><originalText><reference value="#n1"/></originalText><translation code="373270004" codeSystem="2.16.840.1.113883.6.96" displayName="Penicillin"/></value>"##,
+            |node, narrative| {
+                let concept = concept(node, narrative).unwrap();
+                assert_eq!(
+                    concept["coding"][0]["system"],
+                    "http://www.nlm.nih.gov/research/umls/rxnorm"
+                );
+                assert_eq!(concept["coding"][0]["code"], "7980");
+                assert_eq!(concept["coding"][1]["system"], "http://snomed.info/sct");
+                assert_eq!(concept["coding"][1]["code"], "373270004");
+                assert_eq!(
+                    concept["text"], "Penicillin G",
+                    "the narrative the reference points at"
+                );
+            },
+        );
+    }
+
+    #[test]
+    fn a_null_code_keeps_only_what_it_says() {
+        // Coded as "other" with the words in the narrative: text only, no empty coding.
+        with_value(
+            r##"<value xsi:type="CD" nullFlavor="OTH"><originalText><reference value="#n1"/></originalText></value>"##,
+            |node, narrative| {
+                let concept = concept(node, narrative).unwrap();
+                assert!(concept.get("coding").is_none(), "{concept}");
+                assert_eq!(concept["text"], "Penicillin G");
+            },
+        );
+        // Nothing at all: no concept, and no value.
+        with_value(
+            r#"<value xsi:type="CD" nullFlavor="UNK"/>"#,
+            |node, narrative| {
+                assert_eq!(concept(node, narrative), None);
+                assert_eq!(observation_value(node, narrative), None);
+            },
+        );
+        with_value(
+            r#"<value xsi:type="PQ" nullFlavor="NI"/>"#,
+            |node, narrative| {
+                assert_eq!(observation_value(node, narrative), None);
+            },
+        );
+        // A reference to an ID the narrative does not have falls back to the element's own text.
+        with_value(
+            r##"<value xsi:type="ST"><reference value="#missing"/>yellow</value>"##,
+            |node, narrative| {
+                assert_eq!(
+                    observation_value(node, narrative),
+                    Some(("valueString", json!("yellow")))
+                );
+            },
+        );
+    }
+
+    #[test]
+    fn ranges_and_one_sided_intervals() {
+        with_value(
+            r#"<value xsi:type="IVL_PQ"><low value="4.50" unit="10*3/uL"/><high value="11.0" unit="10*3/uL"/></value>"#,
+            |node, narrative| {
+                let (key, range) = observation_value(node, narrative).unwrap();
+                assert_eq!(key, "valueRange");
+                assert_eq!(
+                    range["low"]["value"].to_string(),
+                    "4.50",
+                    "decimals as written"
+                );
+                assert_eq!(range["high"]["code"], "10*3/uL");
+            },
+        );
+        with_value(
+            r#"<value xsi:type="IVL_PQ"><low value="200" unit="mg/dL" inclusive="false"/></value>"#,
+            |node, narrative| {
+                let (key, quantity) = observation_value(node, narrative).unwrap();
+                assert_eq!(key, "valueQuantity");
+                assert_eq!(quantity["comparator"], ">");
+                assert_eq!(quantity["value"].to_string(), "200");
+            },
+        );
+        with_value(
+            r#"<value xsi:type="IVL_PQ"><high value="0.5" unit="ng/mL"/></value>"#,
+            |node, narrative| {
+                let (_, quantity) = observation_value(node, narrative).unwrap();
+                assert_eq!(quantity["comparator"], "<=");
+            },
+        );
+        with_value(
+            r#"<value xsi:type="RTO_PQ_PQ"><numerator value="1" unit="1"/><denominator value="80" unit="1"/></value>"#,
+            |node, narrative| {
+                let (key, ratio) = observation_value(node, narrative).unwrap();
+                assert_eq!(key, "valueRatio");
+                assert_eq!(ratio["denominator"]["value"].to_string(), "80");
+            },
+        );
+    }
 }
