@@ -1,7 +1,8 @@
 //! `cargo bench --bench connectors`: the file connectors end to end through the host (the plugin
 //! in its sandbox, validation, indexing and the one-transaction write), on generated inputs:
 //! lab CSV rows per second (import and preview), Apple Health export MB/s with the process's
-//! peak resident memory for a 200 MB export (and its zip), and emails per second. Prints
+//! peak resident memory for a 200 MB export (and its zip), emails per second, and the time to
+//! import each C-CDA example document through the `ccda` plugin. Prints
 //! figures; asserts nothing. `FASTEN_BENCH_APPLE_MB` changes the export size.
 
 #[path = "support/rss.rs"]
@@ -156,6 +157,43 @@ async fn run() -> anyhow::Result<()> {
         email_time,
         count as f64 / email_time
     );
+
+    // C-CDA documents, each imported twice (the second time finds every record unchanged).
+    let ccda_dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/ccda");
+    let mut documents: Vec<_> = std::fs::read_dir(&ccda_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .collect();
+    documents.sort();
+    // The example documents are about four different patients.
+    let anyway = ImportOptions {
+        anyway: true,
+        ..ImportOptions::default()
+    };
+    for path in &documents {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let size = std::fs::metadata(path)?.len();
+        let mut times = Vec::new();
+        let mut report = None;
+        for _ in 0..2 {
+            let started = Instant::now();
+            report = Some(
+                import::import_file(&db, &plugins, user, path, &name, Trigger::Cli, &anyway)
+                    .await?,
+            );
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        let report = report.unwrap();
+        println!(
+            "ccda {name}: {:.0} KB -> {} resources, {} warnings; import {:.0} ms, again {:.0} ms",
+            size as f64 / 1000.0,
+            report.counts.total(),
+            report.warnings.len(),
+            times[0],
+            times[1]
+        );
+    }
 
     // Apple Health.
     let megabytes: u64 = std::env::var("FASTEN_BENCH_APPLE_MB")
