@@ -1003,8 +1003,10 @@ async fn the_plugins_page_shows_what_a_waiting_plugin_would_get_and_fits_a_phone
                 waiting.contains("64 MiB memory, 300 s per file"),
                 "{waiting}"
             );
+            // FHIR recognises its .json files by their content, so the newcomer (which declares
+            // no signature) gets the .json files FHIR does not: no conflict to report.
             assert!(
-                waiting.contains(".json (FHIR): another plugin already imports this kind of file"),
+                !waiting.contains("another plugin already imports this kind of file"),
                 "{waiting}"
             );
             save_screenshot(&browser, &format!("admin-plugins-{name}")).await;
