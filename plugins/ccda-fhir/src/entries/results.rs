@@ -640,58 +640,22 @@ pub(super) fn performers(ctx: &mut Ctx, node: Node) -> Vec<Value> {
         .collect()
 }
 
-/// Adds an Observation built by [`observation`] for `node` and returns its reference. An
-/// Observation that needs no value (it has members or components) loses the absent-value reason.
-/// Documents reuse an `id` for different observations (the HL7 examples give a Glasgow scale's
-/// three parts one id): when an Observation with this id but another code or value was already
-/// added, this one gets an id of its own, from its id and content.
+/// Adds an Observation built by [`observation`] for `node` and returns its reference. (A
+/// document that reuses an `id` for different observations, as the HL7 examples do for a Glasgow
+/// scale's three parts, is handled by [`Ctx::id_for`].)
 pub(super) fn add_observation(ctx: &mut Ctx, node: Node, resource: Map<String, Value>) -> String {
     let id = ctx.id_for("Observation", node);
-    add_distinct(ctx, id, resource)
+    add_with_id(ctx, id, resource)
 }
 
-/// Adds a resource under `id`, or under an id derived from `id` and its content when another
-/// resource with `id` but a different code or value was already added.
-pub(super) fn add_distinct(ctx: &mut Ctx, id: String, mut resource: Map<String, Value>) -> String {
+/// Adds a resource under `id`. An Observation that needs no value (it has members or
+/// components) loses the absent-value reason.
+pub(super) fn add_with_id(ctx: &mut Ctx, id: String, mut resource: Map<String, Value>) -> String {
     if resource.contains_key("hasMember") || resource.contains_key("component") {
         resource.remove("dataAbsentReason");
     }
-    let resource_type = resource["resourceType"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let signature = signature(&resource);
-    let mut id = id;
-    if let Some(&at) = ctx.index.get(&(resource_type.clone(), id.clone()))
-        && ctx
-            .resources
-            .get(at)
-            .and_then(Value::as_object)
-            .is_some_and(|existing| signature_of_existing(existing) != signature)
-    {
-        id = crate::stable_id(&resource_type, &format!("{id}|{signature}"));
-    }
     resource.insert("id".into(), id.into());
     ctx.add(Value::Object(resource))
-}
-
-/// What tells two resources with one id apart: their code, value and parts.
-fn signature(resource: &Map<String, Value>) -> String {
-    let parts: Vec<(&String, &Value)> = resource
-        .iter()
-        .filter(|(k, _)| {
-            k.starts_with("value")
-                || matches!(
-                    k.as_str(),
-                    "code" | "component" | "relationship" | "condition" | "name"
-                )
-        })
-        .collect();
-    serde_json::to_string(&parts).unwrap_or_default()
-}
-
-fn signature_of_existing(resource: &Map<String, Value>) -> String {
-    signature(resource)
 }
 
 /// The LOINC code of a vital sign, as the vital-signs profile names it (a sitting systolic
@@ -797,7 +761,7 @@ fn blood_pressure(ctx: &mut Ctx, systolic: Node, diastolic: Node, organizer: Nod
             ctx.id_for("Observation", diastolic)
         ),
     );
-    add_distinct(ctx, id, panel);
+    add_with_id(ctx, id, panel);
     Ok(())
 }
 

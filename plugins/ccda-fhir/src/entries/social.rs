@@ -19,7 +19,7 @@ use roxmltree::Node;
 use serde_json::{Map, Value, json};
 
 use super::results::{
-    self, LOINC, add_distinct, add_observation, category, component_observations, put_effective,
+    self, LOINC, add_observation, add_with_id, category, component_observations, put_effective,
 };
 use super::{Mapped, concept_or_text, negated, put_identifiers, related};
 use crate::datatypes::{When, fhir_concept, put_list};
@@ -247,7 +247,7 @@ fn panel(ctx: &mut Ctx, organizer: Node, categories: Categories, fallback: &str)
     put_list(&mut resource, "performer", performers);
     resource.insert("hasMember".into(), Value::Array(references));
     let id = ctx.id_for("Observation", organizer);
-    add_distinct(ctx, id, resource);
+    add_with_id(ctx, id, resource);
     Ok(())
 }
 
