@@ -44,11 +44,35 @@ fn entries_per_section(bytes: &[u8]) -> Vec<usize> {
         .collect()
 }
 
-fn of_type<'a>(resources: &'a [Value], resource_type: &str) -> Vec<&'a Value> {
-    resources
+/// The resources of one type a conversion gave.
+pub(crate) fn of_type<'a>(
+    conversion: &'a crate::Conversion,
+    resource_type: &str,
+) -> Vec<&'a Value> {
+    conversion
+        .resources
         .iter()
         .filter(|r| r["resourceType"] == resource_type)
         .collect()
+}
+
+/// A section example converted, by its path under `sections/`
+/// (`"Goals/SDOH_Goal(C-CDA2.1).xml"`).
+pub(crate) fn convert_example(name: &str) -> crate::Conversion {
+    let (_, text) = section_examples()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no section example {name}"));
+    convert(text.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// An example document converted, by its file name.
+pub(crate) fn convert_document(name: &str) -> crate::Conversion {
+    let (_, bytes) = documents()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no example document {name}"));
+    convert(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 #[test]
@@ -81,8 +105,8 @@ fn every_example_document_accounts_for_every_entry() {
             );
         }
         // One Binary holding the original, one Patient, and the document.
-        assert_eq!(of_type(&conversion.resources, "Binary").len(), 1, "{name}");
-        assert_eq!(of_type(&conversion.resources, "Patient").len(), 1, "{name}");
+        assert_eq!(of_type(&conversion, "Binary").len(), 1, "{name}");
+        assert_eq!(of_type(&conversion, "Patient").len(), 1, "{name}");
         let document = conversion
             .resources
             .iter()

@@ -329,11 +329,7 @@ fn allergy(
     let recorded =
         time.or_else(|| concern.and_then(|c| When::of(c.child("effectiveTime")).first()));
     put(&mut resource, "recordedDate", recorded.map(Value::from));
-    put(
-        &mut resource,
-        "recorder",
-        only_types(author, &["Practitioner", "PractitionerRole"]),
-    );
+    put(&mut resource, "recorder", only_types(author, super::PEOPLE));
 
     if !no_known {
         let reactions = reactions(ctx, observation, concern, concern_reactions);

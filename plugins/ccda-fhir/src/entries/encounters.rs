@@ -295,22 +295,8 @@ pub(super) fn location(ctx: &mut Ctx, role: Node) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use crate::tests::{convert_example, of_type};
     use serde_json::Value;
-
-    fn convert_example(name: &str) -> crate::Conversion {
-        let (_, text) = crate::tests::section_examples()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("{name}"));
-        crate::convert(text.as_bytes()).unwrap()
-    }
-
-    fn of_type<'a>(c: &'a crate::Conversion, t: &str) -> Vec<&'a Value> {
-        c.resources
-            .iter()
-            .filter(|r| r["resourceType"] == t)
-            .collect()
-    }
 
     fn reference(r: &Value) -> String {
         format!(

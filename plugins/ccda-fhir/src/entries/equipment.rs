@@ -574,22 +574,7 @@ pub(crate) fn convert_care_team(ctx: &mut Ctx, statement: Node) -> Mapped {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Value;
-
-    fn convert_example(name: &str) -> crate::Conversion {
-        let (_, text) = crate::tests::section_examples()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("{name}"));
-        crate::convert(text.as_bytes()).unwrap()
-    }
-
-    fn of_type<'a>(c: &'a crate::Conversion, t: &str) -> Vec<&'a Value> {
-        c.resources
-            .iter()
-            .filter(|r| r["resourceType"] == t)
-            .collect()
-    }
+    use crate::tests::{convert_example, of_type};
 
     #[test]
     fn supplies_are_devices_the_patient_uses() {
@@ -668,11 +653,7 @@ mod tests {
 
     #[test]
     fn a_policy_is_a_coverage_paid_by_its_payer() {
-        let (_, bytes) = crate::tests::documents()
-            .into_iter()
-            .find(|(n, _)| n == "CCD-1.xml")
-            .unwrap();
-        let c = crate::convert(&bytes).unwrap();
+        let c = crate::tests::convert_document("CCD-1.xml");
         let coverages = of_type(&c, "Coverage");
         assert_eq!(coverages.len(), 1);
         let coverage = coverages[0];

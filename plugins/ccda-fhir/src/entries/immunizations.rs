@@ -327,15 +327,10 @@ fn reactions(ctx: &mut Ctx, statement: Node) -> Vec<Value> {
 mod tests {
     use serde_json::Value;
 
-    use crate::tests::section_examples;
+    use crate::tests::convert_example;
 
     fn example(name: &str) -> (Vec<Value>, Vec<String>) {
-        let text = section_examples()
-            .into_iter()
-            .find(|(n, _)| n == &format!("Immunizations/{name}"))
-            .unwrap_or_else(|| panic!("no example {name}"))
-            .1;
-        let conversion = crate::convert(text.as_bytes()).unwrap();
+        let conversion = convert_example(&format!("Immunizations/{name}"));
         (conversion.resources, conversion.warnings)
     }
 
@@ -440,11 +435,7 @@ mod tests {
 
     #[test]
     fn entries_sharing_one_id_each_keep_their_immunization() {
-        let (_, bytes) = crate::tests::documents()
-            .into_iter()
-            .find(|(n, _)| n == "CCD-1.xml")
-            .unwrap();
-        let conversion = crate::convert(&bytes).unwrap();
+        let conversion = crate::tests::convert_document("CCD-1.xml");
         let immunizations: Vec<&Value> = conversion
             .resources
             .iter()

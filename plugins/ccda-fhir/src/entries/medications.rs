@@ -692,7 +692,7 @@ fn dispense_request(statement: Node) -> Option<Value> {
 mod tests {
     use serde_json::Value;
 
-    use crate::tests::section_examples;
+    use crate::tests::{convert_example, section_examples};
 
     struct Converted {
         resources: Vec<Value>,
@@ -720,12 +720,7 @@ mod tests {
     }
 
     fn example(name: &str) -> Converted {
-        let text = section_examples()
-            .into_iter()
-            .find(|(n, _)| n == &format!("Medications/{name}"))
-            .unwrap_or_else(|| panic!("no example {name}"))
-            .1;
-        let conversion = crate::convert(text.as_bytes()).unwrap();
+        let conversion = convert_example(&format!("Medications/{name}"));
         Converted {
             resources: conversion.resources,
             warnings: conversion.warnings,

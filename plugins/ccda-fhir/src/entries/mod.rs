@@ -471,6 +471,15 @@ pub(crate) fn put_identifiers(resource: &mut serde_json::Map<String, Value>, sta
     );
 }
 
+/// Who may have recorded a clinical record (`recorder`, `asserter`): a person, never a device or
+/// an organisation.
+pub(crate) const PEOPLE: &[&str] = &[
+    "Practitioner",
+    "PractitionerRole",
+    "Patient",
+    "RelatedPerson",
+];
+
 /// A reference kept only when it points to one of `types` (an author may be a Device, which
 /// most "recorder" fields do not accept).
 pub(crate) fn only_types(reference: Option<Value>, types: &[&str]) -> Option<Value> {

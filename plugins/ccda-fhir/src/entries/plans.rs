@@ -737,30 +737,7 @@ pub(crate) fn convert_outcome(ctx: &mut Ctx, statement: Node) -> Mapped {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Value;
-
-    fn convert_example(name: &str) -> crate::Conversion {
-        let (_, text) = crate::tests::section_examples()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("{name}"));
-        crate::convert(text.as_bytes()).unwrap()
-    }
-
-    fn of_type<'a>(c: &'a crate::Conversion, t: &str) -> Vec<&'a Value> {
-        c.resources
-            .iter()
-            .filter(|r| r["resourceType"] == t)
-            .collect()
-    }
-
-    fn document(name: &str) -> crate::Conversion {
-        let (_, bytes) = crate::tests::documents()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .unwrap();
-        crate::convert(&bytes).unwrap()
-    }
+    use crate::tests::{convert_document as document, convert_example, of_type};
 
     #[test]
     fn a_goal_from_its_value_with_the_author_who_set_it() {

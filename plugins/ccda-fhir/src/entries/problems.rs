@@ -173,15 +173,7 @@ fn condition(
     put(
         &mut resource,
         "recorder",
-        super::only_types(
-            author,
-            &[
-                "Practitioner",
-                "PractitionerRole",
-                "Patient",
-                "RelatedPerson",
-            ],
-        ),
+        super::only_types(author, super::PEOPLE),
     );
     let recorded =
         time.or_else(|| concern.and_then(|c| When::of(c.child("effectiveTime")).first()));

@@ -169,15 +169,7 @@ fn procedure(ctx: &mut Ctx, statement: Node) -> Result<String, String> {
     put(
         &mut resource,
         "recorder",
-        super::only_types(
-            author,
-            &[
-                "Practitioner",
-                "PractitionerRole",
-                "Patient",
-                "RelatedPerson",
-            ],
-        ),
+        super::only_types(author, super::PEOPLE),
     );
     let performed_by: Vec<Value> = performers(ctx, statement)
         .into_iter()
@@ -314,22 +306,8 @@ fn observation(ctx: &mut Ctx, statement: Node) -> Mapped {
 
 #[cfg(test)]
 mod tests {
+    use crate::tests::{convert_example, of_type};
     use serde_json::Value;
-
-    fn convert_example(name: &str) -> crate::Conversion {
-        let (_, text) = crate::tests::section_examples()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("{name}"));
-        crate::convert(text.as_bytes()).unwrap()
-    }
-
-    fn of_type<'a>(c: &'a crate::Conversion, t: &str) -> Vec<&'a Value> {
-        c.resources
-            .iter()
-            .filter(|r| r["resourceType"] == t)
-            .collect()
-    }
 
     fn systems(concept: &Value) -> Vec<String> {
         concept["coding"]

@@ -767,24 +767,10 @@ fn blood_pressure(ctx: &mut Ctx, systolic: Node, diastolic: Node, organizer: Nod
 
 #[cfg(test)]
 mod tests {
+    use crate::tests::{convert_example, of_type};
     use serde_json::Value;
 
     use crate::tests::{section_examples, wrap_example};
-
-    fn convert_example(name: &str) -> crate::Conversion {
-        let (_, text) = section_examples()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("no example {name}"));
-        crate::convert(text.as_bytes()).unwrap()
-    }
-
-    fn of_type<'a>(c: &'a crate::Conversion, t: &str) -> Vec<&'a Value> {
-        c.resources
-            .iter()
-            .filter(|r| r["resourceType"] == t)
-            .collect()
-    }
 
     fn with_code<'a>(c: &'a crate::Conversion, code: &str) -> &'a Value {
         c.resources

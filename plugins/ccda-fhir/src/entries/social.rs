@@ -259,17 +259,10 @@ fn is_assertion(code: Node) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::tests::convert_example;
     use serde_json::Value;
 
-    use crate::tests::{section_examples, wrap_example};
-
-    fn convert_example(name: &str) -> crate::Conversion {
-        let (_, text) = section_examples()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("no example {name}"));
-        crate::convert(text.as_bytes()).unwrap()
-    }
+    use crate::tests::wrap_example;
 
     fn observations(c: &crate::Conversion) -> Vec<&Value> {
         c.resources
