@@ -29,24 +29,6 @@ fn documents() -> Vec<PathBuf> {
     paths
 }
 
-async fn import(
-    server: &TestServer,
-    person_id: i64,
-    path: &Path,
-) -> Result<fasten::import::ImportReport, fasten::import::ImportError> {
-    let name = path.file_name().unwrap().to_str().unwrap();
-    fasten::import::import_file(
-        &server.state.db,
-        &server.state.plugins,
-        person_id,
-        path,
-        name,
-        fasten::jobs::Trigger::Cli,
-        &Default::default(),
-    )
-    .await
-}
-
 /// Every resource stored for a person: (type, id, json).
 async fn stored_all(server: &TestServer, person_id: i64) -> Vec<Value> {
     let rows: Vec<String> = sqlx::query_scalar(
@@ -93,7 +75,8 @@ async fn every_example_document_imports_and_a_fhir_server_accepts_what_it_became
                 &format!("Patient {index}"),
             )
             .await;
-        let report = import(&server, person, path)
+        let report = server
+            .import_report(person, path)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(report.plugin, CCDA_PLUGIN, "{name}");
@@ -240,7 +223,7 @@ async fn a_portal_download_imports_both_its_documents_and_again_adds_nothing() {
     // The same download again: nothing added, nothing changed.
     let path = server.data_dir.path().join("again.zip");
     std::fs::write(&path, &zip).unwrap();
-    let report = import(&server, alice, &path).await.unwrap();
+    let report = server.import_report(alice, &path).await.unwrap();
     assert_eq!(report.counts.added, 0, "{:?}", report.counts);
     assert_eq!(report.counts.updated, 0, "{:?}", report.counts);
     assert_eq!(stored_all(&server, alice).await.len(), stored);

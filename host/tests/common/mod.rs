@@ -168,6 +168,18 @@ impl TestServer {
     /// Imports a file for a person the way `fasten import --person` does.
     pub async fn import_for(&self, person_id: i64, path: &Path) {
         let name = path.file_name().unwrap().to_str().unwrap();
+        self.import_report(person_id, path)
+            .await
+            .unwrap_or_else(|e| panic!("{name} imports: {e:#}"));
+    }
+
+    /// Imports a file for a person the way `fasten import --person` does, with its report.
+    pub async fn import_report(
+        &self,
+        person_id: i64,
+        path: &Path,
+    ) -> Result<fasten::import::ImportReport, fasten::import::ImportError> {
+        let name = path.file_name().unwrap().to_str().unwrap();
         fasten::import::import_file(
             &self.state.db,
             &self.state.plugins,
@@ -178,7 +190,6 @@ impl TestServer {
             &Default::default(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{name} imports: {e:#}"));
     }
 
     /// Imports a FHIR Bundle written by the test, saved as `name` in the data folder.
