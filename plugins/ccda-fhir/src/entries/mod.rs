@@ -258,66 +258,7 @@ fn by_template(ctx: &mut Ctx, statement: Node) -> Mapped {
 /// An observation of no kind Fasten knows better, as an Observation (category "exam"): its code
 /// (or narrative), value, time, interpretation and author, so a finding is never lost.
 fn plain_observation(ctx: &mut Ctx, statement: Node) -> Mapped {
-    use crate::datatypes::{When, fhir_concept, observation_value, put};
-    let coded = statement
-        .child("code")
-        .filter(|c| !c.is_null() || c.child("originalText").is_some());
-    let code =
-        concept_or_text(ctx, coded, statement).ok_or("the observation has no code and no text")?;
-    let mut resource = serde_json::Map::new();
-    resource.insert("resourceType".into(), "Observation".into());
-    resource.insert("id".into(), ctx.id_for("Observation", statement).into());
-    put_identifiers(&mut resource, statement);
-    let status = if negated(statement) {
-        "cancelled"
-    } else {
-        match statement.child("statusCode").and_then(|s| s.attr("code")) {
-            Some("active") => "preliminary",
-            Some("aborted" | "cancelled") => "cancelled",
-            Some("nullified") => "entered-in-error",
-            _ => "final",
-        }
-    };
-    resource.insert("status".into(), status.into());
-    resource.insert(
-        "category".into(),
-        json!([fhir_concept(
-            "http://terminology.hl7.org/CodeSystem/observation-category",
-            "exam",
-            "Exam"
-        )]),
-    );
-    resource.insert("code".into(), code);
-    resource.insert("subject".into(), ctx.subject());
-    When::of(statement.child("effectiveTime")).set_choice(&mut resource, "effective");
-    let value = statement
-        .child("value")
-        .and_then(|v| observation_value(v, &ctx.narrative));
-    if let Some((key, value)) = value {
-        resource.insert(key.into(), value);
-    } else {
-        let (code, display) = if negated(statement) {
-            ("not-performed", "Not Performed")
-        } else {
-            ("unknown", "Unknown")
-        };
-        resource.insert(
-            "dataAbsentReason".into(),
-            fhir_concept(
-                "http://terminology.hl7.org/CodeSystem/data-absent-reason",
-                code,
-                display,
-            ),
-        );
-    }
-    put(
-        &mut resource,
-        "interpretation",
-        statement
-            .child("interpretationCode")
-            .and_then(|i| crate::datatypes::concept(i, &ctx.narrative))
-            .map(|i| json!([i])),
-    );
+    let mut resource = observation_resource(ctx, statement, ("exam", "Exam"))?;
     let (author, _) = first_author(ctx, statement);
     let performer = only_types(
         author,
@@ -329,12 +270,84 @@ fn plain_observation(ctx: &mut Ctx, statement: Node) -> Mapped {
             "RelatedPerson",
         ],
     );
-    put(&mut resource, "performer", performer.map(|a| json!([a])));
+    crate::datatypes::put(&mut resource, "performer", performer.map(|a| json!([a])));
     if let Some(encounter) = &ctx.encounter {
         resource.insert("encounter".into(), json!({ "reference": encounter }));
     }
     ctx.add(Value::Object(resource));
     Ok(())
+}
+
+/// The parts every Observation made from an `observation` statement has: its id, status (a
+/// negated one is cancelled), `category` (code, display), code (or narrative), time, value (or
+/// why there is none: not performed, unknown) and interpretation. Callers add what their
+/// template says beyond that.
+pub(crate) fn observation_resource(
+    ctx: &Ctx,
+    statement: Node,
+    (category, category_display): (&str, &str),
+) -> Result<serde_json::Map<String, Value>, String> {
+    use crate::datatypes::{When, fhir_concept, observation_value, put};
+    let code = concept_or_text(ctx, usable_code(statement), statement)
+        .ok_or("the observation has no code and no text")?;
+    let mut resource = serde_json::Map::new();
+    resource.insert("resourceType".into(), "Observation".into());
+    resource.insert("id".into(), ctx.id_for("Observation", statement).into());
+    put_identifiers(&mut resource, statement);
+    let status = if negated(statement) {
+        "cancelled"
+    } else {
+        match statement.child("statusCode").and_then(|s| s.attr("code")) {
+            Some("active" | "new") => "preliminary",
+            Some("aborted" | "cancelled") => "cancelled",
+            Some("nullified") => "entered-in-error",
+            _ => "final",
+        }
+    };
+    resource.insert("status".into(), status.into());
+    resource.insert(
+        "category".into(),
+        json!([fhir_concept(
+            "http://terminology.hl7.org/CodeSystem/observation-category",
+            category,
+            category_display
+        )]),
+    );
+    resource.insert("code".into(), code);
+    resource.insert("subject".into(), ctx.subject());
+    When::of(statement.child("effectiveTime")).set_choice(&mut resource, "effective");
+    let value = statement
+        .child("value")
+        .and_then(|v| observation_value(v, &ctx.narrative));
+    match value {
+        Some((key, value)) if !negated(statement) => {
+            resource.insert(key.into(), value);
+        }
+        _ => {
+            let (code, display) = if negated(statement) {
+                ("not-performed", "Not Performed")
+            } else {
+                ("unknown", "Unknown")
+            };
+            resource.insert(
+                "dataAbsentReason".into(),
+                fhir_concept(
+                    "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                    code,
+                    display,
+                ),
+            );
+        }
+    }
+    put(
+        &mut resource,
+        "interpretation",
+        statement
+            .child("interpretationCode")
+            .and_then(|i| crate::datatypes::concept(i, &ctx.narrative))
+            .map(|i| json!([i])),
+    );
+    Ok(resource)
 }
 
 /// A section with narrative and no entries (an assessment, hospital course, instructions) as a
@@ -402,6 +415,14 @@ pub(crate) fn concept_or_text(ctx: &Ctx, coded: Option<Node>, statement: Node) -
                 .and_then(|t| ctx.narrative.text_of(t))
                 .map(crate::datatypes::text_concept)
         })
+}
+
+/// The `code` of a statement when it says something (a code, or original text, or
+/// translations), not only a nullFlavor.
+pub(crate) fn usable_code<'a, 'i>(statement: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
+    statement.child("code").filter(|c| {
+        !c.is_null() || c.child("originalText").is_some() || c.child("translation").is_some()
+    })
 }
 
 /// The first `author` of a statement that names a person or organisation, as a reference,

@@ -14,7 +14,8 @@
 use roxmltree::Node;
 use serde_json::{Map, Value, json};
 
-use super::procedures::{convert_members, notes, usable_code};
+use super::procedures::{convert_members, notes};
+use super::usable_code;
 use super::{
     Mapped, concept_or_text, first_author, negated, performers, put_identifiers, related,
     statement_of,

@@ -14,9 +14,12 @@ use roxmltree::Node;
 use serde_json::{Map, Value, json};
 
 use super::plans::reasons;
-use super::{Mapped, concept_or_text, first_author, negated, performers, put_identifiers, related};
+use super::{
+    Mapped, concept_or_text, first_author, negated, performers, put_identifiers, related,
+    usable_code,
+};
 use crate::Ctx;
-use crate::datatypes::{When, concept, fhir_concept, observation_value, put, put_list};
+use crate::datatypes::{When, concept, put, put_list};
 use crate::xml::El;
 
 const INTERVENTION_ACT: &str = "2.16.840.1.113883.10.20.22.4.131";
@@ -95,14 +98,6 @@ pub(super) fn convert_members(ctx: &mut Ctx, statement: Node) -> Option<Mapped> 
             ));
         }
         Ok(())
-    })
-}
-
-/// The `code` of a statement when it says something (a code, or original text, or
-/// translations), not only a nullFlavor.
-pub(super) fn usable_code<'a, 'i>(statement: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
-    statement.child("code").filter(|c| {
-        !c.is_null() || c.child("originalText").is_some() || c.child("translation").is_some()
     })
 }
 
@@ -235,56 +230,16 @@ pub(super) fn notes(ctx: &Ctx, statement: Node) -> Vec<Value> {
         .collect()
 }
 
-/// A Procedure Activity Observation as an Observation of category `procedure`.
+/// A Procedure Activity Observation as an Observation of category `procedure`, with who did it,
+/// where on the body and how.
 fn observation(ctx: &mut Ctx, statement: Node) -> Mapped {
-    let code = concept_or_text(ctx, usable_code(statement), statement)
-        .ok_or("the procedure observation has no code and no text")?;
-    let mut resource = Map::new();
-    resource.insert("resourceType".into(), "Observation".into());
-    resource.insert("id".into(), ctx.id_for("Observation", statement).into());
-    put_identifiers(&mut resource, statement);
-    let status = if negated(statement) {
-        "cancelled"
-    } else {
-        match statement.child("statusCode").and_then(|s| s.attr("code")) {
-            Some("active" | "new") => "preliminary",
-            Some("aborted" | "cancelled") => "cancelled",
-            Some("nullified") => "entered-in-error",
-            _ => "final",
-        }
-    };
-    resource.insert("status".into(), status.into());
-    resource.insert(
-        "category".into(),
-        json!([fhir_concept(
-            "http://terminology.hl7.org/CodeSystem/observation-category",
-            "procedure",
-            "Procedure"
-        )]),
-    );
-    resource.insert("code".into(), code);
-    resource.insert("subject".into(), ctx.subject());
-    When::of(statement.child("effectiveTime")).set_choice(&mut resource, "effective");
+    let mut resource = super::observation_resource(ctx, statement, ("procedure", "Procedure"))
+        .map_err(|_| "the procedure observation has no code and no text")?;
     let performed_by: Vec<Value> = performers(ctx, statement)
         .into_iter()
         .map(|r| json!({ "reference": r }))
         .collect();
     put_list(&mut resource, "performer", performed_by);
-    if negated(statement) {
-        resource.insert(
-            "dataAbsentReason".into(),
-            fhir_concept(
-                "http://terminology.hl7.org/CodeSystem/data-absent-reason",
-                "not-performed",
-                "Not Performed",
-            ),
-        );
-    } else if let Some((key, value)) = statement
-        .child("value")
-        .and_then(|v| observation_value(v, &ctx.narrative))
-    {
-        resource.insert(key.into(), value);
-    }
     put(
         &mut resource,
         "bodySite",
