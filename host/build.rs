@@ -26,6 +26,7 @@ const BUILT: &[&str] = &[
     "fasten-plugin-apple-health",
     "fasten-plugin-ccda",
     "fasten-plugin-test-hostile",
+    "fasten-plugin-test-broken",
 ];
 
 fn main() {

@@ -186,9 +186,33 @@ pub async fn open_plugins(
     config: &Config,
     db: &sqlx::SqlitePool,
 ) -> anyhow::Result<Arc<plugins::PluginHost>> {
-    let host = Arc::new(plugins::PluginHost::new(plugins::HostSettings {
+    let host = Arc::new(plugins::PluginHost::new(plugin_settings(
+        config,
+        config.data_dir.join("plugin-cache"),
+    ))?);
+    host.load_all(db).await;
+    if config.dev {
+        plugins::reload::spawn(host.clone(), db.clone())?;
+    }
+    Ok(host)
+}
+
+/// A plugin host with no plugin loaded, for checking a component before it is installed
+/// (`fasten plugin check`): the server's engine, imports and limits, compiling into
+/// `cache_dir` rather than the data folder's cache.
+pub fn plugin_checker(
+    config: &Config,
+    cache_dir: std::path::PathBuf,
+) -> anyhow::Result<Arc<plugins::PluginHost>> {
+    Ok(Arc::new(plugins::PluginHost::new(plugin_settings(
+        config, cache_dir,
+    ))?))
+}
+
+fn plugin_settings(config: &Config, cache_dir: std::path::PathBuf) -> plugins::HostSettings {
+    plugins::HostSettings {
         registry_dir: config.plugins.registry_dir.clone(),
-        cache_dir: config.data_dir.join("plugin-cache"),
+        cache_dir,
         network: plugins::http::NetworkPolicy {
             allow_http_loopback: config.plugins.allow_http_loopback,
             allow_private_networks: config.plugins.allow_private_networks,
@@ -204,12 +228,7 @@ pub async fn open_plugins(
         },
         spool_dir: config.data_dir.join("spool"),
         concurrent_runs: config.plugins.concurrent_runs,
-    })?);
-    host.load_all(db).await;
-    if config.dev {
-        plugins::reload::spawn(host.clone(), db.clone())?;
     }
-    Ok(host)
 }
 
 /// Removes what a server that stopped abruptly (killed, or the power went) left half done: files

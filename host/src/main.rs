@@ -64,10 +64,11 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Show the connector plugins, their versions, permissions and whether they loaded.
-    Plugins {
+    /// Connector plugins: list them; check, install, approve or revoke one.
+    #[command(alias = "plugins")]
+    Plugin {
         #[command(subcommand)]
-        action: PluginsAction,
+        action: PluginAction,
     },
     /// Manage accounts. Passwords are read from standard input, never from arguments.
     User {
@@ -149,9 +150,31 @@ enum ExportFormatArg {
 }
 
 #[derive(Subcommand)]
-enum PluginsAction {
-    /// List every plugin with its status.
+enum PluginAction {
+    /// List every plugin with its version, permissions and whether it loaded.
     List,
+    /// Load a component exactly as the server would (WIT version, imports and exports,
+    /// `describe`, limits) and cross-check its manifest. Prints its sha256, and a ready
+    /// plugin.toml when given none; exits non-zero with the reason on any problem.
+    Check {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// Its plugin.toml.
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+    },
+    /// Copy a checked plugin (a folder with plugin.toml and its component, or a .wasm with
+    /// --manifest) into the plugin registry, where it waits for an administrator's approval.
+    Install {
+        path: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+    },
+    /// Let a dropped-in plugin run, with the hosts its manifest asks for (what Admin →
+    /// Plugins → Enable does).
+    Approve { id: String },
+    /// Stop a dropped-in plugin from running (what Admin → Plugins → Disable does).
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -216,9 +239,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { whose, format, out } => {
             runtime.block_on(export_command(config, &whose, format, out.as_deref()))
         }
-        Command::Plugins {
-            action: PluginsAction::List,
-        } => runtime.block_on(plugins_command(config)),
+        Command::Plugin { action } => match action {
+            PluginAction::List => runtime.block_on(plugins_command(config)),
+            PluginAction::Check { file, manifest } => {
+                runtime.block_on(plugin_check_command(&config, &file, manifest.as_deref()))
+            }
+            PluginAction::Install { path, manifest } => {
+                runtime.block_on(plugin_install_command(&config, &path, manifest.as_deref()))
+            }
+            PluginAction::Approve { id } => {
+                runtime.block_on(plugin_decide_command(config, &id, true))
+            }
+            PluginAction::Revoke { id } => {
+                runtime.block_on(plugin_decide_command(config, &id, false))
+            }
+        },
         Command::Backup { out, with_key } => {
             runtime.block_on(backup_command(config, out.as_deref(), with_key))
         }
@@ -766,6 +801,149 @@ async fn plugins_command(config: Config) -> anyhow::Result<()> {
             p.run_seconds,
             p.error.unwrap_or_default()
         );
+    }
+    Ok(())
+}
+
+/// A plugin as `plugin check` and `plugin install` are given it: a folder holding plugin.toml
+/// and the component it names, or a component with `--manifest` (or, for `check`, without).
+struct PluginFiles {
+    component: PathBuf,
+    bytes: Vec<u8>,
+    /// The manifest and the file it was read from.
+    manifest: Option<(fasten::plugins::manifest::Manifest, PathBuf)>,
+}
+
+fn plugin_files(
+    path: &std::path::Path,
+    manifest: Option<&std::path::Path>,
+) -> anyhow::Result<PluginFiles> {
+    use fasten::plugins::manifest::Manifest;
+    let manifest_path = match manifest {
+        Some(manifest) => Some(manifest.to_path_buf()),
+        None if path.is_dir() => Some(path.join("plugin.toml")),
+        None => None,
+    };
+    let manifest = manifest_path
+        .map(|p| Manifest::load(&p).map(|m| (m, p)))
+        .transpose()?;
+    let component = match (&manifest, path.is_dir()) {
+        (Some((manifest, _)), true) => manifest.artifact_path(path),
+        _ => path.to_path_buf(),
+    };
+    let bytes = std::fs::read(&component)
+        .with_context(|| format!("cannot read the component {}", component.display()))?;
+    Ok(PluginFiles {
+        component,
+        bytes,
+        manifest,
+    })
+}
+
+async fn plugin_check_command(
+    config: &Config,
+    path: &std::path::Path,
+    manifest: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let files = plugin_files(path, manifest)?;
+    // Compiled into a folder of its own, so checking leaves nothing in the data folder.
+    let cache = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let host = fasten::plugin_checker(config, cache.path().to_path_buf())?;
+    let manifest = files.manifest.as_ref().map(|(m, _)| m);
+    let checked = host.check(files.bytes, manifest).await?;
+    println!(
+        "ok: {} {} ({}){}",
+        checked.info.id,
+        checked.info.version,
+        checked.kind(),
+        if checked.info.file_types.is_empty() {
+            String::new()
+        } else {
+            format!(", imports {}", checked.file_endings())
+        }
+    );
+    println!("sha256 = \"{}\"", checked.sha256);
+    if manifest.is_none() {
+        let artifact = files
+            .component
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin.wasm".into());
+        println!("\nA plugin.toml for it (name the hosts it must reach):\n");
+        print!("{}", checked.suggested_manifest(&artifact));
+    }
+    Ok(())
+}
+
+async fn plugin_install_command(
+    config: &Config,
+    path: &std::path::Path,
+    manifest: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let files = plugin_files(path, manifest)?;
+    let (manifest, manifest_path) = files.manifest.context(
+        "a plugin is installed with its plugin.toml: give a folder holding both, or --manifest FILE",
+    )?;
+    let cache = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let host = fasten::plugin_checker(config, cache.path().to_path_buf())?;
+    host.check(files.bytes.clone(), Some(&manifest)).await?;
+    let folder = config.plugins.registry_dir.join(&manifest.id);
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    // The component first: a server that sees the new manifest finds the component it names.
+    std::fs::write(manifest.artifact_path(&folder), &files.bytes)
+        .with_context(|| format!("cannot write into {}", folder.display()))?;
+    std::fs::copy(&manifest_path, folder.join("plugin.toml"))
+        .with_context(|| format!("cannot write into {}", folder.display()))?;
+    println!(
+        "Installed {} {} into {}. It runs once an administrator approves it: Admin → Plugins, or `fasten plugin approve {}`.",
+        manifest.id,
+        manifest.version,
+        folder.display(),
+        manifest.id
+    );
+    println!("{}", hosts_line(&manifest.capabilities.allowed_hosts));
+    Ok(())
+}
+
+/// What a plugin may reach, as a sentence.
+fn hosts_line(hosts: &[String]) -> String {
+    if hosts.is_empty() {
+        "It asks to reach no host: it only reads the files it is given.".into()
+    } else {
+        format!("It asks to reach: {}.", hosts.join(", "))
+    }
+}
+
+async fn plugin_decide_command(config: Config, id: &str, enable: bool) -> anyhow::Result<()> {
+    fasten::prepare_data_dir(&config.data_dir)?;
+    let db = store::open(&config.database_path()).await?;
+    let plugins = fasten::open_plugins(&config, &db).await?;
+    let Some(view) = plugins.list().into_iter().find(|p| p.id == id) else {
+        bail!(
+            "there is no plugin {id:?} in {}",
+            config.plugins.registry_dir.display()
+        );
+    };
+    plugins.decide(&db, id, enable, None).await?;
+    let action = if enable {
+        Action::PluginApproved
+    } else {
+        Action::PluginRevoked
+    };
+    audit::record(&db, &Actor::command_line(), action, id).await;
+    if enable {
+        println!(
+            "Approved {} {}: it runs from now on.",
+            view.id, view.version
+        );
+        println!("{}", hosts_line(&view.requested_hosts));
+    } else {
+        println!("Revoked {} {}: it no longer runs.", view.id, view.version);
+    }
+    let after = plugins.list().into_iter().find(|p| p.id == id);
+    if let Some(error) = after.and_then(|p| p.error) {
+        println!("Note: {error}");
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! disabled until an administrator approves it (and the hosts it asks to reach). A plugin that
 //! fails to load is listed with the reason; the server starts regardless.
 
+pub mod check;
 pub mod grants;
 pub mod http;
 pub mod manifest;
@@ -928,7 +929,7 @@ impl PluginHost {
         db: &SqlitePool,
         id: &str,
         enable: bool,
-        by_user: i64,
+        by_user: Option<i64>,
     ) -> anyhow::Result<()> {
         let (manifest, sha256) = {
             let entries = self.entries.read().expect("plugin registry lock");

@@ -44,7 +44,7 @@ async fn decide(
     }
     state
         .plugins
-        .decide(&state.db, id, enable, admin)
+        .decide(&state.db, id, enable, Some(admin))
         .await
         .map_err(|e| AppError::Conflict(format!("{e:#}")))?;
     tracing::info!(plugin = id, enable, by = admin, "plugin decision");
