@@ -68,11 +68,7 @@ impl Content {
     pub fn of_head(head: &[u8]) -> Content {
         let (text, utf16) = decode(head);
         let binary = !utf16 && head.contains(&0);
-        let xml_root = if binary {
-            None
-        } else {
-            xml_root(&text).map(str::to_string)
-        };
+        let xml_root = if binary { None } else { xml_root(&text) };
         Content {
             text,
             binary,
@@ -173,56 +169,27 @@ fn decode(head: &[u8]) -> (String, bool) {
 /// The local name of the root element of the XML that `text` starts with, skipping whitespace,
 /// the XML declaration, processing instructions, comments and the DOCTYPE (with an internal
 /// subset). None when `text` is not XML up to its root element.
-pub fn xml_root(text: &str) -> Option<&str> {
-    let mut rest = text.trim_start_matches('\u{feff}');
+pub fn xml_root(text: &str) -> Option<String> {
+    // quick-xml walks the prolog as a parser should (declaration, comments, processing
+    // instructions, a DOCTYPE with its internal subset) up to the first element.
+    let mut reader = quick_xml::Reader::from_str(text.trim_start_matches('\u{feff}'));
     loop {
-        rest = rest.trim_start();
-        if let Some(after) = rest.strip_prefix("<?") {
-            rest = &after[after.find("?>")? + 2..];
-        } else if let Some(after) = rest.strip_prefix("<!--") {
-            rest = &after[after.find("-->")? + 3..];
-        } else if rest.starts_with("<!DOCTYPE") {
-            rest = after_doctype(rest)?;
-        } else if let Some(after) = rest.strip_prefix('<') {
-            let end = after.find(|c: char| c.is_whitespace() || c == '/' || c == '>')?;
-            let name = &after[..end];
-            let local = name.rsplit(':').next().unwrap_or(name);
-            let starts_a_name =
-                |c: char| c.is_alphabetic() || c == '_' || (!c.is_ascii() && c != '\u{fffd}');
-            return local.starts_with(starts_a_name).then_some(local);
-        } else {
-            return None;
+        match reader.read_event().ok()? {
+            quick_xml::events::Event::Start(element) | quick_xml::events::Event::Empty(element) => {
+                let local = element.local_name();
+                let local: &str = local.into_inner();
+                // quick-xml does not check names: "<1abc>" or "< spaced>" is not an element.
+                let starts_a_name = |c: char| c.is_alphabetic() || c == '_' || !c.is_ascii();
+                return local.starts_with(starts_a_name).then(|| local.to_string());
+            }
+            quick_xml::events::Event::Text(text) if text.as_ref().trim().is_empty() => {}
+            quick_xml::events::Event::Decl(_)
+            | quick_xml::events::Event::Comment(_)
+            | quick_xml::events::Event::PI(_)
+            | quick_xml::events::Event::DocType(_) => {}
+            _ => return None,
         }
     }
-}
-
-/// What follows a DOCTYPE: its `>`, past an internal subset in `[…]` and quoted strings (which
-/// may hold `>` and `]`), and the comments inside the subset.
-fn after_doctype(doctype: &str) -> Option<&str> {
-    let mut depth = 0usize;
-    let mut quote = None;
-    let mut i = 0;
-    let bytes = doctype.as_bytes();
-    while i < bytes.len() {
-        let b = bytes[i];
-        match quote {
-            Some(q) if b == q => quote = None,
-            Some(_) => {}
-            None => match b {
-                b'"' | b'\'' => quote = Some(b),
-                b'[' => depth += 1,
-                b']' => depth = depth.saturating_sub(1),
-                b'<' if doctype[i..].starts_with("<!--") => {
-                    i += 4 + doctype[i + 4..].find("-->")? + 3;
-                    continue;
-                }
-                b'>' if depth == 0 => return Some(&doctype[i + 1..]),
-                _ => {}
-            },
-        }
-        i += 1;
-    }
-    None
 }
 
 /// Whether a zip member's path matches a signature's glob: `*` is any run of characters
@@ -529,7 +496,7 @@ mod tests {
             ("", None),
         ];
         for (text, root) in cases {
-            assert_eq!(xml_root(text), root, "{text}");
+            assert_eq!(xml_root(text).as_deref(), root, "{text}");
         }
     }
 

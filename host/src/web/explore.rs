@@ -389,7 +389,9 @@ async fn ccda_documents(
         let head = engine
             .decode(&data[..data.len().min(8192) / 4 * 4])
             .unwrap_or_default();
-        if crate::routing::xml_root(&String::from_utf8_lossy(&head)) != Some("ClinicalDocument") {
+        if crate::routing::xml_root(&String::from_utf8_lossy(&head)).as_deref()
+            != Some("ClinicalDocument")
+        {
             continue;
         }
         let view = engine
