@@ -33,7 +33,7 @@ pub struct DocumentView {
     /// When the document was made, as Unix seconds, when it says the time of day (the pages show
     /// it with the `datetime` filter) …
     pub time: Option<i64>,
-    /// … or else its date, "2012-08-06" (or "2012-08", "2012").
+    /// … or else its date as the pages write dates: "6 Aug 2012" (or "Aug 2012", "2012").
     pub date: Option<String>,
     pub sections: Vec<SectionView>,
 }
@@ -70,6 +70,7 @@ pub fn view(bytes: &[u8]) -> Option<DocumentView> {
         .and_then(|t| t.attribute("value"))
         .map(cda_time)
         .unwrap_or_default();
+    let date = date.as_deref().map(crate::record::history::display_date);
     let mut sections = Vec::new();
     if let Some(body) = child(root, "component").and_then(|c| child(c, "structuredBody")) {
         for section in children(body, "component").filter_map(|c| child(c, "section")) {
