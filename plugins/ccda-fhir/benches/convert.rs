@@ -36,6 +36,26 @@ static ALLOCATOR: Counting = Counting;
 
 const RUNS: usize = 9;
 
+/// Transfer_Summary with its sections repeated `times` over: the size of the multi-MB summaries
+/// large portals produce.
+fn enlarged(bytes: &[u8], times: usize) -> Vec<u8> {
+    let text = String::from_utf8_lossy(bytes);
+    let (Some(start), Some(end)) = (
+        text.find("<structuredBody>"),
+        text.find("</structuredBody>"),
+    ) else {
+        return bytes.to_vec();
+    };
+    let body = &text[start + "<structuredBody>".len()..end];
+    let mut out = String::with_capacity(text.len() * times);
+    out.push_str(&text[..start + "<structuredBody>".len()]);
+    for _ in 0..times {
+        out.push_str(body);
+    }
+    out.push_str(&text[end..]);
+    out.into_bytes()
+}
+
 fn main() {
     let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/ccda");
     let mut paths: Vec<_> = std::fs::read_dir(&folder)
@@ -45,8 +65,18 @@ fn main() {
         .collect();
     paths.sort();
     println!("document                        KiB  resources  warnings  median ms  peak heap MiB");
-    for path in paths {
-        let bytes = std::fs::read(&path).unwrap();
+    let mut inputs: Vec<(String, Vec<u8>)> = paths
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(p).unwrap())
+        })
+        .collect();
+    if let Some((_, transfer)) = inputs.iter().find(|(n, _)| n == "Transfer_Summary.xml") {
+        let big = enlarged(transfer, 20);
+        inputs.push(("Transfer_Summary x20 (made)".into(), big));
+    }
+    for (name, bytes) in inputs {
         let mut times = Vec::with_capacity(RUNS);
         let mut peak = 0;
         let mut last = None;
@@ -64,7 +94,6 @@ fn main() {
         }
         times.sort();
         let conversion = last.unwrap();
-        let name = path.file_name().unwrap().to_string_lossy();
         println!(
             "{name:<30} {:>4} {:>10} {:>9} {:>10.2} {:>14.1}",
             bytes.len() / 1024,
