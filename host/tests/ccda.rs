@@ -230,6 +230,37 @@ async fn a_portal_download_imports_both_its_documents_and_again_adds_nothing() {
 }
 
 #[tokio::test]
+async fn a_zip_of_loose_documents_goes_to_the_ccda_connector_and_apple_healths_zip_does_not() {
+    let (server, client) = TestServer::with_admin().await;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    writer
+        .start_file(
+            "records/summary.xml",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+    writer
+        .write_all(&std::fs::read(ccda_dir().join("CCD-2.xml")).unwrap())
+        .unwrap();
+    let zip = writer.finish().unwrap().into_inner();
+    let reply = common::upload(&client, "records.zip", zip).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply.body.contains(CCDA_PLUGIN), "{}", reply.body);
+    let alice = server.person_id(common::ADMIN).await;
+    assert!(!server.stored(alice, "AllergyIntolerance").await.is_empty());
+
+    // Apple's export zip holds XML too (export.xml, export_cda.xml): it stays Apple Health's.
+    let export_xml = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/apple-health/export.xml"),
+    )
+    .unwrap();
+    let export = crate::apple_health::exported_zip(&export_xml);
+    let reply = common::upload(&client, "export.zip", export).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply.body.contains("Apple Health"), "{}", reply.body);
+}
+
+#[tokio::test]
 async fn converted_records_show_on_labs_history_profile_and_search() {
     let (_server, client) = TestServer::with_admin().await;
     let reply = common::upload(
