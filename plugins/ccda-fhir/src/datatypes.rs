@@ -634,6 +634,31 @@ pub(crate) fn contact_point(node: Node) -> Option<Value> {
     Some(Value::Object(contact))
 }
 
+/// Puts an element's `telecom`s (as ContactPoints) and `addr`s (as Addresses) on a resource.
+pub(crate) fn put_contacts(resource: &mut Map<String, Value>, node: Node) {
+    put_telecoms(resource, node);
+    put_list(
+        resource,
+        "address",
+        node.children_named("addr")
+            .into_iter()
+            .filter_map(address)
+            .collect(),
+    );
+}
+
+/// Puts an element's `telecom`s on a resource, as ContactPoints.
+pub(crate) fn put_telecoms(resource: &mut Map<String, Value>, node: Node) {
+    put_list(
+        resource,
+        "telecom",
+        node.children_named("telecom")
+            .into_iter()
+            .filter_map(contact_point)
+            .collect(),
+    );
+}
+
 /// Puts `value` at `key` unless it is None.
 pub(crate) fn put(resource: &mut Map<String, Value>, key: &str, value: Option<Value>) {
     if let Some(value) = value {

@@ -7,7 +7,8 @@ use serde_json::{Map, Value, json};
 
 use crate::Ctx;
 use crate::datatypes::{
-    self, When, address, concept, contact_point, human_name, identifiers, put, put_list,
+    self, When, address, concept, contact_point, human_name, identifiers, put, put_contacts,
+    put_list, put_telecoms,
 };
 use crate::xml::{El, path};
 
@@ -69,14 +70,7 @@ fn patient(ctx: &Ctx, role: Node) -> Value {
                 .collect(),
         );
     }
-    put_list(
-        &mut patient,
-        "telecom",
-        role.children_named("telecom")
-            .into_iter()
-            .filter_map(contact_point)
-            .collect(),
-    );
+    put_telecoms(&mut patient, role);
     let Some(person) = person else {
         put_list(
             &mut patient,
@@ -260,24 +254,7 @@ pub(crate) fn practitioner(ctx: &mut Ctx, assigned: Node) -> Option<String> {
     resource.insert("id".into(), ctx.id_for("Practitioner", assigned).into());
     put_list(&mut resource, "identifier", ids);
     put_list(&mut resource, "name", names);
-    put_list(
-        &mut resource,
-        "telecom",
-        assigned
-            .children_named("telecom")
-            .into_iter()
-            .filter_map(contact_point)
-            .collect(),
-    );
-    put_list(
-        &mut resource,
-        "address",
-        assigned
-            .children_named("addr")
-            .into_iter()
-            .filter_map(address)
-            .collect(),
-    );
+    put_contacts(&mut resource, assigned);
     let reference = ctx.add(Value::Object(resource));
 
     let specialty = assigned
@@ -325,22 +302,7 @@ pub(crate) fn organization(ctx: &mut Ctx, org: Node) -> Option<String> {
     resource.insert("id".into(), ctx.id_for("Organization", org).into());
     put_list(&mut resource, "identifier", ids);
     put(&mut resource, "name", name.map(Value::from));
-    put_list(
-        &mut resource,
-        "telecom",
-        org.children_named("telecom")
-            .into_iter()
-            .filter_map(contact_point)
-            .collect(),
-    );
-    put_list(
-        &mut resource,
-        "address",
-        org.children_named("addr")
-            .into_iter()
-            .filter_map(address)
-            .collect(),
-    );
+    put_contacts(&mut resource, org);
     Some(ctx.add(Value::Object(resource)))
 }
 

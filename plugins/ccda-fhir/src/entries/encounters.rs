@@ -15,7 +15,7 @@ use super::plans::reasons;
 use super::problems::{self, Category};
 use super::{Mapped, negated, performers, put_identifiers, related};
 use crate::Ctx;
-use crate::datatypes::{When, address, concept, contact_point, put, put_list};
+use crate::datatypes::{When, address, concept, put, put_list, put_telecoms};
 use crate::xml::El;
 
 const ENCOUNTER_DIAGNOSIS: &str = "2.16.840.1.113883.10.20.22.4.80";
@@ -281,14 +281,7 @@ pub(super) fn location(ctx: &mut Ctx, role: Node) -> Option<String> {
     put_identifiers(&mut resource, role);
     put(&mut resource, "name", name.map(Value::from));
     put(&mut resource, "type", kind.map(|k| json!([k])));
-    put_list(
-        &mut resource,
-        "telecom",
-        role.children_named("telecom")
-            .into_iter()
-            .filter_map(contact_point)
-            .collect(),
-    );
+    put_telecoms(&mut resource, role);
     put(&mut resource, "address", addr);
     Some(ctx.add(Value::Object(resource)))
 }

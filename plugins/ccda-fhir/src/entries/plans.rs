@@ -22,8 +22,8 @@ use super::{
 };
 use crate::Ctx;
 use crate::datatypes::{
-    When, address, concept, contact_point, fhir_concept, human_name, identifiers,
-    observation_value, put, put_list, quantity,
+    When, concept, fhir_concept, human_name, identifiers, observation_value, put, put_contacts,
+    put_list, quantity,
 };
 use crate::xml::{El, path};
 
@@ -675,22 +675,7 @@ fn role_practitioner(ctx: &mut Ctx, role: Node) -> Option<String> {
     resource.insert("id".into(), ctx.id_for("Practitioner", role).into());
     put_list(&mut resource, "identifier", ids);
     put_list(&mut resource, "name", names);
-    put_list(
-        &mut resource,
-        "telecom",
-        role.children_named("telecom")
-            .into_iter()
-            .filter_map(contact_point)
-            .collect(),
-    );
-    put_list(
-        &mut resource,
-        "address",
-        role.children_named("addr")
-            .into_iter()
-            .filter_map(address)
-            .collect(),
-    );
+    put_contacts(&mut resource, role);
     Some(ctx.add(Value::Object(resource)))
 }
 
