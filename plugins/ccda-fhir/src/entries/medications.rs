@@ -32,6 +32,20 @@ const COMMENT_CODE: &str = "48767-8";
 /// SNOMED CT "Drug or medicament": the drug of "no medications".
 const ANY_DRUG: &str = "410942007";
 
+/// What an entity (a substance, a drug vehicle) is: its code, else its name.
+fn entity_concept(ctx: &Ctx, entity: Node) -> Option<Value> {
+    entity
+        .child("code")
+        .and_then(|c| concept(c, &ctx.narrative))
+        .or_else(|| {
+            entity
+                .child("name")
+                .map(|n| n.text_content())
+                .filter(|n| !n.is_empty())
+                .map(crate::datatypes::text_concept)
+        })
+}
+
 /// The Comment Activities (`act` coded 48767-8) of a statement as FHIR notes.
 pub(super) fn comment_notes(ctx: &Ctx, statement: Node) -> Vec<Value> {
     related(statement, None)
@@ -356,16 +370,10 @@ fn ingredients(ctx: &Ctx, statement: Node, material: Option<Node>) -> Vec<Value>
         .map(|m| m.children_named("ingredient"))
         .unwrap_or_default()
     {
-        let Some(item) = ingredient.child("ingredientSubstance").and_then(|s| {
-            s.child("code")
-                .and_then(|c| concept(c, &ctx.narrative))
-                .or_else(|| {
-                    s.child("name")
-                        .map(|n| n.text_content())
-                        .filter(|n| !n.is_empty())
-                        .map(crate::datatypes::text_concept)
-                })
-        }) else {
+        let Some(item) = ingredient
+            .child("ingredientSubstance")
+            .and_then(|s| entity_concept(ctx, s))
+        else {
             continue;
         };
         let mut entry = Map::new();
@@ -395,16 +403,10 @@ fn ingredients(ctx: &Ctx, statement: Node, material: Option<Node>) -> Vec<Value>
         if !vehicle {
             continue;
         }
-        let Some(item) = role.child("playingEntity").and_then(|e| {
-            e.child("code")
-                .and_then(|c| concept(c, &ctx.narrative))
-                .or_else(|| {
-                    e.child("name")
-                        .map(|n| n.text_content())
-                        .filter(|n| !n.is_empty())
-                        .map(crate::datatypes::text_concept)
-                })
-        }) else {
+        let Some(item) = role
+            .child("playingEntity")
+            .and_then(|e| entity_concept(ctx, e))
+        else {
             continue;
         };
         found.push(json!({ "itemCodeableConcept": item, "isActive": false }));
