@@ -100,9 +100,9 @@ pub(crate) fn import(
             match fasten_ccda::convert(document) {
                 Ok(mut conversion) => {
                     warnings.extend(conversion.warnings.iter().map(|w| format!("{path}: {w}")));
-                    conversion.resources.retain(|r| {
-                        emitted.insert(format!("{}/{}", r["resourceType"], r["id"]))
-                    });
+                    conversion
+                        .resources
+                        .retain(|r| emitted.insert(format!("{}/{}", r["resourceType"], r["id"])));
                     emit_all(conversion, emit, &mut warnings)?;
                 }
                 // One unreadable document does not lose the others.
