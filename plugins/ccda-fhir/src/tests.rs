@@ -56,6 +56,20 @@ pub(crate) fn of_type<'a>(
         .collect()
 }
 
+/// The Observation a conversion gave with this code among its codings.
+pub(crate) fn observation_coded<'a>(conversion: &'a crate::Conversion, code: &str) -> &'a Value {
+    conversion
+        .resources
+        .iter()
+        .find(|r| {
+            r["resourceType"] == "Observation"
+                && r["code"]["coding"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["code"] == code))
+        })
+        .unwrap_or_else(|| panic!("no Observation coded {code}"))
+}
+
 /// A section example converted, by its path under `sections/`
 /// (`"Goals/SDOH_Goal(C-CDA2.1).xml"`).
 pub(crate) fn convert_example(name: &str) -> crate::Conversion {

@@ -18,8 +18,8 @@ use roxmltree::Node;
 use serde_json::{Map, Value, json};
 
 use super::medications::comment_notes;
-use super::only_types;
 use super::{Mapped, concept_or_text, first_author, negated, put_identifiers, related};
+use super::{entity_concept, only_types};
 use crate::Ctx;
 use crate::datatypes::{When, concept, fhir_concept, put, put_list};
 use crate::xml::{El, path};
@@ -145,21 +145,6 @@ fn substance<'a, 'i>(observation: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
         .find_map(|p| path(p, &["participantRole", "playingEntity"]))
 }
 
-/// The substance as a concept: its code (with translations and original text), else the
-/// entity's name. None when the document names no substance (`nullFlavor="NA"`, say).
-fn substance_concept(ctx: &Ctx, entity: Node) -> Option<Value> {
-    entity
-        .child("code")
-        .and_then(|c| concept(c, &ctx.narrative))
-        .or_else(|| {
-            entity
-                .child("name")
-                .map(|n| n.text_content())
-                .filter(|n| !n.is_empty())
-                .map(crate::datatypes::text_concept)
-        })
-}
-
 /// The "No known allergy" concept for the kind of allergy an observation's value names.
 fn no_known_concept(value: Option<&str>) -> Value {
     let (code, display) = match value {
@@ -210,7 +195,7 @@ fn allergy(
 ) -> Result<String, String> {
     let value = value_code(observation);
     let entity = substance(observation);
-    let named = entity.and_then(|e| substance_concept(ctx, e));
+    let named = entity.and_then(|e| entity_concept(ctx, e));
     let negation = negated(observation);
     let no_known_value = value.is_some_and(|v| NO_KNOWN_CODES.contains(&v));
     // A substance code that names no particular substance ("Substance", "Drug or medicament").

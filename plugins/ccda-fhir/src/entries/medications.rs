@@ -18,7 +18,10 @@
 use roxmltree::Node;
 use serde_json::{Map, Value, json};
 
-use super::{Mapped, concept_or_text, first_author, negated, only_types, put_identifiers, related};
+use super::{
+    Mapped, concept_or_text, entity_concept, first_author, negated, only_types, put_identifiers,
+    related,
+};
 use crate::Ctx;
 use crate::datatypes::{When, concept, decimal, fhir_concept, put, put_list, quantity, range};
 use crate::xml::{El, path};
@@ -31,20 +34,6 @@ const INSTRUCTION: &[&str] = &["2.16.840.1.113883.10.20.22.4.20"];
 const COMMENT_CODE: &str = "48767-8";
 /// SNOMED CT "Drug or medicament": the drug of "no medications".
 const ANY_DRUG: &str = "410942007";
-
-/// What an entity (a substance, a drug vehicle) is: its code, else its name.
-fn entity_concept(ctx: &Ctx, entity: Node) -> Option<Value> {
-    entity
-        .child("code")
-        .and_then(|c| concept(c, &ctx.narrative))
-        .or_else(|| {
-            entity
-                .child("name")
-                .map(|n| n.text_content())
-                .filter(|n| !n.is_empty())
-                .map(crate::datatypes::text_concept)
-        })
-}
 
 /// The Comment Activities (`act` coded 48767-8) of a statement as FHIR notes.
 pub(super) fn comment_notes(ctx: &Ctx, statement: Node) -> Vec<Value> {

@@ -425,6 +425,21 @@ pub(crate) fn usable_code<'a, 'i>(statement: Node<'a, 'i>) -> Option<Node<'a, 'i
     })
 }
 
+/// What an entity (a substance, an allergen, a drug vehicle) is: its code (with translations and
+/// original text), else its name. None when the document names nothing (`nullFlavor="NA"`).
+pub(crate) fn entity_concept(ctx: &Ctx, entity: Node) -> Option<Value> {
+    entity
+        .child("code")
+        .and_then(|c| crate::datatypes::concept(c, &ctx.narrative))
+        .or_else(|| {
+            entity
+                .child("name")
+                .map(|n| n.text_content())
+                .filter(|n| !n.is_empty())
+                .map(crate::datatypes::text_concept)
+        })
+}
+
 /// The first `author` of a statement that names a person or organisation, as a reference,
 /// with the time it gives.
 pub(crate) fn first_author(ctx: &mut Ctx, statement: Node) -> (Option<Value>, Option<String>) {

@@ -36,12 +36,6 @@ const PLANNED_INTERVENTION: &str = "2.16.840.1.113883.10.20.22.4.146";
 const PLANNED_IMMUNIZATION: &str = "2.16.840.1.113883.10.20.22.4.120";
 const ENTRY_REFERENCE: &str = "2.16.840.1.113883.10.20.22.4.122";
 const PRIORITY_PREFERENCE: &str = "2.16.840.1.113883.10.20.22.4.143";
-const PROCEDURE_TEMPLATES: &[&str] = &[
-    "2.16.840.1.113883.10.20.22.4.14",
-    "2.16.840.1.113883.10.20.22.4.13",
-    "2.16.840.1.113883.10.20.22.4.12",
-    "2.16.840.1.113883.10.20.22.4.131",
-];
 /// Codes that only say "this is a reason / an indication / a problem", not which one.
 const GENERIC_REASON_CODES: &[&str] = &[
     "404684003",
@@ -333,7 +327,9 @@ pub(crate) fn convert_planned(ctx: &mut Ctx, statement: Node) -> Mapped {
     }
     if !super::procedures::is_planned(statement) {
         // Something done, recorded in a plan (education given during the visit, say).
-        if statement.has_template(PROCEDURE_TEMPLATES) {
+        if statement.has_template(super::template::PROCEDURE_ACTIVITY)
+            || statement.has_template(&[super::template::INTERVENTION_ACT])
+        {
             return super::procedures::convert(ctx, statement);
         }
         return Err(format!(

@@ -22,18 +22,12 @@ use crate::Ctx;
 use crate::datatypes::{When, concept, put, put_list};
 use crate::xml::El;
 
-const INTERVENTION_ACT: &str = "2.16.840.1.113883.10.20.22.4.131";
 const ENTRY_REFERENCE: &str = "2.16.840.1.113883.10.20.22.4.122";
 const COMMENT: &str = "2.16.840.1.113883.10.20.22.4.64";
 /// The QRDA Reason template (why something was or was not done).
 const REASON: &str = "2.16.840.1.113883.10.20.24.3.88";
 /// "Failed attempted procedure": the C-CDA companion guide's mark of an unsuccessful procedure.
 const FAILED_ATTEMPT: &str = "103709008";
-const PROCEDURE_TEMPLATES: &[&str] = &[
-    "2.16.840.1.113883.10.20.22.4.14",
-    "2.16.840.1.113883.10.20.22.4.13",
-    "2.16.840.1.113883.10.20.22.4.12",
-];
 
 /// True for a statement in a planned mood (intent, order, proposal, promise, appointment).
 pub(super) fn is_planned(statement: Node) -> bool {
@@ -48,13 +42,13 @@ pub(crate) fn convert(ctx: &mut Ctx, statement: Node) -> Mapped {
     if is_planned(statement) {
         return super::plans::convert_planned(ctx, statement);
     }
-    if statement.has_template(&[INTERVENTION_ACT]) {
+    if statement.has_template(&[super::template::INTERVENTION_ACT]) {
         if let Some(outcome) = convert_members(ctx, statement) {
             return outcome;
         }
         return procedure(ctx, statement).map(|_| ());
     }
-    if !statement.has_template(PROCEDURE_TEMPLATES)
+    if !statement.has_template(super::template::PROCEDURE_ACTIVITY)
         && let Some(outcome) = super::plans::by_template(ctx, statement)
     {
         return outcome;

@@ -767,22 +767,11 @@ fn blood_pressure(ctx: &mut Ctx, systolic: Node, diastolic: Node, organizer: Nod
 
 #[cfg(test)]
 mod tests {
+    use crate::tests::observation_coded;
     use crate::tests::{convert_example, of_type};
     use serde_json::Value;
 
     use crate::tests::{section_examples, wrap_example};
-
-    fn with_code<'a>(c: &'a crate::Conversion, code: &str) -> &'a Value {
-        c.resources
-            .iter()
-            .find(|r| {
-                r["resourceType"] == "Observation"
-                    && r["code"]["coding"]
-                        .as_array()
-                        .is_some_and(|cs| cs.iter().any(|c| c["code"] == code))
-            })
-            .unwrap_or_else(|| panic!("no Observation coded {code}"))
-    }
 
     #[test]
     fn a_panel_is_a_report_with_exact_values_ranges_and_interpretations() {
@@ -801,7 +790,7 @@ mod tests {
         // No organizer time: the earliest result's.
         assert_eq!(bmp["effectiveDateTime"], "2012-10-02T09:08:00-05:00");
 
-        let potassium = with_code(&c, "6298-4");
+        let potassium = observation_coded(&c, "6298-4");
         assert_eq!(potassium["status"], "final");
         assert_eq!(potassium["category"][0]["coding"][0]["code"], "laboratory");
         assert_eq!(potassium["valueQuantity"]["value"].to_string(), "4.2");
@@ -816,7 +805,7 @@ mod tests {
         assert_eq!(range["high"]["value"].to_string(), "5.2");
         assert_eq!(range["text"], "3.5-5.2 mmol/L");
         assert_eq!(range["type"]["coding"][0]["code"], "normal");
-        let troponin = with_code(&c, "6598-7");
+        let troponin = observation_coded(&c, "6598-7");
         assert_eq!(
             troponin["referenceRange"][0]["low"]["value"].to_string(),
             "0.0"
@@ -833,7 +822,7 @@ mod tests {
         let c = convert_example(
             "Results/Result_panel_with_coded_values_of_negative-positive(C-CDA2.1).xml",
         );
-        let gonorrhoeae = with_code(&c, "60256-5");
+        let gonorrhoeae = observation_coded(&c, "60256-5");
         assert_eq!(
             gonorrhoeae["valueCodeableConcept"]["coding"][0]["code"],
             "10828004"
@@ -850,17 +839,17 @@ mod tests {
         let c = convert_example(
             "Results/Result_with_an_unstructured_string_as_value_urine_color_(C-CDA2.1).xml",
         );
-        assert_eq!(with_code(&c, "5778-6")["valueString"], "Amber");
+        assert_eq!(observation_coded(&c, "5778-6")["valueString"], "Amber");
 
         let c = convert_example("Results/Result_with_greater_than_a_specified_value(C-CDA2.1).xml");
-        let glucose = with_code(&c, "32016-8");
+        let glucose = observation_coded(&c, "32016-8");
         assert_eq!(glucose["valueQuantity"]["comparator"], ">");
         assert_eq!(glucose["valueQuantity"]["value"].to_string(), "500");
         assert_eq!(glucose["valueQuantity"]["code"], "mg/dL");
         assert_eq!(glucose["referenceRange"][1]["text"], "High range");
 
         let c = convert_example("Results/Results_with_less_than_specific_value(C-CDA2.1).xml");
-        let bnp = with_code(&c, "42637-9");
+        let bnp = observation_coded(&c, "42637-9");
         assert_eq!(bnp["valueRange"]["high"]["value"].to_string(), "5");
         assert_eq!(bnp["valueRange"]["low"]["value"].to_string(), "0");
     }
@@ -868,7 +857,7 @@ mod tests {
     #[test]
     fn multiple_text_ranges_are_kept() {
         let c = convert_example("Results/Lab_with_Multiple_Reference_Ranges(C-CDA2.1).xml");
-        let ana = with_code(&c, "5048-4");
+        let ana = observation_coded(&c, "5048-4");
         assert_eq!(ana["valueString"], "Borderline, equal to 1:80");
         let texts: Vec<&str> = ana["referenceRange"]
             .as_array()
@@ -896,7 +885,7 @@ mod tests {
     #[test]
     fn non_ucum_units_keep_their_text_and_pending_results_say_so() {
         let c = convert_example("Results/Results_Unit_Non-UCUM(C-CDA2.1).xml");
-        let platelets = with_code(&c, "26515-7");
+        let platelets = observation_coded(&c, "26515-7");
         assert_eq!(platelets["valueQuantity"]["value"].to_string(), "152");
         assert_eq!(platelets["valueQuantity"]["unit"], "THOUS/MCL");
         assert!(platelets["valueQuantity"].get("system").is_none());
@@ -909,7 +898,7 @@ mod tests {
         let c = convert_example("Results/Results_panel_with_pending_component(C-CDA2.1).xml");
         let report = of_type(&c, "DiagnosticReport")[0];
         assert_eq!(report["status"], "preliminary");
-        let leukocytes = with_code(&c, "804-5");
+        let leukocytes = observation_coded(&c, "804-5");
         assert_eq!(leukocytes["status"], "registered");
         assert!(leukocytes.get("valueQuantity").is_none());
         assert_eq!(
@@ -932,7 +921,7 @@ mod tests {
             .unwrap();
         assert_eq!(lab["name"], "Value Labs");
         assert_eq!(report["effectiveDateTime"], "2015-06-22");
-        let gravity = with_code(&c, "5811-5");
+        let gravity = observation_coded(&c, "5811-5");
         assert_eq!(gravity["valueQuantity"]["value"].to_string(), "1.015");
         assert!(gravity["valueQuantity"].get("unit").is_none());
         assert_eq!(
@@ -952,7 +941,7 @@ mod tests {
             "{conclusion}"
         );
         assert!(conclusion.contains("IMPRESSION: Cardiomegaly."));
-        let xray = with_code(&c, "36643-5");
+        let xray = observation_coded(&c, "36643-5");
         assert_eq!(xray["category"][0]["coding"][0]["code"], "imaging");
         assert!(
             xray["performer"][0]["reference"]
@@ -982,7 +971,7 @@ mod tests {
             "Vital_Signs/Panel_of_Vital_Signs_(Oxygen_Concentration_Included)_(C-CDA2.1).xml",
         );
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-        let panel = with_code(&c, "85354-9");
+        let panel = observation_coded(&c, "85354-9");
         assert_eq!(panel["category"][0]["coding"][0]["code"], "vital-signs");
         assert_eq!(panel["effectiveDateTime"], "2014-05-20T19:36:05-05:00");
         let components = panel["component"].as_array().unwrap();
@@ -999,9 +988,9 @@ mod tests {
                 .iter()
                 .all(|r| r["code"]["coding"][0]["code"] != "8480-6")
         );
-        let weight = with_code(&c, "29463-7");
+        let weight = observation_coded(&c, "29463-7");
         assert_eq!(weight["valueQuantity"]["value"].to_string(), "108.863");
-        let saturation = with_code(&c, "2710-2");
+        let saturation = observation_coded(&c, "2710-2");
         let codes: Vec<&str> = saturation["code"]["coding"]
             .as_array()
             .unwrap()
@@ -1009,7 +998,7 @@ mod tests {
             .map(|c| c["code"].as_str().unwrap())
             .collect();
         assert_eq!(codes, ["2710-2", "2708-6"]);
-        let temperature = with_code(&c, "8310-5");
+        let temperature = observation_coded(&c, "8310-5");
         assert_eq!(temperature["valueQuantity"]["value"].to_string(), "37.2");
         assert_eq!(temperature["valueQuantity"]["code"], "Cel");
         // Ten vital signs, systolic and diastolic as one.
@@ -1040,14 +1029,14 @@ mod tests {
             }
         }
         let c = convert_example("Vital_Signs/Heart_Rate_Rhythm(C-CDA2.1).xml");
-        let rhythm = with_code(&c, "8884-9");
+        let rhythm = observation_coded(&c, "8884-9");
         assert_eq!(rhythm["category"][0]["coding"][0]["code"], "vital-signs");
         assert_eq!(
             rhythm["valueCodeableConcept"]["coding"][0]["code"],
             "248651005"
         );
         let c = convert_example("Vital_Signs/Growth_Charts_Example.xml");
-        let percentile = with_code(&c, "8289-1");
+        let percentile = observation_coded(&c, "8289-1");
         assert!(
             percentile["referenceRange"][0]["text"]
                 .as_str()

@@ -260,6 +260,7 @@ fn is_assertion(code: Node) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::tests::convert_example;
+    use crate::tests::observation_coded;
     use serde_json::Value;
 
     use crate::tests::wrap_example;
@@ -269,18 +270,6 @@ mod tests {
             .iter()
             .filter(|r| r["resourceType"] == "Observation")
             .collect()
-    }
-
-    fn with_code<'a>(c: &'a crate::Conversion, code: &str) -> &'a Value {
-        c.resources
-            .iter()
-            .find(|r| {
-                r["resourceType"] == "Observation"
-                    && r["code"]["coding"]
-                        .as_array()
-                        .is_some_and(|cs| cs.iter().any(|c| c["code"] == code))
-            })
-            .unwrap_or_else(|| panic!("no Observation coded {code}"))
     }
 
     /// A bare entry example inside a Social History section.
@@ -299,7 +288,7 @@ mod tests {
     fn smoking_status_and_tobacco_use() {
         let c = convert_example("Social_History/Current_Smoking_Status(C-CDA2.1).xml");
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-        let status = with_code(&c, "72166-2");
+        let status = observation_coded(&c, "72166-2");
         assert_eq!(status["status"], "final");
         assert_eq!(status["category"][0]["coding"][0]["code"], "social-history");
         assert_eq!(
@@ -313,7 +302,7 @@ mod tests {
                 .unwrap()
                 .starts_with("Practitioner/")
         );
-        let use_ = with_code(&c, "11367-0");
+        let use_ = observation_coded(&c, "11367-0");
         assert_eq!(use_["effectivePeriod"]["start"], "1992");
         assert_eq!(
             use_["valueCodeableConcept"]["coding"][0]["code"],
@@ -322,11 +311,11 @@ mod tests {
 
         let c = convert_example("Social_History/Former_Smoking_Status(C-CDA2.1).xml");
         assert_eq!(
-            with_code(&c, "11367-0")["effectivePeriod"],
+            observation_coded(&c, "11367-0")["effectivePeriod"],
             serde_json::json!({"start": "1994", "end": "2011-03"})
         );
         let c = convert_example("Social_History/Electronic_Cigarette_Status(C-CDA2.1).xml");
-        let vaping = with_code(&c, "66547-1");
+        let vaping = observation_coded(&c, "66547-1");
         assert_eq!(
             vaping["effectivePeriod"],
             serde_json::json!({"end": "2018-08"})
@@ -342,11 +331,11 @@ mod tests {
         let c = convert_example("Social_History/Sexual_Orientation_Gender_Identity(C-CDA2.1).xml");
         assert_eq!(observations(&c).len(), 2);
         assert_eq!(
-            with_code(&c, "76690-7")["valueCodeableConcept"]["coding"][0]["code"],
+            observation_coded(&c, "76690-7")["valueCodeableConcept"]["coding"][0]["code"],
             "42035005"
         );
         assert_eq!(
-            with_code(&c, "76691-5")["valueCodeableConcept"]["coding"][0]["code"],
+            observation_coded(&c, "76691-5")["valueCodeableConcept"]["coding"][0]["code"],
             "407377005"
         );
     }
@@ -354,14 +343,14 @@ mod tests {
     #[test]
     fn pregnancy_negated_or_unknown_is_never_pregnant() {
         let c = convert_example("Social_History/Not_Pregnant_(C-CDAR2.1).xml");
-        let status = with_code(&c, "82810-3");
+        let status = observation_coded(&c, "82810-3");
         assert_eq!(
             status["valueCodeableConcept"]["coding"][0]["code"],
             "60001007"
         );
         assert_eq!(status["effectiveDateTime"], "2011-04-10");
         let c = convert_example("Social_History/Unknown_if_Pregnant.xml");
-        let status = with_code(&c, "82810-3");
+        let status = observation_coded(&c, "82810-3");
         assert_eq!(
             status["valueCodeableConcept"]["coding"][0]["code"],
             "261665006"
@@ -373,7 +362,7 @@ mod tests {
     fn birth_sex_is_an_observation() {
         let c = in_social_history("Social_History/Birth_Sex(C-CDA2.1).xml");
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-        let sex = with_code(&c, "76689-9");
+        let sex = observation_coded(&c, "76689-9");
         assert_eq!(sex["valueCodeableConcept"]["coding"][0]["code"], "F");
         assert_eq!(
             sex["valueCodeableConcept"]["coding"][0]["system"],
@@ -386,31 +375,31 @@ mod tests {
     fn an_assessment_is_a_survey_with_its_items_as_members() {
         let c = convert_example("Mental_Status/Patient_Health_Questionnaire_PHQ-9(C-CDAR2.1).xml");
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-        let phq9 = with_code(&c, "44249-1");
+        let phq9 = observation_coded(&c, "44249-1");
         assert_eq!(phq9["valueInteger"], 12);
         assert_eq!(phq9["category"][0]["coding"][0]["code"], "survey");
         assert_eq!(phq9["category"][1]["coding"][0]["code"], "cognitive-status");
         assert_eq!(phq9["interpretation"][0]["coding"][0]["code"], "H");
         assert_eq!(phq9["referenceRange"][0]["high"]["value"], 4);
         assert_eq!(phq9["hasMember"].as_array().unwrap().len(), 11);
-        let item = with_code(&c, "44259-0");
+        let item = observation_coded(&c, "44259-0");
         let answer = &item["valueCodeableConcept"]["coding"][0];
         assert_eq!(answer["code"], "LA6570-1");
         assert_eq!(answer["extension"][0]["valueDecimal"], 2);
         assert_eq!(item["effectiveDateTime"], "2015-06-22");
 
         let c = convert_example("Functional_Status/Glasgow_coma_scale(C-CDAR2.1).xml");
-        let gcs = with_code(&c, "35088-4");
+        let gcs = observation_coded(&c, "35088-4");
         assert_eq!(gcs["valueInteger"], 9);
         assert_eq!(gcs["category"][1]["coding"][0]["code"], "functional-status");
         // The three parts share one id in the example, yet stay three.
         assert_eq!(gcs["hasMember"].as_array().unwrap().len(), 4);
         assert_eq!(observations(&c).len(), 5);
-        let eyes = with_code(&c, "9267-6");
+        let eyes = observation_coded(&c, "9267-6");
         assert_eq!(eyes["effectiveDateTime"], "2012-02-14");
 
         let c = convert_example("Social_History/WE_Care_Assessment(C-CDA2.1).xml");
-        let we_care = with_code(&c, "96447-8");
+        let we_care = observation_coded(&c, "96447-8");
         assert!(we_care.get("dataAbsentReason").is_none());
         assert!(we_care["hasMember"].as_array().unwrap().len() > 5);
     }
@@ -420,7 +409,7 @@ mod tests {
         let c = convert_example(
             "Functional_Status/Functional_Impairment_Dependent_on_Walking_Stick_(C-CDAR2.1).xml",
         );
-        let finding = with_code(&c, "54522-8");
+        let finding = observation_coded(&c, "54522-8");
         assert_eq!(finding["category"][0]["coding"][0]["code"], "exam");
         assert_eq!(
             finding["valueCodeableConcept"]["coding"][0]["code"],
@@ -431,7 +420,7 @@ mod tests {
             "2012-08-15T17:32:15-05:00"
         );
         let c = convert_example("Mental_Status/Memory_Impairment(C-CDAR2.1).xml");
-        let memory = with_code(&c, "373930000");
+        let memory = observation_coded(&c, "373930000");
         assert_eq!(memory["code"]["coding"][1]["code"], "75275-8");
         assert_eq!(
             memory["valueCodeableConcept"]["coding"][0]["code"],
@@ -445,7 +434,7 @@ mod tests {
         let c = crate::convert(wrap_example(xml).as_bytes()).unwrap();
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         assert_eq!(observations(&c).len(), 3);
-        let panel = with_code(&c, "d3");
+        let panel = observation_coded(&c, "d3");
         assert_eq!(panel["status"], "final");
         assert_eq!(panel["hasMember"].as_array().unwrap().len(), 2);
         assert_eq!(panel["effectiveDateTime"], "2013-07-30");
@@ -456,7 +445,7 @@ mod tests {
     fn a_negated_finding_is_not_a_positive_record() {
         let xml = r#"<section><templateId root="2.16.840.1.113883.10.20.22.2.17"/><title>Social History</title><entry><observation classCode="OBS" moodCode="EVN" negationInd="true"><templateId root="2.16.840.1.113883.10.20.22.4.38"/><id root="9.9.9"/><code code="229819007" codeSystem="2.16.840.1.113883.6.96" displayName="Tobacco use and exposure"/><statusCode code="completed"/><value xsi:type="CD" code="77176002" codeSystem="2.16.840.1.113883.6.96" displayName="Smoker"/></observation></entry></section>"#;
         let c = crate::convert(wrap_example(xml).as_bytes()).unwrap();
-        let observation = with_code(&c, "229819007");
+        let observation = observation_coded(&c, "229819007");
         assert_eq!(
             observation["valueCodeableConcept"],
             serde_json::json!({"text": "Not Smoker"})
