@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow, bail};
 
 use super::manifest::Manifest;
-use super::{ConnectorKind, PluginHost, PluginInfo, sha256_hex};
+use super::{PluginHost, PluginInfo, sha256_hex};
 
 /// What a component that passed the check says about itself.
 pub struct Checked {
@@ -19,11 +19,7 @@ pub struct Checked {
 impl Checked {
     /// "file", "network" or "both", as a manifest's `kind` says it.
     pub fn kind(&self) -> &'static str {
-        match self.info.kind {
-            ConnectorKind::Network => "network",
-            ConnectorKind::File => "file",
-            ConnectorKind::Both => "both",
-        }
+        super::kind_name(self.info.kind)
     }
 
     /// A `plugin.toml` for the component, for an author who has none yet: what `describe`

@@ -29,7 +29,7 @@ pub struct Manifest {
     #[serde(default)]
     pub limits: Limits,
     /// How this plugin's files are told from another plugin's that end the same way (see
-    /// [`crate::sniff`]); none makes it the fallback for the endings it claims.
+    /// [`crate::routing`]); none makes it the fallback for the endings it claims.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signatures: Vec<Signature>,
     pub dev: Option<DevSection>,

@@ -726,11 +726,7 @@ impl PluginHost {
                 manifest.version
             );
         }
-        let kind = match info.kind {
-            ConnectorKind::Network => "network",
-            ConnectorKind::File => "file",
-            ConnectorKind::Both => "both",
-        };
+        let kind = kind_name(info.kind);
         if kind != manifest.kind {
             bail!(
                 "describe says kind {kind} but the manifest says {}",
@@ -1120,6 +1116,15 @@ impl PluginHost {
             Err(_) if stop.requested() => Err(RunFailure::Cancelled),
             Err(failure) => Err(failure),
         }
+    }
+}
+
+/// A connector kind as a manifest's `kind` writes it: "network", "file" or "both".
+pub fn kind_name(kind: ConnectorKind) -> &'static str {
+    match kind {
+        ConnectorKind::Network => "network",
+        ConnectorKind::File => "file",
+        ConnectorKind::Both => "both",
     }
 }
 
