@@ -1,0 +1,153 @@
+//! One run of a connector: the handle it gets, and the two entry points the export and
+//! [`FakeHost`](crate::testing::FakeHost) share, so that a test runs exactly what the component
+//! runs.
+
+use serde_json::Value;
+
+use crate::emit::{Emitter, Refused};
+use crate::file::{File, FileSource};
+use crate::host::Host;
+use crate::http::{HttpError, Request, Response};
+use crate::{Connector, ConnectorError, Level, Summary, SyncRequest};
+
+/// What a run can do: emit records, reach the network, log, keep state, read the clock and
+/// leave a checkpoint. Every call goes to the host.
+pub struct Run<'h> {
+    host: &'h mut dyn Host,
+    emitter: Emitter,
+    /// Whether the connector reports its own progress; until it does, the host is told how many
+    /// records have been emitted after each batch.
+    reports_progress: bool,
+}
+
+impl<'h> Run<'h> {
+    /// A run against `host`. Connectors get theirs from the export (or from
+    /// [`FakeHost`](crate::testing::FakeHost)); build one only to test a part of a connector.
+    pub fn new(host: &'h mut dyn Host) -> Run<'h> {
+        Run {
+            host,
+            emitter: Emitter::new(),
+            reports_progress: false,
+        }
+    }
+
+    /// Emits one FHIR R4 resource.
+    pub fn emit(&mut self, resource: &Value) -> Result<(), Refused> {
+        self.emit_text(resource.to_string())
+    }
+
+    /// Emits one FHIR R4 resource given as JSON text, as it is: for a connector that passes on
+    /// what a server sent without re-serialising it.
+    pub fn emit_text(&mut self, json: String) -> Result<(), Refused> {
+        let host = &mut *self.host;
+        let sent = self.emitter.push(json, |batch| host.emit(batch))?;
+        if sent {
+            self.auto_progress(None);
+        }
+        Ok(())
+    }
+
+    /// Sends the records waiting in the batch now (the run does so when it ends).
+    pub fn flush(&mut self) -> Result<(), Refused> {
+        let host = &mut *self.host;
+        if self.emitter.flush(|batch| host.emit(batch))? {
+            self.auto_progress(None);
+        }
+        Ok(())
+    }
+
+    /// Records emitted so far.
+    pub fn emitted(&self) -> u64 {
+        self.emitter.emitted()
+    }
+
+    /// Tells the host how far the run is (in any unit: records, bytes); `total` when known.
+    /// Once called, the run stops reporting the count of emitted records by itself.
+    pub fn progress(&mut self, done: u64, total: Option<u64>) {
+        self.reports_progress = true;
+        self.host.progress(done, total);
+    }
+
+    /// Where the next incremental sync should resume. Kept only if this run succeeds, and
+    /// handed back as [`SyncRequest::cursor`].
+    pub fn checkpoint(&mut self, cursor: &str) {
+        self.host.checkpoint(cursor);
+    }
+
+    /// Sends an HTTP request through the host (see [`crate::http`]).
+    pub fn send(&mut self, request: &Request) -> Result<Response, HttpError> {
+        self.host.send(request)
+    }
+
+    /// Writes a log line under the plugin's id. Never log a patient's data or a secret.
+    pub fn log(&mut self, level: Level, message: &str) {
+        self.host.log(level, message);
+    }
+
+    /// A value the connection's earlier runs kept with [`Run::set_state`].
+    pub fn state(&mut self, key: &str) -> Option<String> {
+        self.host.state_get(key)
+    }
+
+    /// Keeps a value for the connection's later runs (saved only if this run succeeds); fails
+    /// with the reason past the host's quota.
+    pub fn set_state(&mut self, key: &str, value: &str) -> Result<(), String> {
+        self.host.state_set(key, value)
+    }
+
+    /// Forgets a kept value.
+    pub fn delete_state(&mut self, key: &str) {
+        self.host.state_delete(key);
+    }
+
+    /// The host's clock: seconds since 1970-01-01T00:00:00Z.
+    pub fn now(&mut self) -> u64 {
+        self.host.now()
+    }
+
+    fn auto_progress(&mut self, total: Option<u64>) {
+        if !self.reports_progress {
+            self.host.progress(self.emitter.emitted(), total);
+        }
+    }
+
+    /// Sends what is left after the connector returned `Ok`.
+    fn finish(&mut self) -> Result<(), Refused> {
+        self.flush()?;
+        let emitted = self.emitter.emitted();
+        self.auto_progress(Some(emitted));
+        Ok(())
+    }
+}
+
+/// `sync`, as the export and the fake host run it.
+pub(crate) fn sync<C: Connector>(
+    host: &mut dyn Host,
+    request: SyncRequest,
+) -> Result<Summary, ConnectorError> {
+    let mut run = Run::new(host);
+    let summary = C::sync(request, &mut run)?;
+    run.finish()?;
+    Ok(summary)
+}
+
+/// `import-file`, as the export and the fake host run it.
+pub(crate) fn import_file<C: Connector>(
+    host: &mut dyn Host,
+    source: &mut dyn FileSource,
+) -> Result<Summary, ConnectorError> {
+    let mut run = Run::new(host);
+    let summary = C::import_file(&mut File::new(source), &mut run)?;
+    run.finish()?;
+    Ok(summary)
+}
+
+/// Runs `f` with a run against `host`, then sends what it left batched (for
+/// [`FakeHost::with_run`](crate::testing::FakeHost::with_run)).
+pub(crate) fn with_run<T>(host: &mut dyn Host, f: impl FnOnce(&mut Run<'_>) -> T) -> T {
+    let mut run = Run::new(host);
+    let out = f(&mut run);
+    // A refusal here is recorded by the fake host; the caller inspects it there.
+    let _ = run.flush();
+    out
+}
