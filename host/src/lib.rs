@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod plugins;
 pub mod record;
 pub mod routing;
+pub mod scaffold;
 pub mod search;
 pub mod secrets;
 pub mod sources;

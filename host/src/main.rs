@@ -153,6 +153,22 @@ enum ExportFormatArg {
 enum PluginAction {
     /// List every plugin with its version, permissions and whether it loaded.
     List,
+    /// Create a new connector crate built on the fasten-connector SDK: an example that imports
+    /// a CSV of date,weight_kg rows, a sample file, native tests, and its plugin.toml.
+    New {
+        /// The plugin's id and crate name: lower-case letters, digits and '-'.
+        name: String,
+        /// Where to create its folder (default: here).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// Whether it imports files or syncs from an address.
+        #[arg(long, value_enum, default_value = "file")]
+        kind: ScaffoldKindArg,
+        /// The SDK folder to depend on (default: the plugins/sdk of the checkout Fasten was
+        /// built from, else the published version).
+        #[arg(long, value_name = "DIR")]
+        sdk: Option<PathBuf>,
+    },
     /// Load a component exactly as the server would (WIT version, imports and exports,
     /// `describe`, limits) and cross-check its manifest. Prints its sha256, and a ready
     /// plugin.toml when given none; exits non-zero with the reason on any problem.
@@ -162,6 +178,10 @@ enum PluginAction {
         /// Its plugin.toml.
         #[arg(long, value_name = "FILE")]
         manifest: Option<PathBuf>,
+        /// Record the component's sha256 in the manifest (after a new build) instead of
+        /// refusing a missing or different one; everything else is still checked.
+        #[arg(long, requires = "manifest")]
+        write_sha256: bool,
     },
     /// Copy a checked plugin (a folder with plugin.toml and its component, or a .wasm with
     /// --manifest) into the plugin registry, where it waits for an administrator's approval.
@@ -175,6 +195,12 @@ enum PluginAction {
     Approve { id: String },
     /// Stop a dropped-in plugin from running (what Admin → Plugins → Disable does).
     Revoke { id: String },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScaffoldKindArg {
+    File,
+    Sync,
 }
 
 #[derive(Subcommand)]
@@ -241,9 +267,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Plugin { action } => match action {
             PluginAction::List => runtime.block_on(plugins_command(config)),
-            PluginAction::Check { file, manifest } => {
-                runtime.block_on(plugin_check_command(&config, &file, manifest.as_deref()))
-            }
+            PluginAction::New {
+                name,
+                dir,
+                kind,
+                sdk,
+            } => plugin_new_command(&name, &dir, kind, sdk),
+            PluginAction::Check {
+                file,
+                manifest,
+                write_sha256,
+            } => runtime.block_on(plugin_check_command(
+                &config,
+                &file,
+                manifest.as_deref(),
+                write_sha256,
+            )),
             PluginAction::Install { path, manifest } => {
                 runtime.block_on(plugin_install_command(&config, &path, manifest.as_deref()))
             }
@@ -840,15 +879,61 @@ fn plugin_files(
     })
 }
 
+fn plugin_new_command(
+    name: &str,
+    dir: &std::path::Path,
+    kind: ScaffoldKindArg,
+    sdk: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use fasten::scaffold::{self, Kind, Sdk};
+    let sdk = match sdk {
+        Some(path) => Sdk::Path(
+            std::path::absolute(&path)
+                .with_context(|| format!("cannot resolve {}", path.display()))?,
+        ),
+        None => Sdk::default_for_this_build(),
+    };
+    let kind = match kind {
+        ScaffoldKindArg::File => Kind::File,
+        ScaffoldKindArg::Sync => Kind::Sync,
+    };
+    let folder = scaffold::create(dir, name, kind, &sdk)?;
+    println!("Created the connector {name} in {}.", folder.display());
+    if let Sdk::Version(version) = &sdk {
+        println!(
+            "It depends on fasten-connector {version} from crates.io; to build against a Fasten checkout instead, pass --sdk PATH/TO/fasten/plugins/sdk."
+        );
+    }
+    println!(
+        "Next, in that folder: cargo test; cargo build --release --target wasm32-wasip2; fasten plugin check target/wasm32-wasip2/release/{} --manifest plugin.toml --write-sha256; fasten plugin install .",
+        scaffold::artifact_name(name)
+    );
+    Ok(())
+}
+
 async fn plugin_check_command(
     config: &Config,
     path: &std::path::Path,
     manifest: Option<&std::path::Path>,
+    write_sha256: bool,
 ) -> anyhow::Result<()> {
-    let files = plugin_files(path, manifest)?;
+    let mut files = plugin_files(path, manifest)?;
     // Compiled into a folder of its own, so checking leaves nothing in the data folder.
     let cache = tempfile::tempdir().context("cannot create a temporary folder")?;
     let host = fasten::plugin_checker(config, cache.path().to_path_buf())?;
+    if write_sha256 && let Some((manifest, manifest_path)) = &mut files.manifest {
+        // Checked as it would be once written; the file is written only if the check passes.
+        manifest.sha256 = Some(fasten::plugins::sha256_hex(&files.bytes));
+        let checked = host.check(files.bytes.clone(), Some(manifest)).await?;
+        let text = std::fs::read_to_string(&*manifest_path)
+            .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+        let updated = fasten::plugins::manifest::with_sha256(&text, &checked.sha256)?;
+        if updated != text {
+            std::fs::write(&*manifest_path, updated)
+                .with_context(|| format!("cannot write {}", manifest_path.display()))?;
+            println!("Recorded the new sha256 in {}.", manifest_path.display());
+        }
+    }
     let manifest = files.manifest.as_ref().map(|(m, _)| m);
     let checked = host.check(files.bytes, manifest).await?;
     println!(
@@ -890,10 +975,23 @@ async fn plugin_install_command(
     let folder = config.plugins.registry_dir.join(&manifest.id);
     std::fs::create_dir_all(&folder)
         .with_context(|| format!("cannot create {}", folder.display()))?;
+    // The component goes beside its manifest, whatever folder it was built in.
+    let artifact_file = files
+        .component
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("{}.wasm", manifest.id));
+    let source_dir = manifest_path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let text = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+    let installed = fasten::plugins::manifest::installed(&text, &artifact_file, &source_dir)?;
     // The component first: a server that sees the new manifest finds the component it names.
-    std::fs::write(manifest.artifact_path(&folder), &files.bytes)
+    std::fs::write(folder.join(&artifact_file), &files.bytes)
         .with_context(|| format!("cannot write into {}", folder.display()))?;
-    std::fs::copy(&manifest_path, folder.join("plugin.toml"))
+    std::fs::write(folder.join("plugin.toml"), installed)
         .with_context(|| format!("cannot write into {}", folder.display()))?;
     println!(
         "Installed {} {} into {}. It runs once an administrator approves it: Admin → Plugins, or `fasten plugin approve {}`.",

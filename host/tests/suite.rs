@@ -27,6 +27,7 @@ mod inbox;
 mod labs;
 mod manual;
 mod people;
+mod plugin_author;
 mod plugin_cli;
 mod plugin_units;
 mod plugins;

@@ -258,9 +258,61 @@ impl Manifest {
     }
 }
 
+/// The text of a manifest with its `sha256` set to `sha256`, everything else (comments
+/// included) as it was: what `fasten plugin check --write-sha256` saves after a build.
+pub fn with_sha256(text: &str, sha256: &str) -> anyhow::Result<String> {
+    let mut document: toml_edit::DocumentMut = text.parse().context("plugin.toml is not valid")?;
+    document["sha256"] = toml_edit::value(sha256);
+    Ok(document.to_string())
+}
+
+/// The text of a manifest as `fasten plugin install` writes it into the registry: the
+/// component sits beside it as `artifact_file`, and a `[dev]` artifact (relative to the folder
+/// it was installed from) becomes an absolute path, so `serve --dev` reloads the installed
+/// plugin when the author rebuilds it where it is.
+pub fn installed(text: &str, artifact_file: &str, source_dir: &Path) -> anyhow::Result<String> {
+    let mut document: toml_edit::DocumentMut = text.parse().context("plugin.toml is not valid")?;
+    document["artifact"] = toml_edit::value(artifact_file);
+    if let Some(dev) = document
+        .get_mut("dev")
+        .and_then(|dev| dev.get_mut("artifact"))
+        && let Some(relative) = dev.as_str()
+    {
+        let absolute = std::path::absolute(source_dir.join(relative))
+            .context("cannot resolve the [dev] artifact's path")?;
+        *dev = toml_edit::value(absolute.to_string_lossy().into_owned());
+    }
+    Ok(document.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_sha256_keeps_the_authors_comments() {
+        let text = "# mine\nid = \"x\"\nname = \"X\"\nversion = \"1\"\napi = \"fasten:connector@0.1\"\nkind = \"file\"\nartifact = \"x.wasm\"\nsha256 = \"old\"\n\n[capabilities]\nallowed_hosts = []\n";
+        let updated = with_sha256(text, "abc").unwrap();
+        assert!(updated.starts_with("# mine\n"));
+        assert_eq!(
+            Manifest::parse(&updated).unwrap().sha256.as_deref(),
+            Some("abc")
+        );
+        let added = with_sha256(&text.replace("sha256 = \"old\"\n", ""), "abc").unwrap();
+        assert_eq!(
+            Manifest::parse(&added).unwrap().sha256.as_deref(),
+            Some("abc")
+        );
+    }
+
+    #[test]
+    fn an_installed_manifest_names_its_component_and_an_absolute_dev_artifact() {
+        let text = "id = \"x\"\nname = \"X\"\nversion = \"1\"\napi = \"fasten:connector@0.1\"\nkind = \"file\"\nartifact = \"target/r/x.wasm\"\n\n[dev]\nartifact = \"target/r/x.wasm\"\n";
+        let installed = installed(text, "x.wasm", Path::new("/home/me/x")).unwrap();
+        let manifest = Manifest::parse(&installed).unwrap();
+        assert_eq!(manifest.artifact, "x.wasm");
+        assert_eq!(manifest.dev.unwrap().artifact, "/home/me/x/target/r/x.wasm");
+    }
 
     #[test]
     fn bundled_manifests_parse() {
