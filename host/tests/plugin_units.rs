@@ -38,6 +38,7 @@ fn the_connector_plugins_pass_their_own_unit_tests() {
         "fasten_plugin_apple_health",
         "fasten_plugin_ccda",
         "fasten_ccda",
+        "fasten_connector",
     ] {
         assert!(
             stderr.contains(&format!("deps/{crate_name}-")),
