@@ -4,6 +4,8 @@
 //! transaction. Nothing here knows about HTTP.
 
 pub mod people;
+pub mod plugin_grants;
+pub mod plugin_state;
 pub mod resources;
 pub mod sessions;
 pub mod users;

@@ -1,15 +1,15 @@
-//! A source's plugin state (the `state` import: a plugin's cursors and settings between runs),
-//! kept in `plugin_state`. A run works on a copy (`runtime::PluginState`); the copy is saved in
-//! the same transaction as the run's records, so a failed run leaves the state as it was.
+//! The `plugin_state` table: a source's plugin state (the `state` import: a plugin's cursors and
+//! settings between runs). A run works on a copy ([`PluginState`]); the copy is saved in the
+//! same transaction as the run's records, so a failed run leaves the state as it was.
 
 use std::collections::BTreeMap;
 
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqliteExecutor};
 
-use super::runtime::PluginState;
+use crate::plugins::PluginState;
 
 /// The state a run of `source_id` starts from.
-pub async fn load(db: &SqlitePool, source_id: i64) -> sqlx::Result<PluginState> {
+pub async fn load(db: impl SqliteExecutor<'_>, source_id: i64) -> sqlx::Result<PluginState> {
     let rows: Vec<(String, String)> =
         sqlx::query_as("SELECT key, value FROM plugin_state WHERE source_id = ?")
             .bind(source_id)
