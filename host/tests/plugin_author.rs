@@ -173,6 +173,81 @@ fn a_new_plugin_goes_from_scaffold_to_stored_records() {
         .collect();
     assert_eq!(weights.len(), 3, "{exported}");
     assert!(exported.contains(r#""value":70.80"#), "{exported}");
+
+    // 6. Under `serve --dev`, rebuilding where the author works reloads the installed plugin,
+    //    with no reinstall and no new approval.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let db = fasten::store::open(&data.path().join("fasten.db"))
+            .await
+            .unwrap();
+        let host = std::sync::Arc::new(
+            fasten::plugins::PluginHost::new(fasten::plugins::HostSettings {
+                registry_dir: registry.path().to_path_buf(),
+                cache_dir: data.path().join("dev-cache"),
+                network: Default::default(),
+                dev: true,
+                source_registry_dir: fasten::plugins::source_registry_dir(),
+                quotas: Default::default(),
+                spool_dir: data.path().join("spool"),
+                concurrent_runs: 1,
+            })
+            .unwrap(),
+        );
+        host.load_all(&db).await;
+        let view_of_demo = |host: &fasten::plugins::PluginHost| {
+            host.list().into_iter().find(|p| p.id == "demo").unwrap()
+        };
+        assert_eq!(view_of_demo(&host).status, fasten::plugins::Status::Loaded);
+        assert_eq!(view_of_demo(&host).sha256.as_deref(), Some(sha256.as_str()));
+        let _watch = fasten::plugins::reload::spawn(host.clone(), db.clone()).unwrap();
+
+        let source = demo.join("src/lib.rs");
+        let code = std::fs::read_to_string(&source).unwrap();
+        std::fs::write(
+            &source,
+            code.replace("(a CSV of date,weight_kg rows)", "(rebuilt)"),
+        )
+        .unwrap();
+        let rebuilt = tokio::task::spawn_blocking({
+            let crate_dir = demo.clone();
+            move || {
+                cargo(
+                    &crate_dir,
+                    &["build", "--release", "--target", "wasm32-wasip2"],
+                )
+            }
+        })
+        .await
+        .unwrap();
+        assert!(
+            rebuilt.status.success(),
+            "{}",
+            String::from_utf8_lossy(&rebuilt.stderr)
+        );
+        let new_sha = fasten::plugins::sha256_hex(&std::fs::read(&wasm).unwrap());
+        assert_ne!(new_sha, sha256);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while view_of_demo(&host).sha256.as_deref() != Some(new_sha.as_str()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the rebuilt plugin was not reloaded: {:?}",
+                view_of_demo(&host).error
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let view = view_of_demo(&host);
+        assert_eq!(
+            view.status,
+            fasten::plugins::Status::Loaded,
+            "{:?}",
+            view.error
+        );
+        assert_eq!(
+            host.get("demo").unwrap().info.file_types[0].description,
+            "Body weights (rebuilt)"
+        );
+    });
 }
 
 #[test]

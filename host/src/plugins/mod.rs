@@ -75,7 +75,8 @@ pub struct HostSettings {
     pub cache_dir: PathBuf,
     pub network: NetworkPolicy,
     /// `serve --dev`: bundled plugins load from their `[dev]` artifact, found relative to
-    /// `source_registry_dir/<id>/`, and are reloaded when it changes.
+    /// `source_registry_dir/<id>/`, installed ones from theirs when it is there, and both are
+    /// reloaded when it changes.
     pub dev: bool,
     pub source_registry_dir: PathBuf,
     pub quotas: RunQuotas,

@@ -8,7 +8,7 @@
 //! listed with the reason; the server starts regardless. Under `serve --dev` bundled plugins load
 //! from their `[dev]` artifact, and [`PluginHost::reload_changed`] reloads what changed on disk.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
@@ -107,14 +107,14 @@ impl PluginHost {
     /// Loads the bundled plugins and every plugin in the registry folder. Failures are recorded
     /// per plugin, never returned: one broken plugin must not keep Fasten from starting.
     pub async fn load_all(self: &Arc<Self>, db: &SqlitePool) {
-        let mut found: Vec<(Manifest, Origin, Result<Vec<u8>, String>)> = Vec::new();
+        let mut found: Vec<(Manifest, Origin, Result<Vec<u8>, String>, bool)> = Vec::new();
         for (manifest, bytes) in self.bundled() {
             let bytes = self
                 .dev_artifact(&manifest)
                 .unwrap_or_else(|| Ok(bytes.to_vec()));
-            found.push((manifest, Origin::Bundled, bytes));
+            found.push((manifest, Origin::Bundled, bytes, false));
         }
-        let bundled_ids: Vec<String> = found.iter().map(|(m, _, _)| m.id.clone()).collect();
+        let bundled_ids: Vec<String> = found.iter().map(|(m, ..)| m.id.clone()).collect();
         for (dir, manifest) in self.scan_registry() {
             let manifest = match manifest {
                 Ok(m) => m,
@@ -130,16 +130,11 @@ impl PluginHost {
             if bundled_ids.contains(&manifest.id) {
                 continue;
             }
-            let bytes = std::fs::read(manifest.artifact_path(&dir)).map_err(|e| {
-                format!(
-                    "cannot read the component {}: {e}",
-                    manifest.artifact_path(&dir).display()
-                )
-            });
-            found.push((manifest, Origin::DroppedIn, bytes));
+            let (bytes, dev_build) = self.dropped_in_component(&dir, &manifest);
+            found.push((manifest, Origin::DroppedIn, bytes, dev_build));
         }
-        for (manifest, origin, bytes) in found {
-            self.load_one(db, manifest, origin, bytes).await;
+        for (manifest, origin, bytes, dev_build) in found {
+            self.load_one(db, manifest, origin, bytes, dev_build).await;
         }
     }
 
@@ -193,6 +188,44 @@ impl PluginHost {
         )
     }
 
+    /// A dropped-in plugin's component, and whether it is the author's build: under
+    /// `serve --dev`, the manifest's `[dev] artifact` when it is there (`fasten plugin install`
+    /// makes it an absolute path into the folder the plugin was built in), else the installed
+    /// copy.
+    fn dropped_in_component(
+        &self,
+        dir: &Path,
+        manifest: &Manifest,
+    ) -> (Result<Vec<u8>, String>, bool) {
+        if let Some(path) = self.dropped_in_dev_path(dir, manifest)
+            && path.is_file()
+        {
+            let bytes =
+                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+            return (bytes, true);
+        }
+        let path = manifest.artifact_path(dir);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| format!("cannot read the component {}: {e}", path.display()));
+        (bytes, false)
+    }
+
+    fn dropped_in_dev_path(&self, dir: &Path, manifest: &Manifest) -> Option<PathBuf> {
+        let dev = manifest.dev.as_ref().filter(|_| self.settings.dev)?;
+        Some(dir.join(&dev.artifact))
+    }
+
+    /// The folders holding dropped-in plugins' `[dev]` builds, for the dev-mode watcher.
+    pub(crate) fn dropped_in_dev_folders(&self) -> Vec<PathBuf> {
+        self.scan_registry()
+            .into_iter()
+            .filter_map(|(dir, manifest)| {
+                let path = self.dropped_in_dev_path(&dir, &manifest.ok()?)?;
+                path.parent().map(Path::to_path_buf)
+            })
+            .collect()
+    }
+
     /// Reloads every plugin whose component changed on disk (dev artifacts of bundled plugins,
     /// and dropped-in plugins). A broken rebuild keeps the running version (see `set_entry`).
     pub async fn reload_changed(self: &Arc<Self>, db: &SqlitePool) {
@@ -208,21 +241,23 @@ impl PluginHost {
                 continue;
             }
             tracing::info!(plugin = %manifest.id, "plugin changed on disk; reloading");
-            self.load_one(db, manifest, Origin::Bundled, bytes).await;
+            self.load_one(db, manifest, Origin::Bundled, bytes, false)
+                .await;
         }
         for (dir, manifest) in self.scan_registry() {
             let Ok(manifest) = manifest else { continue };
             if bundled.iter().any(|(m, _)| m.id == manifest.id) {
                 continue;
             }
-            let bytes = std::fs::read(manifest.artifact_path(&dir)).map_err(|e| e.to_string());
+            let (bytes, dev_build) = self.dropped_in_component(&dir, &manifest);
             if let Ok(b) = &bytes
                 && Some(sha256_hex(b)) == self.current_sha(&manifest.id)
             {
                 continue;
             }
             tracing::info!(plugin = %manifest.id, "plugin changed on disk; reloading");
-            self.load_one(db, manifest, Origin::DroppedIn, bytes).await;
+            self.load_one(db, manifest, Origin::DroppedIn, bytes, dev_build)
+                .await;
         }
     }
 
@@ -306,6 +341,9 @@ impl PluginHost {
         manifest: Manifest,
         origin: Origin,
         bytes: Result<Vec<u8>, String>,
+        // An author's fresh build under `serve --dev`: its sha256 changes with every build, so
+        // neither the manifest nor an approval pins it; the approval still covers the terms.
+        dev_build: bool,
     ) {
         let id = manifest.id.clone();
         let failed = |manifest: Manifest, error: String, sha256: Option<String>| {
@@ -330,6 +368,7 @@ impl PluginHost {
         let mut pending: Option<(Status, Option<String>)> = None;
         if origin == Origin::DroppedIn {
             match &manifest.sha256 {
+                _ if dev_build => {}
                 None => {
                     return self.set_entry(failed(
                         manifest,
@@ -351,7 +390,7 @@ impl PluginHost {
             match plugin_grants::grant_for(db, &id).await {
                 Ok(Some(grant))
                     if grant.enabled
-                        && grant.sha256 == sha256
+                        && (dev_build || grant.sha256 == sha256)
                         && grant.terms_sha256.as_deref() == Some(terms.as_str()) =>
                 {
                     granted = grant.allowed_hosts;
@@ -561,8 +600,9 @@ impl PluginHost {
         plugin_grants::save(db, id, &grant, by_user).await?;
         let dir = self.settings.registry_dir.join(id);
         let manifest = Manifest::load(&dir.join("plugin.toml"))?;
-        let bytes = std::fs::read(manifest.artifact_path(&dir)).map_err(|e| e.to_string());
-        self.load_one(db, manifest, Origin::DroppedIn, bytes).await;
+        let (bytes, dev_build) = self.dropped_in_component(&dir, &manifest);
+        self.load_one(db, manifest, Origin::DroppedIn, bytes, dev_build)
+            .await;
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
-//! Hot reload for `serve --dev`: watch the registry folder and the bundled plugins' `[dev]`
-//! artifacts, and reload what changed. Parent folders are watched (a rebuild replaces the file,
-//! which a watch on the file itself would lose), events are debounced, and an unchanged sha256
-//! is skipped.
+//! Hot reload for `serve --dev`: watch the registry folder and the `[dev]` artifacts of bundled
+//! plugins and of installed plugins built by their author, and reload what changed. Parent
+//! folders are watched (a rebuild replaces the file, which a watch on the file itself would
+//! lose), events are debounced, and an unchanged sha256 is skipped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +32,12 @@ pub fn spawn(host: Arc<PluginHost>, db: SqlitePool) -> anyhow::Result<tokio::tas
             && parent.is_dir()
         {
             folders.push((parent, RecursiveMode::NonRecursive));
+        }
+    }
+    // An author's plugin installed with a `[dev]` artifact is reloaded when rebuilt where it is.
+    for folder in host.dropped_in_dev_folders() {
+        if folder.is_dir() && !folders.iter().any(|(f, _)| *f == folder) {
+            folders.push((folder, RecursiveMode::NonRecursive));
         }
     }
     for (folder, mode) in &folders {
