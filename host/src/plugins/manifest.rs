@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-/// The WIT API versions this host can run, as written in manifests.
-pub const SUPPORTED_APIS: &[&str] = &["fasten:connector@0.1"];
+/// The WIT API versions this host can run, as written in manifests (one list, kept with the
+/// bindings in [`super::wit`]).
+pub use super::wit::SUPPORTED_APIS;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,7 +144,7 @@ impl Signature {
         Ok(())
     }
 
-    /// The signature in words, for the admin page: "XML whose root is <HealthData>".
+    /// The signature in words, for the admin page: "XML whose root is `<HealthData>`".
     pub fn describe(&self) -> String {
         match self {
             Signature::XmlRoot(root) => format!("XML whose root is <{root}>"),
