@@ -31,6 +31,7 @@ mod plugin_author;
 mod plugin_cli;
 mod plugin_units;
 mod plugins;
+mod read_model;
 mod routing;
 mod search;
 mod site;

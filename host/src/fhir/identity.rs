@@ -8,7 +8,7 @@
 use serde_json::Value;
 use std::collections::HashSet;
 
-use crate::record::history::display_date;
+use super::read;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -122,7 +122,7 @@ impl Identity {
     /// "Fletcher Hyatt, born 3 Jul 1915".
     pub fn describe(&self) -> String {
         match &self.birth_date {
-            Some(date) => format!("{}, born {}", self.display, display_date(date)),
+            Some(date) => format!("{}, born {}", self.display, read::date(date)),
             None => self.display.clone(),
         }
     }

@@ -6,6 +6,8 @@
 pub mod export;
 pub mod identity;
 pub mod ingest;
+pub mod read;
+pub mod units;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -40,7 +42,7 @@ pub struct Token {
 }
 
 /// The kinds of [`Token`] there are, for reading one back from a run's spool.
-const TOKEN_KINDS: [&str; 4] = ["code", "category", "status", "ref"];
+const TOKEN_KINDS: [&str; 5] = ["code", "category", "status", "current", "ref"];
 
 /// A [`Token`] as read back, before its kind is matched to one of [`TOKEN_KINDS`].
 #[derive(serde::Deserialize)]
@@ -359,6 +361,14 @@ pub fn tokens(resource: &Value) -> Vec<Token> {
         tokens.push(Token {
             kind: "status",
             value: status,
+            display: None,
+        });
+    }
+    // The current lists (Profile, dashboard) ask the index what the read model would answer.
+    if read::is_current(resource) {
+        tokens.push(Token {
+            kind: "current",
+            value: "true".into(),
             display: None,
         });
     }

@@ -70,7 +70,7 @@ pub fn view(bytes: &[u8]) -> Option<DocumentView> {
         .and_then(|t| t.attribute("value"))
         .map(cda_time)
         .unwrap_or_default();
-    let date = date.as_deref().map(crate::record::history::display_date);
+    let date = date.as_deref().map(crate::fhir::read::date);
     let mut sections = Vec::new();
     if let Some(body) = child(root, "component").and_then(|c| child(c, "structuredBody")) {
         for section in children(body, "component").filter_map(|c| child(c, "section")) {

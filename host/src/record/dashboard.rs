@@ -10,9 +10,10 @@ use sqlx::SqlitePool;
 use time::Date;
 
 use super::chart::{self, Size};
-use super::history::{Item, display_date};
+use super::history::Item;
 use super::observations::{self, Observation};
 use super::profile;
+use crate::fhir::read;
 
 /// Every widget: (id, title). The default layout shows them all in this order.
 pub const WIDGETS: &[(&str, &str)] = &[
@@ -150,7 +151,7 @@ pub async fn vitals(db: &SqlitePool, person_id: i64) -> sqlx::Result<Vec<Vital>>
             out.push(Vital {
                 name: name.to_string(),
                 value: format!("{}/{} mmHg", sys.round(), dia.round()),
-                date: date.as_deref().map(display_date),
+                date: date.as_deref().map(read::date),
                 key: SYSTOLIC.to_string(),
                 chart: trend_chart("Systolic blood pressure", "mmHg", &systolic),
             });
@@ -167,7 +168,7 @@ pub async fn vitals(db: &SqlitePool, person_id: i64) -> sqlx::Result<Vec<Vital>>
         out.push(Vital {
             name: name.to_string(),
             value,
-            date: date.as_deref().map(display_date),
+            date: date.as_deref().map(read::date),
             key: code.to_string(),
             chart: trend_chart(name, &unit, &readings),
         });
@@ -231,7 +232,7 @@ pub async fn recent_labs(db: &SqlitePool, person_id: i64) -> sqlx::Result<Vec<Re
             Some(RecentLab {
                 value: o.value_display()?,
                 flag: o.flag.map(|f| f.label().to_string()),
-                date: o.date.as_deref().map(display_date),
+                date: o.date.as_deref().map(read::date),
                 name: o.name,
                 key: super::units::group_key(&o.key).to_string(),
             })
@@ -283,8 +284,8 @@ pub async fn about(db: &SqlitePool, person_id: i64, today: Date) -> sqlx::Result
             .as_deref()
             .filter(|_| died.is_none())
             .and_then(|b| profile::age(b, today)),
-        birth_date: birth_date.as_deref().map(display_date),
-        died: died.as_deref().map(display_date),
+        birth_date: birth_date.as_deref().map(read::date),
+        died: died.as_deref().map(read::date),
         records,
         sources,
         last_sync,

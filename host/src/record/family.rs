@@ -7,8 +7,8 @@ use sqlx::SqlitePool;
 use time::Date;
 
 use super::dashboard;
-use super::history::display_date;
 use super::observations::{self, Flag};
+use crate::fhir::read;
 use crate::store::people::Person;
 
 /// How far back abnormal results count as news.
@@ -36,7 +36,7 @@ pub async fn line(db: &SqlitePool, person: &Person, today: Date) -> sqlx::Result
         (Some(_), _) => (about.age, about.birth_date.clone()),
         (None, Some(own)) => (
             super::profile::age(own, today).filter(|_| about.died.is_none()),
-            Some(display_date(own)),
+            Some(read::date(own)),
         ),
         (None, None) => (None, None),
     };

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use crate::fhir;
+use crate::fhir::{self, read};
 
 /// Encounters per page of the history; Synthea patients reach ~130 encounters in all.
 pub const PAGE_SIZE: i64 = 20;
@@ -85,6 +85,9 @@ pub struct Item {
     pub iso_date: Option<String>,
     pub status: Option<String>,
     pub value: Option<String>,
+    /// Other records this line stands for ("Type/id"): a vaccine's earlier doses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<String>,
 }
 
 impl Item {
@@ -100,12 +103,13 @@ impl Item {
             resource_type: resource_type.to_string(),
             id: id.to_string(),
             title: sort_title
-                .map(plain)
+                .map(read::name)
                 .unwrap_or_else(|| resource_type.to_string()),
-            date: sort_date.map(display_date),
+            date: sort_date.map(read::date),
             iso_date: sort_date.map(|d| d.chars().take(10).collect()),
-            status: status_of(resource),
-            value: value_text(resource),
+            status: read::status(resource),
+            value: read::value_text(resource),
+            earlier: Vec::new(),
         }
     }
 }
@@ -329,7 +333,7 @@ pub async fn history(
     let mut types: Vec<Choice> = type_titles
         .into_iter()
         .map(|t| Choice {
-            label: plain(&t),
+            label: read::name(&t),
             value: t,
         })
         .collect();
@@ -344,7 +348,10 @@ pub async fn history(
     let mut conditions: Vec<Choice> = condition_rows
         .into_iter()
         .map(|(id, title, date)| {
-            let name = title.as_deref().map(plain).unwrap_or_else(|| id.clone());
+            let name = title
+                .as_deref()
+                .map(read::name)
+                .unwrap_or_else(|| id.clone());
             let label = match date.as_deref().and_then(|d| d.get(..4)) {
                 Some(year) => format!("{name} ({year})"),
                 None => name,
@@ -483,7 +490,7 @@ async fn with_linked(
                             .and_then(|j| own_name(&j))
                             .or_else(|| title.clone())
                     })
-                    .map(|n| plain(&n));
+                    .map(|n| read::name(&n));
                 let (resource_type, id) = reference
                     .reference
                     .split_once('/')
@@ -519,7 +526,7 @@ async fn with_linked(
             let linked_count = groups.iter().map(|g| g.items.len()).sum();
             let date = json.pointer("/period/start").and_then(Value::as_str);
             Encounter {
-                date: date.or(row.sort_date.as_deref()).map(display_date),
+                date: date.or(row.sort_date.as_deref()).map(read::date),
                 iso_date: row
                     .sort_date
                     .as_deref()
@@ -527,11 +534,11 @@ async fn with_linked(
                 end_date: json
                     .pointer("/period/end")
                     .and_then(Value::as_str)
-                    .map(display_date),
+                    .map(read::date),
                 type_text: row
                     .sort_title
                     .as_deref()
-                    .map(plain)
+                    .map(read::name)
                     .unwrap_or_else(|| "Visit".to_string()),
                 class: class_label(json.get("class")),
                 status: json
@@ -684,7 +691,7 @@ fn concepts(value: &Value, field: &str) -> Vec<Named> {
         .iter()
         .filter_map(fhir::concept_text)
         .map(|text| Named {
-            name: plain(&text),
+            name: read::name(&text),
             href: None,
         })
         .collect()
@@ -751,11 +758,11 @@ pub async fn condition(
         .map(|(id, date, title, json)| {
             let json: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
             EncounterLine {
-                date: date.as_deref().map(display_date),
+                date: date.as_deref().map(read::date),
                 iso_date: date.as_deref().map(|d| d.chars().take(10).collect()),
                 type_text: title
                     .as_deref()
-                    .map(plain)
+                    .map(read::name)
                     .unwrap_or_else(|| "Visit".into()),
                 class: class_label(json.get("class")),
                 id,
@@ -781,17 +788,17 @@ pub async fn condition(
 
     let text = |pointer: &str| json.pointer(pointer).and_then(Value::as_str);
     Ok(Some(ConditionPage {
-        clinical_status: json.get("clinicalStatus").and_then(status_word),
-        verification: json.get("verificationStatus").and_then(status_word),
+        clinical_status: json.get("clinicalStatus").and_then(read::status_word),
+        verification: json.get("verificationStatus").and_then(read::status_word),
         onset: text("/onsetDateTime")
             .or(text("/onsetPeriod/start"))
-            .map(display_date)
+            .map(read::date)
             .or(text("/onsetString").map(str::to_owned)),
         abatement: text("/abatementDateTime")
             .or(text("/abatementPeriod/start"))
-            .map(display_date)
+            .map(read::date)
             .or(text("/abatementString").map(str::to_owned)),
-        recorded: text("/recordedDate").map(display_date),
+        recorded: text("/recordedDate").map(read::date),
         note: array(&json, "note")
             .iter()
             .filter_map(|n| n.get("text").and_then(Value::as_str).map(str::to_owned))
@@ -807,62 +814,6 @@ pub async fn condition(
         encounters,
         related,
     }))
-}
-
-/// Drops SNOMED's semantic tag: "Viral sinusitis (disorder)" reads "Viral sinusitis".
-pub fn plain(text: &str) -> String {
-    const TAGS: &[&str] = &[
-        "(disorder)",
-        "(finding)",
-        "(procedure)",
-        "(situation)",
-        "(observable entity)",
-        "(regime/therapy)",
-        "(morphologic abnormality)",
-        "(event)",
-        "(qualifier value)",
-        "(record artifact)",
-        "(substance)",
-        "(product)",
-        "(body structure)",
-    ];
-    let trimmed = text.trim();
-    for tag in TAGS {
-        if let Some(rest) = trimmed.strip_suffix(tag) {
-            let rest = rest.trim_end();
-            if !rest.is_empty() {
-                return rest.to_string();
-            }
-        }
-    }
-    trimmed.to_string()
-}
-
-/// An ISO 8601 date or date-time as people write it: "1 Oct 2020", "Oct 2020", "2020".
-/// Anything unparseable is shown as it is.
-pub fn display_date(iso: &str) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let date = iso.get(..10.min(iso.len())).unwrap_or(iso);
-    let mut parts = date.split('-');
-    let year = parts
-        .next()
-        .filter(|y| y.len() == 4 && y.parse::<u32>().is_ok());
-    let month = parts
-        .next()
-        .and_then(|m| m.parse::<usize>().ok())
-        .filter(|m| (1..=12).contains(m));
-    let day = parts
-        .next()
-        .and_then(|d| d.parse::<u32>().ok())
-        .filter(|d| (1..=31).contains(d));
-    match (year, month, day) {
-        (Some(y), Some(m), Some(d)) => format!("{d} {} {y}", MONTHS[m - 1]),
-        (Some(y), Some(m), None) => format!("{} {y}", MONTHS[m - 1]),
-        (Some(y), None, None) if iso.len() == 4 => y.to_string(),
-        _ => iso.to_string(),
-    }
 }
 
 /// An encounter's class in words; HL7's v3 ActCode codes are terse.
@@ -889,87 +840,6 @@ fn class_label(class: Option<&Value>) -> Option<String> {
     Some(label.to_string())
 }
 
-/// A status CodeableConcept (clinicalStatus, verificationStatus) as a word: its text, display,
-/// or code ("active").
-pub fn status_word(concept: &Value) -> Option<String> {
-    fhir::concept_text(concept).or_else(|| {
-        array(concept, "coding")
-            .iter()
-            .find_map(|c| c.get("code").and_then(Value::as_str))
-            .map(str::to_owned)
-    })
-}
-
-/// A record's status as a word: its `status`, else the code of its `clinicalStatus`.
-fn status_of(resource: &Value) -> Option<String> {
-    resource
-        .get("status")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .or_else(|| resource.get("clinicalStatus").and_then(status_word))
-}
-
-/// An observation's value as a person reads it: "5.4 mmol/L", "Negative", or its components
-/// ("Systolic 120 mm[Hg], Diastolic 80 mm[Hg]").
-pub fn value_text(resource: &Value) -> Option<String> {
-    fn one(value: &Value) -> Option<String> {
-        if let Some(q) = value.get("valueQuantity") {
-            let number = q.get("value")?;
-            let number = match number.as_f64() {
-                // Synthea writes values like 97.30000000000001; two decimals are plenty to read.
-                Some(n) if n.fract() != 0.0 => {
-                    let s = format!("{n:.2}");
-                    s.trim_end_matches('0').trim_end_matches('.').to_string()
-                }
-                _ => number.to_string(),
-            };
-            let unit = q
-                .get("unit")
-                .or_else(|| q.get("code"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            // UCUM annotations such as "{score}" are not units a reader needs.
-            let unit = if unit.starts_with('{') && unit.ends_with('}') {
-                ""
-            } else {
-                unit
-            };
-            return Some(format!("{number} {unit}").trim().to_string());
-        }
-        if let Some(c) = value.get("valueCodeableConcept") {
-            return fhir::concept_text(c).map(|t| plain(&t));
-        }
-        ["valueString", "valueBoolean", "valueInteger"]
-            .iter()
-            .find_map(|k| value.get(*k))
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| v.to_string())
-            })
-    }
-    if let Some(text) = one(resource) {
-        return Some(text);
-    }
-    let parts: Vec<String> = array(resource, "component")
-        .iter()
-        .filter_map(|c| {
-            let value = one(c)?;
-            let name = c.get("code").and_then(fhir::concept_text);
-            Some(match name {
-                Some(name) => format!("{}: {value}", short_component(&name)),
-                None => value,
-            })
-        })
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(", "))
-}
-
-/// "Systolic Blood Pressure" reads fine; LOINC's long names ("... by Automated count") do not.
-fn short_component(name: &str) -> &str {
-    name.split(" [").next().unwrap_or(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -977,44 +847,44 @@ mod tests {
 
     #[test]
     fn semantic_tags_are_dropped() {
-        assert_eq!(plain("Viral sinusitis (disorder)"), "Viral sinusitis");
+        assert_eq!(read::name("Viral sinusitis (disorder)"), "Viral sinusitis");
         assert_eq!(
-            plain("Encounter for check up (procedure)"),
+            read::name("Encounter for check up (procedure)"),
             "Encounter for check up"
         );
-        assert_eq!(plain("Hep A, adult"), "Hep A, adult");
-        assert_eq!(plain("(disorder)"), "(disorder)");
+        assert_eq!(read::name("Hep A, adult"), "Hep A, adult");
+        assert_eq!(read::name("(disorder)"), "(disorder)");
     }
 
     #[test]
     fn dates_read_like_dates() {
-        assert_eq!(display_date("2020-10-01T15:22:50+00:00"), "1 Oct 2020");
-        assert_eq!(display_date("1972-02-24"), "24 Feb 1972");
-        assert_eq!(display_date("2019-07"), "Jul 2019");
-        assert_eq!(display_date("2019"), "2019");
-        assert_eq!(display_date("yesterday"), "yesterday");
-        assert_eq!(display_date("2019-13-01"), "2019-13-01");
+        assert_eq!(read::date("2020-10-01T15:22:50+00:00"), "1 Oct 2020");
+        assert_eq!(read::date("1972-02-24"), "24 Feb 1972");
+        assert_eq!(read::date("2019-07"), "Jul 2019");
+        assert_eq!(read::date("2019"), "2019");
+        assert_eq!(read::date("yesterday"), "yesterday");
+        assert_eq!(read::date("2019-13-01"), "2019-13-01");
     }
 
     #[test]
     fn values_and_components_are_readable() {
         let glucose = json!({"valueQuantity": {"value": 97.30000000000001, "unit": "mg/dL"}});
-        assert_eq!(value_text(&glucose).as_deref(), Some("97.3 mg/dL"));
+        assert_eq!(read::value_text(&glucose).as_deref(), Some("97.3 mg/dL"));
         let count = json!({"valueQuantity": {"value": 4, "unit": "/min"}});
-        assert_eq!(value_text(&count).as_deref(), Some("4 /min"));
+        assert_eq!(read::value_text(&count).as_deref(), Some("4 /min"));
         let pain = json!({"valueQuantity": {"value": 2, "unit": "{score}"}});
-        assert_eq!(value_text(&pain).as_deref(), Some("2"));
+        assert_eq!(read::value_text(&pain).as_deref(), Some("2"));
         let pressure = json!({"component": [
             {"code": {"text": "Systolic Blood Pressure"}, "valueQuantity": {"value": 120, "unit": "mm[Hg]"}},
             {"code": {"text": "Diastolic Blood Pressure"}, "valueQuantity": {"value": 80, "unit": "mm[Hg]"}}
         ]});
         assert_eq!(
-            value_text(&pressure).as_deref(),
+            read::value_text(&pressure).as_deref(),
             Some("Systolic Blood Pressure: 120 mm[Hg], Diastolic Blood Pressure: 80 mm[Hg]")
         );
         let smoker = json!({"valueCodeableConcept": {"text": "Never smoker"}});
-        assert_eq!(value_text(&smoker).as_deref(), Some("Never smoker"));
-        assert_eq!(value_text(&json!({})), None);
+        assert_eq!(read::value_text(&smoker).as_deref(), Some("Never smoker"));
+        assert_eq!(read::value_text(&json!({})), None);
     }
 
     #[test]

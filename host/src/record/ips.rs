@@ -2,15 +2,16 @@
 //! FHIR `document` Bundle and as the sections of a printable page.
 //!
 //! The IPS is a short, current picture: allergies, current medications, active problems,
-//! immunizations, recent results and procedures. Choosing what is "current" happens here, once,
-//! for both the Bundle and the page, so the two never disagree.
+//! immunizations, recent results and procedures. What is "current" is the read model's answer
+//! ([`read::is_current`]), the same as Profile's and the dashboard's, for both the Bundle and
+//! the page.
 
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
 
-use crate::fhir;
+use crate::fhir::{self, read};
 use crate::record::observations;
 
 /// How many recent results and procedures the summary lists.
@@ -21,6 +22,9 @@ pub const RECENT: usize = 20;
 pub struct Section {
     pub code: &'static str,
     pub title: &'static str,
+    /// The page's `data-list` name for the lists Profile shows too ("conditions"), so the two
+    /// can be compared.
+    pub list: Option<&'static str>,
     pub items: Vec<Item>,
 }
 
@@ -38,6 +42,8 @@ pub struct Item {
     /// Bundle, but one line on the page.
     #[serde(skip)]
     pub earlier: Vec<Value>,
+    /// The earlier records as "Type/id", for the page's `data-ref`s.
+    pub earlier_refs: Vec<String>,
 }
 
 impl Item {
@@ -58,41 +64,6 @@ pub struct Summary {
     pub sections: Vec<Section>,
 }
 
-/// A clinical status code (`clinicalStatus.coding[].code`), when there is one.
-fn clinical_status(resource: &Value) -> Option<&str> {
-    resource
-        .pointer("/clinicalStatus/coding")?
-        .as_array()?
-        .iter()
-        .find_map(|c| c.get("code")?.as_str())
-}
-
-/// A problem still going on: active, recurring or relapsed (a Condition without a status is
-/// taken as active, as FHIR's own guidance suggests for problem lists).
-pub fn is_active_condition(resource: &Value) -> bool {
-    matches!(
-        clinical_status(resource),
-        None | Some("active" | "recurrence" | "relapse")
-    ) && resource.get("abatementDateTime").is_none()
-}
-
-/// An allergy that has not been resolved or refuted.
-pub fn is_current_allergy(resource: &Value) -> bool {
-    let refuted = resource
-        .pointer("/verificationStatus/coding/0/code")
-        .and_then(Value::as_str)
-        == Some("refuted");
-    !refuted && matches!(clinical_status(resource), None | Some("active"))
-}
-
-/// A medication the person is taking now.
-pub fn is_current_medication(resource: &Value) -> bool {
-    matches!(
-        resource.get("status").and_then(Value::as_str),
-        Some("active" | "on-hold" | "intended")
-    )
-}
-
 /// A resource as stored, with the title Fasten stored for it (which may come from elsewhere: a
 /// medicine named by a separate Medication).
 pub type Stored = (Value, Option<String>);
@@ -103,11 +74,13 @@ fn item((resource, stored_title): Stored, detail: Option<String>) -> Item {
         id: resource["id"].as_str().unwrap_or("").to_string(),
         title: fhir::title(&resource)
             .or(stored_title)
+            .map(|t| read::name(&t))
             .unwrap_or_else(|| "(no name)".into()),
         date: fhir::sort_date(&resource),
         detail,
         resource,
         earlier: Vec::new(),
+        earlier_refs: Vec::new(),
     }
 }
 
@@ -115,7 +88,7 @@ fn item((resource, stored_title): Stored, detail: Option<String>) -> Item {
 fn immunization_lines(doses: Vec<Stored>) -> Vec<Item> {
     let mut lines: Vec<Item> = Vec::new();
     for dose in doses {
-        let title = fhir::title(&dose.0);
+        let title = fhir::title(&dose.0).map(|t| read::name(&t));
         match lines
             .iter_mut()
             .find(|line| Some(&line.title) == title.as_ref())
@@ -129,9 +102,14 @@ fn immunization_lines(doses: Vec<Stored>) -> Vec<Item> {
             let count = line.earlier.len() + 1;
             line.detail = Some(format!(
                 "{count} doses, the first on {}",
-                &first[..first.len().min(10)]
+                read::date(&first)
             ));
         }
+        line.earlier_refs = line
+            .earlier
+            .iter()
+            .map(|dose| format!("Immunization/{}", dose["id"].as_str().unwrap_or("")))
+            .collect();
     }
     lines
 }
@@ -150,13 +128,15 @@ pub fn summarise(resources: Vec<Stored>) -> Summary {
         let resource = &stored.0;
         match resource["resourceType"].as_str().unwrap_or("") {
             "Patient" if patient.is_none() => patient = Some(stored.0),
-            "AllergyIntolerance" if is_current_allergy(resource) => {
+            "AllergyIntolerance" if read::is_current_allergy(resource) => {
                 let reaction = resource
                     .pointer("/reaction/0/manifestation/0")
                     .and_then(fhir::concept_text);
                 allergies.push(item(stored, reaction));
             }
-            "MedicationRequest" | "MedicationStatement" if is_current_medication(resource) => {
+            "MedicationRequest" | "MedicationStatement"
+                if read::is_current_medication(resource) =>
+            {
                 let dosage = resource
                     .pointer("/dosageInstruction/0/text")
                     .or_else(|| resource.pointer("/dosage/0/text"))
@@ -164,8 +144,10 @@ pub fn summarise(resources: Vec<Stored>) -> Summary {
                     .map(String::from);
                 medications.push(item(stored, dosage));
             }
-            "Condition" if is_active_condition(resource) => problems.push(item(stored, None)),
-            "Immunization" => immunizations.push(stored),
+            "Condition" if read::is_current_condition(resource) => {
+                problems.push(item(stored, None))
+            }
+            "Immunization" if read::is_current_immunization(resource) => immunizations.push(stored),
             "Observation" if is_laboratory(resource) && results.len() < RECENT => {
                 // The latest result of each test: the rows come newest first.
                 let test = fhir::title(resource).unwrap_or_default();
@@ -206,7 +188,19 @@ pub fn summarise(resources: Vec<Stored>) -> Summary {
 }
 
 fn section(code: &'static str, title: &'static str, items: Vec<Item>) -> Section {
-    Section { code, title, items }
+    let list = match code {
+        "48765-2" => Some("allergies"),
+        "10160-0" => Some("medications"),
+        "11450-4" => Some("conditions"),
+        "11369-6" => Some("immunizations"),
+        _ => None,
+    };
+    Section {
+        code,
+        title,
+        list,
+        items,
+    }
 }
 
 fn is_laboratory(resource: &Value) -> bool {
@@ -412,7 +406,7 @@ mod tests {
                 (
                     "Influenza",
                     Some("2023-10-01"),
-                    Some("3 doses, the first on 2021-10-01")
+                    Some("3 doses, the first on 1 Oct 2021")
                 ),
                 ("Tdap", Some("2021-05-01"), None),
             ]

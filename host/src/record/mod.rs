@@ -13,4 +13,6 @@ pub mod labs;
 pub mod manual;
 pub mod observations;
 pub mod profile;
-pub mod units;
+
+/// Units moved to `fhir` (what is derived at ingest uses them too); kept here for the pages.
+pub use crate::fhir::units;

@@ -11,8 +11,8 @@ use serde_json::Value;
 use sqlx::SqlitePool;
 use time::Date;
 
-use super::history::{Item, display_date};
-use crate::fhir;
+use super::history::Item;
+use crate::fhir::read;
 
 /// One value of a field and the sources that gave it.
 #[derive(Debug, Serialize, PartialEq)]
@@ -38,9 +38,6 @@ pub struct Profile {
     pub medications: Vec<Item>,
     pub conditions: Vec<Item>,
 }
-
-/// Clinical statuses that make a condition current.
-const ACTIVE_CONDITION: &[&str] = &["active", "recurrence", "relapse"];
 
 pub async fn profile(db: &SqlitePool, person_id: i64, today: Date) -> Result<Profile, sqlx::Error> {
     let has_records: bool =
@@ -79,28 +76,25 @@ pub async fn profile(db: &SqlitePool, person_id: i64, today: Date) -> Result<Pro
     })
 }
 
-/// Allergies not entered in error, by name.
+/// Allergies that still hold ([`read::is_current_allergy`]), by name.
 pub async fn allergies(
     db: &SqlitePool,
     person_id: i64,
     limit: Option<usize>,
 ) -> Result<Vec<Item>, sqlx::Error> {
-    Ok(
-        records(db, person_id, "AllergyIntolerance", None, false, limit)
-            .await?
-            .into_iter()
-            .filter(|(_, json)| !mistaken(json))
-            .take(limit.unwrap_or(usize::MAX))
-            .map(|(mut item, json)| {
-                item.value = allergy_detail(&json);
-                quiet_status(&mut item, &["active"]);
-                item
-            })
-            .collect(),
-    )
+    Ok(current(db, person_id, "AllergyIntolerance", limit)
+        .await?
+        .into_iter()
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|(mut item, json)| {
+            item.value = allergy_detail(&json);
+            quiet_status(&mut item, &["active"]);
+            item
+        })
+        .collect())
 }
 
-/// The latest dose of one vaccine, and how many there were.
+/// The latest dose of one vaccine, and every dose of it.
 #[derive(sqlx::FromRow)]
 struct VaccineRow {
     resource_id: String,
@@ -108,37 +102,39 @@ struct VaccineRow {
     sort_title: Option<String>,
     doses: i64,
     first_date: Option<String>,
+    /// Every dose's id, comma-separated (ids have no commas).
+    dose_ids: String,
     json: String,
 }
 
-/// Vaccines given, one line per vaccine: its latest dose, newest first, with how many doses
-/// there were ("3 doses since 2019"). A dose marked entered-in-error is left out; one marked
-/// not-done gets its own line, showing that status.
+/// Vaccines given ([`read::is_current_immunization`]: not a dose marked not-done or entered in
+/// error), one line per vaccine: its latest dose, newest first, with how many doses there were
+/// ("3 doses since 2019"). The line stands for every dose (`earlier`), as the IPS lists them.
 pub async fn immunizations(
     db: &SqlitePool,
     person_id: i64,
     limit: Option<usize>,
 ) -> Result<Vec<Item>, sqlx::Error> {
-    // Grouped from an index before any JSON is read (the few flagged doses are looked up
-    // first); the same dose from two sources is counted once.
+    // Grouped from the token index before any JSON is read; the same dose from two sources is
+    // counted once.
     let rows: Vec<VaccineRow> = sqlx::query_as(
-        "WITH flagged AS MATERIALIZED (
-               SELECT source_id, resource_id, value FROM resource_tokens
-               WHERE person_id = ?1 AND kind = 'status' AND resource_type = 'Immunization'
-                 AND value IN ('entered-in-error', 'not-done')
-             ), doses AS (
-               SELECT r.source_id, r.resource_id, r.sort_date, r.sort_title, f.value AS status
-               FROM resources r LEFT JOIN flagged f
-                    ON f.source_id = r.source_id AND f.resource_id = r.resource_id
-               WHERE r.person_id = ?1 AND r.resource_type = 'Immunization'
+        "WITH doses AS (
+               SELECT r.source_id, r.resource_id, r.sort_date, r.sort_title
+               FROM resource_tokens t
+               JOIN resources r ON r.source_id = t.source_id
+                    AND r.resource_type = t.resource_type AND r.resource_id = t.resource_id
+               WHERE t.person_id = ?1 AND t.kind = 'current' AND t.value = 'true'
+                 AND t.resource_type = 'Immunization'
              ), vaccines AS (
                -- SQLite takes the bare columns from the row holding max(sort_date).
                SELECT source_id, resource_id, max(sort_date) AS sort_date, sort_title,
-                      count(DISTINCT resource_id) AS doses, min(sort_date) AS first_date
-               FROM doses WHERE status IS NOT 'entered-in-error'
-               GROUP BY lower(coalesce(sort_title, '')), status IS 'not-done'
+                      count(DISTINCT resource_id) AS doses, min(sort_date) AS first_date,
+                      group_concat(DISTINCT resource_id) AS dose_ids
+               FROM doses
+               GROUP BY lower(coalesce(sort_title, ''))
              )
-             SELECT v.resource_id, v.sort_date, v.sort_title, v.doses, v.first_date, r.json
+             SELECT v.resource_id, v.sort_date, v.sort_title, v.doses, v.first_date, v.dose_ids,
+                    r.json
              FROM vaccines v JOIN resources r ON r.source_id = v.source_id
                   AND r.resource_type = 'Immunization' AND r.resource_id = v.resource_id
              ORDER BY v.sort_date DESC, v.resource_id LIMIT ?2",
@@ -165,21 +161,28 @@ pub async fn immunizations(
                     None => format!("{} doses", row.doses),
                 });
             }
+            // A completed dose is what every line is: only another status is worth a word.
+            quiet_status(&mut item, &["completed"]);
+            item.earlier = row
+                .dose_ids
+                .split(',')
+                .filter(|id| *id != row.resource_id)
+                .map(|id| format!("Immunization/{id}"))
+                .collect();
             item
         })
         .collect())
 }
 
-/// Medications being taken: active prescriptions and active statements (a medication entered
-/// by hand is a statement), by name.
+/// Medications being taken ([`read::is_current_medication`]): prescriptions, then statements (a
+/// medication entered by hand is a statement), each by name.
 pub async fn medications(
     db: &SqlitePool,
     person_id: i64,
     limit: Option<usize>,
 ) -> Result<Vec<Item>, sqlx::Error> {
-    let active = Some(&["active"][..]);
-    let mut found = records(db, person_id, "MedicationRequest", active, false, limit).await?;
-    found.extend(records(db, person_id, "MedicationStatement", active, false, limit).await?);
+    let mut found = current(db, person_id, "MedicationRequest", limit).await?;
+    found.extend(current(db, person_id, "MedicationStatement", limit).await?);
     Ok(found
         .into_iter()
         .take(limit.unwrap_or(usize::MAX))
@@ -195,82 +198,52 @@ pub async fn medications(
         .collect())
 }
 
-/// Conditions still going on, by name.
+/// Conditions still going on ([`read::is_current_condition`]), by name.
 pub async fn conditions(
     db: &SqlitePool,
     person_id: i64,
     limit: Option<usize>,
 ) -> Result<Vec<Item>, sqlx::Error> {
-    Ok(records(
-        db,
-        person_id,
-        "Condition",
-        Some(ACTIVE_CONDITION),
-        false,
-        limit,
-    )
-    .await?
-    .into_iter()
-    .filter(|(_, json)| !mistaken(json))
-    .take(limit.unwrap_or(usize::MAX))
-    .map(|(mut item, _)| {
-        quiet_status(&mut item, &["active"]);
-        item
-    })
-    .collect())
+    Ok(current(db, person_id, "Condition", limit)
+        .await?
+        .into_iter()
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|(mut item, _)| {
+            quiet_status(&mut item, &["active"]);
+            item
+        })
+        .collect())
 }
 
-/// The user's records of one type, optionally only those with one of these status tokens;
-/// newest first or by title. With a `limit` (a dashboard widget) only the first few rows are
-/// read whole, with room for the ones the callers leave out (duplicates, mistakes).
-async fn records(
+/// The person's current records of one type ([`read::is_current`], kept at ingest as the
+/// `current` token), by title. With a `limit` (a dashboard widget) only the first few rows are
+/// read whole, with room for the ones the callers leave out (duplicates).
+async fn current(
     db: &SqlitePool,
     person_id: i64,
     resource_type: &str,
-    statuses: Option<&[&str]>,
-    newest_first: bool,
     limit: Option<usize>,
 ) -> Result<Vec<(Item, Value)>, sqlx::Error> {
-    // The rows are chosen (and cut to the limit) from the index columns first; only those are
-    // read whole. With a status filter the status index leads, so only matching rows are seen.
-    let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new("WITH chosen AS (");
-    match statuses {
-        Some(statuses) => {
-            query.push(
-                "SELECT r.source_id, r.resource_id, r.sort_date, r.sort_title
-                 FROM resource_tokens t
-                 JOIN resources r ON r.source_id = t.source_id
-                      AND r.resource_type = t.resource_type AND r.resource_id = t.resource_id
-                 WHERE t.person_id = ",
-            );
-            query
-                .push_bind(person_id)
-                .push(" AND t.kind = 'status' AND t.resource_type = ")
-                .push_bind(resource_type.to_string())
-                .push(" AND t.value IN (");
-            let mut list = query.separated(", ");
-            for status in statuses {
-                list.push_bind(status.to_string());
-            }
-            query.push(")");
-        }
-        None => {
-            query
-                .push(
-                    "SELECT r.source_id, r.resource_id, r.sort_date, r.sort_title
-                     FROM resources r WHERE r.person_id = ",
-                )
-                .push_bind(person_id)
-                .push(" AND r.resource_type = ")
-                .push_bind(resource_type.to_string());
-        }
-    }
-    let order = if newest_first {
-        " ORDER BY sort_date DESC, sort_title"
-    } else {
-        " ORDER BY lower(sort_title), sort_date DESC"
-    };
-    query.push(order.replace("sort_", "r.sort_"));
+    // The rows are chosen (and cut to the limit) from the token index first; only those are
+    // read whole.
+    let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "WITH chosen AS (
+           SELECT r.source_id, r.resource_id, r.sort_date, r.sort_title
+           FROM resource_tokens t
+           JOIN resources r ON r.source_id = t.source_id
+                AND r.resource_type = t.resource_type AND r.resource_id = t.resource_id
+           WHERE t.person_id = ",
+    );
+    query
+        .push_bind(person_id)
+        .push(" AND t.kind = 'current' AND t.value = 'true' AND t.resource_type = ")
+        .push_bind(resource_type.to_string());
+    let order = " ORDER BY lower(sort_title), sort_date DESC, resource_id";
+    query.push(
+        order
+            .replace("sort_", "r.sort_")
+            .replace(", resource_id", ", r.resource_id"),
+    );
     if let Some(limit) = limit {
         query.push(" LIMIT ").push_bind((limit * 3) as i64);
     }
@@ -281,7 +254,11 @@ async fn records(
         )
         .push_bind(resource_type.to_string())
         .push(" AND r.resource_id = c.resource_id")
-        .push(order.replace("sort_", "c.sort_"));
+        .push(
+            order
+                .replace("sort_", "c.sort_")
+                .replace(", resource_id", ", c.resource_id"),
+        );
     let rows: Vec<(String, Option<String>, Option<String>, String)> =
         query.build_query_as().fetch_all(db).await?;
     let mut seen = std::collections::HashSet::new();
@@ -295,14 +272,6 @@ async fn records(
             (item, json)
         })
         .collect())
-}
-
-/// A record its author marked as a mistake or ruled out.
-fn mistaken(resource: &Value) -> bool {
-    let verification = resource
-        .pointer("/verificationStatus/coding/0/code")
-        .and_then(Value::as_str);
-    matches!(verification, Some("entered-in-error" | "refuted"))
 }
 
 /// Hides a status every item of a list shares ("active" in the active medications).
@@ -333,7 +302,7 @@ fn allergy_detail(allergy: &Value) -> Option<String> {
                 .into_iter()
                 .flatten()
         })
-        .filter_map(fhir::concept_text)
+        .filter_map(read::concept)
         .collect();
     if !reactions.is_empty() {
         parts.push(format!("reaction: {}", reactions.join(", ")));
@@ -358,7 +327,7 @@ pub fn patient_facts(patient: &Value, today: Date) -> Vec<(String, String)> {
         }
     }
     if let Some(birth) = patient.get("birthDate").and_then(Value::as_str) {
-        let shown = display_date(birth);
+        let shown = read::date(birth);
         add(
             "Birth date",
             match age(birth, today) {
@@ -370,7 +339,7 @@ pub fn patient_facts(patient: &Value, today: Date) -> Vec<(String, String)> {
         );
     }
     if let Some(died) = patient.get("deceasedDateTime").and_then(Value::as_str) {
-        add("Died", display_date(died));
+        add("Died", read::date(died));
     }
     if let Some(gender) = patient.get("gender").and_then(Value::as_str) {
         add("Gender", capitalise(gender));
@@ -396,7 +365,7 @@ pub fn patient_facts(patient: &Value, today: Date) -> Vec<(String, String)> {
         add(label, value);
     }
     for communication in list(patient, "communication") {
-        if let Some(language) = communication.get("language").and_then(fhir::concept_text) {
+        if let Some(language) = communication.get("language").and_then(read::concept) {
             add("Language", language);
         }
     }
@@ -421,7 +390,7 @@ pub fn patient_facts(patient: &Value, today: Date) -> Vec<(String, String)> {
             .and_then(Value::as_str)
             .unwrap_or("");
         let label = type_
-            .and_then(fhir::concept_text)
+            .and_then(read::concept)
             .unwrap_or_else(|| "Record number".to_string());
         // A social security number is shown only by its last digits: the page is often on a
         // shared screen, and the full number is still in Explore for whoever needs it.

@@ -15,7 +15,7 @@ use super::people::PersonRouter;
 use super::render::Page;
 use crate::auth::person::ViewPerson;
 use crate::error::AppError;
-use crate::fhir;
+use crate::fhir::{self, read};
 use crate::record;
 use crate::state::AppState;
 
@@ -70,6 +70,28 @@ struct Row {
     source_name: String,
 }
 
+/// A list row as people read it (see [`read`]).
+#[derive(Serialize)]
+struct ListRow {
+    resource_id: String,
+    title: Option<String>,
+    date: Option<String>,
+    iso_date: Option<String>,
+    source_name: String,
+}
+
+impl From<Row> for ListRow {
+    fn from(row: Row) -> ListRow {
+        ListRow {
+            title: row.sort_title.as_deref().map(read::name),
+            date: row.sort_date.as_deref().map(read::date),
+            iso_date: row.sort_date.map(|d| d.chars().take(10).collect()),
+            resource_id: row.resource_id,
+            source_name: row.source_name,
+        }
+    }
+}
+
 fn check_type(resource_type: &str) -> Result<(), AppError> {
     if fhir::is_resource_type(resource_type) {
         Ok(())
@@ -107,6 +129,7 @@ async fn list(
     .fetch_all(&state.db)
     .await?;
     let pages = (total + PAGE_SIZE - 1) / PAGE_SIZE;
+    let rows: Vec<ListRow> = rows.into_iter().map(ListRow::from).collect();
     page.render(
         &state,
         "explore_list.html",
@@ -120,35 +143,6 @@ struct Coding {
     system: String,
     code: String,
     display: Option<String>,
-}
-
-/// A value as a person reads it: "5.4 mmol/L", "Negative", ...
-fn value_text(resource: &Value) -> Option<String> {
-    if let Some(q) = resource.get("valueQuantity") {
-        let number = q.get("value").map(|v| v.to_string())?;
-        let unit = q
-            .get("unit")
-            .or_else(|| q.get("code"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        return Some(format!("{number} {unit}").trim().to_string());
-    }
-    if let Some(c) = resource.get("valueCodeableConcept") {
-        return fhir::concept_text(c);
-    }
-    [
-        "valueString",
-        "valueBoolean",
-        "valueInteger",
-        "valueDateTime",
-    ]
-    .iter()
-    .find_map(|k| resource.get(*k))
-    .map(|v| {
-        v.as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| v.to_string())
-    })
 }
 
 /// One of the person's records as stored, with its source. The same record may come from several
@@ -240,7 +234,9 @@ async fn detail(
         .iter()
         .find(|(kind, _, _)| kind == "status")
         .map(|(_, v, _)| v.clone());
-    let title = fhir::title(&resource).or(stored_title);
+    let title = fhir::title(&resource)
+        .or(stored_title)
+        .map(|t| read::name(&t));
     let mut glossary = record::glossary::lookup_codes(
         codes.iter().map(|c| (c.system.as_str(), c.code.as_str())),
         title.as_deref().unwrap_or(""),
@@ -266,9 +262,9 @@ async fn detail(
             title => title,
             glossary => glossary,
             glossary_admin_note => glossary_admin_note,
-            date => fhir::sort_date(&resource),
-            status => status,
-            value => value_text(&resource),
+            date => fhir::sort_date(&resource).as_deref().map(read::date),
+            status => read::status(&resource).or(status),
+            value => read::value_text(&resource),
             codes => codes,
             references => references,
             source_name => source_name,

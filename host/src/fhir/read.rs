@@ -1,0 +1,470 @@
+//! The read model: the one place that turns a stored resource into what a person reads, and that
+//! decides whether a condition, medication, allergy or vaccination is current. Every page, the
+//! "Summary for my doctor" and the IPS document call these, so two of them never disagree about
+//! one record.
+//!
+//! - Names: [`name`] drops SNOMED's semantic tags ("(disorder)") everywhere.
+//! - Dates: [`date`] writes a date with the precision the record has: "2020", "Oct 2020",
+//!   "1 Oct 2020".
+//! - Values: [`value_text`] writes any `value[x]` (a quantity with its comparator and unit, a
+//!   concept, a range, a ratio, a period, a boolean) or the components; numbers keep the digits
+//!   they were stored with ("70.80"), except binary-float artefacts ("97.30000000000001"),
+//!   which are rounded.
+//! - Statuses: [`status`] is the record's status as a word ("on hold").
+//! - Current: [`is_current`] and the predicates it dispatches to, each naming the FHIR statuses
+//!   it accepts. Ingest keeps its answer as a `current` token, so lists can ask the index.
+
+use serde_json::Value;
+
+use super::units;
+
+/// Drops SNOMED's semantic tag: "Viral sinusitis (disorder)" reads "Viral sinusitis".
+pub fn name(text: &str) -> String {
+    const TAGS: &[&str] = &[
+        "(disorder)",
+        "(finding)",
+        "(procedure)",
+        "(situation)",
+        "(observable entity)",
+        "(regime/therapy)",
+        "(morphologic abnormality)",
+        "(event)",
+        "(qualifier value)",
+        "(record artifact)",
+        "(substance)",
+        "(product)",
+        "(body structure)",
+    ];
+    let trimmed = text.trim();
+    for tag in TAGS {
+        if let Some(rest) = trimmed.strip_suffix(tag) {
+            let rest = rest.trim_end();
+            if !rest.is_empty() {
+                return rest.to_string();
+            }
+        }
+    }
+    trimmed.to_string()
+}
+
+/// A CodeableConcept as a name: its text, else its first coding's display, tags dropped.
+pub fn concept(concept: &Value) -> Option<String> {
+    super::concept_text(concept).map(|text| name(&text))
+}
+
+/// An ISO 8601 date or date-time as people write it, with the precision it has: "1 Oct 2020",
+/// "Oct 2020", "2020". Anything unparseable is shown as it is.
+pub fn date(iso: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let day_part = iso.get(..10.min(iso.len())).unwrap_or(iso);
+    let mut parts = day_part.split('-');
+    let year = parts
+        .next()
+        .filter(|y| y.len() == 4 && y.parse::<u32>().is_ok());
+    let month = parts
+        .next()
+        .and_then(|m| m.parse::<usize>().ok())
+        .filter(|m| (1..=12).contains(m));
+    let day = parts
+        .next()
+        .and_then(|d| d.parse::<u32>().ok())
+        .filter(|d| (1..=31).contains(d));
+    match (year, month, day) {
+        (Some(y), Some(m), Some(d)) => format!("{d} {} {y}", MONTHS[m - 1]),
+        (Some(y), Some(m), None) if iso.len() == 7 => format!("{} {y}", MONTHS[m - 1]),
+        (Some(y), None, None) if iso.len() == 4 => y.to_string(),
+        _ => iso.to_string(),
+    }
+}
+
+/// More decimals than any lab reports: a number written with more is a binary-float artefact.
+const MAX_WRITTEN_DECIMALS: usize = 6;
+
+/// A stored number as written ("70.80" stays "70.80"), unless it carries a float artefact
+/// ("97.30000000000001"), which is rounded to four significant digits.
+pub fn number(value: &Value) -> Option<String> {
+    let Value::Number(n) = value else {
+        return value.as_str().map(str::to_owned);
+    };
+    let text = n.to_string();
+    let decimals = text.split_once('.').map_or(0, |(_, fraction)| {
+        fraction
+            .trim_end_matches(|c: char| !c.is_ascii_digit())
+            .len()
+    });
+    if decimals > MAX_WRITTEN_DECIMALS || text.contains(['e', 'E']) {
+        return n.as_f64().map(units::format_number);
+    }
+    Some(text)
+}
+
+/// A Quantity: "< 5 mg/L", "120 mmHg", "5.4 mmol/L". The unit as people write it.
+pub fn quantity(quantity: &Value) -> Option<String> {
+    let number = number(quantity.get("value")?)?;
+    let mut out = String::new();
+    if let Some(comparator) = quantity.get("comparator").and_then(Value::as_str) {
+        out.push_str(comparator);
+        out.push(' ');
+    }
+    out.push_str(&number);
+    let unit = quantity
+        .get("unit")
+        .or_else(|| quantity.get("code"))
+        .and_then(Value::as_str)
+        .map(units::pretty)
+        .unwrap_or_default();
+    if !unit.is_empty() {
+        out.push(' ');
+        out.push_str(&unit);
+    }
+    Some(out)
+}
+
+/// A record's value as a person reads it: its `value[x]`, else its components
+/// ("Systolic blood pressure: 120 mmHg, Diastolic blood pressure: 80 mmHg").
+pub fn value_text(resource: &Value) -> Option<String> {
+    if let Some(text) = own_value(resource) {
+        return Some(text);
+    }
+    let parts: Vec<String> = resource
+        .get("component")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|component| {
+            let value = own_value(component)?;
+            Some(match component.get("code").and_then(self::concept) {
+                Some(label) => format!("{}: {value}", short_label(&label)),
+                None => value,
+            })
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// One element's `value[x]`.
+fn own_value(element: &Value) -> Option<String> {
+    if let Some(q) = element.get("valueQuantity") {
+        return quantity(q);
+    }
+    if let Some(c) = element.get("valueCodeableConcept") {
+        return concept(c);
+    }
+    if let Some(range) = element.get("valueRange") {
+        let low = range.get("low").and_then(quantity);
+        let high = range.get("high").and_then(quantity);
+        return match (low, high) {
+            (Some(low), Some(high)) => Some(format!("{low} to {high}")),
+            (Some(low), None) => Some(format!("at least {low}")),
+            (None, Some(high)) => Some(format!("at most {high}")),
+            (None, None) => None,
+        };
+    }
+    if let Some(ratio) = element.get("valueRatio") {
+        let numerator = ratio.get("numerator").and_then(quantity)?;
+        return Some(match ratio.get("denominator").and_then(quantity) {
+            Some(denominator) => format!("{numerator} / {denominator}"),
+            None => numerator,
+        });
+    }
+    if let Some(period) = element.get("valuePeriod") {
+        let start = period.get("start").and_then(Value::as_str).map(date);
+        let end = period.get("end").and_then(Value::as_str).map(date);
+        return match (start, end) {
+            (Some(start), Some(end)) => Some(format!("{start} to {end}")),
+            (Some(start), None) => Some(format!("from {start}")),
+            (None, Some(end)) => Some(format!("until {end}")),
+            (None, None) => None,
+        };
+    }
+    if let Some(flag) = element.get("valueBoolean").and_then(Value::as_bool) {
+        return Some(if flag { "Yes" } else { "No" }.into());
+    }
+    if let Some(when) = element.get("valueDateTime").and_then(Value::as_str) {
+        return Some(date(when));
+    }
+    if let Some(integer) = element.get("valueInteger") {
+        return number(integer);
+    }
+    ["valueString", "valueTime"]
+        .iter()
+        .find_map(|field| element.get(*field).and_then(Value::as_str))
+        .map(str::to_owned)
+}
+
+/// "Systolic Blood Pressure" reads fine; LOINC's long names ("... by Automated count") do not.
+fn short_label(label: &str) -> &str {
+    label.split(" [").next().unwrap_or(label)
+}
+
+/// A status CodeableConcept (clinicalStatus, verificationStatus) as a word: its text, display,
+/// or code.
+pub fn status_word(concept: &Value) -> Option<String> {
+    super::concept_text(concept).or_else(|| {
+        concept
+            .get("coding")?
+            .as_array()?
+            .iter()
+            .find_map(|c| c.get("code").and_then(Value::as_str))
+            .map(words)
+    })
+}
+
+/// A record's status as a word: its `status` ("on hold"), else its `clinicalStatus`.
+pub fn status(resource: &Value) -> Option<String> {
+    resource
+        .get("status")
+        .and_then(Value::as_str)
+        .map(words)
+        .or_else(|| resource.get("clinicalStatus").and_then(status_word))
+}
+
+/// A FHIR code as words: "on-hold" → "on hold", "entered-in-error" → "entered in error".
+fn words(code: &str) -> String {
+    code.replace('-', " ")
+}
+
+/// The first code of a CodeableConcept field (`clinicalStatus`, `verificationStatus`).
+fn code_of<'a>(resource: &'a Value, field: &str) -> Option<&'a str> {
+    resource
+        .get(field)?
+        .get("coding")?
+        .as_array()?
+        .iter()
+        .find_map(|c| c.get("code")?.as_str())
+}
+
+/// Whether the record's author withdrew it: entered in error, or (a diagnosis, an allergy)
+/// refuted.
+fn withdrawn(resource: &Value) -> bool {
+    matches!(
+        code_of(resource, "verificationStatus"),
+        Some("entered-in-error" | "refuted")
+    ) || resource.get("status").and_then(Value::as_str) == Some("entered-in-error")
+}
+
+/// Whether a record belongs on the current lists (Profile, the dashboard, the summary, the IPS):
+/// see the predicate for each type. Every other type is never current.
+pub fn is_current(resource: &Value) -> bool {
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some("Condition") => is_current_condition(resource),
+        Some("MedicationRequest" | "MedicationStatement") => is_current_medication(resource),
+        Some("AllergyIntolerance") => is_current_allergy(resource),
+        Some("Immunization") => is_current_immunization(resource),
+        _ => false,
+    }
+}
+
+/// A problem still going on: `clinicalStatus` active, recurrence or relapse, or none at all (FHIR
+/// asks for one, but a problem list entry without it is taken as active, as IPS does); no
+/// `abatement[x]`; not entered in error or refuted.
+pub fn is_current_condition(condition: &Value) -> bool {
+    let abated = condition
+        .as_object()
+        .is_some_and(|o| o.keys().any(|k| k.starts_with("abatement")));
+    matches!(
+        code_of(condition, "clinicalStatus"),
+        None | Some("active" | "recurrence" | "relapse")
+    ) && !abated
+        && !withdrawn(condition)
+}
+
+/// A medicine being taken: `status` active, on-hold (paused, still prescribed) or intended
+/// (about to start; MedicationStatement). Completed, stopped, cancelled, draft, unknown,
+/// not-taken and entered-in-error are not.
+pub fn is_current_medication(medication: &Value) -> bool {
+    matches!(
+        medication.get("status").and_then(Value::as_str),
+        Some("active" | "on-hold" | "intended")
+    )
+}
+
+/// An allergy that still holds: `clinicalStatus` active or none; not resolved or inactive, not
+/// refuted or entered in error.
+pub fn is_current_allergy(allergy: &Value) -> bool {
+    matches!(code_of(allergy, "clinicalStatus"), None | Some("active")) && !withdrawn(allergy)
+}
+
+/// A dose that was given: `status` completed, or none. Not-done and entered-in-error are not.
+pub fn is_current_immunization(immunization: &Value) -> bool {
+    matches!(
+        immunization.get("status").and_then(Value::as_str),
+        None | Some("completed")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn value(resource: Value) -> String {
+        value_text(&resource).unwrap()
+    }
+
+    #[test]
+    fn values_read_as_people_write_them() {
+        let written = |text: &str| -> Value { serde_json::from_str(text).unwrap() };
+        assert_eq!(
+            value(json!({"valueQuantity": {"value": 5, "comparator": "<", "unit": "mg/L"}})),
+            "< 5 mg/L"
+        );
+        assert_eq!(
+            value(written(
+                r#"{"valueQuantity": {"value": 70.80, "unit": "kg"}}"#
+            )),
+            "70.80 kg"
+        );
+        assert_eq!(
+            value(written(
+                r#"{"valueQuantity": {"value": 97.30000000000001, "unit": "%"}}"#
+            )),
+            "97.3 %"
+        );
+        assert_eq!(
+            value(json!({"valueQuantity": {"value": 120, "code": "mm[Hg]"}})),
+            "120 mmHg"
+        );
+        assert_eq!(
+            value(json!({"valueQuantity": {"value": 2, "unit": "{score}"}})),
+            "2"
+        );
+        assert_eq!(
+            value(
+                json!({"valueRatio": {"numerator": {"value": 1}, "denominator": {"value": 128}}})
+            ),
+            "1 / 128"
+        );
+        assert_eq!(
+            value(
+                json!({"valueRange": {"low": {"value": 4, "unit": "mmol/L"}, "high": {"value": 6, "unit": "mmol/L"}}})
+            ),
+            "4 mmol/L to 6 mmol/L"
+        );
+        assert_eq!(
+            value(json!({"valuePeriod": {"start": "2020-10-01", "end": "2021"}})),
+            "1 Oct 2020 to 2021"
+        );
+        assert_eq!(value(json!({"valueBoolean": false})), "No");
+        assert_eq!(
+            value(json!({"valueCodeableConcept": {"text": "Never smoker (finding)"}})),
+            "Never smoker"
+        );
+        assert_eq!(
+            value(json!({"component": [
+                {"code": {"text": "Systolic blood pressure"}, "valueQuantity": {"value": 120, "unit": "mm[Hg]"}},
+                {"code": {"text": "Diastolic blood pressure"}, "valueQuantity": {"value": 80, "unit": "mm[Hg]"}}
+            ]})),
+            "Systolic blood pressure: 120 mmHg, Diastolic blood pressure: 80 mmHg"
+        );
+        assert_eq!(value_text(&json!({"code": {"text": "x"}})), None);
+    }
+
+    #[test]
+    fn dates_keep_the_precision_they_have() {
+        assert_eq!(date("2020"), "2020");
+        assert_eq!(date("2020-10"), "Oct 2020");
+        assert_eq!(date("2020-10-01"), "1 Oct 2020");
+        assert_eq!(date("2020-10-01T08:30:00+02:00"), "1 Oct 2020");
+        assert_eq!(date("sometime"), "sometime");
+    }
+
+    #[test]
+    fn statuses_read_as_words() {
+        assert_eq!(status(&json!({"status": "on-hold"})).unwrap(), "on hold");
+        assert_eq!(
+            status(&json!({"clinicalStatus": {"coding": [{"code": "resolved"}]}})).unwrap(),
+            "resolved"
+        );
+        assert_eq!(name("Acute bronchitis (disorder)"), "Acute bronchitis");
+    }
+
+    #[test]
+    fn each_status_of_each_type_is_current_or_not() {
+        let condition = |extra: Value| {
+            let mut c = json!({"resourceType": "Condition"});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            is_current(&c)
+        };
+        let clinical = |code: &str| json!({"clinicalStatus": {"coding": [{"code": code}]}});
+        assert!(condition(json!({})), "no clinicalStatus is taken as active");
+        for code in ["active", "recurrence", "relapse"] {
+            assert!(condition(clinical(code)), "{code}");
+        }
+        for code in ["inactive", "remission", "resolved"] {
+            assert!(!condition(clinical(code)), "{code}");
+        }
+        assert!(
+            !condition(json!({"abatementDateTime": "2020-01-01"})),
+            "abated"
+        );
+        assert!(
+            !condition(json!({"abatementString": "as a child"})),
+            "abated"
+        );
+        assert!(!condition(
+            json!({"verificationStatus": {"coding": [{"code": "entered-in-error"}]}})
+        ));
+        assert!(!condition(
+            json!({"verificationStatus": {"coding": [{"code": "refuted"}]}})
+        ));
+
+        for (status, current) in [
+            ("active", true),
+            ("on-hold", true),
+            ("intended", true),
+            ("completed", false),
+            ("stopped", false),
+            ("cancelled", false),
+            ("draft", false),
+            ("entered-in-error", false),
+            ("not-taken", false),
+            ("unknown", false),
+        ] {
+            for kind in ["MedicationRequest", "MedicationStatement"] {
+                let medication = json!({"resourceType": kind, "status": status});
+                assert_eq!(is_current(&medication), current, "{kind} {status}");
+            }
+        }
+
+        let allergy = |extra: Value| {
+            let mut a = json!({"resourceType": "AllergyIntolerance"});
+            a.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            is_current(&a)
+        };
+        assert!(allergy(json!({})));
+        assert!(allergy(clinical("active")));
+        assert!(!allergy(clinical("resolved")));
+        assert!(!allergy(clinical("inactive")));
+        assert!(!allergy(
+            json!({"verificationStatus": {"coding": [{"code": "refuted"}]}})
+        ));
+        assert!(!allergy(
+            json!({"verificationStatus": {"coding": [{"code": "entered-in-error"}]}})
+        ));
+
+        for (status, current) in [
+            (Some("completed"), true),
+            (None, true),
+            (Some("not-done"), false),
+            (Some("entered-in-error"), false),
+        ] {
+            let mut dose = json!({"resourceType": "Immunization"});
+            if let Some(status) = status {
+                dose["status"] = json!(status);
+            }
+            assert_eq!(is_current(&dose), current, "{status:?}");
+        }
+        assert!(!is_current(
+            &json!({"resourceType": "Observation", "status": "final"})
+        ));
+    }
+}
