@@ -351,6 +351,10 @@ mod tests {
         );
         assert_eq!(value(json!({"valueBoolean": false})), "No");
         assert_eq!(
+            value(json!({"valueQuantity": {"value": 4, "unit": "/min"}})),
+            "4 /min"
+        );
+        assert_eq!(
             value(json!({"valueCodeableConcept": {"text": "Never smoker (finding)"}})),
             "Never smoker"
         );
@@ -371,6 +375,7 @@ mod tests {
         assert_eq!(date("2020-10-01"), "1 Oct 2020");
         assert_eq!(date("2020-10-01T08:30:00+02:00"), "1 Oct 2020");
         assert_eq!(date("sometime"), "sometime");
+        assert_eq!(date("2019-13-01"), "2019-13-01");
     }
 
     #[test]
@@ -381,6 +386,12 @@ mod tests {
             "resolved"
         );
         assert_eq!(name("Acute bronchitis (disorder)"), "Acute bronchitis");
+        assert_eq!(name("Hep A, adult"), "Hep A, adult");
+        assert_eq!(
+            name("(disorder)"),
+            "(disorder)",
+            "a tag alone is all there is"
+        );
     }
 
     #[test]

@@ -103,16 +103,27 @@ pub struct PluginView {
     pub conflicts: Vec<String>,
 }
 
+/// A plugin's component as read from disk, and whether it is an author's fresh build under
+/// `serve --dev` (see `load_one`).
+struct Component {
+    bytes: Result<Vec<u8>, String>,
+    dev_build: bool,
+}
+
 impl PluginHost {
     /// Loads the bundled plugins and every plugin in the registry folder. Failures are recorded
     /// per plugin, never returned: one broken plugin must not keep Fasten from starting.
     pub async fn load_all(self: &Arc<Self>, db: &SqlitePool) {
-        let mut found: Vec<(Manifest, Origin, Result<Vec<u8>, String>, bool)> = Vec::new();
+        let mut found: Vec<(Manifest, Origin, Component)> = Vec::new();
         for (manifest, bytes) in self.bundled() {
             let bytes = self
                 .dev_artifact(&manifest)
                 .unwrap_or_else(|| Ok(bytes.to_vec()));
-            found.push((manifest, Origin::Bundled, bytes, false));
+            let component = Component {
+                bytes,
+                dev_build: false,
+            };
+            found.push((manifest, Origin::Bundled, component));
         }
         let bundled_ids: Vec<String> = found.iter().map(|(m, ..)| m.id.clone()).collect();
         for (dir, manifest) in self.scan_registry() {
@@ -130,11 +141,12 @@ impl PluginHost {
             if bundled_ids.contains(&manifest.id) {
                 continue;
             }
-            let (bytes, dev_build) = self.dropped_in_component(&dir, &manifest);
-            found.push((manifest, Origin::DroppedIn, bytes, dev_build));
+            let component = self.dropped_in_component(&dir, &manifest);
+            found.push((manifest, Origin::DroppedIn, component));
         }
-        for (manifest, origin, bytes, dev_build) in found {
-            self.load_one(db, manifest, origin, bytes, dev_build).await;
+        for (manifest, origin, component) in found {
+            self.load_one(db, manifest, origin, component.bytes, component.dev_build)
+                .await;
         }
     }
 
@@ -192,22 +204,24 @@ impl PluginHost {
     /// `serve --dev`, the manifest's `[dev] artifact` when it is there (`fasten plugin install`
     /// makes it an absolute path into the folder the plugin was built in), else the installed
     /// copy.
-    fn dropped_in_component(
-        &self,
-        dir: &Path,
-        manifest: &Manifest,
-    ) -> (Result<Vec<u8>, String>, bool) {
+    fn dropped_in_component(&self, dir: &Path, manifest: &Manifest) -> Component {
         if let Some(path) = self.dropped_in_dev_path(dir, manifest)
             && path.is_file()
         {
             let bytes =
                 std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()));
-            return (bytes, true);
+            return Component {
+                bytes,
+                dev_build: true,
+            };
         }
         let path = manifest.artifact_path(dir);
         let bytes = std::fs::read(&path)
             .map_err(|e| format!("cannot read the component {}: {e}", path.display()));
-        (bytes, false)
+        Component {
+            bytes,
+            dev_build: false,
+        }
     }
 
     fn dropped_in_dev_path(&self, dir: &Path, manifest: &Manifest) -> Option<PathBuf> {
@@ -249,13 +263,14 @@ impl PluginHost {
             if bundled.iter().any(|(m, _)| m.id == manifest.id) {
                 continue;
             }
-            let (bytes, dev_build) = self.dropped_in_component(&dir, &manifest);
-            if let Ok(b) = &bytes
+            let component = self.dropped_in_component(&dir, &manifest);
+            if let Ok(b) = &component.bytes
                 && Some(sha256_hex(b)) == self.current_sha(&manifest.id)
             {
                 continue;
             }
             tracing::info!(plugin = %manifest.id, "plugin changed on disk; reloading");
+            let Component { bytes, dev_build } = component;
             self.load_one(db, manifest, Origin::DroppedIn, bytes, dev_build)
                 .await;
         }
@@ -600,7 +615,7 @@ impl PluginHost {
         plugin_grants::save(db, id, &grant, by_user).await?;
         let dir = self.settings.registry_dir.join(id);
         let manifest = Manifest::load(&dir.join("plugin.toml"))?;
-        let (bytes, dev_build) = self.dropped_in_component(&dir, &manifest);
+        let Component { bytes, dev_build } = self.dropped_in_component(&dir, &manifest);
         self.load_one(db, manifest, Origin::DroppedIn, bytes, dev_build)
             .await;
         Ok(())
