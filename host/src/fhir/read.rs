@@ -125,7 +125,7 @@ pub fn quantity(quantity: &Value) -> Option<String> {
 /// A record's value as a person reads it: its `value[x]`, else its components
 /// ("Systolic blood pressure: 120 mmHg, Diastolic blood pressure: 80 mmHg").
 pub fn value_text(resource: &Value) -> Option<String> {
-    if let Some(text) = own_value(resource) {
+    if let Some(text) = element_value(resource) {
         return Some(text);
     }
     let parts: Vec<String> = resource
@@ -135,7 +135,7 @@ pub fn value_text(resource: &Value) -> Option<String> {
         .unwrap_or_default()
         .iter()
         .filter_map(|component| {
-            let value = own_value(component)?;
+            let value = element_value(component)?;
             Some(match component.get("code").and_then(self::concept) {
                 Some(label) => format!("{}: {value}", short_label(&label)),
                 None => value,
@@ -145,8 +145,8 @@ pub fn value_text(resource: &Value) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-/// One element's `value[x]`.
-fn own_value(element: &Value) -> Option<String> {
+/// One element's own `value[x]` (a resource's, or one component's), without its components.
+pub fn element_value(element: &Value) -> Option<String> {
     if let Some(q) = element.get("valueQuantity") {
         return quantity(q);
     }
@@ -189,10 +189,24 @@ fn own_value(element: &Value) -> Option<String> {
     if let Some(integer) = element.get("valueInteger") {
         return number(integer);
     }
-    ["valueString", "valueTime"]
-        .iter()
-        .find_map(|field| element.get(*field).and_then(Value::as_str))
+    if let Some(text) = element.get("valueString").and_then(Value::as_str) {
+        return Some(bound(text).unwrap_or_else(|| text.trim().to_owned()));
+    }
+    element
+        .get("valueTime")
+        .and_then(Value::as_str)
         .map(str::to_owned)
+}
+
+/// A bound written as text ("<5", ">= 10") as the quantities print theirs: "< 5", ">= 10".
+fn bound(text: &str) -> Option<String> {
+    let text = text.trim();
+    let (comparator, rest) = ["<=", ">=", "<", ">"]
+        .iter()
+        .find_map(|c| text.strip_prefix(c).map(|rest| (*c, rest.trim())))?;
+    rest.parse::<f64>()
+        .is_ok_and(f64::is_finite)
+        .then(|| format!("{comparator} {rest}"))
 }
 
 /// "Systolic Blood Pressure" reads fine; LOINC's long names ("... by Automated count") do not.
@@ -350,6 +364,8 @@ mod tests {
             "1 Oct 2020 to 2021"
         );
         assert_eq!(value(json!({"valueBoolean": false})), "No");
+        assert_eq!(value(json!({"valueString": "<5"})), "< 5");
+        assert_eq!(value(json!({"valueString": "Negative "})), "Negative");
         assert_eq!(
             value(json!({"valueQuantity": {"value": 4, "unit": "/min"}})),
             "4 /min"

@@ -619,7 +619,8 @@ mod tests {
         assert_eq!(list.len(), 1);
         let t = &list[0];
         assert_eq!((t.key.as_str(), t.count), ("2339-0", 3));
-        assert_eq!(t.latest_value.as_deref(), Some("6 mmol/L"));
+        // Printed with the digits the record has (the read model's rule).
+        assert_eq!(t.latest_value.as_deref(), Some("6.0 mmol/L"));
         assert_eq!(t.latest_date.as_deref(), Some("2021-01-01"));
         assert_eq!(t.range.as_deref(), Some("70–99"));
         // The range is in mg/dL and the value in mmol/L: no computed flag.

@@ -37,6 +37,9 @@ pub struct Observation {
     pub unit_code: Option<String>,
     /// A non-numeric value: a string, a coded answer, a boolean.
     pub text: Option<String>,
+    /// The value as the read model prints it ([`crate::fhir::read::element_value`]), so Labs,
+    /// the dashboard and the summary say what Explore and History say.
+    pub shown: Option<String>,
     pub range: Option<Range>,
     pub flag: Option<Flag>,
     /// Category codes ("laboratory", "vital-signs"...).
@@ -113,24 +116,7 @@ impl Range {
 impl Observation {
     /// The value as people read it: "173.9 mg/dL", "< 5 mg/L", "Negative".
     pub fn value_display(&self) -> Option<String> {
-        use crate::record::units::format_number;
-        if let Some(v) = self.value {
-            let mut out = String::new();
-            if let Some(c) = &self.comparator {
-                out.push_str(c);
-                out.push(' ');
-            }
-            out.push_str(&format_number(v));
-            if let Some(u) = self.unit.as_deref().or(self.unit_code.as_deref()) {
-                let u = crate::record::units::pretty(u);
-                if !u.is_empty() {
-                    out.push(' ');
-                    out.push_str(&u);
-                }
-            }
-            return Some(out);
-        }
-        self.text.clone()
+        self.shown.clone()
     }
 
     /// The unit that identifies what the number means: the UCUM code when given.
@@ -216,6 +202,7 @@ fn read_part(
         unit: None,
         unit_code: None,
         text: None,
+        shown: crate::fhir::read::element_value(part),
         range: ranges.and_then(first_range),
         flag: None,
         categories,
