@@ -230,8 +230,8 @@ fn pages(observation_id: &str) -> Vec<(String, Option<f64>)> {
         ("/explore/Observation".to_owned(), Some(30.0)),
         ("/labs".to_owned(), Some(100.0)),
         (format!("/labs/{LAB_KEY}"), None),
-        ("/history".to_owned(), None),
-        ("/profile".to_owned(), None),
+        ("/history".to_owned(), Some(100.0)),
+        ("/profile".to_owned(), Some(100.0)),
         ("/search?q=hypertension".to_owned(), Some(50.0)),
         (format!("/explore/Observation/{observation_id}"), Some(10.0)),
     ]);
