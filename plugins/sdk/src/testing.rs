@@ -26,7 +26,8 @@ type Responder = Box<dyn FnMut(&Request) -> Result<Response, HttpError>>;
 /// A host for native tests. Its fields are what a run did, for assertions.
 #[derive(Default)]
 pub struct FakeHost {
-    /// Every record emitted, as the JSON text the connector sent, in order.
+    /// Every record emitted, as the JSON text the connector sent, in order (none are kept after
+    /// [`FakeHost::discard_records`]).
     pub emitted: Vec<String>,
     /// The size of each batch, in records.
     pub batches: Vec<usize>,
@@ -45,6 +46,7 @@ pub struct FakeHost {
     canned: Vec<(String, String, Result<Response, HttpError>)>,
     responder: Option<Responder>,
     refuse_batches: Option<String>,
+    discard_records: bool,
 }
 
 impl FakeHost {
@@ -91,6 +93,13 @@ impl FakeHost {
     /// Makes every later `emit` fail with `reason`, as the host does past a quota.
     pub fn refuse_batches(&mut self, reason: &str) -> &mut FakeHost {
         self.refuse_batches = Some(reason.into());
+        self
+    }
+
+    /// Keeps no emitted record, only the size of each batch: for measuring a connector's time
+    /// or memory on a large input without the records adding to it.
+    pub fn discard_records(&mut self) -> &mut FakeHost {
+        self.discard_records = true;
         self
     }
 
@@ -197,7 +206,9 @@ impl Host for FakeHost {
             ));
         }
         self.batches.push(records.len());
-        self.emitted.extend_from_slice(records);
+        if !self.discard_records {
+            self.emitted.extend_from_slice(records);
+        }
         Ok(())
     }
 
