@@ -135,7 +135,9 @@ impl<'h> Run<'h> {
 
     /// Sends what is left after the connector returned `Ok`.
     fn finish(&mut self) -> Result<(), Refused> {
-        self.flush()?;
+        // Sent without the progress `flush` would report: the last report follows.
+        let host = &mut *self.host;
+        self.emitter.flush(|batch| host.emit(batch))?;
         let emitted = self.emitter.emitted();
         self.auto_progress(Some(emitted));
         Ok(())

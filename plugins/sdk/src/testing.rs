@@ -43,6 +43,9 @@ pub struct FakeHost {
     pub state: BTreeMap<String, String>,
     /// What [`Run::now`] returns (seconds since the epoch).
     pub now: u64,
+    /// How many times [`FakeHost::import_file`]'s file was rewound (each rewind makes the host
+    /// read the upload again from its start).
+    pub file_rewinds: u32,
     canned: Vec<(String, String, Result<Response, HttpError>)>,
     responder: Option<Responder>,
     refuse_batches: Option<String>,
@@ -108,7 +111,9 @@ impl FakeHost {
         &mut self,
         mut file: FakeFile,
     ) -> Result<Summary, ConnectorError> {
-        crate::run::import_file::<C>(self, &mut file)
+        let result = crate::run::import_file::<C>(self, &mut file);
+        self.file_rewinds = file.rewinds;
+        result
     }
 
     /// Runs `C::sync`, exactly as the component would.
@@ -230,6 +235,7 @@ pub struct FakeFile {
     position: usize,
     /// The most bytes one read returns, to exercise readers on chunk boundaries.
     chunk_limit: usize,
+    rewinds: u32,
 }
 
 impl FakeFile {
@@ -241,6 +247,7 @@ impl FakeFile {
             bytes: bytes.into(),
             position: 0,
             chunk_limit: usize::MAX,
+            rewinds: 0,
         }
     }
 
@@ -255,6 +262,11 @@ impl FakeFile {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         Ok(FakeFile::new(&name, media_type, std::fs::read(path)?))
+    }
+
+    /// How many times the file was rewound.
+    pub fn rewinds(&self) -> u32 {
+        self.rewinds
     }
 
     /// Returns at most `bytes` per read, as a host may.
@@ -289,5 +301,57 @@ impl FileSource for FakeFile {
 
     fn rewind(&mut self) {
         self.position = 0;
+        self.rewinds += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::{FakeFile, FakeHost};
+    use crate::{AuthNeed, Connector, ConnectorError, ConnectorKind, File, PluginInfo, Run};
+    use crate::{Summary, serde_json::json};
+
+    /// Emits the file's length, read twice.
+    struct TwoPasses;
+
+    impl Connector for TwoPasses {
+        fn describe() -> PluginInfo {
+            PluginInfo {
+                id: "two-passes".into(),
+                name: "Two passes".into(),
+                version: "0.1.0".into(),
+                kind: ConnectorKind::File,
+                auth: AuthNeed::None,
+                file_types: Vec::new(),
+                settings_schema: None,
+            }
+        }
+
+        fn import_file(file: &mut File<'_>, run: &mut Run<'_>) -> Result<Summary, ConnectorError> {
+            let mut lengths = Vec::new();
+            for _ in 0..2 {
+                file.rewind();
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).unwrap();
+                lengths.push(bytes.len());
+            }
+            run.emit(&json!({"resourceType": "Basic", "id": "b", "lengths": lengths}))?;
+            Ok(Summary {
+                warnings: Vec::new(),
+            })
+        }
+    }
+
+    #[test]
+    fn the_host_counts_the_rewinds_of_an_imported_file() {
+        let mut host = FakeHost::new();
+        let file = FakeFile::new("a.txt", "text/plain", "hello").in_chunks_of(2);
+        host.import_file::<TwoPasses>(file).unwrap();
+        assert_eq!(host.file_rewinds, 2);
+        assert_eq!(host.resources()[0]["lengths"], json!([5, 5]));
+        // The run ends with the count of records, as complete.
+        assert_eq!(host.progress, [(1, Some(1))]);
     }
 }
