@@ -153,6 +153,17 @@ impl FakeHost {
             .collect()
     }
 
+    /// `Type/id` of each emitted record, in order.
+    pub fn resource_keys(&self) -> Vec<String> {
+        self.resources()
+            .iter()
+            .map(|r| {
+                let text = |field: &str| r[field].as_str().unwrap_or_default().to_string();
+                format!("{}/{}", text("resourceType"), text("id"))
+            })
+            .collect()
+    }
+
     /// The requested URLs, in order.
     pub fn requested_urls(&self) -> Vec<&str> {
         self.requests.iter().map(|r| r.url.as_str()).collect()
@@ -351,6 +362,7 @@ mod tests {
         host.import_file::<TwoPasses>(file).unwrap();
         assert_eq!(host.file_rewinds, 2);
         assert_eq!(host.resources()[0]["lengths"], json!([5, 5]));
+        assert_eq!(host.resource_keys(), ["Basic/b"]);
         // The run ends with the count of records, as complete.
         assert_eq!(host.progress, [(1, Some(1))]);
     }

@@ -38,19 +38,6 @@ impl Routes for FakeHost {
     }
 }
 
-fn emitted_keys(host: &FakeHost) -> Vec<String> {
-    host.resources()
-        .iter()
-        .map(|r| {
-            format!(
-                "{}/{}",
-                r["resourceType"].as_str().unwrap(),
-                r["id"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 /// The cursor the next sync would get.
 fn checkpoint(host: &FakeHost) -> Option<&str> {
     host.checkpoints.last().map(String::as_str)
@@ -192,7 +179,7 @@ fn falls_back_to_searches_follows_pages_and_references() {
         ))
         .unwrap();
 
-    let mut keys = emitted_keys(&fake);
+    let mut keys = fake.resource_keys();
     keys.sort();
     assert_eq!(
         keys,
@@ -277,7 +264,7 @@ fn everything_replaces_the_searches_and_the_cursor_advances() {
     let summary = fake.sync::<Fhir>(request(Some("p1"), None, &[])).unwrap();
     assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
     assert_eq!(
-        emitted_keys(&fake),
+        fake.resource_keys(),
         [
             "Patient/p1",
             "Observation/o1",
@@ -338,7 +325,7 @@ fn incremental_searches_and_a_server_without_last_updated() {
         .unwrap();
     assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
     assert_eq!(
-        emitted_keys(&fake),
+        fake.resource_keys(),
         [
             "Patient/p1",
             "Condition/c1",
@@ -406,7 +393,7 @@ fn a_failing_later_page_keeps_the_earlier_ones() {
             ],
         ))
         .unwrap();
-    assert_eq!(emitted_keys(&fake), ["Patient/p1", "Condition/c1"]);
+    assert_eq!(fake.resource_keys(), ["Patient/p1", "Condition/c1"]);
     assert_eq!(
         summary.warnings[0],
         "Condition: the server answered with text/html instead of FHIR JSON: Session expired \
@@ -438,7 +425,7 @@ fn finds_the_patient_when_the_provider_named_none() {
             search("Goal")
         ]
     );
-    assert_eq!(emitted_keys(&fake), ["Patient/p1"]);
+    assert_eq!(fake.resource_keys(), ["Patient/p1"]);
 
     let mut fake = server();
     let other = json!({"resourceType": "Patient", "id": "p2"});
