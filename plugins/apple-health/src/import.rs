@@ -1,7 +1,7 @@
 //! Reading an Apple Health export as a stream and turning its records into observations.
 //!
-//! Everything here is plain Rust over [`HostFile`] and [`Output`], so the native tests run it
-//! with bytes and a recorder in place of the host.
+//! Everything here is plain Rust over `Read + Seek` and the SDK's [`Run`], so the native tests
+//! run it with the SDK's `FakeHost` and `FakeFile`.
 //!
 //! What becomes what:
 //! - occasional measurements (weight, blood pressure, temperature...) become one observation
@@ -27,15 +27,16 @@ use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::{Value, json};
 
+use fasten_connector::{ConnectorError, Run};
+
 use crate::date::{AppleDate, Day};
-use crate::emit::{Emitter, Output};
-use crate::exports::fasten::connector::connector::ConnectorError;
+use crate::emit::Emitter;
 use crate::mapping::{Kind, METRICS, Metric, MetricId, metric_for};
 use crate::observation::{
     Category, Effective, HEALTHKIT, component, metric_concept, observation, quantity, round_to,
     stable_id, text_concept,
 };
-use crate::source::{HostFile, SeekableFile};
+use crate::source::SeekableFile;
 
 /// The buffer between the zip's decompressor and the XML parser.
 const XML_BUFFER_BYTES: usize = 256 * 1024;
@@ -66,10 +67,14 @@ fn invalid(message: impl Into<String>) -> ConnectorError {
     ConnectorError::InvalidInput(message.into())
 }
 
-/// Imports an Apple Health export: export.xml itself, or the zip the Health app shares. Returns
-/// the run's warnings.
-pub(crate) fn import(file: impl HostFile, out: impl Output) -> Result<Vec<String>, ConnectorError> {
-    let mut source = SeekableFile::new(file);
+/// Imports an Apple Health export of `size` bytes: export.xml itself, or the zip the Health app
+/// shares. Returns the run's warnings.
+pub(crate) fn import(
+    file: impl Read + Seek,
+    size: u64,
+    run: &mut Run<'_>,
+) -> Result<Vec<String>, ConnectorError> {
+    let mut source = SeekableFile::new(file, size);
     if source.size() == 0 {
         return Err(invalid(EMPTY_FILE));
     }
@@ -79,7 +84,7 @@ pub(crate) fn import(file: impl HostFile, out: impl Output) -> Result<Vec<String
         ConnectorError::Fatal(format!("Could not go back to the file's start: {e}"))
     })?;
     let total = Some(source.size());
-    let mut emitter = Emitter::new(out, source.progress(), total);
+    let mut emitter = Emitter::new(run, source.progress(), total);
     let is_zip = magic_len == 4 && (magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06");
     let mut warnings = if is_zip {
         let mut archive = zip::ZipArchive::new(source).map_err(unreadable_zip)?;
@@ -96,7 +101,7 @@ pub(crate) fn import(file: impl HostFile, out: impl Output) -> Result<Vec<String
         import_xml(source, &mut emitter)?
     };
     emitter.finish()?;
-    if emitter.emitted == 0 {
+    if emitter.emitted() == 0 {
         warnings.insert(
             0,
             "The export holds no records Fasten imports, so nothing was added.".to_owned(),
@@ -221,9 +226,9 @@ fn find_export_xml<R: Read + Seek>(archive: &zip::ZipArchive<R>) -> Result<usize
 }
 
 /// Parses export.xml as a stream of events, one reused buffer, whatever its size.
-fn import_xml<R: BufRead, O: Output>(
+fn import_xml<R: BufRead>(
     xml: R,
-    out: &mut Emitter<O>,
+    out: &mut Emitter<'_, '_>,
 ) -> Result<Vec<String>, ConnectorError> {
     let mut reader = Reader::from_reader(MarkupRuns::new(xml));
     reader.config_mut().check_end_names = true;
@@ -492,10 +497,10 @@ fn parse_number(text: &str) -> Option<f64> {
 
 impl Importer {
     /// A child of `<HealthData>`.
-    fn element<O: Output>(
+    fn element(
         &mut self,
         element: &BytesStart<'_>,
-        out: &mut Emitter<O>,
+        out: &mut Emitter<'_, '_>,
     ) -> Result<(), ConnectorError> {
         match element.name().as_ref() {
             "Record" => self.record(element, out),
@@ -530,10 +535,10 @@ impl Importer {
         self.last_metric
     }
 
-    fn record<O: Output>(
+    fn record(
         &mut self,
         element: &BytesStart<'_>,
-        out: &mut Emitter<O>,
+        out: &mut Emitter<'_, '_>,
     ) -> Result<(), ConnectorError> {
         let mut fields = RecordFields::default();
         for attribute in element.attributes().with_checks(false) {
@@ -666,7 +671,7 @@ impl Importer {
     }
 
     /// Emits the daily observations and blood pressure panels; returns the warnings.
-    fn finish<O: Output>(self, out: &mut Emitter<O>) -> Result<Vec<String>, ConnectorError> {
+    fn finish(self, out: &mut Emitter<'_, '_>) -> Result<Vec<String>, ConnectorError> {
         let heart_rate_metric = &METRICS[usize::from(
             metric_for(b"HKQuantityTypeIdentifierHeartRate").expect("heart rate is mapped"),
         )];

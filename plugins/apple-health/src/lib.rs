@@ -3,8 +3,8 @@
 //!
 //! Exports reach gigabytes, so the file is read as a stream (through the zip's decompressor when
 //! it is the zip) and memory stays flat: see [`import`] for what becomes which observation.
-//! This file only adapts the host's imports to the plain traits the importer is written
-//! against, so that all of it is tested natively.
+//! The importer is written against `Read + Seek` and the SDK's `Run`, so all of it is tested
+//! natively.
 
 mod date;
 mod emit;
@@ -15,21 +15,13 @@ mod source;
 #[cfg(test)]
 mod tests;
 
-wit_bindgen::generate!({
-    path: "../../wit/v0.1",
-    world: "plugin",
-});
-
-use exports::fasten::connector::connector::{
-    ConnectorError, Guest, PluginInfo, Summary, SyncRequest,
+use fasten_connector::{
+    AuthNeed, Connector, ConnectorError, ConnectorKind, File, FileType, PluginInfo, Run, Summary,
 };
-use fasten::connector::files::SourceFile;
-use fasten::connector::sink::BatchSink;
-use fasten::connector::types::{AuthNeed, ConnectorKind, FileType};
 
 struct AppleHealth;
 
-impl Guest for AppleHealth {
+impl Connector for AppleHealth {
     fn describe() -> PluginInfo {
         PluginInfo {
             id: "apple-health".into(),
@@ -53,44 +45,11 @@ impl Guest for AppleHealth {
         }
     }
 
-    fn sync(_request: SyncRequest, _out: &BatchSink) -> Result<Summary, ConnectorError> {
-        Err(ConnectorError::Fatal(
-            "The Apple Health connector only imports files; it has nothing to sync.".into(),
-        ))
-    }
-
-    fn import_file(file: &SourceFile, out: &BatchSink) -> Result<Summary, ConnectorError> {
-        let warnings = import::import(HostSourceFile(file), HostSink(out))?;
+    fn import_file(file: &mut File<'_>, run: &mut Run<'_>) -> Result<Summary, ConnectorError> {
+        let size = file.size();
+        let warnings = import::import(file, size, run)?;
         Ok(Summary { warnings })
     }
 }
 
-export!(AppleHealth);
-
-struct HostSourceFile<'a>(&'a SourceFile);
-
-impl source::HostFile for HostSourceFile<'_> {
-    fn read_chunk(&mut self, max_bytes: u32) -> Vec<u8> {
-        self.0.read(max_bytes)
-    }
-
-    fn rewind(&mut self) {
-        self.0.rewind();
-    }
-
-    fn size(&self) -> u64 {
-        self.0.size()
-    }
-}
-
-struct HostSink<'a>(&'a BatchSink);
-
-impl emit::Output for HostSink<'_> {
-    fn emit(&mut self, resources: &[String]) -> Result<(), String> {
-        self.0.emit(resources)
-    }
-
-    fn progress(&mut self, done: u64, total: Option<u64>) {
-        self.0.progress(done, total);
-    }
-}
+fasten_connector::export_connector!(AppleHealth);

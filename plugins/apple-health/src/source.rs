@@ -1,30 +1,25 @@
-//! The host's file as `Read + Seek`, which the zip reader needs.
+//! The uploaded file as the zip reader needs it: seekable, from the end too, without rereading.
 //!
-//! The host offers only sequential reads, a rewind and the size. A zip reader jumps to the end
-//! (the central directory), back a little (the directory itself), then to the entry it opens, so
-//! a window of the most recently read bytes is kept: short jumps back land in it, and only a jump
-//! before it costs a rewind and a skip forward from the start.
+//! The host's file is read forwards; seeking back means rewinding it and reading up to the
+//! position again (which the SDK's `File` does). A zip reader jumps to the end (the central
+//! directory), back a little (the directory itself), then to the entry it opens, so a window of
+//! the most recently read bytes is kept: short jumps back land in it, and only a jump before it
+//! costs a rewind and a skip forward from the start. Seeking from the end uses the size the host
+//! reported.
 
 use std::cell::Cell;
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
 use std::rc::Rc;
 
-/// What the importer needs from the uploaded file (the wit `source-file`, or bytes in tests).
-pub(crate) trait HostFile {
-    /// Up to `max_bytes` more bytes; empty at the end of the file.
-    fn read_chunk(&mut self, max_bytes: u32) -> Vec<u8>;
-    fn rewind(&mut self);
-    fn size(&self) -> u64;
-}
-
-/// Bytes asked of the host per call.
-const CHUNK_BYTES: u32 = 256 * 1024;
+/// Bytes read from the file at a time.
+const CHUNK_BYTES: usize = 256 * 1024;
 /// Bytes behind the read position that a backward seek can reach without a rewind. A zip's
 /// central directory is about 100 bytes per entry, so this covers exports with thousands of
 /// workout routes.
 const WINDOW_BYTES: usize = 2 * 1024 * 1024;
 
-pub(crate) struct SeekableFile<F: HostFile> {
+/// `file` (read forwards, and rewound by seeking to its start) with a window of what was read.
+pub(crate) struct SeekableFile<F: Read + Seek> {
     file: F,
     /// The bytes of the file from `window_start` on, as far as they have been read.
     window: Vec<u8>,
@@ -41,9 +36,9 @@ pub(crate) struct SeekableFile<F: HostFile> {
     rewinds: u32,
 }
 
-impl<F: HostFile> SeekableFile<F> {
-    pub(crate) fn new(file: F) -> Self {
-        let size = file.size();
+impl<F: Read + Seek> SeekableFile<F> {
+    /// `file`, of `size` bytes, read from its start.
+    pub(crate) fn new(file: F, size: u64) -> Self {
         SeekableFile {
             file,
             window: Vec::new(),
@@ -81,20 +76,27 @@ impl<F: HostFile> SeekableFile<F> {
         self.window_start + self.window.len() as u64
     }
 
-    /// Appends the host's next chunk to the window; false at the end of the file.
-    fn fetch(&mut self) -> bool {
+    /// Appends the file's next chunk to the window; false at the end of the file.
+    fn fetch(&mut self) -> io::Result<bool> {
         if self.at_end {
-            return false;
+            return Ok(false);
         }
-        let chunk = self.file.read_chunk(CHUNK_BYTES);
-        if chunk.is_empty() {
+        let mut chunk = vec![0; CHUNK_BYTES];
+        let read = loop {
+            match self.file.read(&mut chunk) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                read => break read?,
+            }
+        };
+        if read == 0 {
             self.at_end = true;
-            return false;
+            return Ok(false);
         }
+        chunk.truncate(read);
         if self.forward_only && self.position >= self.window_end() {
             self.window_start = self.window_end();
             self.window = chunk;
-            return true;
+            return Ok(true);
         }
         // Dropping the front only once the window is twice its size keeps the copying to about
         // one byte per byte read.
@@ -104,19 +106,20 @@ impl<F: HostFile> SeekableFile<F> {
             self.window_start += keep_from as u64;
         }
         self.window.extend_from_slice(&chunk);
-        true
+        Ok(true)
     }
 
-    fn restart(&mut self) {
-        self.file.rewind();
+    fn restart(&mut self) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(0))?;
         self.rewinds += 1;
         self.window.clear();
         self.window_start = 0;
         self.at_end = false;
+        Ok(())
     }
 }
 
-impl<F: HostFile> Read for SeekableFile<F> {
+impl<F: Read + Seek> Read for SeekableFile<F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let available = self.fill_buf()?;
         let n = available.len().min(buf.len());
@@ -126,14 +129,14 @@ impl<F: HostFile> Read for SeekableFile<F> {
     }
 }
 
-/// Serves the window itself, so the XML parser reads the host's chunks without another buffer.
-impl<F: HostFile> BufRead for SeekableFile<F> {
+/// Serves the window itself, so the XML parser reads the file's chunks without another buffer.
+impl<F: Read + Seek> BufRead for SeekableFile<F> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.position < self.window_start {
-            self.restart();
+            self.restart()?;
         }
         while self.position >= self.window_end() {
-            if !self.fetch() {
+            if !self.fetch()? {
                 return Ok(&[]);
             }
         }
@@ -147,7 +150,7 @@ impl<F: HostFile> BufRead for SeekableFile<F> {
     }
 }
 
-impl<F: HostFile> Seek for SeekableFile<F> {
+impl<F: Read + Seek> Seek for SeekableFile<F> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let target = match to {
             SeekFrom::Start(offset) => Some(offset),

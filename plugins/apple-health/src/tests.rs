@@ -1,102 +1,43 @@
-//! The importer run natively against in-memory files and a recording sink.
+//! The importer run natively against in-memory files, with the SDK's FakeHost as the host.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom, Write as _};
-use std::rc::Rc;
 
+use fasten_connector::testing::{FakeFile, FakeHost};
+use fasten_connector::{ConnectorError, File, MAX_BATCH_BYTES, MAX_BATCH_RESOURCES};
 use serde_json::Value;
 
-use crate::emit::Output;
-use crate::exports::fasten::connector::connector::ConnectorError;
-use crate::import::{check_inflation, import};
-use crate::source::{HostFile, SeekableFile};
+use crate::AppleHealth;
+use crate::import::check_inflation;
+use crate::source::SeekableFile;
 
 const LOINC: &str = "http://loinc.org";
 const UCUM: &str = "http://unitsofmeasure.org";
 
-/// A file the host would serve, in chunks no larger than `chunk` bytes.
-struct MemoryFile {
-    data: Vec<u8>,
-    position: usize,
-    chunk: usize,
-    rewinds: Rc<Cell<u32>>,
-}
-
-impl MemoryFile {
-    fn new(data: impl Into<Vec<u8>>) -> Self {
-        MemoryFile {
-            data: data.into(),
-            position: 0,
-            chunk: 64 * 1024,
-            rewinds: Rc::new(Cell::new(0)),
-        }
-    }
-}
-
-impl HostFile for MemoryFile {
-    fn read_chunk(&mut self, max_bytes: u32) -> Vec<u8> {
-        let end = (self.position + self.chunk.min(max_bytes as usize)).min(self.data.len());
-        let chunk = self.data[self.position..end].to_vec();
-        self.position = end;
-        chunk
-    }
-
-    fn rewind(&mut self) {
-        self.position = 0;
-        self.rewinds.set(self.rewinds.get() + 1);
-    }
-
-    fn size(&self) -> u64 {
-        self.data.len() as u64
-    }
-}
-
-#[derive(Default)]
-struct Recorder {
-    batches: Vec<Vec<String>>,
-    progress: Vec<(u64, Option<u64>)>,
-}
-
-impl Output for Recorder {
-    fn emit(&mut self, resources: &[String]) -> Result<(), String> {
-        self.batches.push(resources.to_vec());
-        Ok(())
-    }
-
-    fn progress(&mut self, done: u64, total: Option<u64>) {
-        self.progress.push((done, total));
-    }
-}
-
-impl Recorder {
-    fn resources(&self) -> Vec<Value> {
-        self.batches
-            .iter()
-            .flatten()
-            .map(|text| serde_json::from_str(text).expect("emitted JSON parses"))
-            .collect()
-    }
+/// An upload the host serves in chunks of at most 64 KiB.
+fn upload(name: &str, bytes: impl Into<Vec<u8>>) -> FakeFile {
+    FakeFile::new(name, "application/xml", bytes).in_chunks_of(64 * 1024)
 }
 
 struct Run {
     resources: Vec<Value>,
     warnings: Vec<String>,
-    recorder: Recorder,
+    /// What the run did: batches, progress, the file's rewinds.
+    host: FakeHost,
 }
 
 fn run(bytes: impl Into<Vec<u8>>) -> Result<Run, ConnectorError> {
-    run_file(MemoryFile::new(bytes))
+    run_file(upload("export.xml", bytes))
 }
 
-fn run_file(file: MemoryFile) -> Result<Run, ConnectorError> {
-    let mut recorder = Recorder::default();
-    let warnings = import(file, &mut recorder)?;
+fn run_file(file: FakeFile) -> Result<Run, ConnectorError> {
+    let mut host = FakeHost::new();
+    let warnings = host.import_file::<AppleHealth>(file)?.warnings;
     Ok(Run {
-        resources: recorder.resources(),
+        resources: host.resources(),
         warnings,
-        recorder,
+        host,
     })
 }
 
@@ -218,7 +159,7 @@ fn the_sample_emits_two_observations_and_warns_only_about_its_workout() {
         ["Skipped 1 workout: Fasten does not import workouts yet."]
     );
     let total = sample_export().len() as u64;
-    assert_eq!(run.recorder.progress.last(), Some(&(total, Some(total))));
+    assert_eq!(run.host.progress.last(), Some(&(total, Some(total))));
 }
 
 #[test]
@@ -563,12 +504,14 @@ fn batches_stay_within_the_hosts_limits_and_progress_reaches_the_end() {
     let xml = generated_export(20_000);
     let size = xml.len() as u64;
     let run = run(xml).unwrap();
-    assert!(run.recorder.batches.len() > 1);
-    for batch in &run.recorder.batches {
-        assert!(batch.len() <= 500);
-        assert!(batch.iter().map(String::len).sum::<usize>() <= 4 * 1024 * 1024);
+    let host = &run.host;
+    assert!(host.batches.len() > 1);
+    let mut sent = host.emitted.iter();
+    for &batch in &host.batches {
+        assert!(batch <= MAX_BATCH_RESOURCES);
+        assert!(sent.by_ref().take(batch).map(String::len).sum::<usize>() <= MAX_BATCH_BYTES);
     }
-    let progress = &run.recorder.progress;
+    let progress = &host.progress;
     assert!(
         progress.windows(2).all(|w| w[0].0 <= w[1].0),
         "progress only moves forward"
@@ -1042,15 +985,14 @@ fn the_zip_gives_the_same_observations_as_its_export_xml() {
             b"Name,Anna",
         ),
     ]);
-    let mut file = MemoryFile::new(zip.clone());
-    file.chunk = 4096;
-    let rewinds = Rc::clone(&file.rewinds);
+    let file = FakeFile::new("export.zip", "application/zip", zip.clone()).in_chunks_of(4096);
     let zipped = run_file(file).unwrap();
     assert_eq!(zipped.resources, plain.resources);
     assert_eq!(zipped.warnings, plain.warnings);
-    assert!(rewinds.get() <= 2, "{} rewinds", rewinds.get());
+    let rewinds = zipped.host.file_rewinds;
+    assert!(rewinds <= 2, "{rewinds} rewinds");
     let size = zip.len() as u64;
-    assert_eq!(zipped.recorder.progress.last(), Some(&(size, Some(size))));
+    assert_eq!(zipped.host.progress.last(), Some(&(size, Some(size))));
 }
 
 #[test]
@@ -1124,10 +1066,10 @@ fn megabytes_without_markup_are_refused_before_they_fill_the_memory() {
 #[test]
 fn seeking_back_within_the_window_does_not_rewind_the_host_file() {
     let data: Vec<u8> = (0..6_000_000u32).map(|i| (i % 251) as u8).collect();
-    let mut file = MemoryFile::new(data.clone());
-    file.chunk = 10_000;
-    let rewinds = Rc::clone(&file.rewinds);
-    let mut seekable = SeekableFile::new(file);
+    let mut upload = upload("data.bin", data.clone()).in_chunks_of(10_000);
+    let mut file = File::new(&mut upload);
+    let size = file.size();
+    let mut seekable = SeekableFile::new(&mut file, size);
     let mut tail = [0u8; 22];
     seekable.seek(SeekFrom::End(-22)).unwrap();
     seekable.read_exact(&mut tail).unwrap();
@@ -1136,13 +1078,16 @@ fn seeking_back_within_the_window_does_not_rewind_the_host_file() {
     let mut middle = [0u8; 100];
     seekable.read_exact(&mut middle).unwrap();
     assert_eq!(&middle[..], &data[data.len() - 5000..data.len() - 4900]);
-    assert_eq!(rewinds.get(), 0);
     assert_eq!(seekable.rewinds(), 0);
 
     seekable.seek(SeekFrom::Start(10)).unwrap();
     seekable.read_exact(&mut middle).unwrap();
     assert_eq!(&middle[..], &data[10..110]);
-    assert_eq!(rewinds.get(), 1, "a jump before the window rewinds once");
+    assert_eq!(
+        seekable.rewinds(),
+        1,
+        "a jump before the window rewinds once"
+    );
     assert_eq!(seekable.read(&mut middle).unwrap(), 100);
     seekable.seek(SeekFrom::Start(7_000_000)).unwrap();
     assert_eq!(
@@ -1150,6 +1095,9 @@ fn seeking_back_within_the_window_does_not_rewind_the_host_file() {
         0,
         "past the end reads nothing"
     );
+    drop(seekable);
+    drop(file);
+    assert_eq!(upload.rewinds(), 1, "the upload itself was rewound once");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1211,19 +1159,14 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// Runs an import, dropping what it emits; returns its warnings, seconds, and the most heap it
 /// took beyond what was in use before.
-fn measured(file: MemoryFile) -> (Vec<String>, f64, usize) {
+fn measured(file: FakeFile) -> (Vec<String>, f64, usize) {
     use std::sync::atomic::Ordering::Relaxed;
-    struct Discard;
-    impl Output for Discard {
-        fn emit(&mut self, _: &[String]) -> Result<(), String> {
-            Ok(())
-        }
-        fn progress(&mut self, _: u64, _: Option<u64>) {}
-    }
+    let mut host = FakeHost::new();
+    host.discard_records();
     let baseline = IN_USE.load(Relaxed);
     PEAK.store(baseline, Relaxed);
     let started = std::time::Instant::now();
-    let warnings = import(file, Discard).unwrap();
+    let warnings = host.import_file::<AppleHealth>(file).unwrap().warnings;
     let seconds = started.elapsed().as_secs_f64();
     (warnings, seconds, PEAK.load(Relaxed) - baseline)
 }
@@ -1235,7 +1178,7 @@ fn measured(file: MemoryFile) -> (Vec<String>, f64, usize) {
 fn throughput() {
     let xml = benchmark_export(200 * 1024 * 1024);
     let megabytes = xml.len() as f64 / 1e6;
-    let (plain, seconds, peak) = measured(MemoryFile::new(xml.clone()));
+    let (plain, seconds, peak) = measured(upload("export.xml", xml.clone()));
     println!(
         "plain: {megabytes:.0} MB in {seconds:.2} s = {:.0} MB/s, peak heap {:.1} MiB",
         megabytes / seconds,
@@ -1244,7 +1187,7 @@ fn throughput() {
     let zip = zip_of(&[("apple_health_export/export.xml", &xml)]);
     drop(xml);
     let zip_megabytes = zip.len() as f64 / 1e6;
-    let (zipped, seconds, peak) = measured(MemoryFile::new(zip));
+    let (zipped, seconds, peak) = measured(upload("export.zip", zip));
     println!(
         "zip ({zip_megabytes:.0} MB): {megabytes:.0} MB of XML in {seconds:.2} s = {:.0} MB/s, \
          peak heap {:.1} MiB",

@@ -3,9 +3,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use fasten_connector::ConnectorError;
+use fasten_connector::testing::{FakeFile, FakeHost};
 use serde_json::Value;
 
-use crate::{ImportError, import};
+use crate::CcdaConnector;
 
 fn testdata(name: &str) -> Vec<u8> {
     let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -14,13 +16,11 @@ fn testdata(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn run(name: &str, bytes: &[u8]) -> Result<(Vec<Value>, Vec<String>), ImportError> {
-    let mut emitted = Vec::new();
-    let warnings = import(name, bytes, &mut |text| {
-        emitted.push(serde_json::from_str(&text).unwrap());
-        Ok(())
-    })?;
-    Ok((emitted, warnings))
+fn run(name: &str, bytes: &[u8]) -> Result<(Vec<Value>, Vec<String>), ConnectorError> {
+    let mut host = FakeHost::new();
+    let file = FakeFile::new(name, "application/xml", bytes);
+    let warnings = host.import_file::<CcdaConnector>(file)?.warnings;
+    Ok((host.resources(), warnings))
 }
 
 /// Titles of the documents (not section notes) in what was emitted.
@@ -118,7 +118,7 @@ fn one_bad_document_in_a_zip_does_not_lose_the_others() {
 #[test]
 fn files_that_are_not_documents_are_refused_with_a_reason() {
     let refused = |name: &str, bytes: &[u8]| match run(name, bytes) {
-        Err(ImportError::Invalid(message)) => message,
+        Err(ConnectorError::InvalidInput(message)) => message,
         other => panic!("{name}: {other:?}"),
     };
     let message = refused("export.xml", b"<HealthData locale=\"en\"/>");
@@ -134,6 +134,12 @@ fn files_that_are_not_documents_are_refused_with_a_reason() {
     assert!(
         message.starts_with("None of the documents in bad.zip could be read"),
         "{message}"
+    );
+    let message = refused("huge.xml", &vec![b' '; 33 << 20]);
+    assert_eq!(
+        message,
+        "This file is 33 MiB; Fasten reads health record documents and portal downloads of up to \
+         32 MiB."
     );
 }
 
@@ -151,7 +157,9 @@ fn a_zip_bomb_stops_early() {
     writer.write_all(&zeros).unwrap();
     let zip = writer.finish().unwrap().into_inner();
     match run("bomb.zip", &zip) {
-        Err(ImportError::Invalid(message)) => assert!(message.contains("larger than"), "{message}"),
+        Err(ConnectorError::InvalidInput(message)) => {
+            assert!(message.contains("larger than"), "{message}")
+        }
         other => panic!("{other:?}"),
     }
 }

@@ -7,7 +7,7 @@ use std::io::{Cursor, Read};
 
 use zip::ZipArchive;
 
-use crate::MAX_FILE_BYTES;
+use crate::import::MAX_FILE_BYTES;
 
 /// The documents of an XDM zip, in the order listed: (path in the zip, bytes).
 pub(crate) fn documents(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {

@@ -12,9 +12,9 @@
 //! fails without output.
 
 use std::collections::HashMap;
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Seek, SeekFrom};
 
-use serde_json::Value;
+use fasten_connector::{ConnectorError, Refused, Run};
 
 use crate::dates::{DateOrder, OrderEvidence};
 use crate::header::{self, Columns, Detection, Role, quoted_list};
@@ -53,23 +53,9 @@ impl Options {
     }
 }
 
-/// Where the resources go (the host's batch sink, or a list in tests).
-pub trait Output {
-    fn emit(&mut self, resource: Value) -> Result<(), String>;
-    /// How many resources the run will emit, known once the file has been checked.
-    fn expect(&mut self, total: u64);
-}
-
-#[derive(Debug, PartialEq)]
-pub enum ImportError {
-    /// The file cannot be used; the message says why, for the user.
-    Invalid(String),
-    /// The host refused what was emitted.
-    Output(String),
-}
-
-fn invalid(message: impl Into<String>) -> ImportError {
-    ImportError::Invalid(message.into())
+/// The file cannot be used; the message says why, for the user.
+fn invalid(message: impl Into<String>) -> ConnectorError {
+    ConnectorError::InvalidInput(message.into())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,14 +73,14 @@ struct Layout {
     columns: Columns,
 }
 
-/// Imports the CSV file that `open` reads from its start (it is called once per pass) and
-/// returns the warnings.
-pub fn import<R: Read>(
-    mut open: impl FnMut() -> R,
+/// Imports the CSV file `input` (read from its start once per pass), emitting through `run`,
+/// and returns the warnings.
+pub fn import(
+    input: &mut (impl Read + Seek),
     options: &Options,
-    out: &mut impl Output,
-) -> Result<Vec<String>, ImportError> {
-    let layout = read_layout(&mut open())?;
+    run: &mut Run<'_>,
+) -> Result<Vec<String>, ConnectorError> {
+    let layout = read_layout(rewound(input)?)?;
     let mut warnings = Warnings::default();
 
     let date_column = layout.columns.name(Role::Date).to_string();
@@ -103,7 +89,7 @@ pub fn import<R: Read>(
     let value_index = layout.columns.index(Role::Value);
     let mut data_rows = 0u64;
     let mut decimal_points = false;
-    for_each_row(&mut open, &layout, |line, fields| {
+    for_each_row(input, &layout, |line, fields| {
         data_rows += 1;
         if let Some(text) = date_index.and_then(|i| fields.get(i)) {
             evidence.add(line, text);
@@ -120,7 +106,7 @@ pub fn import<R: Read>(
     }
     let (order, order_warning) = evidence
         .decide(&date_column, options.date_order)
-        .map_err(ImportError::Invalid)?;
+        .map_err(ConnectorError::InvalidInput)?;
     warnings.extend(order_warning);
     let reading = Reading {
         order,
@@ -130,7 +116,7 @@ pub fn import<R: Read>(
     let mut kept: HashMap<u64, (u64, usize)> = HashMap::new();
     let mut reports: Vec<Report> = Vec::new();
     let mut report_index: HashMap<ReportKey, usize> = HashMap::new();
-    for_each_row(&mut open, &layout, |line, fields| {
+    for_each_row(input, &layout, |line, fields| {
         let result = match parse_row(&layout.columns, fields, line, reading) {
             Ok(result) => result,
             Err(warning) => return warnings.push(warning),
@@ -160,10 +146,10 @@ pub fn import<R: Read>(
     for report in &mut reports {
         report.results.sort();
     }
-    out.expect((kept.len() + reports.len()) as u64);
+    run.expect_total((kept.len() + reports.len()) as u64);
 
-    let mut failure = None;
-    for_each_row(&mut open, &layout, |line, fields| {
+    let mut failure: Option<Refused> = None;
+    for_each_row(input, &layout, |line, fields| {
         if failure.is_some() {
             return;
         }
@@ -174,17 +160,16 @@ pub fn import<R: Read>(
         if kept
             .get(&digest)
             .is_some_and(|(kept_line, _)| *kept_line == line)
-            && let Err(reason) = out.emit(result.to_observation(&observation_id(digest)))
+            && let Err(refused) = run.emit(&result.to_observation(&observation_id(digest)))
         {
-            failure = Some(reason);
+            failure = Some(refused);
         }
     })?;
-    if let Some(reason) = failure {
-        return Err(ImportError::Output(reason));
+    if let Some(refused) = failure {
+        return Err(refused.into());
     }
     for report in &reports {
-        out.emit(report.to_resource())
-            .map_err(ImportError::Output)?;
+        run.emit(&report.to_resource())?;
     }
     Ok(warnings.finish())
 }
@@ -198,8 +183,16 @@ fn duplicate_warning(earlier: u64, result: &LabResult) -> String {
     )
 }
 
+/// The input, from its start.
+fn rewound<R: Seek>(input: &mut R) -> Result<&mut R, ConnectorError> {
+    input
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| invalid(format!("The file could not be read: {e}.")))?;
+    Ok(input)
+}
+
 /// Reads the first bytes and decides the encoding, delimiter and header.
-fn read_layout(reader: &mut impl Read) -> Result<Layout, ImportError> {
+fn read_layout(reader: impl Read) -> Result<Layout, ConnectorError> {
     let mut head = Vec::with_capacity(HEAD_BYTES);
     reader
         .take(HEAD_BYTES as u64)
@@ -294,17 +287,17 @@ fn windows_1252(byte: u8) -> char {
 
 /// Calls `visit` with the line number and fields of every data row after the header, skipping
 /// blank rows and repeats of the header line.
-fn for_each_row<R: Read>(
-    open: &mut impl FnMut() -> R,
+fn for_each_row(
+    input: &mut (impl Read + Seek),
     layout: &Layout,
     mut visit: impl FnMut(u64, &[String]),
-) -> Result<(), ImportError> {
+) -> Result<(), ConnectorError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(layout.delimiter)
         .buffer_capacity(256 * 1024)
-        .from_reader(skip_bom(open()));
+        .from_reader(skip_bom(rewound(input)?));
     let header_key: Vec<String> = layout
         .columns
         .names

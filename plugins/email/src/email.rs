@@ -10,12 +10,14 @@
 //! - attached (forwarded) emails: a `DocumentReference` of their own, built the same way, that
 //!   `appends` the email it came in.
 //!
-//! Nothing here calls the host: resources go to an [`Output`], so native tests can run it all.
+//! Resources go out through the SDK's [`Run`](fasten_connector::Run), so native tests run it all
+//! against `FakeHost`.
 
 use std::borrow::Cow;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use fasten_connector::{ConnectorError, MAX_BATCH_BYTES, Refused};
 use fasten_fhir_r4::bundle::outcome_issues;
 use mail_parser::decoders::html::html_to_text;
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
@@ -23,7 +25,7 @@ use serde_json::{Map, Value, json};
 
 use crate::ccda::{self, FhirTime};
 use crate::fhir_json::{self, Resources, Unreadable};
-use crate::fhir_rules::{MAX_RESOURCE_BYTES, is_resource_type, is_valid_id, sha256_hex, stable_id};
+use crate::fhir_rules::{is_resource_type, is_valid_id, sha256_hex, stable_id};
 
 /// The largest email accepted. Emails are read whole: one this large holds about 55 MiB at its
 /// peak (the email, its decoded attachments and the Binary being written), which is why the
@@ -70,12 +72,22 @@ pub(crate) enum ImportError {
     /// A problem with the file that the user can fix; the message is shown to them.
     Invalid(String),
     /// The host refused a batch.
-    Refused(String),
+    Refused(Refused),
 }
 
-/// Where resources go, each as the text of one JSON object no larger than [`MAX_RESOURCE_BYTES`].
-pub(crate) trait Output {
-    fn emit(&mut self, resource: String) -> Result<(), String>;
+impl From<Refused> for ImportError {
+    fn from(refused: Refused) -> ImportError {
+        ImportError::Refused(refused)
+    }
+}
+
+impl From<ImportError> for ConnectorError {
+    fn from(error: ImportError) -> ConnectorError {
+        match error {
+            ImportError::Invalid(message) => ConnectorError::InvalidInput(message),
+            ImportError::Refused(refused) => refused.into(),
+        }
+    }
 }
 
 /// The message shown for a file larger than [`MAX_EMAIL_BYTES`].
@@ -89,7 +101,10 @@ pub(crate) fn too_large(size: u64) -> String {
 }
 
 /// Emits the resources of the email in `raw` and returns the run's warnings.
-pub(crate) fn import(raw: &[u8], out: &mut dyn Output) -> Result<Vec<String>, ImportError> {
+pub(crate) fn import(
+    raw: &[u8],
+    out: &mut fasten_connector::Run<'_>,
+) -> Result<Vec<String>, ImportError> {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Err(ImportError::Invalid(EMPTY_FILE.into()));
     }
@@ -108,7 +123,7 @@ pub(crate) fn import(raw: &[u8], out: &mut dyn Output) -> Result<Vec<String>, Im
         .filter(|message| has_mail_headers(message))
         .ok_or_else(|| ImportError::Invalid(NOT_AN_EMAIL.into()))?;
     let key = identity(&message).unwrap_or_else(|| format!("content:{}", sha256_hex(raw)));
-    let mut run = Run {
+    let mut run = Import {
         out,
         warnings: Vec::new(),
         dropped_warnings: 0,
@@ -216,15 +231,18 @@ fn authors(message: &Message<'_>) -> Vec<String> {
         .collect()
 }
 
-struct Run<'o> {
-    out: &'o mut dyn Output,
+/// One email's import.
+struct Import<'o, 'h> {
+    /// Where resources go, each as the text of one JSON object no larger than
+    /// [`MAX_BATCH_BYTES`].
+    out: &'o mut fasten_connector::Run<'h>,
     warnings: Vec<String>,
     dropped_warnings: usize,
     /// How warnings name the attachment whose resources are being imported.
     attachment_label: String,
 }
 
-impl Run<'_> {
+impl Import<'_, '_> {
     fn warn(&mut self, warning: String) {
         // Nested parts that share a boundary would otherwise repeat the same warning.
         if self.warnings.contains(&warning) {
@@ -238,7 +256,7 @@ impl Run<'_> {
     }
 
     fn emit(&mut self, resource: String) -> Result<(), ImportError> {
-        self.out.emit(resource).map_err(ImportError::Refused)
+        Ok(self.out.emit_text(resource)?)
     }
 
     /// A C-CDA attachment: converted into records (problems, medications, results...) by the
@@ -296,12 +314,12 @@ impl Run<'_> {
             let text = resource.to_string();
             // A document's header (its title, say) may be of any length: a record the host
             // refuses would fail the whole email.
-            if text.len() > MAX_RESOURCE_BYTES {
+            if text.len() > MAX_BATCH_BYTES {
                 self.warn(format!(
                     "A record of the C-CDA document {label} is {} MiB, more than the {} MiB a \
                      record may be, so it was left out; the document is kept as a file.",
                     mebibytes(text.len()),
-                    MAX_RESOURCE_BYTES >> 20
+                    MAX_BATCH_BYTES >> 20
                 ));
                 continue;
             }
@@ -322,12 +340,12 @@ impl Run<'_> {
         let document = ccda_document(header, key, index, attachment).to_string();
         // Its header's title and codes are the document's own, of any length: a 5 MiB title
         // made a record the host refused, failing the whole email.
-        if document.len() > MAX_RESOURCE_BYTES {
+        if document.len() > MAX_BATCH_BYTES {
             self.warn(format!(
                 "The C-CDA document {label} has a header of {} MiB, more than the {} MiB a record \
                  may be, so it was only kept as a file.",
                 mebibytes(document.len()),
-                MAX_RESOURCE_BYTES >> 20
+                MAX_BATCH_BYTES >> 20
             ));
             return Ok(());
         }
@@ -455,13 +473,13 @@ impl Run<'_> {
         }
         document.insert("content".into(), content.into());
         let document = Value::Object(document).to_string();
-        if document.len() > MAX_RESOURCE_BYTES {
+        if document.len() > MAX_BATCH_BYTES {
             return Err(ImportError::Invalid(format!(
                 "{which} has too many attachments to list in one record ({} MiB of details, \
                  more than the {} MiB a record may be). Forward its attachments in several \
                  smaller emails and import those.",
                 mebibytes(document.len()),
-                MAX_RESOURCE_BYTES >> 20
+                MAX_BATCH_BYTES >> 20
             )));
         }
         self.emit(document)
@@ -534,7 +552,7 @@ impl Run<'_> {
             .unwrap_or_else(|| format!("Attachment {number} ({media})"));
 
         let stored =
-            base64_len(bytes.len()) + BINARY_OVERHEAD + content_type.len() <= MAX_RESOURCE_BYTES;
+            base64_len(bytes.len()) + BINARY_OVERHEAD + content_type.len() <= MAX_BATCH_BYTES;
         let mut attachment = Map::new();
         attachment.insert("contentType".into(), content_type.clone().into());
         if stored {
@@ -640,7 +658,7 @@ impl Run<'_> {
     }
 }
 
-impl Resources for Run<'_> {
+impl Resources for Import<'_, '_> {
     /// Emits a resource found in an attachment, unless the host would refuse it: one refused
     /// resource would fail the whole import.
     fn resource(&mut self, resource: Value) -> Result<(), ImportError> {
@@ -686,12 +704,12 @@ impl Resources for Run<'_> {
         }
         let text = resource.to_string();
         drop(resource);
-        if text.len() > MAX_RESOURCE_BYTES {
+        if text.len() > MAX_BATCH_BYTES {
             self.warn(format!(
                 "The attachment {label} holds a {resource_type} of {} MiB, more than the {} MiB \
                  Fasten can store as one record; it was skipped.",
                 mebibytes(text.len()),
-                MAX_RESOURCE_BYTES >> 20
+                MAX_BATCH_BYTES >> 20
             ));
             return Ok(());
         }
@@ -699,7 +717,7 @@ impl Resources for Run<'_> {
     }
 
     fn warn(&mut self, warning: String) {
-        Run::warn(self, warning);
+        Import::warn(self, warning);
     }
 }
 
@@ -872,7 +890,7 @@ fn base64_len(bytes: usize) -> usize {
 
 /// The largest attachment whose Binary fits in one resource.
 fn max_attachment_bytes() -> usize {
-    (MAX_RESOURCE_BYTES - BINARY_OVERHEAD) / 4 * 3
+    (MAX_BATCH_BYTES - BINARY_OVERHEAD) / 4 * 3
 }
 
 fn mebibytes(bytes: usize) -> String {
@@ -890,7 +908,7 @@ fn lowercase_first(text: &str) -> Cow<'_, str> {
 }
 
 /// How many times over its bytes the sections of one email are searched for their delimiters,
-/// at most (see [`Run::check_boundaries`]).
+/// at most (see [`Import::check_boundaries`]).
 const BOUNDARY_SCANS: usize = 8;
 
 enum Search {

@@ -1,12 +1,8 @@
-//! What the host accepts: FHIR R4 resource types, FHIR ids, and the size of one resource. A
-//! resource the host refuses fails the whole run, so anything taken from an attachment is checked
-//! against these first and skipped with a warning instead.
+//! What the host accepts: FHIR R4 resource types and FHIR ids (the size of one resource is the
+//! SDK's `MAX_BATCH_BYTES`). A resource the host refuses fails the whole run, so anything taken
+//! from an attachment is checked against these first and skipped with a warning instead.
 
 use sha2::{Digest, Sha256};
-
-/// The host refuses an `emit` call whose resources add up to more than this, so no single
-/// resource may be larger.
-pub(crate) const MAX_RESOURCE_BYTES: usize = 4 * 1024 * 1024;
 
 /// An id derived from what identifies a record (not its content), so importing the same email
 /// again updates its records instead of adding copies.

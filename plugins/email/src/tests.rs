@@ -4,10 +4,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
+use fasten_connector::testing::{FakeFile, FakeHost};
+use fasten_connector::{Connector, ConnectorError, MAX_BATCH_BYTES, MAX_BATCH_RESOURCES};
+
+use crate::EmailConnector;
 use crate::ccda::{self, FhirTime};
-use crate::email::{self, EMPTY_FILE, ImportError, NOT_AN_EMAIL, NOTHING_TO_IMPORT, Output};
-use crate::fhir_rules::{MAX_RESOURCE_BYTES, is_valid_id};
-use crate::{Batcher, EmailConnector, Guest};
+use crate::email::{self, EMPTY_FILE, ImportError, NOT_AN_EMAIL, NOTHING_TO_IMPORT};
+use crate::fhir_rules::is_valid_id;
 
 const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata");
 
@@ -16,23 +19,11 @@ fn testdata(path: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("cannot read test data {path}: {e}"))
 }
 
-/// Checks what the host would: every resource is a JSON object with a valid id, small enough.
-struct Collected(Vec<String>);
-
-impl Output for Collected {
-    fn emit(&mut self, resource: String) -> Result<(), String> {
-        assert!(
-            resource.len() <= MAX_RESOURCE_BYTES,
-            "a resource over 4 MiB"
-        );
-        self.0.push(resource);
-        Ok(())
-    }
-}
-
 struct Imported {
     resources: Vec<Value>,
     warnings: Vec<String>,
+    /// `Type/id` of each resource.
+    ids: Vec<String>,
 }
 
 impl Imported {
@@ -69,30 +60,16 @@ impl Imported {
             .find(|r| r["resourceType"] == resource_type && r["id"] == id)
             .unwrap_or_else(|| panic!("{reference} was not emitted"))
     }
-
-    fn ids(&self) -> Vec<String> {
-        self.resources
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}/{}",
-                    r["resourceType"].as_str().unwrap(),
-                    r["id"].as_str().unwrap()
-                )
-            })
-            .collect()
-    }
 }
 
+/// Imports `raw` as the host would: the FakeHost refuses a batch over its limits, and the SDK a
+/// resource over 4 MiB; every resource must also be a JSON object with a valid id.
 fn import(raw: &[u8]) -> Imported {
-    let mut out = Collected(Vec::new());
-    let warnings =
-        email::import(raw, &mut out).unwrap_or_else(|e| panic!("the import failed: {e:?}"));
-    let resources: Vec<Value> = out
-        .0
-        .iter()
-        .map(|text| serde_json::from_str(text).expect("valid JSON"))
-        .collect();
+    let mut host = FakeHost::new();
+    let warnings = host
+        .with_run(|run| email::import(raw, run))
+        .unwrap_or_else(|e| panic!("the import failed: {e:?}"));
+    let resources = host.resources();
     for resource in &resources {
         let id = resource["id"].as_str().expect("every resource has an id");
         assert!(is_valid_id(id), "invalid id {id}");
@@ -100,11 +77,12 @@ fn import(raw: &[u8]) -> Imported {
     Imported {
         resources,
         warnings,
+        ids: host.resource_keys(),
     }
 }
 
 fn import_error(raw: &[u8]) -> String {
-    match email::import(raw, &mut Collected(Vec::new())) {
+    match FakeHost::new().with_run(|run| email::import(raw, run)) {
         Err(ImportError::Invalid(message)) => message,
         other => panic!("expected an error for the user, got {other:?}"),
     }
@@ -352,7 +330,7 @@ fn every_test_email_imports_or_fails_with_a_message() {
     assert_eq!(files.len(), 9);
     for file in files {
         let raw = std::fs::read(&file).unwrap();
-        match email::import(&raw, &mut Collected(Vec::new())) {
+        match FakeHost::new().with_run(|run| email::import(&raw, run)) {
             Ok(_) => {}
             Err(ImportError::Invalid(message)) => assert_eq!(message, NOTHING_TO_IMPORT),
             Err(other) => panic!("{}: {other:?}", file.display()),
@@ -698,6 +676,13 @@ fn files_that_are_not_emails_are_refused_with_a_reason() {
         message.contains("30.0 MiB") && message.contains("up to 25 MiB"),
         "{message}"
     );
+    // The connector refuses such a file before reading it into memory.
+    let huge = FakeFile::new("huge.eml", "message/rfc822", vec![b'x'; 30 * 1024 * 1024]);
+    let refused = FakeHost::new().import_file::<EmailConnector>(huge);
+    assert!(
+        matches!(&refused, Err(ConnectorError::InvalidInput(m)) if *m == message),
+        "{refused:?}"
+    );
 }
 
 #[test]
@@ -713,8 +698,8 @@ fn ids_are_stable_across_imports_and_follow_the_message_id() {
     );
     let first = import(&eml);
     let second = import(&eml);
-    assert_eq!(first.ids(), second.ids());
-    assert_eq!(first.ids().len(), 2);
+    assert_eq!(first.ids, second.ids);
+    assert_eq!(first.ids.len(), 2);
     assert!(
         first.of_type("Binary")[0]["id"]
             .as_str()
@@ -732,7 +717,7 @@ fn ids_are_stable_across_imports_and_follow_the_message_id() {
             bytes: b"%PDF-1.4 fixed",
         }],
     );
-    assert_eq!(import(&edited).ids(), first.ids());
+    assert_eq!(import(&edited).ids, first.ids);
 
     let other = build_eml(
         &HEADERS.replace("results-42@", "results-43@"),
@@ -841,26 +826,48 @@ fn an_unreadable_date_header_is_a_warning() {
 
 #[test]
 fn batches_stay_within_the_hosts_limits() {
-    let mut calls: Vec<(usize, usize)> = Vec::new();
-    let mut batcher = Batcher::new(|batch: &[String]| {
-        calls.push((batch.len(), batch.iter().map(String::len).sum()));
-        Ok(())
-    });
-    for _ in 0..600 {
-        batcher.emit("{}".into()).unwrap();
-    }
-    let big = "x".repeat(3 * 1024 * 1024);
-    batcher.emit(big.clone()).unwrap();
-    batcher.emit(big).unwrap();
-    batcher.flush().unwrap();
-    assert_eq!(batcher.emitted, 602);
-    drop(batcher);
-    assert_eq!(calls.iter().map(|c| c.0).sum::<usize>(), 602);
-    assert!(
-        calls
-            .iter()
-            .all(|&(count, bytes)| count <= 500 && bytes <= MAX_RESOURCE_BYTES)
+    // Three attachments whose Binaries take about 3 MiB each, and a Bundle of 600 resources:
+    // the connector, through the SDK, as the host receives it (a batch over its limits fails).
+    let scan: Vec<u8> = (0..2_300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let entries: Vec<String> = (0..600)
+        .map(|i| format!(r#"{{"resource": {{"resourceType": "Basic", "id": "b{i}"}}}}"#))
+        .collect();
+    let bundle = format!(
+        r#"{{"resourceType": "Bundle", "type": "collection", "entry": [{}]}}"#,
+        entries.join(",")
     );
+    let names = ["scan-1.pdf", "scan-2.pdf", "scan-3.pdf"];
+    let mut parts: Vec<Part<'_>> = names
+        .iter()
+        .map(|name| Part {
+            name,
+            content_type: "application/pdf",
+            bytes: &scan,
+        })
+        .collect();
+    parts.push(Part {
+        name: "records.json",
+        content_type: "application/fhir+json",
+        bytes: bundle.as_bytes(),
+    });
+    let eml = build_eml(HEADERS, "Three scans and the records.", &parts);
+    let mut host = FakeHost::new();
+    let file = FakeFile::new("results.eml", "message/rfc822", eml);
+    let summary = host.import_file::<EmailConnector>(file).unwrap();
+    assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+    let resources = host.resources();
+    // The email, its 4 attachments as Binaries, and the Bundle's 600 resources.
+    assert_eq!(resources.len(), 1 + 4 + 600);
+    assert_eq!(host.batches.iter().sum::<usize>(), resources.len());
+    assert!(host.batches.iter().all(|&n| n <= MAX_BATCH_RESOURCES));
+    let mut sent = host.emitted.iter();
+    for &n in &host.batches {
+        let bytes: usize = sent.by_ref().take(n).map(String::len).sum();
+        assert!(bytes <= MAX_BATCH_BYTES, "a batch of {bytes} bytes");
+    }
+    assert_eq!(host.progress.last(), Some(&(605, Some(605))));
 }
 
 #[test]
@@ -975,9 +982,9 @@ fn peak_memory_of_the_largest_emails() {
     ] {
         let size = raw.len() as f64 / (1024.0 * 1024.0);
         let peak = heap::peak_mib(move || {
-            let mut batcher = Batcher::new(|_: &[String]| Ok(()));
-            email::import(&raw, &mut batcher).unwrap();
-            batcher.flush().unwrap();
+            let mut host = FakeHost::new();
+            host.discard_records();
+            host.with_run(|run| email::import(&raw, run)).unwrap();
         });
         println!("{what}: email {size:.1} MiB, peak heap {peak:.1} MiB (email included)");
     }

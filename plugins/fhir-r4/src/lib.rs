@@ -3,7 +3,6 @@
 //! emitting it (one refused resource fails a whole import, so they skip it with a warning).
 //! With the `bundle` feature, also the JSON Bundle reader the connectors share (module `bundle`).
 
-pub mod emit;
 pub mod instant;
 pub mod json_text;
 

@@ -1,16 +1,17 @@
 //! One JSON document: a Bundle (streamed entry by entry) or a single resource.
 
+use fasten_connector::{ConnectorError, File};
 use fasten_fhir_r4::bundle::{self, Mode, ReadError, ScanError};
 
-use crate::{ConnectorError, Emitter, FileReader, SourceFile, invalid};
+use crate::import::{Output, invalid};
 
 pub(crate) fn import_json(
-    file: &SourceFile,
-    emitter: &mut Emitter<'_>,
+    file: &mut File<'_>,
+    out: &mut Output<'_, '_>,
 ) -> Result<(), ConnectorError> {
     // Strict: a user's file is refused as a whole, before anything is stored, when any of it is
     // not what it should be.
-    let document = bundle::scan(reader(file), Mode::Strict).map_err(|e| match e {
+    let document = bundle::scan(&mut *file, Mode::Strict).map_err(|e| match e {
         ScanError::Json(e) => not_json(e),
         ScanError::TrailingText(e) => invalid(format!(
             "The file has extra text after the JSON document: {e}."
@@ -28,20 +29,16 @@ pub(crate) fn import_json(
                 "This Bundle has no entries with resources: there is nothing to import.",
             ));
         }
-        emitter.total = Some(document.entries() as u64);
+        out.expect_total(document.entries() as u64);
     } else {
-        emitter.total = Some(1);
+        out.expect_total(1);
     }
     document
-        .read_resources(reader(file), |resource| emitter.push(resource))
+        .read_resources(&mut *file, |resource| out.push(resource))
         .map_err(|e| match e {
             ReadError::Stopped(e) => e,
             ReadError::Json(e) => not_json(e),
         })
-}
-
-fn reader(file: &SourceFile) -> std::io::BufReader<FileReader<'_>> {
-    std::io::BufReader::with_capacity(256 * 1024, FileReader::new(file))
 }
 
 fn not_json(e: serde_json::Error) -> ConnectorError {

@@ -193,5 +193,7 @@ mod tests {
         );
         file.rewind();
         assert_eq!(file.read_all(100, |_| String::new()).unwrap().len(), 100);
+        drop(file);
+        assert_eq!(source.rewinds(), 1);
     }
 }

@@ -18,6 +18,8 @@ pub struct Run<'h> {
     /// Whether the connector reports its own progress; until it does, the host is told how many
     /// records have been emitted after each batch.
     reports_progress: bool,
+    /// How many records the run expects to emit, once the connector knows ([`Run::expect_total`]).
+    expected: Option<u64>,
 }
 
 impl<'h> Run<'h> {
@@ -28,6 +30,7 @@ impl<'h> Run<'h> {
             host,
             emitter: Emitter::new(),
             reports_progress: false,
+            expected: None,
         }
     }
 
@@ -42,16 +45,27 @@ impl<'h> Run<'h> {
         let host = &mut *self.host;
         let sent = self.emitter.push(json, |batch| host.emit(batch))?;
         if sent {
-            self.auto_progress(None);
+            self.auto_progress(self.expected);
         }
         Ok(())
+    }
+
+    /// Hands `records` to the host as one `emit` call, exactly as given, after sending what is
+    /// waiting, and returns the host's answer: no splitting and no size check, so the host may
+    /// well refuse the batch (and then the whole run). Only for testing the host's own limits,
+    /// as the hostile test connector does; a connector uses [`Run::emit`], which keeps within
+    /// them. The records do not count in [`Run::emitted`].
+    #[doc(hidden)]
+    pub fn emit_batch_unchecked(&mut self, records: &[String]) -> Result<(), String> {
+        self.flush().map_err(|refused| refused.0)?;
+        self.host.emit(records)
     }
 
     /// Sends the records waiting in the batch now (the run does so when it ends).
     pub fn flush(&mut self) -> Result<(), Refused> {
         let host = &mut *self.host;
         if self.emitter.flush(|batch| host.emit(batch))? {
-            self.auto_progress(None);
+            self.auto_progress(self.expected);
         }
         Ok(())
     }
@@ -59,6 +73,14 @@ impl<'h> Run<'h> {
     /// Records emitted so far.
     pub fn emitted(&self) -> u64 {
         self.emitter.emitted()
+    }
+
+    /// Tells the host how many records the run will emit, once that is known (say, after a
+    /// first pass over a file): the count of emitted records the run reports after each batch
+    /// then goes towards it. Has no effect once the connector reports its own progress.
+    pub fn expect_total(&mut self, total: u64) {
+        self.expected = Some(total);
+        self.auto_progress(self.expected);
     }
 
     /// Tells the host how far the run is (in any unit: records, bytes); `total` when known.
@@ -113,7 +135,9 @@ impl<'h> Run<'h> {
 
     /// Sends what is left after the connector returned `Ok`.
     fn finish(&mut self) -> Result<(), Refused> {
-        self.flush()?;
+        // Sent without the progress `flush` would report: the last report follows.
+        let host = &mut *self.host;
+        self.emitter.flush(|batch| host.emit(batch))?;
         let emitted = self.emitter.emitted();
         self.auto_progress(Some(emitted));
         Ok(())
@@ -150,4 +174,75 @@ pub(crate) fn with_run<T>(host: &mut dyn Host, f: impl FnOnce(&mut Run<'_>) -> T
     // A refusal here is recorded by the fake host; the caller inspects it there.
     let _ = run.flush();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::FakeHost;
+
+    fn basic(i: usize) -> String {
+        format!(r#"{{"resourceType":"Basic","id":"b{i}"}}"#)
+    }
+
+    #[test]
+    fn progress_counts_towards_the_expected_total() {
+        let mut host = FakeHost::new();
+        host.with_run(|run| {
+            run.emit_text(basic(0)).unwrap();
+            run.expect_total(600);
+            for i in 1..600 {
+                run.emit_text(basic(i)).unwrap();
+            }
+        });
+        assert_eq!(
+            host.progress,
+            [
+                (1, Some(600)),
+                (250, Some(600)),
+                (500, Some(600)),
+                (600, Some(600))
+            ]
+        );
+        assert_eq!(host.batches, [250, 250, 100]);
+
+        // A connector that reports its own progress is not second-guessed.
+        let mut host = FakeHost::new();
+        host.with_run(|run| {
+            run.progress(7, Some(10));
+            run.expect_total(600);
+            for i in 0..600 {
+                run.emit_text(basic(i)).unwrap();
+            }
+        });
+        assert_eq!(host.progress, [(7, Some(10))]);
+    }
+
+    #[test]
+    fn an_unchecked_batch_goes_to_the_host_as_it_is() {
+        let mut host = FakeHost::new();
+        let answer = host.with_run(|run| {
+            run.emit_text(basic(0)).unwrap();
+            let many: Vec<String> = (1..=600).map(basic).collect();
+            run.emit_batch_unchecked(&many)
+        });
+        assert_eq!(
+            answer.unwrap_err(),
+            "a batch of 600 records and 21492 bytes is over the host's limits"
+        );
+        // What was waiting went first, in a batch of its own.
+        assert_eq!(host.batches, [1]);
+    }
+
+    #[test]
+    fn a_discarding_host_counts_batches_only() {
+        let mut host = FakeHost::new();
+        host.discard_records();
+        host.with_run(|run| {
+            for i in 0..300 {
+                run.emit_text(basic(i)).unwrap();
+            }
+        });
+        assert_eq!(host.batches, [250, 50]);
+        assert!(host.emitted.is_empty());
+    }
 }

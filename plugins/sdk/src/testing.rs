@@ -26,7 +26,8 @@ type Responder = Box<dyn FnMut(&Request) -> Result<Response, HttpError>>;
 /// A host for native tests. Its fields are what a run did, for assertions.
 #[derive(Default)]
 pub struct FakeHost {
-    /// Every record emitted, as the JSON text the connector sent, in order.
+    /// Every record emitted, as the JSON text the connector sent, in order (none are kept after
+    /// [`FakeHost::discard_records`]).
     pub emitted: Vec<String>,
     /// The size of each batch, in records.
     pub batches: Vec<usize>,
@@ -42,9 +43,13 @@ pub struct FakeHost {
     pub state: BTreeMap<String, String>,
     /// What [`Run::now`] returns (seconds since the epoch).
     pub now: u64,
+    /// How many times [`FakeHost::import_file`]'s file was rewound (each rewind makes the host
+    /// read the upload again from its start).
+    pub file_rewinds: u32,
     canned: Vec<(String, String, Result<Response, HttpError>)>,
     responder: Option<Responder>,
     refuse_batches: Option<String>,
+    discard_records: bool,
 }
 
 impl FakeHost {
@@ -94,12 +99,21 @@ impl FakeHost {
         self
     }
 
+    /// Keeps no emitted record, only the size of each batch: for measuring a connector's time
+    /// or memory on a large input without the records adding to it.
+    pub fn discard_records(&mut self) -> &mut FakeHost {
+        self.discard_records = true;
+        self
+    }
+
     /// Runs `C::import_file` on `file`, exactly as the component would.
     pub fn import_file<C: Connector>(
         &mut self,
         mut file: FakeFile,
     ) -> Result<Summary, ConnectorError> {
-        crate::run::import_file::<C>(self, &mut file)
+        let result = crate::run::import_file::<C>(self, &mut file);
+        self.file_rewinds = file.rewinds;
+        result
     }
 
     /// Runs `C::sync`, exactly as the component would.
@@ -136,6 +150,17 @@ impl FakeHost {
         self.resources()
             .into_iter()
             .filter(|r| r["resourceType"] == resource_type)
+            .collect()
+    }
+
+    /// `Type/id` of each emitted record, in order.
+    pub fn resource_keys(&self) -> Vec<String> {
+        self.resources()
+            .iter()
+            .map(|r| {
+                let text = |field: &str| r[field].as_str().unwrap_or_default().to_string();
+                format!("{}/{}", text("resourceType"), text("id"))
+            })
             .collect()
     }
 
@@ -197,7 +222,9 @@ impl Host for FakeHost {
             ));
         }
         self.batches.push(records.len());
-        self.emitted.extend_from_slice(records);
+        if !self.discard_records {
+            self.emitted.extend_from_slice(records);
+        }
         Ok(())
     }
 
@@ -219,6 +246,7 @@ pub struct FakeFile {
     position: usize,
     /// The most bytes one read returns, to exercise readers on chunk boundaries.
     chunk_limit: usize,
+    rewinds: u32,
 }
 
 impl FakeFile {
@@ -230,6 +258,7 @@ impl FakeFile {
             bytes: bytes.into(),
             position: 0,
             chunk_limit: usize::MAX,
+            rewinds: 0,
         }
     }
 
@@ -244,6 +273,11 @@ impl FakeFile {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         Ok(FakeFile::new(&name, media_type, std::fs::read(path)?))
+    }
+
+    /// How many times the file was rewound.
+    pub fn rewinds(&self) -> u32 {
+        self.rewinds
     }
 
     /// Returns at most `bytes` per read, as a host may.
@@ -278,5 +312,58 @@ impl FileSource for FakeFile {
 
     fn rewind(&mut self) {
         self.position = 0;
+        self.rewinds += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::{FakeFile, FakeHost};
+    use crate::{AuthNeed, Connector, ConnectorError, ConnectorKind, File, PluginInfo, Run};
+    use crate::{Summary, serde_json::json};
+
+    /// Emits the file's length, read twice.
+    struct TwoPasses;
+
+    impl Connector for TwoPasses {
+        fn describe() -> PluginInfo {
+            PluginInfo {
+                id: "two-passes".into(),
+                name: "Two passes".into(),
+                version: "0.1.0".into(),
+                kind: ConnectorKind::File,
+                auth: AuthNeed::None,
+                file_types: Vec::new(),
+                settings_schema: None,
+            }
+        }
+
+        fn import_file(file: &mut File<'_>, run: &mut Run<'_>) -> Result<Summary, ConnectorError> {
+            let mut lengths = Vec::new();
+            for _ in 0..2 {
+                file.rewind();
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).unwrap();
+                lengths.push(bytes.len());
+            }
+            run.emit(&json!({"resourceType": "Basic", "id": "b", "lengths": lengths}))?;
+            Ok(Summary {
+                warnings: Vec::new(),
+            })
+        }
+    }
+
+    #[test]
+    fn the_host_counts_the_rewinds_of_an_imported_file() {
+        let mut host = FakeHost::new();
+        let file = FakeFile::new("a.txt", "text/plain", "hello").in_chunks_of(2);
+        host.import_file::<TwoPasses>(file).unwrap();
+        assert_eq!(host.file_rewinds, 2);
+        assert_eq!(host.resources()[0]["lengths"], json!([5, 5]));
+        assert_eq!(host.resource_keys(), ["Basic/b"]);
+        // The run ends with the count of records, as complete.
+        assert_eq!(host.progress, [(1, Some(1))]);
     }
 }

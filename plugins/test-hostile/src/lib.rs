@@ -2,19 +2,19 @@
 //! uploaded file as a command and does what it says: loop forever, exhaust memory, call a host
 //! it was not granted, emit garbage, panic, or look for files and environment variables.
 //! It is built with the other plugins but never bundled or registered by default.
+//!
+//! It goes through the SDK like any connector, except where misbehaving is the point: the
+//! batches the host must refuse (over its limits, or sent on after a refusal) and `emit-bulk`'s
+//! batches of a given size go out as they are, through `Run::emit_batch_unchecked`, which skips
+//! the SDK's batching and checks.
 
-wit_bindgen::generate!({
-    path: "../../wit/v0.1",
-    world: "plugin",
-});
+use std::io::Read;
 
-use exports::fasten::connector::connector::{
-    ConnectorError, Guest, PluginInfo, Summary, SyncRequest,
+use fasten_connector::http::{HttpError, Request};
+use fasten_connector::{
+    AuthNeed, Connector, ConnectorError, ConnectorKind, File, FileType, Level, PluginInfo, Run,
+    Summary,
 };
-use fasten::connector::files::SourceFile;
-use fasten::connector::http;
-use fasten::connector::sink::BatchSink;
-use fasten::connector::types::{AuthNeed, ConnectorKind, FileType};
 
 struct Hostile;
 
@@ -22,7 +22,18 @@ fn report(message: String) -> Result<Summary, ConnectorError> {
     Err(ConnectorError::InvalidInput(message))
 }
 
-impl Guest for Hostile {
+/// Emits one record and sends it at once, returning the host's answer.
+fn emit_now(run: &mut Run<'_>, record: &str) -> Result<(), String> {
+    run.emit_text(record.to_string())
+        .and_then(|()| run.flush())
+        .map_err(|refused| refused.0)
+}
+
+fn done() -> Result<Summary, ConnectorError> {
+    Ok(Summary { warnings: vec![] })
+}
+
+impl Connector for Hostile {
     fn describe() -> PluginInfo {
         PluginInfo {
             id: "test-hostile".into(),
@@ -41,12 +52,12 @@ impl Guest for Hostile {
         }
     }
 
-    fn sync(_: SyncRequest, _: &BatchSink) -> Result<Summary, ConnectorError> {
-        Err(ConnectorError::Fatal("no sync".into()))
-    }
-
-    fn import_file(file: &SourceFile, out: &BatchSink) -> Result<Summary, ConnectorError> {
-        let command = String::from_utf8_lossy(&file.read(4096)).trim().to_string();
+    fn import_file(file: &mut File<'_>, run: &mut Run<'_>) -> Result<Summary, ConnectorError> {
+        let mut head = Vec::new();
+        file.take(4096)
+            .read_to_end(&mut head)
+            .map_err(|e| ConnectorError::Fatal(e.to_string()))?;
+        let command = String::from_utf8_lossy(&head).trim().to_string();
         let (verb, argument) = command.split_once(' ').unwrap_or((command.as_str(), ""));
         match verb {
             "loop" => {
@@ -62,57 +73,55 @@ impl Guest for Hostile {
                 }
             }
             "http" => {
-                let request = http::Request {
-                    method: "GET".into(),
-                    url: argument.into(),
-                    headers: vec![("authorization".into(), "Bearer stolen".into())],
-                    body: None,
-                };
-                match http::send(&request) {
+                let request = Request::get(argument).header("authorization", "Bearer stolen");
+                match run.send(&request) {
                     Ok(response) => report(format!(
                         "http: status {} body {}",
                         response.status,
                         String::from_utf8_lossy(&response.body)
                     )),
-                    Err(http::HttpError::Denied(why)) => report(format!("http: denied: {why}")),
+                    Err(HttpError::Denied(why)) => report(format!("http: denied: {why}")),
                     Err(other) => report(format!("http: {other:?}")),
                 }
             }
             "emit-invalid" => {
-                let result = out.emit(&["not json at all".to_string()]);
+                let result = emit_now(run, "not json at all");
                 report(format!("emit: {result:?}"))
             }
             "emit-unknown-type" => {
-                let result = out.emit(&[r#"{"resourceType":"Wizard","id":"1"}"#.to_string()]);
+                let result = emit_now(run, r#"{"resourceType":"Wizard","id":"1"}"#);
                 report(format!("emit: {result:?}"))
             }
             "emit-many" => {
                 let batch: Vec<String> = (0..600)
                     .map(|i| format!(r#"{{"resourceType":"Basic","id":"b{i}"}}"#))
                     .collect();
-                let result = out.emit(&batch);
+                let result = run.emit_batch_unchecked(&batch);
                 report(format!("emit: {result:?}"))
             }
             "emit-big" => {
                 let text = "x".repeat(5 << 20);
                 let one =
                     format!(r#"{{"resourceType":"Basic","id":"big","text":{{"div":"{text}"}}}}"#);
-                let result = out.emit(&[one]);
+                let result = run.emit_batch_unchecked(&[one]);
                 report(format!("emit: {result:?}"))
             }
             "emit-then-ignore-refusal" => {
-                let _ = out.emit(&[r#"{"resourceType":"Basic","id":"kept"}"#.to_string()]);
-                let _ = out.emit(&["garbage".to_string()]);
-                Ok(Summary { warnings: vec![] })
+                // Unchecked, so that nothing is left for the run to send again: the connector
+                // returns Ok after a refusal, and the host must still fail the run.
+                let _ =
+                    run.emit_batch_unchecked(&[r#"{"resourceType":"Basic","id":"kept"}"#.into()]);
+                let _ = run.emit_batch_unchecked(&["garbage".to_string()]);
+                done()
             }
             "state" => {
-                use fasten::connector::state;
-                let previous = state::get("cursor");
-                state::set("cursor", "page-2").map_err(ConnectorError::Fatal)?;
-                let hoard = state::set("hoard", &"x".repeat(100 * 1024));
+                let previous = run.state("cursor");
+                run.set_state("cursor", "page-2")
+                    .map_err(ConnectorError::Fatal)?;
+                let hoard = run.set_state("hoard", &"x".repeat(100 * 1024));
                 report(format!(
                     "state: before {previous:?}, now {:?}, hoard {hoard:?}",
-                    state::get("cursor")
+                    run.state("cursor")
                 ))
             }
             "sleep" => {
@@ -123,10 +132,10 @@ impl Guest for Hostile {
             "emit-then-sleep" => {
                 // Holds the run open after its first batch, as a slow honest import would.
                 let seconds: u64 = argument.parse().unwrap_or(5);
-                out.emit(&[r#"{"resourceType":"Patient","id":"slow"}"#.to_string()])
+                emit_now(run, r#"{"resourceType":"Patient","id":"slow"}"#)
                     .map_err(ConnectorError::Fatal)?;
                 std::thread::sleep(std::time::Duration::from_secs(seconds));
-                Ok(Summary { warnings: vec![] })
+                done()
             }
             "emit-bulk" => {
                 // `emit-bulk COUNT SIZE`: COUNT records of about SIZE bytes each.
@@ -144,60 +153,56 @@ impl Guest for Hostile {
                         })
                         .collect();
                     next += batch.len();
-                    out.emit(&batch).map_err(ConnectorError::Fatal)?;
+                    // Batches of this size exactly, not the SDK's.
+                    run.emit_batch_unchecked(&batch)
+                        .map_err(ConnectorError::Fatal)?;
                 }
-                Ok(Summary { warnings: vec![] })
+                done()
             }
             "log-flood" => {
                 let lines: u64 = argument.parse().unwrap_or(1_000_000);
                 for i in 0..lines {
-                    fasten::connector::log::log(
-                        fasten::connector::log::Level::Info,
-                        &format!("flood line {i}"),
-                    );
+                    run.log(Level::Info, &format!("flood line {i}"));
                 }
-                Ok(Summary { warnings: vec![] })
+                done()
             }
             "log-forge" => {
-                fasten::connector::log::log(
-                    fasten::connector::log::Level::Info,
+                run.log(
+                    Level::Info,
                     "harmless\n2026-12-06T10:00:00Z  INFO fasten::auth: admin \"eve\" signed in from 10.0.0.1\u{1b}[2K",
                 );
                 report("forged".into())
             }
             "state-nul" => {
-                use fasten::connector::state;
                 let blob = format!("\0{}", "x".repeat(60 * 1024));
-                let first = state::set("\0a", &blob);
-                let second = state::set("\0b", &blob);
+                let first = run.set_state("\0a", &blob);
+                let second = run.set_state("\0b", &blob);
                 report(format!("state-nul: first {first:?}, second {second:?}"))
             }
             "state-wide" => {
-                use fasten::connector::state;
                 // 20,000 four-byte characters: 80,000 bytes of UTF-8.
                 let wide = "\u{1F600}".repeat(20_000);
-                report(format!("state-wide: {:?}", state::set("wide", &wide)))
+                report(format!("state-wide: {:?}", run.set_state("wide", &wide)))
             }
             "state-then-fail" => {
-                use fasten::connector::state;
-                state::set("cursor", "from-a-failed-run").map_err(ConnectorError::Fatal)?;
+                run.set_state("cursor", "from-a-failed-run")
+                    .map_err(ConnectorError::Fatal)?;
                 report("failed after setting state".into())
             }
             "state-then-succeed" => {
-                use fasten::connector::state;
-                let before = state::get("cursor");
-                state::set("cursor", argument).map_err(ConnectorError::Fatal)?;
-                out.emit(&[r#"{"resourceType":"Patient","id":"stateful"}"#.to_string()])
+                let before = run.state("cursor");
+                run.set_state("cursor", argument)
                     .map_err(ConnectorError::Fatal)?;
+                run.emit_text(r#"{"resourceType":"Patient","id":"stateful"}"#.into())?;
                 Ok(Summary {
                     warnings: vec![format!("state before: {before:?}")],
                 })
             }
             "checkpoint-big" => {
-                out.emit(&[r#"{"resourceType":"Patient","id":"cp"}"#.to_string()])
+                emit_now(run, r#"{"resourceType":"Patient","id":"cp"}"#)
                     .map_err(ConnectorError::Fatal)?;
-                out.checkpoint(&"c".repeat(1 << 20));
-                Ok(Summary { warnings: vec![] })
+                run.checkpoint(&"c".repeat(1 << 20));
+                done()
             }
             "error-huge" => report("e".repeat(10 << 20)),
             "panic" => panic!("the hostile plugin panics on purpose"),
@@ -210,13 +215,12 @@ impl Guest for Hostile {
                 report(format!("files: {files}; env: {env}"))
             }
             "ok" => {
-                out.emit(&[r#"{"resourceType":"Patient","id":"hostile-ok"}"#.to_string()])
-                    .map_err(ConnectorError::Fatal)?;
-                Ok(Summary { warnings: vec![] })
+                run.emit_text(r#"{"resourceType":"Patient","id":"hostile-ok"}"#.into())?;
+                done()
             }
             other => report(format!("unknown command {other:?}")),
         }
     }
 }
 
-export!(Hostile);
+fasten_connector::export_connector!(Hostile);

@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
-use crate::exports::fasten::connector::connector::ConnectorError;
-use crate::fasten::connector::http::{HttpError, Request, Response};
 use crate::{activity, measures, sleep};
+use fasten_connector::ConnectorError;
+use fasten_connector::http::{HttpError, Request, Response};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Endpoint {
@@ -157,7 +157,8 @@ pub(crate) fn read_response(
         200..=299 => {}
         401 | 403 => return Err(ConnectorError::Unauthorized),
         429 => {
-            let wait = header(&response, "retry-after")
+            let wait = response
+                .header("retry-after")
                 .and_then(|v| v.trim().parse::<u32>().ok())
                 .map_or(RATE_LIMIT_SECONDS, |s| s.max(1));
             return Err(ConnectorError::RateLimited(wait));
@@ -216,14 +217,6 @@ fn status_error(status: i64, message: &str, what: &str) -> ConnectorError {
             "Withings refused the request for {what} (status {status}: {message})."
         ))
     }
-}
-
-fn header<'r>(response: &'r Response, name: &str) -> Option<&'r str> {
-    response
-        .headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
 }
 
 /// `: <the start of the body>.` for an error message, or `.` for an empty body.

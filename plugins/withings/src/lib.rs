@@ -13,21 +13,14 @@ mod measures;
 mod sleep;
 mod sync;
 
-wit_bindgen::generate!({
-    path: "../../wit/v0.1",
-    world: "plugin",
-});
-
-use exports::fasten::connector::connector::{
-    ConnectorError, Guest, PluginInfo, Summary, SyncRequest,
+use fasten_connector::{
+    AuthNeed, Connector, ConnectorError, ConnectorKind, Oauth2Endpoints, PluginInfo, Run, Summary,
+    SyncRequest,
 };
-use fasten::connector::files::SourceFile;
-use fasten::connector::sink::BatchSink;
-use fasten::connector::types::{AuthNeed, ConnectorKind, Oauth2Endpoints};
 
 struct Withings;
 
-impl Guest for Withings {
+impl Connector for Withings {
     fn describe() -> PluginInfo {
         PluginInfo {
             id: "withings".into(),
@@ -46,16 +39,9 @@ impl Guest for Withings {
         }
     }
 
-    fn sync(request: SyncRequest, out: &BatchSink) -> Result<Summary, ConnectorError> {
-        sync::run(request, out)
-    }
-
-    fn import_file(_file: &SourceFile, _out: &BatchSink) -> Result<Summary, ConnectorError> {
-        Err(ConnectorError::Fatal(
-            "The Withings connector does not import files; connect a Withings account instead."
-                .into(),
-        ))
+    fn sync(request: SyncRequest, run: &mut Run<'_>) -> Result<Summary, ConnectorError> {
+        sync::sync(request, run)
     }
 }
 
-export!(Withings);
+fasten_connector::export_connector!(Withings);

@@ -8,69 +8,20 @@
 //! between the host's clock and Withings'. Re-reading a record is harmless: ids are stable, so it
 //! updates what is stored.
 //!
-//! Everything the sync needs from the host goes through the [`Host`] trait, so the whole flow is
-//! unit tested natively against a fake Withings (the wit-bindgen imports only exist in wasm).
+//! Everything the sync needs from the host goes through the [`Run`], so the whole flow is unit
+//! tested natively against a fake Withings (`FakeHost`).
 
 use std::collections::{BTreeMap, HashSet};
 
+use fasten_connector::{ConnectorError, Level, Run, Summary, SyncRequest};
 use serde_json::Value;
 
 use crate::api::{self, Endpoint, Paging};
-use crate::exports::fasten::connector::connector::{ConnectorError, Summary, SyncRequest};
-use crate::fasten::connector::http::{HttpError, Request, Response};
-use crate::fasten::connector::log::Level;
-use crate::fasten::connector::sink::BatchSink;
 use crate::{activity, measures, sleep};
-
-/// Emit when this many resources are waiting (the host accepts at most 500 per call)...
-const BATCH_RESOURCES: usize = 250;
-/// ...or when they add up to this many bytes (the host accepts at most 4 MiB per call).
-const BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Pages read per endpoint, against an API whose `more` never ends.
 const MAX_PAGES: u32 = 10_000;
 /// Warnings about single broken records kept in the summary; the rest are counted.
 const MAX_PROBLEMS: usize = 50;
-
-/// What the sync needs from the host.
-pub(crate) trait Host {
-    fn send(&mut self, request: &Request) -> Result<Response, HttpError>;
-    fn log(&mut self, level: Level, message: &str);
-    fn emit(&mut self, resources: &[String]) -> Result<(), String>;
-    fn progress(&mut self, done: u64, total: Option<u64>);
-    fn checkpoint(&mut self, cursor: &str);
-}
-
-/// The real host, through the component's imports.
-struct Wasm<'a> {
-    out: &'a BatchSink,
-}
-
-impl Host for Wasm<'_> {
-    fn send(&mut self, request: &Request) -> Result<Response, HttpError> {
-        crate::fasten::connector::http::send(request)
-    }
-
-    fn log(&mut self, level: Level, message: &str) {
-        crate::fasten::connector::log::log(level, message);
-    }
-
-    fn emit(&mut self, resources: &[String]) -> Result<(), String> {
-        self.out.emit(resources)
-    }
-
-    fn progress(&mut self, done: u64, total: Option<u64>) {
-        self.out.progress(done, total);
-    }
-
-    fn checkpoint(&mut self, cursor: &str) {
-        self.out.checkpoint(cursor);
-    }
-}
-
-/// The `sync` export.
-pub(crate) fn run(request: SyncRequest, out: &BatchSink) -> Result<Summary, ConnectorError> {
-    sync(request, &mut Wasm { out })
-}
 
 /// What was skipped, to be told to the user once per run rather than once per record.
 #[derive(Default, Debug)]
@@ -123,8 +74,8 @@ impl Notes {
     }
 }
 
-/// The whole sync.
-pub(crate) fn sync(request: SyncRequest, host: &mut impl Host) -> Result<Summary, ConnectorError> {
+/// The `sync` export.
+pub(crate) fn sync(request: SyncRequest, run: &mut Run<'_>) -> Result<Summary, ConnectorError> {
     let base = request.base_url.trim().trim_end_matches('/').to_string();
     if !(base.starts_with("https://") || base.starts_with("http://")) {
         return Err(ConnectorError::InvalidInput(format!(
@@ -137,7 +88,7 @@ pub(crate) fn sync(request: SyncRequest, host: &mut impl Host) -> Result<Summary
         Some(cursor) => match cursor.parse::<u64>() {
             Ok(seconds) => Some(seconds),
             Err(_) => {
-                host.log(
+                run.log(
                     Level::Warn,
                     &format!("ignoring a sync cursor this plugin did not write: {cursor:?}"),
                 );
@@ -146,21 +97,20 @@ pub(crate) fn sync(request: SyncRequest, host: &mut impl Host) -> Result<Summary
         },
     };
     let mut session = Session {
-        host,
+        run,
         base,
         last_update: previous.unwrap_or(0),
         server_time: None,
         latest_modified: None,
         notes: Notes::default(),
-        batch: Vec::new(),
-        batch_bytes: 0,
-        emitted: 0,
         ids: HashSet::new(),
     };
+    // Progress is the count of records stored, told after each page (from here on, rather than
+    // by the run after each batch).
+    session.run.progress(0, None);
     for endpoint in Endpoint::ALL {
         session.read_all(endpoint)?;
     }
-    session.flush()?;
     // Withings' clock when available; otherwise (an answer without `updatetime`) the newest
     // modification seen, which may re-read a little but never skips what changed.
     let cursor = session
@@ -170,11 +120,11 @@ pub(crate) fn sync(request: SyncRequest, host: &mut impl Host) -> Result<Summary
         .chain(previous)
         .max();
     if let Some(cursor) = cursor {
-        session.host.checkpoint(&cursor.to_string());
+        session.run.checkpoint(&cursor.to_string());
     }
-    let emitted = session.emitted;
+    let emitted = session.run.emitted();
     let warnings = session.notes.into_warnings();
-    session.host.log(
+    session.run.log(
         Level::Info,
         &format!(
             "Withings sync read {emitted} observations with {} warnings",
@@ -184,8 +134,8 @@ pub(crate) fn sync(request: SyncRequest, host: &mut impl Host) -> Result<Summary
     Ok(Summary { warnings })
 }
 
-struct Session<'h, H: Host> {
-    host: &'h mut H,
+struct Session<'r, 'h> {
+    run: &'r mut Run<'h>,
     base: String,
     last_update: u64,
     /// `updatetime` of the first `getmeas` answer.
@@ -193,19 +143,16 @@ struct Session<'h, H: Host> {
     /// The newest `modified` of any record read.
     latest_modified: Option<u64>,
     notes: Notes,
-    batch: Vec<String>,
-    batch_bytes: usize,
-    emitted: u64,
     /// Ids emitted so far: a record that moves between pages while they are read is sent once.
     ids: HashSet<String>,
 }
 
-impl<H: Host> Session<'_, H> {
+impl Session<'_, '_> {
     fn read_all(&mut self, endpoint: Endpoint) -> Result<(), ConnectorError> {
         let mut offset = 0;
         for _ in 0..MAX_PAGES {
             let request = endpoint.request(&self.base, self.last_update, offset);
-            let answer = self.host.send(&request);
+            let answer = self.run.send(&request);
             let body = api::read_response(endpoint, answer)?;
             if endpoint == Endpoint::Measures && self.server_time.is_none() {
                 self.server_time = body.get("updatetime").and_then(Value::as_u64);
@@ -232,8 +179,10 @@ impl<H: Host> Session<'_, H> {
                     self.push(resource)?;
                 }
             }
-            self.flush()?;
-            self.host.progress(self.emitted, None);
+            // Every page's records are sent before its progress is told.
+            self.run.flush()?;
+            let emitted = self.run.emitted();
+            self.run.progress(emitted, None);
             match api::paging(&body, offset) {
                 Paging::Done => return Ok(()),
                 Paging::Next(next) => offset = next,
@@ -265,25 +214,7 @@ impl<H: Host> Session<'_, H> {
         if !self.ids.insert(id) {
             return Ok(());
         }
-        let text = resource.to_string();
-        self.batch_bytes += text.len();
-        self.batch.push(text);
-        if self.batch.len() >= BATCH_RESOURCES || self.batch_bytes >= BATCH_BYTES {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), ConnectorError> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
-        self.host.emit(&batch).map_err(|reason| {
-            ConnectorError::Fatal(format!("Fasten could not store Withings data: {reason}"))
-        })?;
-        self.emitted += batch.len() as u64;
+        self.run.emit(&resource)?;
         Ok(())
     }
 }

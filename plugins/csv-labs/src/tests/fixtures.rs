@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::lab_csv::{LabRow, Layout, lab_csv, lab_observations};
 use super::*;
+use crate::import::{self, Options};
 
 const LAYOUTS: [Layout; 3] = [Layout::UsPortal, Layout::EuLab, Layout::TabbedWithPreamble];
 
@@ -344,21 +345,17 @@ fn a_long_history_imports_in_flat_memory() {
             i % 60
         ));
     }
-    struct Counting(usize, usize);
-    impl Output for Counting {
-        fn emit(&mut self, resource: Value) -> Result<(), String> {
-            self.0 += 1;
-            self.1 += resource.to_string().len();
-            Ok(())
-        }
-        fn expect(&mut self, _total: u64) {}
-    }
     let before = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let started = std::time::Instant::now();
-    let mut out = Counting(0, 0);
-    let warnings = import::import(|| text.as_bytes(), &Options::default(), &mut out).unwrap();
+    let mut host = FakeHost::new();
+    host.discard_records();
+    let mut input = std::io::Cursor::new(text.as_bytes());
+    let warnings = host
+        .with_run(|run| import::import(&mut input, &Options::default(), run))
+        .unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
-    assert_eq!(out.0, rows + rows / 2, "a report per (distinct) time");
+    let emitted: usize = host.batches.iter().sum();
+    assert_eq!(emitted, rows + rows / 2, "a report per (distinct) time");
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let peak = |status: &str| {
         status
@@ -368,9 +365,8 @@ fn a_long_history_imports_in_flat_memory() {
             .to_string()
     };
     eprintln!(
-        "{rows} rows ({} bytes, {} bytes of JSON out) in {:?}; peak before {}, after {}",
+        "{rows} rows ({} bytes, {emitted} resources out) in {:?}; peak before {}, after {}",
         text.len(),
-        out.1,
         started.elapsed(),
         peak(&before),
         peak(&status)

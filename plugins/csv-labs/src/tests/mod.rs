@@ -1,4 +1,4 @@
-//! Native tests: the import runs on byte slices with a list standing in for the host's sink.
+//! Native tests: the connector imports byte slices, with the SDK's FakeHost as the host.
 
 #[path = "../../../../host/tests/common/lab_csv.rs"]
 mod lab_csv;
@@ -9,26 +9,11 @@ mod parsing;
 
 use std::path::PathBuf;
 
+use fasten_connector::ConnectorError;
+use fasten_connector::testing::{FakeFile, FakeHost};
 use serde_json::Value;
 
-use crate::import::{self, ImportError, Options, Output};
-
-#[derive(Default)]
-struct Collected {
-    resources: Vec<Value>,
-    expected: Option<u64>,
-}
-
-impl Output for Collected {
-    fn emit(&mut self, resource: Value) -> Result<(), String> {
-        self.resources.push(resource);
-        Ok(())
-    }
-
-    fn expect(&mut self, total: u64) {
-        self.expected = Some(total);
-    }
-}
+use crate::CsvLabs;
 
 /// What an import produced.
 struct Imported {
@@ -64,16 +49,24 @@ impl Imported {
     }
 }
 
-fn run_with(bytes: &[u8], media_type: &str) -> Result<Imported, ImportError> {
-    let mut out = Collected::default();
-    let warnings = import::import(|| bytes, &Options::from_media_type(media_type), &mut out)?;
+fn run_with(bytes: &[u8], media_type: &str) -> Result<Imported, ConnectorError> {
+    let mut host = FakeHost::new();
+    let file = FakeFile::new("labs.csv", media_type, bytes).in_chunks_of(64 * 1024);
+    let warnings = host.import_file::<CsvLabs>(file)?.warnings;
+    let resources = host.resources();
+    // The total is announced before the first record, and every report counts towards it.
     assert_eq!(
-        out.expected,
-        Some(out.resources.len() as u64),
+        host.progress.first(),
+        Some(&(0, Some(resources.len() as u64)))
+    );
+    assert!(
+        host.progress
+            .iter()
+            .all(|&(_, total)| total == Some(resources.len() as u64)),
         "the announced total matches what was emitted"
     );
     Ok(Imported {
-        resources: out.resources,
+        resources,
         warnings,
     })
 }
@@ -92,7 +85,7 @@ fn error_of(bytes: &[u8]) -> String {
             "import succeeded with {} resources",
             imported.resources.len()
         ),
-        Err(ImportError::Invalid(message)) => message,
+        Err(ConnectorError::InvalidInput(message)) => message,
         Err(other) => panic!("unexpected error {other:?}"),
     }
 }

@@ -18,8 +18,8 @@
 //! summary. Only what the host can act on fails it: 401 (reconnect), 429 / 503 with Retry-After
 //! (retry later), the first request failing, and the host refusing a batch.
 //!
-//! Everything the sync needs from the host goes through the [`Host`] trait, so the whole flow is
-//! unit tested natively against a fake server (the wit-bindgen imports only exist in wasm).
+//! Everything the sync needs from the host goes through the [`Run`], so the whole flow is unit
+//! tested natively against a fake server (`FakeHost`).
 
 mod refs;
 mod settings;
@@ -29,24 +29,17 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
 use base64::Engine as _;
+use fasten_connector::http::{HttpError, Request};
+use fasten_connector::{ConnectorError, Level, MAX_BATCH_BYTES, Run, Summary, SyncRequest};
 use fasten_fhir_r4::json_text;
 use serde_json::{Value, json};
 
-use crate::exports::fasten::connector::connector::{ConnectorError, Summary, SyncRequest};
-use crate::fasten::connector::http::{HttpError, Request, Response};
-use crate::fasten::connector::log::Level;
-use crate::fasten::connector::sink::BatchSink;
-use crate::{BATCH_BYTES, BATCH_RESOURCES};
 use settings::Settings;
 use util::{
     describe_body, encode_path_segment, encode_query_value, header, is_cursor, is_json_media_type,
     is_valid_id, outcome_issues, retry_after_seconds, rfc3339, shorten, status_text,
 };
 
-/// The host refuses a batch of more resources than this...
-const MAX_EMIT_RESOURCES: usize = 500;
-/// ...or of more bytes (summed over the resources' JSON texts).
-const MAX_EMIT_BYTES: usize = 4 * 1024 * 1024;
 /// Pages followed per search, against a server whose `next` links never end.
 const MAX_PAGES: usize = 1000;
 /// Warnings kept in the summary; the rest are counted.
@@ -57,54 +50,8 @@ const MAX_TRANSPORT_FAILURES: u32 = 3;
 /// The label of `$everything` in warnings and logs.
 const EVERYTHING: &str = "Patient/$everything";
 
-/// What the sync needs from the host.
-pub(crate) trait Host {
-    fn send(&mut self, request: &Request) -> Result<Response, HttpError>;
-    fn log(&mut self, level: Level, message: &str);
-    fn emit(&mut self, resources: &[String]) -> Result<(), String>;
-    fn progress(&mut self, done: u64, total: Option<u64>);
-    fn checkpoint(&mut self, cursor: &str);
-}
-
-/// The real host, through the component's imports.
-struct Wasm<'a> {
-    out: &'a BatchSink,
-}
-
-impl Host for Wasm<'_> {
-    fn send(&mut self, request: &Request) -> Result<Response, HttpError> {
-        crate::fasten::connector::http::send(request)
-    }
-
-    fn log(&mut self, level: Level, message: &str) {
-        crate::fasten::connector::log::log(level, message);
-    }
-
-    fn emit(&mut self, resources: &[String]) -> Result<(), String> {
-        self.out.emit(resources)
-    }
-
-    fn progress(&mut self, done: u64, total: Option<u64>) {
-        self.out.progress(done, total);
-    }
-
-    fn checkpoint(&mut self, cursor: &str) {
-        self.out.checkpoint(cursor);
-    }
-}
-
 /// The `sync` export.
-pub(crate) fn run(request: SyncRequest, out: &BatchSink) -> Result<Summary, ConnectorError> {
-    let now = crate::fasten::connector::clock::now();
-    sync(request, now, &mut Wasm { out })
-}
-
-/// The whole sync, with the start time (seconds since the epoch) given.
-pub(crate) fn sync(
-    request: SyncRequest,
-    now: u64,
-    host: &mut impl Host,
-) -> Result<Summary, ConnectorError> {
+pub(crate) fn sync(request: SyncRequest, run: &mut Run<'_>) -> Result<Summary, ConnectorError> {
     let (settings, setting_warnings) =
         Settings::parse(&request.settings).map_err(ConnectorError::InvalidInput)?;
     let base = util::trim_base(&request.base_url).to_string();
@@ -117,7 +64,7 @@ pub(crate) fn sync(
     let cursor = match request.cursor {
         Some(cursor) if is_cursor(&cursor) => Some(cursor),
         Some(cursor) => {
-            host.log(
+            run.log(
                 Level::Warn,
                 &format!("ignoring a cursor this plugin did not write: {cursor:?}"),
             );
@@ -126,11 +73,14 @@ pub(crate) fn sync(
         None => None,
     };
     let since = cursor.clone().filter(|_| settings.incremental);
-    let mut session = Session::new(host, base, settings, since);
+    // Taken before the first request: whatever changes on the server while this run reads is
+    // picked up again by the next one.
+    let started = rfc3339(run.now());
+    let mut session = Session::new(run, base, settings, since);
     for warning in setting_warnings {
         session.warn(warning);
     }
-    session.run(request.patient_id.as_deref(), now, cursor)
+    session.run(request.patient_id.as_deref(), started, cursor)
 }
 
 /// A response body the sync could use.
@@ -243,17 +193,13 @@ enum Pages {
 }
 
 /// One sync run.
-struct Session<'h, H: Host> {
-    host: &'h mut H,
+struct Session<'r, 'h> {
+    run: &'r mut Run<'h>,
     /// The FHIR base without a trailing slash.
     base: String,
     settings: Settings,
     /// `_lastUpdated` / `_since` bound of this run: the previous checkpoint, when incremental.
     since: Option<String>,
-    /// Resources waiting to be emitted, as JSON text, and their total length.
-    batch: Vec<String>,
-    batch_bytes: usize,
-    emitted: u64,
     /// `Type/id` of every resource emitted (or read and found wanting), so nothing is emitted or
     /// read twice.
     seen: HashSet<String>,
@@ -276,16 +222,13 @@ struct Session<'h, H: Host> {
     total: u64,
 }
 
-impl<'h, H: Host> Session<'h, H> {
-    fn new(host: &'h mut H, base: String, settings: Settings, since: Option<String>) -> Self {
+impl<'r, 'h> Session<'r, 'h> {
+    fn new(run: &'r mut Run<'h>, base: String, settings: Settings, since: Option<String>) -> Self {
         Session {
-            host,
+            run,
             base,
             settings,
             since,
-            batch: Vec::new(),
-            batch_bytes: 0,
-            emitted: 0,
             seen: HashSet::new(),
             found: BTreeSet::new(),
             failed: HashSet::new(),
@@ -304,12 +247,9 @@ impl<'h, H: Host> Session<'h, H> {
     fn run(
         mut self,
         patient_id: Option<&str>,
-        now: u64,
+        started: String,
         previous_cursor: Option<String>,
     ) -> Result<Summary, ConnectorError> {
-        // Taken before the first request: whatever changes on the server while this run reads is
-        // picked up again by the next one.
-        let started = rfc3339(now);
         let rounds = u64::from(self.settings.reference_rounds);
         let types = self.settings.resource_types.clone();
         self.total = 1 + u64::from(self.settings.everything) + types.len() as u64 + rounds;
@@ -349,13 +289,13 @@ impl<'h, H: Host> Session<'h, H> {
         }
 
         self.follow_references()?;
-        self.flush()?;
+        self.run.flush()?;
 
         if !self.incomplete {
-            self.host.checkpoint(&started);
+            self.run.checkpoint(&started);
         } else if let Some(cursor) = previous_cursor {
             // Keep the previous cursor, so the next run asks again for what this one missed.
-            self.host.checkpoint(&cursor);
+            self.run.checkpoint(&cursor);
             self.warn(format!(
                 "Some records could not be read because of server or network errors; the next \
                  sync will ask again for everything changed since {cursor}."
@@ -367,12 +307,12 @@ impl<'h, H: Host> Session<'h, H> {
                     .to_string(),
             );
         }
-        self.host.progress(self.total, Some(self.total));
+        self.run.progress(self.total, Some(self.total));
         self.log(
             Level::Info,
             format!(
                 "sync done: {} resources from {} requests, {} warnings",
-                self.emitted,
+                self.run.emitted(),
                 self.requests,
                 self.warnings.len()
             ),
@@ -911,41 +851,21 @@ impl<'h, H: Host> Session<'h, H> {
         }
         refs::collect_references(&resource, &self.base, &mut self.found);
         let text = verbatim.unwrap_or_else(|| resource.to_string());
-        if text.len() > MAX_EMIT_BYTES {
+        if text.len() > MAX_BATCH_BYTES {
             self.warn(format!(
                 "{key}: skipped: at {:.1} MiB it is larger than the {} MiB a record may be",
                 text.len() as f64 / (1024.0 * 1024.0),
-                MAX_EMIT_BYTES >> 20
+                MAX_BATCH_BYTES >> 20
             ));
             return Ok(());
         }
-        if self.batch.len() >= MAX_EMIT_RESOURCES || self.batch_bytes + text.len() > MAX_EMIT_BYTES
-        {
-            self.flush()?;
-        }
-        self.batch_bytes += text.len();
-        self.batch.push(text);
-        self.emitted += 1;
-        if self.batch.len() >= BATCH_RESOURCES || self.batch_bytes >= BATCH_BYTES {
-            self.flush()?;
-        }
+        self.run.emit_text(text)?;
         Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), ConnectorError> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
-        self.host
-            .emit(&batch)
-            .map_err(|reason| ConnectorError::Fatal(format!("the host refused a batch: {reason}")))
     }
 
     fn step_done(&mut self) {
         self.done += 1;
-        self.host
+        self.run
             .progress(self.done.min(self.total), Some(self.total));
     }
 
@@ -958,7 +878,7 @@ impl<'h, H: Host> Session<'h, H> {
     }
 
     fn log(&mut self, level: Level, message: String) {
-        self.host.log(level, &message);
+        self.run.log(level, &message);
     }
 
     // ---- HTTP ----
@@ -980,18 +900,12 @@ impl<'h, H: Host> Session<'h, H> {
         url: &str,
         extra_header: Option<(&str, &str)>,
     ) -> Result<Result<Body, Failure>, ConnectorError> {
-        let mut headers = vec![("accept".to_string(), self.settings.accept.clone())];
+        let mut request = Request::get(url).header("accept", self.settings.accept.clone());
         if let Some((name, value)) = extra_header {
-            headers.push((name.to_string(), value.to_string()));
+            request = request.header(name, value);
         }
-        let request = Request {
-            method: "GET".into(),
-            url: url.into(),
-            headers,
-            body: None,
-        };
         self.requests += 1;
-        let response = match self.host.send(&request) {
+        let response = match self.run.send(&request) {
             Ok(response) => {
                 self.transport_failures = 0;
                 response

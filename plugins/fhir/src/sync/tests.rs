@@ -1,91 +1,46 @@
 //! The sync against a fake FHIR server: every request is answered from a table of URLs.
 
-use std::collections::HashMap;
-
+use fasten_connector::http::Response;
+use fasten_connector::testing::FakeHost;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::Fhir;
 
 const BASE: &str = "https://fhir.example.org/r4";
-const NOW: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
-#[derive(Default)]
-struct Fake {
-    routes: HashMap<String, Result<Response, HttpError>>,
-    requests: Vec<Request>,
-    batches: Vec<Vec<String>>,
-    progress: Vec<(u64, Option<u64>)>,
-    checkpoint: Option<String>,
-    logs: Vec<String>,
+/// A fake FHIR server: a table of URLs, and a 404 OperationOutcome for anything else.
+fn server() -> FakeHost {
+    let mut host = FakeHost::new();
+    host.on_request(|_| {
+        Ok(json_response(
+            404,
+            json!({"resourceType": "OperationOutcome",
+                   "issue": [{"severity": "error", "code": "not-found",
+                              "diagnostics": "Unknown resource"}]}),
+        ))
+    });
+    host
 }
 
-impl Fake {
-    fn route(&mut self, url: &str, response: Result<Response, HttpError>) -> &mut Self {
-        self.routes.insert(url.to_string(), response);
-        self
-    }
+/// Routes for the fake server.
+trait Routes {
+    fn route(&mut self, url: &str, response: Result<Response, HttpError>) -> &mut Self;
 
     fn json(&mut self, url: &str, status: u16, body: Value) -> &mut Self {
         self.route(url, Ok(json_response(status, body)))
     }
+}
 
-    fn urls(&self) -> Vec<&str> {
-        self.requests.iter().map(|r| r.url.as_str()).collect()
-    }
-
-    fn emitted(&self) -> Vec<Value> {
-        self.batches
-            .iter()
-            .flatten()
-            .map(|text| serde_json::from_str(text).unwrap())
-            .collect()
-    }
-
-    fn emitted_keys(&self) -> Vec<String> {
-        self.emitted()
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}/{}",
-                    r["resourceType"].as_str().unwrap(),
-                    r["id"].as_str().unwrap()
-                )
-            })
-            .collect()
+impl Routes for FakeHost {
+    fn route(&mut self, url: &str, response: Result<Response, HttpError>) -> &mut Self {
+        self.respond_with_result("GET", url, response)
     }
 }
 
-impl Host for Fake {
-    fn send(&mut self, request: &Request) -> Result<Response, HttpError> {
-        self.requests.push(request.clone());
-        self.routes.get(&request.url).cloned().unwrap_or_else(|| {
-            Ok(json_response(
-                404,
-                json!({"resourceType": "OperationOutcome",
-                       "issue": [{"severity": "error", "code": "not-found",
-                                  "diagnostics": "Unknown resource"}]}),
-            ))
-        })
-    }
-
-    fn log(&mut self, _: Level, message: &str) {
-        self.logs.push(message.to_string());
-    }
-
-    fn emit(&mut self, resources: &[String]) -> Result<(), String> {
-        assert!(resources.len() <= MAX_EMIT_RESOURCES);
-        assert!(resources.iter().map(String::len).sum::<usize>() <= MAX_EMIT_BYTES);
-        self.batches.push(resources.to_vec());
-        Ok(())
-    }
-
-    fn progress(&mut self, done: u64, total: Option<u64>) {
-        self.progress.push((done, total));
-    }
-
-    fn checkpoint(&mut self, cursor: &str) {
-        self.checkpoint = Some(cursor.to_string());
-    }
+/// The cursor the next sync would get.
+fn checkpoint(host: &FakeHost) -> Option<&str> {
+    host.checkpoints.last().map(String::as_str)
 }
 
 fn json_response(status: u16, body: Value) -> Response {
@@ -144,7 +99,7 @@ fn search(resource_type: &str) -> String {
 
 #[test]
 fn falls_back_to_searches_follows_pages_and_references() {
-    let mut fake = Fake::default();
+    let mut fake = server();
     fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
         .json(
             &format!("{BASE}/Patient/p1/$everything?_count=50"),
@@ -216,18 +171,15 @@ fn falls_back_to_searches_follows_pages_and_references() {
             500,
             json!({"resourceType": "OperationOutcome", "issue": [{"diagnostics": "boom"}]}),
         );
-    let summary = sync(
-        request(
+    let summary = fake
+        .sync::<Fhir>(request(
             Some("p1"),
             None,
             &[("resource_types", "Condition,DocumentReference,Coverage")],
-        ),
-        NOW,
-        &mut fake,
-    )
-    .unwrap();
+        ))
+        .unwrap();
 
-    let mut keys = fake.emitted_keys();
+    let mut keys = fake.resource_keys();
     keys.sort();
     assert_eq!(
         keys,
@@ -244,7 +196,7 @@ fn falls_back_to_searches_follows_pages_and_references() {
         ]
     );
     let binary = fake
-        .emitted()
+        .resources()
         .into_iter()
         .find(|r| r["resourceType"] == "Binary")
         .unwrap();
@@ -255,7 +207,7 @@ fn falls_back_to_searches_follows_pages_and_references() {
     // Organization/o2 was found in round 2's Location: a third round would be needed.
     assert!(
         !fake
-            .urls()
+            .requested_urls()
             .contains(&format!("{BASE}/Organization/o2").as_str())
     );
     assert_eq!(
@@ -269,7 +221,7 @@ fn falls_back_to_searches_follows_pages_and_references() {
         ]
     );
     // The 500 keeps the cursor from advancing: there was none before, so none is set.
-    assert_eq!(fake.checkpoint, None);
+    assert!(fake.checkpoints.is_empty());
     // Every request asks for FHIR JSON; searches also ask the server not to ignore a parameter.
     for request in &fake.requests {
         let accept = ("accept".to_string(), "application/fhir+json".to_string());
@@ -286,7 +238,7 @@ fn falls_back_to_searches_follows_pages_and_references() {
 
 #[test]
 fn everything_replaces_the_searches_and_the_cursor_advances() {
-    let mut fake = Fake::default();
+    let mut fake = server();
     fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
         .json(
             &format!("{BASE}/Patient/p1/$everything?_count=50"),
@@ -309,10 +261,10 @@ fn everything_replaces_the_searches_and_the_cursor_advances() {
             200,
             json!({"resourceType": "Practitioner", "id": "dr1"}),
         );
-    let summary = sync(request(Some("p1"), None, &[]), NOW, &mut fake).unwrap();
+    let summary = fake.sync::<Fhir>(request(Some("p1"), None, &[])).unwrap();
     assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
     assert_eq!(
-        fake.emitted_keys(),
+        fake.resource_keys(),
         [
             "Patient/p1",
             "Observation/o1",
@@ -321,14 +273,14 @@ fn everything_replaces_the_searches_and_the_cursor_advances() {
         ]
     );
     assert_eq!(fake.requests.len(), 4);
-    assert_eq!(fake.checkpoint.as_deref(), Some("2026-01-01T00:00:00Z"));
+    assert_eq!(checkpoint(&fake), Some("2026-01-01T00:00:00Z"));
     assert_eq!(fake.progress.last(), Some(&(4, Some(4))));
 }
 
 #[test]
 fn incremental_searches_and_a_server_without_last_updated() {
     let cursor = "2025-06-01T10:00:00Z";
-    let mut fake = Fake::default();
+    let mut fake = server();
     fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
         .json(
             &format!("{BASE}/Patient/p1/$everything?_count=50&_since={cursor}"),
@@ -357,8 +309,8 @@ fn incremental_searches_and_a_server_without_last_updated() {
             200,
             bundle(&[json!({"resourceType": "Observation", "id": "o2"})], None),
         );
-    let summary = sync(
-        request(
+    let summary = fake
+        .sync::<Fhir>(request(
             Some("p1"),
             Some(cursor),
             &[
@@ -369,14 +321,11 @@ fn incremental_searches_and_a_server_without_last_updated() {
                 ),
                 ("reference_rounds", "0"),
             ],
-        ),
-        NOW,
-        &mut fake,
-    )
-    .unwrap();
+        ))
+        .unwrap();
     assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
     assert_eq!(
-        fake.emitted_keys(),
+        fake.resource_keys(),
         [
             "Patient/p1",
             "Condition/c1",
@@ -384,29 +333,25 @@ fn incremental_searches_and_a_server_without_last_updated() {
             "Observation/o2"
         ]
     );
-    assert_eq!(fake.checkpoint.as_deref(), Some("2026-01-01T00:00:00Z"));
+    assert_eq!(checkpoint(&fake), Some("2026-01-01T00:00:00Z"));
 }
 
 #[test]
 fn not_incremental_ignores_the_cursor() {
-    let mut fake = Fake::default();
+    let mut fake = server();
     fake.json(&format!("{BASE}/Patient/p1"), 200, patient());
-    sync(
-        request(
-            Some("p1"),
-            Some("2025-06-01T10:00:00Z"),
-            &[
-                ("incremental", "false"),
-                ("everything", "false"),
-                ("resource_types", "Goal"),
-            ],
-        ),
-        NOW,
-        &mut fake,
-    )
+    fake.sync::<Fhir>(request(
+        Some("p1"),
+        Some("2025-06-01T10:00:00Z"),
+        &[
+            ("incremental", "false"),
+            ("everything", "false"),
+            ("resource_types", "Goal"),
+        ],
+    ))
     .unwrap();
     assert_eq!(
-        fake.urls(),
+        fake.requested_urls(),
         [
             format!("{BASE}/Patient/p1"),
             format!("{BASE}/metadata"),
@@ -418,7 +363,7 @@ fn not_incremental_ignores_the_cursor() {
 
 #[test]
 fn a_failing_later_page_keeps_the_earlier_ones() {
-    let mut fake = Fake::default();
+    let mut fake = server();
     fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
         .json(
             &search("Condition"),
@@ -436,8 +381,8 @@ fn a_failing_later_page_keeps_the_earlier_ones() {
                 b"<html><title>Session expired</title></html>",
             )),
         );
-    let summary = sync(
-        request(
+    let summary = fake
+        .sync::<Fhir>(request(
             Some("p1"),
             Some("2025-06-01T10:00:00Z"),
             &[
@@ -446,57 +391,50 @@ fn a_failing_later_page_keeps_the_earlier_ones() {
                 ("resource_types", "Condition"),
                 ("reference_rounds", "0"),
             ],
-        ),
-        NOW,
-        &mut fake,
-    )
-    .unwrap();
-    assert_eq!(fake.emitted_keys(), ["Patient/p1", "Condition/c1"]);
+        ))
+        .unwrap();
+    assert_eq!(fake.resource_keys(), ["Patient/p1", "Condition/c1"]);
     assert_eq!(
         summary.warnings[0],
         "Condition: the server answered with text/html instead of FHIR JSON: Session expired \
          (on page 2; the 1 pages before it were kept)"
     );
     // The previous cursor is kept, so the next run asks again.
-    assert_eq!(fake.checkpoint.as_deref(), Some("2025-06-01T10:00:00Z"));
+    assert_eq!(checkpoint(&fake), Some("2025-06-01T10:00:00Z"));
 }
 
 #[test]
 fn finds_the_patient_when_the_provider_named_none() {
-    let mut fake = Fake::default();
+    let mut fake = server();
     fake.json(&format!("{BASE}/Patient"), 200, bundle(&[patient()], None));
-    sync(
-        request(
-            None,
-            None,
-            &[
-                ("everything", "false"),
-                ("resource_types", "Goal"),
-                ("reference_rounds", "0"),
-            ],
-        ),
-        NOW,
-        &mut fake,
-    )
+    fake.sync::<Fhir>(request(
+        None,
+        None,
+        &[
+            ("everything", "false"),
+            ("resource_types", "Goal"),
+            ("reference_rounds", "0"),
+        ],
+    ))
     .unwrap();
     assert_eq!(
-        fake.urls(),
+        fake.requested_urls(),
         [
             format!("{BASE}/Patient"),
             format!("{BASE}/metadata"),
             search("Goal")
         ]
     );
-    assert_eq!(fake.emitted_keys(), ["Patient/p1"]);
+    assert_eq!(fake.resource_keys(), ["Patient/p1"]);
 
-    let mut fake = Fake::default();
+    let mut fake = server();
     let other = json!({"resourceType": "Patient", "id": "p2"});
     fake.json(
         &format!("{BASE}/Patient"),
         200,
         bundle(&[patient(), other], None),
     );
-    let error = sync(request(None, None, &[]), NOW, &mut fake).unwrap_err();
+    let error = fake.sync::<Fhir>(request(None, None, &[])).unwrap_err();
     assert!(
         matches!(&error, ConnectorError::InvalidInput(m)
             if m == "the provider did not say which patient this connection is for"),
@@ -553,59 +491,55 @@ fn errors_that_end_the_run() {
         ),
     ];
     for (answer, expected) in cases {
-        let mut fake = Fake::default();
+        let mut fake = server();
         fake.route(&patient_url, answer);
-        let error = sync(request(Some("p1"), None, &[]), NOW, &mut fake).unwrap_err();
+        let error = fake
+            .sync::<Fhir>(request(Some("p1"), None, &[]))
+            .unwrap_err();
         assert_eq!(format!("{error:?}"), format!("{expected:?}"));
-        assert_eq!(fake.checkpoint, None);
+        assert!(fake.checkpoints.is_empty());
     }
 }
 
 #[test]
 fn rate_limiting_later_ends_the_run() {
-    let mut fake = Fake::default();
+    let mut fake = server();
     fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
         .route(
             &search("Condition"),
             Ok(response(429, &[("retry-after", "30")], b"")),
         );
-    let error = sync(
-        request(
+    let error = fake
+        .sync::<Fhir>(request(
             Some("p1"),
             None,
             &[
                 ("everything", "false"),
                 ("resource_types", "Condition,Goal"),
             ],
-        ),
-        NOW,
-        &mut fake,
-    )
-    .unwrap_err();
+        ))
+        .unwrap_err();
     assert!(matches!(error, ConnectorError::RateLimited(30)));
-    assert_eq!(fake.checkpoint, None);
+    assert!(fake.checkpoints.is_empty());
 }
 
 #[test]
 fn a_dead_server_ends_the_run_as_transient() {
-    let mut fake = Fake::default();
+    let mut fake = server();
     fake.json(&format!("{BASE}/Patient/p1"), 200, patient());
     for t in ["Condition", "Goal", "Procedure"] {
         fake.route(&search(t), Err(HttpError::Timeout));
     }
-    let error = sync(
-        request(
+    let error = fake
+        .sync::<Fhir>(request(
             Some("p1"),
             None,
             &[
                 ("everything", "false"),
                 ("resource_types", "Condition,Goal,Procedure,Device"),
             ],
-        ),
-        NOW,
-        &mut fake,
-    )
-    .unwrap_err();
+        ))
+        .unwrap_err();
     assert!(matches!(error, ConnectorError::Transient(_)), "{error:?}");
     // The Patient, the CapabilityStatement, then three timeouts in a row.
     assert_eq!(fake.requests.len(), 5);
@@ -613,24 +547,21 @@ fn a_dead_server_ends_the_run_as_transient() {
 
 #[test]
 fn bad_input_is_refused_before_any_request() {
-    let mut fake = Fake::default();
-    let error = sync(
-        request(Some("p1"), None, &[("page_size", "0")]),
-        NOW,
-        &mut fake,
-    )
-    .unwrap_err();
+    let mut fake = server();
+    let error = fake
+        .sync::<Fhir>(request(Some("p1"), None, &[("page_size", "0")]))
+        .unwrap_err();
     assert!(matches!(error, ConnectorError::InvalidInput(_)));
     let mut bad_base = request(Some("p1"), None, &[]);
     bad_base.base_url = "fhir.example.org".into();
-    let error = sync(bad_base, NOW, &mut fake).unwrap_err();
+    let error = fake.sync::<Fhir>(bad_base).unwrap_err();
     assert!(matches!(error, ConnectorError::InvalidInput(_)));
     assert!(fake.requests.is_empty());
 }
 
 #[test]
 fn batches_respect_the_host_limits_and_skip_what_it_would_refuse() {
-    let mut fake = Fake::default();
+    let mut fake = server();
     let many: Vec<Value> = (0..1200)
         .map(|i| json!({"resourceType": "Observation", "id": format!("o{i}"), "note": [{"text": "x".repeat(3000)}]}))
         .collect();
@@ -640,8 +571,8 @@ fn batches_respect_the_host_limits_and_skip_what_it_would_refuse() {
     odd.push(json!({"resourceType": "Observation", "id": "huge", "note": [{"text": "x".repeat(5 << 20)}]}));
     fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
         .json(&search("Observation"), 200, bundle(&odd, None));
-    let summary = sync(
-        request(
+    let summary = fake
+        .sync::<Fhir>(request(
             Some("p1"),
             None,
             &[
@@ -649,12 +580,9 @@ fn batches_respect_the_host_limits_and_skip_what_it_would_refuse() {
                 ("resource_types", "Observation"),
                 ("reference_rounds", "0"),
             ],
-        ),
-        NOW,
-        &mut fake,
-    )
-    .unwrap();
-    assert_eq!(fake.emitted().len(), 1201);
+        ))
+        .unwrap();
+    assert_eq!(fake.resources().len(), 1201);
     assert!(fake.batches.len() >= 3);
     assert_eq!(summary.warnings.len(), 3, "{:?}", summary.warnings);
     assert_eq!(
@@ -721,7 +649,7 @@ fn a_page_shows_when_the_patient_filter_was_ignored() {
 
 #[test]
 fn only_the_types_the_server_lists_are_searched() {
-    let mut fake = Fake::default();
+    let mut fake = server();
     fake.json(&format!("{BASE}/Patient/p1"), 200, patient())
         .json(
             &format!("{BASE}/metadata"),
@@ -735,8 +663,8 @@ fn only_the_types_the_server_lists_are_searched() {
         )
         .json(&search("Condition"), 200, bundle(&[], None))
         .json(&search("Claim"), 200, bundle(&[], None));
-    let summary = sync(
-        request(
+    let summary = fake
+        .sync::<Fhir>(request(
             Some("p1"),
             None,
             &[
@@ -744,15 +672,12 @@ fn only_the_types_the_server_lists_are_searched() {
                 ("resource_types", "Condition,Claim,Goal,ImagingStudy"),
                 ("reference_rounds", "0"),
             ],
-        ),
-        NOW,
-        &mut fake,
-    )
-    .unwrap();
+        ))
+        .unwrap();
     // Goal cannot be searched there and ImagingStudy is not served: neither is asked for, and
     // neither is worth a warning.
     assert_eq!(
-        fake.urls(),
+        fake.requested_urls(),
         [
             format!("{BASE}/Patient/p1"),
             format!("{BASE}/metadata"),

@@ -1,11 +1,18 @@
 //! The whole sync against a fake Withings that answers from the fixtures in
 //! /work/shared/testdata/withings (Home Assistant's test data, see SOURCES.md there).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::rc::Rc;
 
+use fasten_connector::MAX_BATCH_RESOURCES;
+use fasten_connector::http::{HttpError, Request, Response};
+use fasten_connector::testing::FakeHost;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::Withings;
 use crate::api::tests::outcome;
 
 const BASE: &str = "http://127.0.0.1:8089";
@@ -35,23 +42,34 @@ fn withings_status(envelope: Value) -> Answer {
 }
 
 type Answer = Result<Response, HttpError>;
+/// url -> (offset asked for, answer)
+type Pages = HashMap<String, Vec<(u64, Answer)>>;
 
-#[derive(Default)]
+/// A host whose HTTP requests a fake Withings answers, by URL and offset, from pages that
+/// [`Fake::page`] sets. It derefs to the [`FakeHost`], which records what the run did.
 struct Fake {
-    /// url -> (offset asked for, answer)
-    pages: HashMap<String, Vec<(u64, Answer)>>,
-    requests: Vec<Request>,
-    batches: Vec<Vec<String>>,
-    progress: Vec<u64>,
-    checkpoint: Option<String>,
-    logs: Vec<String>,
-    refuse_emits: bool,
+    host: FakeHost,
+    pages: Rc<RefCell<Pages>>,
 }
 
 impl Fake {
     /// Measures from get_meas.json, activity from activity.json, sleep from get_sleep.json.
     fn from_fixtures() -> Self {
-        let mut fake = Fake::default();
+        let pages = Rc::new(RefCell::new(Pages::new()));
+        let mut host = FakeHost::new();
+        let server = Rc::clone(&pages);
+        host.on_request(move |request| {
+            let offset = form_of(request)
+                .get("offset")
+                .map_or(0, |o| o.parse().unwrap());
+            server
+                .borrow()
+                .get(&request.url)
+                .and_then(|pages| pages.iter().find(|(o, _)| *o == offset))
+                .map(|(_, answer)| answer.clone())
+                .unwrap_or_else(|| panic!("unexpected request {} offset {offset}", request.url))
+        });
+        let mut fake = Fake { host, pages };
         fake.page(MEASURES_URL, 0, envelope(fixture("get_meas.json")));
         fake.page(
             ACTIVITY_URL,
@@ -63,59 +81,42 @@ impl Fake {
     }
 
     fn page(&mut self, url: &str, offset: u64, answer: Answer) -> &mut Self {
-        let pages = self.pages.entry(url.to_string()).or_default();
-        pages.retain(|(o, _)| *o != offset);
-        pages.push((offset, answer));
+        {
+            let mut pages = self.pages.borrow_mut();
+            let pages = pages.entry(url.to_string()).or_default();
+            pages.retain(|(o, _)| *o != offset);
+            pages.push((offset, answer));
+        }
         self
-    }
-
-    fn emitted(&self) -> Vec<Value> {
-        self.batches
-            .iter()
-            .flatten()
-            .map(|text| serde_json::from_str(text).unwrap())
-            .collect()
     }
 
     fn forms(&self) -> Vec<HashMap<String, String>> {
         self.requests.iter().map(form_of).collect()
     }
+
+    /// The cursor the next sync would get.
+    fn checkpoint(&self) -> Option<&str> {
+        self.checkpoints.last().map(String::as_str)
+    }
+
+    /// Every progress report's count of records: a sync never knows its total.
+    fn progress(&self) -> Vec<u64> {
+        assert!(self.host.progress.iter().all(|(_, total)| total.is_none()));
+        self.host.progress.iter().map(|(done, _)| *done).collect()
+    }
 }
 
-impl Host for Fake {
-    fn send(&mut self, request: &Request) -> Result<Response, HttpError> {
-        self.requests.push(request.clone());
-        let offset = form_of(request)
-            .get("offset")
-            .map_or(0, |o| o.parse().unwrap());
-        self.pages
-            .get(&request.url)
-            .and_then(|pages| pages.iter().find(|(o, _)| *o == offset))
-            .map(|(_, answer)| answer.clone())
-            .unwrap_or_else(|| panic!("unexpected request {} offset {offset}", request.url))
-    }
+impl Deref for Fake {
+    type Target = FakeHost;
 
-    fn log(&mut self, _: Level, message: &str) {
-        self.logs.push(message.to_string());
+    fn deref(&self) -> &FakeHost {
+        &self.host
     }
+}
 
-    fn emit(&mut self, resources: &[String]) -> Result<(), String> {
-        assert!(resources.len() <= 500);
-        assert!(resources.iter().map(String::len).sum::<usize>() <= 4 * 1024 * 1024);
-        if self.refuse_emits {
-            return Err("Observation.valueQuantity.value is not a number".into());
-        }
-        self.batches.push(resources.to_vec());
-        Ok(())
-    }
-
-    fn progress(&mut self, done: u64, total: Option<u64>) {
-        assert_eq!(total, None);
-        self.progress.push(done);
-    }
-
-    fn checkpoint(&mut self, cursor: &str) {
-        self.checkpoint = Some(cursor.to_string());
+impl DerefMut for Fake {
+    fn deref_mut(&mut self) -> &mut FakeHost {
+        &mut self.host
     }
 }
 
@@ -184,8 +185,8 @@ fn one<'a>(resources: &'a [Value], code: &str, effective: &str) -> &'a Value {
 #[test]
 fn a_first_sync_reads_every_endpoint_and_maps_the_fixtures() {
     let mut fake = Fake::from_fixtures();
-    let summary = sync(request(None), &mut fake).unwrap();
-    let resources = fake.emitted();
+    let summary = fake.sync::<Withings>(request(None)).unwrap();
+    let resources = fake.resources();
 
     // Two usable measure groups of 16 measures, blood pressure as one panel: 15 each. 14 days of
     // 7 activity fields (no floors: the tracker reports 0). 5 nights of 10 sleep fields.
@@ -292,14 +293,14 @@ fn a_first_sync_reads_every_endpoint_and_maps_the_fixtures() {
     );
 
     // The cursor is Withings' own clock from the getmeas answer.
-    assert_eq!(fake.checkpoint.as_deref(), Some("1564617600"));
-    assert_eq!(fake.progress, [30, 30 + 98, 30 + 98 + 50]);
+    assert_eq!(fake.checkpoint(), Some("1564617600"));
+    assert_eq!(fake.progress(), [0, 30, 30 + 98, 30 + 98 + 50]);
 }
 
 #[test]
 fn requests_are_form_posts_without_credentials() {
     let mut fake = Fake::from_fixtures();
-    sync(request(None), &mut fake).unwrap();
+    fake.sync::<Withings>(request(None)).unwrap();
     let urls: Vec<&str> = fake.requests.iter().map(|r| r.url.as_str()).collect();
     assert_eq!(urls, [MEASURES_URL, ACTIVITY_URL, SLEEP_URL]);
     for request in &fake.requests {
@@ -344,15 +345,15 @@ fn requests_are_form_posts_without_credentials() {
 #[test]
 fn the_next_sync_asks_only_for_changes_and_gives_the_same_ids() {
     let mut first = Fake::from_fixtures();
-    sync(request(None), &mut first).unwrap();
-    let cursor = first.checkpoint.clone().unwrap();
+    first.sync::<Withings>(request(None)).unwrap();
+    let cursor = first.checkpoint().unwrap().to_string();
 
     let mut second = Fake::from_fixtures();
-    sync(request(Some(&cursor)), &mut second).unwrap();
+    second.sync::<Withings>(request(Some(&cursor))).unwrap();
     assert!(second.forms().iter().all(|f| f["lastupdate"] == cursor));
 
     let ids = |fake: &Fake| -> Vec<String> {
-        fake.emitted()
+        fake.resources()
             .iter()
             .map(|r| r["id"].as_str().unwrap().to_string())
             .collect()
@@ -369,14 +370,14 @@ fn the_next_sync_asks_only_for_changes_and_gives_the_same_ids() {
 #[test]
 fn a_changed_value_keeps_its_id() {
     let mut first = Fake::from_fixtures();
-    sync(request(None), &mut first).unwrap();
+    first.sync::<Withings>(request(None)).unwrap();
     let mut changed = fixture("get_meas.json");
     changed["measuregrps"][0]["measures"][0]["value"] = json!(69);
     let mut second = Fake::from_fixtures();
     second.page(MEASURES_URL, 0, envelope(changed));
-    sync(request(None), &mut second).unwrap();
-    let before = one(&first.emitted(), "1", "2019-08-01T12:00:00Z").clone();
-    let after = one(&second.emitted(), "1", "2019-08-01T12:00:00Z").clone();
+    second.sync::<Withings>(request(None)).unwrap();
+    let before = one(&first.resources(), "1", "2019-08-01T12:00:00Z").clone();
+    let after = one(&second.resources(), "1", "2019-08-01T12:00:00Z").clone();
     assert_eq!(after["valueQuantity"]["value"], 69);
     assert_eq!(before["id"], after["id"]);
 }
@@ -390,8 +391,8 @@ fn newer_measurements_with_unknown_types_are_reported_once_per_type() {
         0,
         envelope(json!({"measuregrps": fixture("measurements.json"), "more": 0, "offset": 0})),
     );
-    let summary = sync(request(None), &mut fake).unwrap();
-    let resources = fake.emitted();
+    let summary = fake.sync::<Withings>(request(None)).unwrap();
+    let resources = fake.resources();
     let weight = one(&resources, "1", "2019-08-01T12:00:00Z");
     assert_eq!(weight["device"]["display"], "BPM Connect");
     let hydration = one(&resources, "77", "2019-08-01T11:00:00Z");
@@ -408,7 +409,7 @@ fn newer_measurements_with_unknown_types_are_reported_once_per_type() {
     }
     assert_eq!(summary.warnings.len(), 1 + 8);
     // Without Withings' clock, the newest modification seen (an activity day) is the cursor.
-    assert_eq!(fake.checkpoint.as_deref(), Some("1697888004"));
+    assert_eq!(fake.checkpoint(), Some("1697888004"));
 }
 
 #[test]
@@ -419,8 +420,8 @@ fn sleep_summaries_out_of_order_are_all_read() {
         0,
         envelope(json!({"series": fixture("sleep_summaries.json"), "more": false, "offset": 0})),
     );
-    sync(request(None), &mut fake).unwrap();
-    let resources = fake.emitted();
+    fake.sync::<Withings>(request(None)).unwrap();
+    let resources = fake.resources();
     let totals: Vec<String> = resources
         .iter()
         .filter(|r| withings_code(r) == "total_sleep_time")
@@ -439,8 +440,8 @@ fn values_meaning_no_data_are_skipped() {
     data["sleep_score"] = json!(-1);
     let mut fake = Fake::from_fixtures();
     fake.page(SLEEP_URL, 0, envelope(sleep));
-    sync(request(None), &mut fake).unwrap();
-    let resources = fake.emitted();
+    fake.sync::<Withings>(request(None)).unwrap();
+    let resources = fake.resources();
     let night = "2021-04-17T20:30:53Z";
     assert_eq!(
         one(&resources, "total_sleep_time", night)["valueQuantity"]["value"].to_string(),
@@ -482,7 +483,7 @@ fn pages_are_followed_by_offset() {
             14,
             envelope(json!({"activities": activity_rest, "more": false, "offset": 0})),
         );
-    sync(request(None), &mut fake).unwrap();
+    fake.sync::<Withings>(request(None)).unwrap();
 
     let offsets: Vec<Option<String>> = fake
         .forms()
@@ -493,7 +494,7 @@ fn pages_are_followed_by_offset() {
         offsets,
         [None, Some("1".into()), None, Some("14".into()), None]
     );
-    let resources = fake.emitted();
+    let resources = fake.resources();
     assert_eq!(resources.len(), 2 * 15 + 14 * 7 + 5 * 10);
     assert_eq!(
         one(&resources, "1", "2019-08-01T11:00:00Z")["valueQuantity"]["value"],
@@ -504,8 +505,12 @@ fn pages_are_followed_by_offset() {
         1155
     );
     // The first page's server time is the cursor: it was taken before anything was read.
-    assert_eq!(fake.checkpoint.as_deref(), Some("1564617600"));
-    assert_eq!(fake.progress.len(), 5);
+    assert_eq!(fake.checkpoint(), Some("1564617600"));
+    assert_eq!(
+        fake.progress().len(),
+        1 + 5,
+        "at the start, then once a page"
+    );
 }
 
 #[test]
@@ -515,14 +520,14 @@ fn a_page_that_never_advances_stops_the_run_without_a_checkpoint() {
     stuck["offset"] = json!(0);
     let mut fake = Fake::from_fixtures();
     fake.page(MEASURES_URL, 0, envelope(stuck));
-    let error = outcome(sync(request(None), &mut fake));
+    let error = outcome(fake.sync::<Withings>(request(None)));
     assert_eq!(
         error,
         "fatal: Withings said more body measures follow but gave no next offset past 0; the \
          sync stopped so as not to read the same page forever."
     );
     assert_eq!(fake.requests.len(), 1);
-    assert_eq!(fake.checkpoint, None);
+    assert_eq!(fake.checkpoint(), None);
 }
 
 #[test]
@@ -548,8 +553,8 @@ fn withings_errors_end_the_run_as_the_host_expects() {
     for (answer, expected) in cases {
         let mut fake = Fake::from_fixtures();
         fake.page(ACTIVITY_URL, 0, withings_status(answer));
-        assert_eq!(outcome(sync(request(None), &mut fake)), expected);
-        assert_eq!(fake.checkpoint, None);
+        assert_eq!(outcome(fake.sync::<Withings>(request(None))), expected);
+        assert_eq!(fake.checkpoint(), None);
         // Measures were emitted before the failure; the host discards them with the run.
         assert_eq!(fake.requests.len(), 2);
     }
@@ -560,7 +565,7 @@ fn network_failures_are_transient() {
     let mut fake = Fake::from_fixtures();
     fake.page(SLEEP_URL, 0, Err(HttpError::Timeout));
     assert_eq!(
-        outcome(sync(request(None), &mut fake)),
+        outcome(fake.sync::<Withings>(request(None))),
         "transient: Withings did not answer the request for sleep summaries in time."
     );
 }
@@ -568,13 +573,13 @@ fn network_failures_are_transient() {
 #[test]
 fn a_refused_batch_fails_the_run() {
     let mut fake = Fake::from_fixtures();
-    fake.refuse_emits = true;
+    fake.refuse_batches("Observation.valueQuantity.value is not a number");
     assert_eq!(
-        outcome(sync(request(None), &mut fake)),
-        "fatal: Fasten could not store Withings data: Observation.valueQuantity.value is not a \
-         number"
+        outcome(fake.sync::<Withings>(request(None))),
+        "fatal: The host refused a batch of records: Observation.valueQuantity.value is not \
+         a number"
     );
-    assert_eq!(fake.checkpoint, None);
+    assert_eq!(fake.checkpoint(), None);
 }
 
 #[test]
@@ -583,23 +588,24 @@ fn a_bad_base_url_or_cursor_is_handled() {
     let mut bad = request(None);
     bad.base_url = "wbsapi.withings.net".into();
     assert_eq!(
-        outcome(sync(bad, &mut fake)),
+        outcome(fake.sync::<Withings>(bad)),
         "invalid input: The Withings API address must start with https://, not \
          \"wbsapi.withings.net\"."
     );
     assert!(fake.requests.is_empty());
 
     let mut fake = Fake::from_fixtures();
-    sync(request(Some("2024-01-01T00:00:00Z")), &mut fake).unwrap();
+    fake.sync::<Withings>(request(Some("2024-01-01T00:00:00Z")))
+        .unwrap();
     assert!(fake.forms().iter().all(|f| f["lastupdate"] == "0"));
-    assert!(fake.logs[0].contains("did not write"));
+    assert!(fake.logs[0].1.contains("did not write"));
 }
 
 #[test]
 fn the_cursor_never_moves_back() {
     let mut fake = Fake::from_fixtures();
-    sync(request(Some("1700000000")), &mut fake).unwrap();
-    assert_eq!(fake.checkpoint.as_deref(), Some("1700000000"));
+    fake.sync::<Withings>(request(Some("1700000000"))).unwrap();
+    assert_eq!(fake.checkpoint(), Some("1700000000"));
 }
 
 #[test]
@@ -619,8 +625,9 @@ fn large_syncs_are_emitted_in_bounded_batches() {
         0,
         envelope(json!({"updatetime": 1_564_617_600, "measuregrps": groups, "more": false})),
     );
-    sync(request(None), &mut fake).unwrap();
-    assert_eq!(fake.emitted().len(), 100 * 15 + 14 * 7 + 5 * 10);
-    assert!(fake.batches.iter().all(|b| b.len() <= BATCH_RESOURCES));
-    assert_eq!(fake.progress[0], 1500);
+    fake.sync::<Withings>(request(None)).unwrap();
+    assert_eq!(fake.resources().len(), 100 * 15 + 14 * 7 + 5 * 10);
+    assert!(fake.batches.len() >= 4);
+    assert!(fake.batches.iter().all(|&b| b <= MAX_BATCH_RESOURCES));
+    assert_eq!(fake.progress()[1], 1500);
 }
