@@ -105,11 +105,8 @@ async fn the_summary_for_a_doctor_prints_and_downloads_as_an_ips_document() {
     }
     // What Paris Casper's records say: born 1972, an active finding, flu shots, recent labs
     // (rounded as people read them), and the resolved problems left out.
-    assert!(page.body.contains("born 1972-02-24"), "{}", page.body);
-    assert!(
-        page.body
-            .contains("Body mass index 30+ - obesity (finding)")
-    );
+    assert!(page.body.contains("born 24 Feb 1972"), "{}", page.body);
+    assert!(page.body.contains("Body mass index 30+ - obesity"));
     // Five flu shots are one line; all eight vaccinations are in the Bundle.
     assert_eq!(
         page.body
@@ -117,7 +114,7 @@ async fn the_summary_for_a_doctor_prints_and_downloads_as_an_ips_document() {
             .count(),
         1
     );
-    assert!(page.body.contains("5 doses, the first on 2012-09-13"));
+    assert!(page.body.contains("5 doses, the first on 13 Sep 2012"));
     assert!(
         page.body
             .contains("<strong>Total Cholesterol</strong>: 170.8 mg&#x2f;dL"),

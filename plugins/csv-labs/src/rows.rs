@@ -245,9 +245,17 @@ impl LabResult {
         let fields = observation.as_object_mut().expect("an object");
         match &self.value {
             ResultValue::Number {
-                value, comparator, ..
+                value,
+                written,
+                comparator,
+                ..
             } => {
-                let mut quantity = self.quantity(*value);
+                // The digits as written ("13.90" stays 13.90); serde_json keeps them exactly.
+                let number = written
+                    .parse::<serde_json::Number>()
+                    .map(Value::Number)
+                    .unwrap_or_else(|_| json!(value));
+                let mut quantity = self.quantity(number);
                 if let Some(comparator) = comparator {
                     quantity.insert("comparator".into(), json!(comparator));
                 }
@@ -274,10 +282,10 @@ impl LabResult {
         if let Some(range) = &self.range {
             let mut entry = Map::new();
             if let Some(low) = range.low {
-                entry.insert("low".into(), Value::Object(self.quantity(low)));
+                entry.insert("low".into(), Value::Object(self.quantity(json!(low))));
             }
             if let Some(high) = range.high {
-                entry.insert("high".into(), Value::Object(self.quantity(high)));
+                entry.insert("high".into(), Value::Object(self.quantity(json!(high))));
             }
             if let Some(text) = &range.text {
                 entry.insert("text".into(), json!(text));
@@ -307,9 +315,9 @@ impl LabResult {
 
     /// A Quantity in the row's unit: with its UCUM code when Fasten knows the spelling, else with
     /// the unit as written only (still valid FHIR, and the number can still be charted).
-    fn quantity(&self, value: f64) -> Map<String, Value> {
+    fn quantity(&self, value: Value) -> Map<String, Value> {
         let mut quantity = Map::new();
-        quantity.insert("value".into(), json!(value));
+        quantity.insert("value".into(), value);
         if let Some(unit) = &self.unit {
             quantity.insert("unit".into(), json!(unit));
             if let Some(code) = values::ucum_code(unit) {

@@ -5,6 +5,9 @@
 pub enum ResultValue {
     Number {
         value: f64,
+        /// The number as the lab wrote it, as JSON number text ("5", "13.90"; a decimal comma
+        /// becomes a point): what is emitted, so no digit is added or lost.
+        written: String,
         /// FHIR's `Quantity.comparator`: `<`, `<=`, `>=` or `>`.
         comparator: Option<&'static str>,
         /// A unit written in the same cell ("5.2 mmol/L").
@@ -41,6 +44,18 @@ pub fn parse_number(text: &str) -> Option<f64> {
         return None;
     }
     text.replace(',', ".").parse().ok()
+}
+
+/// A number [`parse_number`] accepts, as JSON number text with the digits it was written with:
+/// "5,20" → "5.20", "+3" → "3", ".5" → "0.5", "-.5" → "-0.5".
+pub fn json_number_text(text: &str) -> String {
+    let text = text.trim().replace(',', ".");
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.strip_prefix('+').unwrap_or(&text)),
+    };
+    let zero = if digits.starts_with('.') { "0" } else { "" };
+    format!("{sign}{zero}{digits}")
 }
 
 /// Whether a result cell holds a number written with a decimal point ("5.2", "<0.01").
@@ -120,6 +135,7 @@ pub fn parse_value(text: &str) -> Option<ResultValue> {
     if let Some(value) = parse_number(rest) {
         return Some(ResultValue::Number {
             value,
+            written: json_number_text(rest),
             comparator,
             unit: None,
         });
@@ -131,6 +147,7 @@ pub fn parse_value(text: &str) -> Option<ResultValue> {
     {
         return Some(ResultValue::Number {
             value,
+            written: json_number_text(number),
             comparator,
             unit: Some(unit.trim().to_string()),
         });

@@ -79,12 +79,22 @@ fn numbers_take_a_decimal_point_or_comma() {
 }
 
 #[test]
+fn numbers_are_emitted_with_the_digits_written() {
+    assert_eq!(crate::values::json_number_text("13.90"), "13.90");
+    assert_eq!(crate::values::json_number_text(" 5,20 "), "5.20");
+    assert_eq!(crate::values::json_number_text("+3"), "3");
+    assert_eq!(crate::values::json_number_text(".5"), "0.5");
+    assert_eq!(crate::values::json_number_text("-.5"), "-0.5");
+}
+
+#[test]
 fn values_are_numbers_comparisons_or_words() {
     assert_eq!(parse_value("   "), None);
     assert_eq!(
         parse_value("≥ 90"),
         Some(ResultValue::Number {
             value: 90.0,
+            written: "90".into(),
             comparator: Some(">="),
             unit: None
         })
@@ -93,6 +103,7 @@ fn values_are_numbers_comparisons_or_words() {
         parse_value("5,2 mmol/l"),
         Some(ResultValue::Number {
             value: 5.2,
+            written: "5.2".into(),
             comparator: None,
             unit: Some("mmol/l".into())
         })
