@@ -6,6 +6,7 @@
 pub mod export;
 pub mod identity;
 pub mod ingest;
+pub mod observation;
 pub mod read;
 pub mod units;
 
