@@ -8,9 +8,9 @@
 //! computed from the range, and a blood pressure's components become observations of their own.
 //!
 //! It lives in `fhir` rather than with the pages because ingest reads observations too: what
-//! each one measured, and whether it is a lab result, is kept beside it in `observation_keys`,
-//! so the Labs overview and the dashboard need not read every record. The pages reach it under
-//! its old name, `observations` in the record module.
+//! each one measured, and whether it is a lab result, is kept beside it in `observation_keys`
+//! (see [`super::index`]), so the Labs overview and the dashboard need not read every record.
+//! The pages reach it under its old name, `observations` in the record module.
 
 use serde::Serialize;
 use serde_json::Value;

@@ -1,9 +1,11 @@
-//! Lab results: which observations are lab tests, grouped by test with the latest value, and one
-//! test's trend (values in one unit, a chart, every result with its source). Reports
-//! (DiagnosticReport) narrow the list to the results they reference.
+//! Lab results: the lab tests, grouped by test with the latest value, and one test's trend
+//! (values in one unit, a chart, every result with its source). Reports (DiagnosticReport)
+//! narrow the list to the results they reference.
 //!
 //! Which observations are lab tests is decided with the Observation reader ([`is_lab`], in
-//! `fhir::observation`).
+//! `fhir::observation`), at ingest as well: `observation_keys`, written beside each stored
+//! observation by `fhir::ingest`, lets the overview count each test without reading every
+//! result. This module only queries.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -238,19 +240,6 @@ fn summarise_counted<'a>(
     out
 }
 
-/// What an Observation measured, as `observation_keys` keeps it: each observation's key (a
-/// panel's components each have their own), once, with whether it is a lab result.
-pub fn observation_keys(resource: &Value) -> Vec<(String, bool)> {
-    let mut keys: Vec<(String, bool)> = Vec::new();
-    for o in observations::read_all(resource) {
-        if !keys.iter().any(|(k, _)| *k == o.key) {
-            let lab = is_lab(&o);
-            keys.push((o.key, lab));
-        }
-    }
-    keys
-}
-
 /// The Labs overview without reading every result: `observation_keys` gives each test's count
 /// and newest observation from its index, and only those newest observations are read whole.
 /// Same answer as `summarise(&results(..))`.
@@ -282,50 +271,6 @@ pub async fn overview(db: &SqlitePool, person_id: i64) -> Result<Vec<TestSummary
     }
     counted.retain(|(r, _)| is_lab(&r.observation));
     Ok(summarise_counted(counted.iter().map(|(r, n)| (r, *n))))
-}
-
-/// Fills `observation_keys` for records stored before it existed, once (at start-up).
-pub async fn backfill_index(db: &SqlitePool) -> sqlx::Result<u64> {
-    let done: Option<i64> = sqlx::query_scalar("SELECT done_at FROM observation_keys_backfill")
-        .fetch_optional(db)
-        .await?;
-    if done.is_some() {
-        return Ok(0);
-    }
-    let mut tx = db.begin().await?;
-    let rows: Vec<(i64, i64, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT person_id, source_id, resource_id, sort_date, json FROM resources
-         WHERE resource_type = 'Observation'",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM observation_keys")
-        .execute(&mut *tx)
-        .await?;
-    let mut added = 0;
-    for (person_id, source_id, resource_id, sort_date, json) in &rows {
-        let keys = serde_json::from_str::<Value>(json)
-            .map(|v| observation_keys(&v))
-            .unwrap_or_default();
-        let key_rows: Vec<crate::fhir::ingest::KeyRow<'_>> = keys
-            .iter()
-            .map(|(key, is_lab)| crate::fhir::ingest::KeyRow {
-                resource_id,
-                key,
-                sort_date: sort_date.as_deref(),
-                is_lab: *is_lab,
-            })
-            .collect();
-        crate::fhir::ingest::insert_observation_keys(&mut tx, *person_id, *source_id, &key_rows)
-            .await?;
-        added += key_rows.len() as u64;
-    }
-    sqlx::query("INSERT INTO observation_keys_backfill (done_at) VALUES (?)")
-        .bind(crate::store::unix_now())
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(added)
 }
 
 /// The test's name: from the newest result under the group's own code, so glucose reported
