@@ -74,14 +74,14 @@ impl Server {
         }
         // Databases from before full-text search (or after an interrupted upgrade) get indexed
         // once. Only the server searches, so the command-line tools skip this scan.
-        let indexed = search::index_missing(&state.db)
+        let indexed = fhir::ingest::index_missing(&state.db)
             .await
             .context("cannot build the search index")?;
         if indexed > 0 {
             tracing::info!(indexed, "records added to the search index");
         }
         // Databases from before the observation index get it built once.
-        let keyed = record::labs::backfill_index(&state.db)
+        let keyed = fhir::ingest::backfill_observation_keys(&state.db)
             .await
             .context("cannot build the observation index")?;
         if keyed > 0 {

@@ -331,7 +331,9 @@ async fn the_fast_overview_matches_reading_every_result() {
             .unwrap()
             .is_empty()
     );
-    let rows = fasten::record::labs::backfill_index(db).await.unwrap();
+    let rows = fasten::fhir::ingest::backfill_observation_keys(db)
+        .await
+        .unwrap();
     assert!(rows > 20, "{rows}");
     let rebuilt = fasten::record::labs::overview(db, uid).await.unwrap();
     assert_eq!(
@@ -339,7 +341,9 @@ async fn the_fast_overview_matches_reading_every_result() {
         serde_json::to_value(&slow).unwrap()
     );
     assert_eq!(
-        fasten::record::labs::backfill_index(db).await.unwrap(),
+        fasten::fhir::ingest::backfill_observation_keys(db)
+            .await
+            .unwrap(),
         0,
         "only once"
     );

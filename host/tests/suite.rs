@@ -25,6 +25,7 @@ mod fuzz;
 mod history;
 mod inbox;
 mod labs;
+mod layering;
 mod manual;
 mod people;
 mod plugin_author;

@@ -3,14 +3,25 @@
 //! by `(source, type, id)`; a row whose content hash is unchanged is left alone. A resource that
 //! another source of the same person already holds is not stored twice (see
 //! [`Writer::held_elsewhere`]).
+//!
+//! Everything [`super::index`] derived is written here too, in the same transaction as the
+//! resource: its columns, tokens, observation keys and search text (`search_docs` and
+//! `search_fts`); the pages and the search page only read those tables. The start-up jobs that
+//! fill them for records stored before they existed, or before their derivation changed, are
+//! here as well: [`rederive_pending`], [`index_missing`] and [`backfill_observation_keys`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
-use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+use serde_json::Value;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
-use super::Prepared;
+use super::search_text::{self, Document};
+use super::{Prepared, index};
 use crate::store::unix_now;
+
+/// A resource's search text to write: its type, its id and its text.
+type Indexed<'a> = (&'a str, &'a str, &'a Document);
 
 /// What an import did to the store.
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -272,11 +283,11 @@ impl Writer {
             })
             .collect();
         insert_observation_keys(&mut self.tx, self.person_id, self.source_id, &key_rows).await?;
-        let docs: Vec<(&str, &str, &crate::search::Document)> = changed
+        let docs: Vec<Indexed<'_>> = changed
             .iter()
             .map(|r| (r.resource_type.as_str(), r.resource_id.as_str(), &r.search))
             .collect();
-        crate::search::index(&mut self.tx, self.person_id, self.source_id, &docs).await?;
+        write_search_text(&mut self.tx, self.person_id, self.source_id, &docs).await?;
         self.name_referenced_medicines(&changed).await?;
         Ok(())
     }
@@ -350,7 +361,7 @@ impl Writer {
         .bind(resource_id)
         .execute(&mut *self.tx)
         .await?;
-        crate::search::set_title(
+        set_search_title(
             &mut self.tx,
             self.source_id,
             resource_type,
@@ -461,7 +472,7 @@ pub async fn rederive_pending(db: &SqlitePool) -> sqlx::Result<u64> {
 }
 
 /// One row of `observation_keys`.
-pub(crate) struct KeyRow<'a> {
+struct KeyRow<'a> {
     pub resource_id: &'a str,
     pub key: &'a str,
     pub sort_date: Option<&'a str>,
@@ -469,7 +480,7 @@ pub(crate) struct KeyRow<'a> {
 }
 
 /// Adds what observations measured to `observation_keys`.
-pub(crate) async fn insert_observation_keys(
+async fn insert_observation_keys(
     tx: &mut Transaction<'static, Sqlite>,
     person_id: i64,
     source_id: i64,
@@ -490,4 +501,179 @@ pub(crate) async fn insert_observation_keys(
         insert.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Writes the search text of resources just inserted or changed in `conn` (the ingest
+/// transaction). Re-indexing a resource replaces its text, so repeated imports never duplicate.
+async fn write_search_text(
+    conn: &mut SqliteConnection,
+    person_id: i64,
+    source_id: i64,
+    docs: &[Indexed<'_>],
+) -> sqlx::Result<()> {
+    // A batch may name one resource twice (a changed copy later in a Bundle): the last one wins.
+    let mut seen = HashSet::new();
+    let mut unique: Vec<&Indexed<'_>> = docs
+        .iter()
+        .rev()
+        .filter(|(t, id, _)| seen.insert((*t, *id)))
+        .collect();
+    unique.reverse();
+    // Five bound values per row; SQLite allows 32766 per statement.
+    for chunk in unique.chunks(1000) {
+        let mut upsert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO search_docs (person_id, source_id, resource_type, resource_id) ",
+        );
+        upsert.push_values(chunk, |mut row, (t, id, _)| {
+            row.push_bind(person_id)
+                .push_bind(source_id)
+                .push_bind(*t)
+                .push_bind(*id);
+        });
+        upsert.push(
+            " ON CONFLICT (source_id, resource_type, resource_id)
+              DO UPDATE SET person_id = excluded.person_id
+              RETURNING id, resource_type, resource_id",
+        );
+        let ids: Vec<(i64, String, String)> = upsert.build_query_as().fetch_all(&mut *conn).await?;
+        let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM search_fts WHERE rowid IN (");
+        let mut list = delete.separated(", ");
+        for (id, _, _) in &ids {
+            list.push_bind(*id);
+        }
+        delete.push(")");
+        delete.build().execute(&mut *conn).await?;
+        let docs_of: HashMap<(&str, &str), &Document> =
+            chunk.iter().map(|(t, id, doc)| ((*t, *id), *doc)).collect();
+        let rows: Vec<(i64, &Document)> = ids
+            .iter()
+            .filter_map(|(rowid, t, id)| {
+                docs_of
+                    .get(&(t.as_str(), id.as_str()))
+                    .map(|doc| (*rowid, *doc))
+            })
+            .collect();
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO search_fts (rowid, title, codes, notes, body) ",
+        );
+        insert.push_values(&rows, |mut row, (rowid, doc)| {
+            row.push_bind(*rowid)
+                .push_bind(&doc.title)
+                .push_bind(&doc.codes)
+                .push_bind(&doc.notes)
+                .push_bind(&doc.body);
+        });
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Replaces the title in a resource's search text, for a title learnt after it was indexed
+/// (a medicine named by a Medication stored later).
+async fn set_search_title(
+    conn: &mut SqliteConnection,
+    source_id: i64,
+    resource_type: &str,
+    resource_id: &str,
+    title: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE search_fts SET title = ? WHERE rowid = (SELECT id FROM search_docs
+         WHERE source_id = ? AND resource_type = ? AND resource_id = ?)",
+    )
+    .bind(search_text::clean(title))
+    .bind(source_id)
+    .bind(resource_type)
+    .bind(resource_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Indexes every resource that has no search text yet: all of them the first time a database
+/// from before search starts, and none afterwards (one indexed anti-join to find out). Runs in
+/// batches, each its own transaction, so a large record does not hold the write lock for long.
+pub async fn index_missing(db: &SqlitePool) -> sqlx::Result<u64> {
+    let mut total = 0;
+    loop {
+        let rows: Vec<(i64, i64, String, String, String)> = sqlx::query_as(
+            "SELECT r.person_id, r.source_id, r.resource_type, r.resource_id, r.json
+             FROM resources r
+             WHERE NOT EXISTS (SELECT 1 FROM search_docs d WHERE d.source_id = r.source_id
+                   AND d.resource_type = r.resource_type AND d.resource_id = r.resource_id)
+             LIMIT 500",
+        )
+        .fetch_all(db)
+        .await?;
+        if rows.is_empty() {
+            return Ok(total);
+        }
+        let docs: Vec<Document> = rows
+            .iter()
+            .map(|(_, _, _, _, json)| {
+                serde_json::from_str::<Value>(json)
+                    .map(|v| index::search_document(&v))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut tx = db.begin().await?;
+        // A batch mixes sources; group so each write has one owner and source.
+        let mut groups: Vec<((i64, i64), Vec<Indexed<'_>>)> = Vec::new();
+        for (row, doc) in rows.iter().zip(&docs) {
+            let key = (row.0, row.1);
+            let entry = (row.2.as_str(), row.3.as_str(), doc);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, list)) => list.push(entry),
+                None => groups.push((key, vec![entry])),
+            }
+        }
+        for ((person_id, source_id), list) in &groups {
+            write_search_text(&mut tx, *person_id, *source_id, list).await?;
+        }
+        tx.commit().await?;
+        total += rows.len() as u64;
+    }
+}
+
+/// Fills `observation_keys` for records stored before it existed, once (at start-up).
+pub async fn backfill_observation_keys(db: &SqlitePool) -> sqlx::Result<u64> {
+    let done: Option<i64> = sqlx::query_scalar("SELECT done_at FROM observation_keys_backfill")
+        .fetch_optional(db)
+        .await?;
+    if done.is_some() {
+        return Ok(0);
+    }
+    let mut tx = db.begin().await?;
+    let rows: Vec<(i64, i64, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT person_id, source_id, resource_id, sort_date, json FROM resources
+         WHERE resource_type = 'Observation'",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM observation_keys")
+        .execute(&mut *tx)
+        .await?;
+    let mut added = 0;
+    for (person_id, source_id, resource_id, sort_date, json) in &rows {
+        let keys = serde_json::from_str::<Value>(json)
+            .map(|v| index::observation_keys(&v))
+            .unwrap_or_default();
+        let key_rows: Vec<KeyRow<'_>> = keys
+            .iter()
+            .map(|(key, is_lab)| KeyRow {
+                resource_id,
+                key,
+                sort_date: sort_date.as_deref(),
+                is_lab: *is_lab,
+            })
+            .collect();
+        insert_observation_keys(&mut tx, *person_id, *source_id, &key_rows).await?;
+        added += key_rows.len() as u64;
+    }
+    sqlx::query("INSERT INTO observation_keys_backfill (done_at) VALUES (?)")
+        .bind(unix_now())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(added)
 }

@@ -12,6 +12,9 @@ use std::fmt::Write;
 
 use time::{Date, Month};
 
+/// A reference range to shade, in the chart's unit. It is defined with the Observation reader,
+/// whose ranges print through it.
+pub use crate::fhir::observation::Band;
 use crate::record::units::format_number;
 
 /// The drawing size in SVG user units; the browser scales it to the available width keeping
@@ -33,43 +36,6 @@ impl Size {
         width: 360,
         height: 220,
     };
-}
-
-/// A reference range to shade, in the chart's unit. One bound may be open: many lab ranges are
-/// only "< 200" (total cholesterol) or "> 40" (HDL).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Band {
-    low: Option<f64>,
-    high: Option<f64>,
-}
-
-impl Band {
-    /// A band from the bounds that are numbers; none without any, or when they are reversed.
-    pub fn new(low: Option<f64>, high: Option<f64>) -> Option<Band> {
-        let (low, high) = (
-            low.filter(|l| l.is_finite()),
-            high.filter(|h| h.is_finite()),
-        );
-        match (low, high) {
-            (None, None) => None,
-            (Some(l), Some(h)) if l > h => None,
-            _ => Some(Band { low, high }),
-        }
-    }
-
-    pub fn contains(&self, value: f64) -> bool {
-        self.low.is_none_or(|l| value >= l) && self.high.is_none_or(|h| value <= h)
-    }
-
-    /// "70–99", "< 200" or "> 40", as lab reports write them.
-    pub fn label(&self) -> String {
-        match (self.low, self.high) {
-            (Some(l), Some(h)) => format!("{}–{}", format_number(l), format_number(h)),
-            (None, Some(h)) => format!("< {}", format_number(h)),
-            (Some(l), _) => format!("> {}", format_number(l)),
-            (None, None) => String::new(),
-        }
-    }
 }
 
 const LINE: &str = "#2f6db5";
@@ -146,7 +112,7 @@ pub fn line_chart(
     // Y: nice ticks over the values and the band.
     let mut lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let mut hi = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-    for bound in band.iter().flat_map(|b| [b.low, b.high]).flatten() {
+    for bound in band.iter().flat_map(|b| [b.low(), b.high()]).flatten() {
         lo = lo.min(bound);
         hi = hi.max(bound);
     }
@@ -154,7 +120,7 @@ pub fn line_chart(
     let y = |v: f64| plot_bottom - (v - y0) / (y1 - y0) * (plot_bottom - TOP);
 
     if let Some(band) = band {
-        let (top, bottom) = (y(band.high.unwrap_or(y1)), y(band.low.unwrap_or(y0)));
+        let (top, bottom) = (y(band.high().unwrap_or(y1)), y(band.low().unwrap_or(y0)));
         let _ = write!(
             svg,
             r#"<rect class="band" x="{LEFT:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{BAND}" fill-opacity="0.15"><title>Reference range {}{}</title></rect>"#,

@@ -272,7 +272,8 @@ fn parse_feed(feed: &Value) -> Option<(String, String, String)> {
             .map(str::to_owned)
     };
     let title = text(entry.get("title"))?;
-    let summary = crate::search::html_to_text(&text(entry.get("summary")).unwrap_or_default());
+    let summary =
+        crate::fhir::search_text::html_to_text(&text(entry.get("summary")).unwrap_or_default());
     let mut summary: String = summary.chars().take(SUMMARY_CAP).collect();
     if summary.chars().count() == SUMMARY_CAP {
         summary.push('…');

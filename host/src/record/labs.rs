@@ -1,10 +1,11 @@
-//! Lab results: which observations are lab tests, grouped by test with the latest value, and one
-//! test's trend (values in one unit, a chart, every result with its source). Reports
-//! (DiagnosticReport) narrow the list to the results they reference.
+//! Lab results: the lab tests, grouped by test with the latest value, and one test's trend
+//! (values in one unit, a chart, every result with its source). Reports (DiagnosticReport)
+//! narrow the list to the results they reference.
 //!
-//! An observation is a lab result when its category says "laboratory". Records from systems that
-//! send no category at all still count when they hold a number and are not a known vital sign,
-//! so a family's older exports are not silently left out.
+//! Which observations are lab tests is decided with the Observation reader ([`is_lab`], in
+//! `fhir::observation`), at ingest as well: `observation_keys`, written beside each stored
+//! observation by `fhir::ingest`, lets the overview count each test without reading every
+//! result. This module only queries.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -14,48 +15,16 @@ use sqlx::SqlitePool;
 use time::{Date, Month};
 
 use crate::record::chart::{self, Band, Size};
+/// Kept here for the pages that ask it of a result (the dashboard).
+pub use crate::record::observations::is_lab;
 use crate::record::observations::{self, Observation};
 use crate::record::units;
-
-/// LOINC codes of vital signs and scores, kept out of Labs when a record has no category.
-const NOT_LABS: &[&str] = &[
-    "8302-2", "8306-3", "29463-7", "39156-5", "55284-4", "85354-9", "8480-6", "8462-4", "8867-4",
-    "9279-1", "8310-5", "8331-1", "2708-6", "59408-5", "72514-3", "8287-5", "9843-4", "77606-2",
-    "59576-9", "8289-1",
-];
-
-/// Categories that are never lab tests, however numeric.
-const OTHER_CATEGORIES: &[&str] = &[
-    "vital-signs",
-    "vital-sign",
-    "social-history",
-    "survey",
-    "exam",
-    "imaging",
-    "procedure",
-    "therapy",
-    "activity",
-];
 
 /// One result with where it came from.
 #[derive(Debug, Clone)]
 pub struct LabResult {
     pub observation: Observation,
     pub source_name: String,
-}
-
-/// Whether an observation belongs on the Labs page.
-pub fn is_lab(o: &Observation) -> bool {
-    if o.has_category("laboratory") || o.has_category("LAB") {
-        return true;
-    }
-    if o.categories
-        .iter()
-        .any(|c| OTHER_CATEGORIES.contains(&c.as_str()))
-    {
-        return false;
-    }
-    o.categories.is_empty() && o.value.is_some() && !NOT_LABS.contains(&o.key.as_str())
 }
 
 #[derive(sqlx::FromRow)]
@@ -271,19 +240,6 @@ fn summarise_counted<'a>(
     out
 }
 
-/// What an Observation measured, as `observation_keys` keeps it: each observation's key (a
-/// panel's components each have their own), once, with whether it is a lab result.
-pub fn observation_keys(resource: &Value) -> Vec<(String, bool)> {
-    let mut keys: Vec<(String, bool)> = Vec::new();
-    for o in observations::read_all(resource) {
-        if !keys.iter().any(|(k, _)| *k == o.key) {
-            let lab = is_lab(&o);
-            keys.push((o.key, lab));
-        }
-    }
-    keys
-}
-
 /// The Labs overview without reading every result: `observation_keys` gives each test's count
 /// and newest observation from its index, and only those newest observations are read whole.
 /// Same answer as `summarise(&results(..))`.
@@ -315,50 +271,6 @@ pub async fn overview(db: &SqlitePool, person_id: i64) -> Result<Vec<TestSummary
     }
     counted.retain(|(r, _)| is_lab(&r.observation));
     Ok(summarise_counted(counted.iter().map(|(r, n)| (r, *n))))
-}
-
-/// Fills `observation_keys` for records stored before it existed, once (at start-up).
-pub async fn backfill_index(db: &SqlitePool) -> sqlx::Result<u64> {
-    let done: Option<i64> = sqlx::query_scalar("SELECT done_at FROM observation_keys_backfill")
-        .fetch_optional(db)
-        .await?;
-    if done.is_some() {
-        return Ok(0);
-    }
-    let mut tx = db.begin().await?;
-    let rows: Vec<(i64, i64, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT person_id, source_id, resource_id, sort_date, json FROM resources
-         WHERE resource_type = 'Observation'",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM observation_keys")
-        .execute(&mut *tx)
-        .await?;
-    let mut added = 0;
-    for (person_id, source_id, resource_id, sort_date, json) in &rows {
-        let keys = serde_json::from_str::<Value>(json)
-            .map(|v| observation_keys(&v))
-            .unwrap_or_default();
-        let key_rows: Vec<crate::fhir::ingest::KeyRow<'_>> = keys
-            .iter()
-            .map(|(key, is_lab)| crate::fhir::ingest::KeyRow {
-                resource_id,
-                key,
-                sort_date: sort_date.as_deref(),
-                is_lab: *is_lab,
-            })
-            .collect();
-        crate::fhir::ingest::insert_observation_keys(&mut tx, *person_id, *source_id, &key_rows)
-            .await?;
-        added += key_rows.len() as u64;
-    }
-    sqlx::query("INSERT INTO observation_keys_backfill (done_at) VALUES (?)")
-        .bind(crate::store::unix_now())
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(added)
 }
 
 /// The test's name: from the newest result under the group's own code, so glucose reported
@@ -582,30 +494,6 @@ mod tests {
             "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
             "referenceRange": [{"low": {"value": 70, "unit": "mg/dL"}, "high": {"value": 99, "unit": "mg/dL"}}]
         }))
-    }
-
-    #[test]
-    fn labs_are_chosen_by_category_or_by_being_a_number() {
-        let with = |category: Option<&str>, code: &str, value: Value| {
-            let mut r = json!({"resourceType": "Observation", "id": "o",
-                "code": {"coding": [{"system": "http://loinc.org", "code": code}], "text": "T"}});
-            if let Some(c) = category {
-                r["category"] = json!([{"coding": [{"code": c}]}]);
-            }
-            if !value.is_null() {
-                r["valueQuantity"] = json!({"value": value, "unit": "x"});
-            }
-            is_lab(&observations::read(&r).unwrap())
-        };
-        assert!(with(Some("laboratory"), "2093-3", json!(1)));
-        assert!(!with(Some("vital-signs"), "29463-7", json!(70)));
-        assert!(!with(Some("survey"), "72166-2", Value::Null));
-        assert!(
-            with(None, "2093-3", json!(180)),
-            "no category: a number is a lab"
-        );
-        assert!(!with(None, "29463-7", json!(70)), "but not body weight");
-        assert!(!with(None, "2093-3", Value::Null));
     }
 
     #[test]

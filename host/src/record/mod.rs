@@ -11,8 +11,10 @@ pub mod history;
 pub mod ips;
 pub mod labs;
 pub mod manual;
-pub mod observations;
 pub mod profile;
 
+/// The Observation reader moved to `fhir` (ingest derives each observation's keys with it);
+/// kept here under its old name for the pages.
+pub use crate::fhir::observation as observations;
 /// Units moved to `fhir` (what is derived at ingest uses them too); kept here for the pages.
 pub use crate::fhir::units;

@@ -1,15 +1,22 @@
 //! One FHIR Observation read into a plain struct the pages can sort, group, chart and print:
 //! what was measured (a stable key and a name), when, the value (a number with its unit, or text
-//! such as "Negative"), the reference range and a High/Low/Abnormal/Normal flag.
+//! such as "Negative"), the reference range and a High/Low/Abnormal/Normal flag; and whether it
+//! is a lab result ([`is_lab`]).
 //!
 //! Records come from many systems, so every field is optional and read leniently: a value of
 //! `"<5"` in `valueString` is still the number 5 with a comparator, a missing interpretation is
 //! computed from the range, and a blood pressure's components become observations of their own.
+//!
+//! It lives in `fhir` rather than with the pages because ingest reads observations too: what
+//! each one measured, and whether it is a lab result, is kept beside it in `observation_keys`
+//! (see [`super::index`]), so the Labs overview and the dashboard need not read every record.
+//! The pages reach it under its old name, `observations` in the record module.
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::fhir::concept_text;
+use super::concept_text;
+use super::units;
 
 const LOINC: &str = "http://loinc.org";
 const UCUM: &str = "http://unitsofmeasure.org";
@@ -95,7 +102,7 @@ impl Flag {
 impl Range {
     /// "70–100", "< 200", "> 40", or the range's text.
     pub fn display(&self) -> Option<String> {
-        crate::record::chart::Band::new(self.low, self.high)
+        Band::new(self.low, self.high)
             .map(|band| band.label())
             .or_else(|| self.text.clone())
     }
@@ -113,6 +120,57 @@ impl Range {
     }
 }
 
+/// A reference range's numeric bounds, checked: one bound may be open, since many lab ranges are
+/// only "< 200" (total cholesterol) or "> 40" (HDL). [`Range::display`] prints it, and the
+/// pages' charts (which re-export it) shade it in the chart's unit: kept beside [`Range`] so
+/// the range's text and the chart's band never disagree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Band {
+    low: Option<f64>,
+    high: Option<f64>,
+}
+
+impl Band {
+    /// A band from the bounds that are numbers; none without any, or when they are reversed.
+    pub fn new(low: Option<f64>, high: Option<f64>) -> Option<Band> {
+        let (low, high) = (
+            low.filter(|l| l.is_finite()),
+            high.filter(|h| h.is_finite()),
+        );
+        match (low, high) {
+            (None, None) => None,
+            (Some(l), Some(h)) if l > h => None,
+            _ => Some(Band { low, high }),
+        }
+    }
+
+    /// The lower bound, when there is one (finite).
+    pub fn low(&self) -> Option<f64> {
+        self.low
+    }
+
+    /// The upper bound, when there is one (finite, not below the lower).
+    pub fn high(&self) -> Option<f64> {
+        self.high
+    }
+
+    pub fn contains(&self, value: f64) -> bool {
+        self.low.is_none_or(|l| value >= l) && self.high.is_none_or(|h| value <= h)
+    }
+
+    /// "70–99", "< 200" or "> 40", as lab reports write them.
+    pub fn label(&self) -> String {
+        match (self.low, self.high) {
+            (Some(l), Some(h)) => {
+                format!("{}–{}", units::format_number(l), units::format_number(h))
+            }
+            (None, Some(h)) => format!("< {}", units::format_number(h)),
+            (Some(l), _) => format!("> {}", units::format_number(l)),
+            (None, None) => String::new(),
+        }
+    }
+}
+
 impl Observation {
     /// The value as people read it: "173.9 mg/dL", "< 5 mg/L", "Negative".
     pub fn value_display(&self) -> Option<String> {
@@ -127,6 +185,43 @@ impl Observation {
     pub fn has_category(&self, code: &str) -> bool {
         self.categories.iter().any(|c| c == code)
     }
+}
+
+/// LOINC codes of vital signs and scores, kept out of Labs when a record has no category.
+const NOT_LABS: &[&str] = &[
+    "8302-2", "8306-3", "29463-7", "39156-5", "55284-4", "85354-9", "8480-6", "8462-4", "8867-4",
+    "9279-1", "8310-5", "8331-1", "2708-6", "59408-5", "72514-3", "8287-5", "9843-4", "77606-2",
+    "59576-9", "8289-1",
+];
+
+/// Categories that are never lab tests, however numeric.
+const OTHER_CATEGORIES: &[&str] = &[
+    "vital-signs",
+    "vital-sign",
+    "social-history",
+    "survey",
+    "exam",
+    "imaging",
+    "procedure",
+    "therapy",
+    "activity",
+];
+
+/// Whether an observation belongs on the Labs page. An observation is a lab result when its
+/// category says "laboratory". Records from systems that send no category at all still count
+/// when they hold a number and are not a known vital sign, so a family's older exports are not
+/// silently left out. Ingest keeps the answer in `observation_keys`.
+pub fn is_lab(o: &Observation) -> bool {
+    if o.has_category("laboratory") || o.has_category("LAB") {
+        return true;
+    }
+    if o.categories
+        .iter()
+        .any(|c| OTHER_CATEGORIES.contains(&c.as_str()))
+    {
+        return false;
+    }
+    o.categories.is_empty() && o.value.is_some() && !NOT_LABS.contains(&o.key.as_str())
 }
 
 /// Reads an Observation resource. `None` when it is not an Observation or names nothing that
@@ -202,7 +297,7 @@ fn read_part(
         unit: None,
         unit_code: None,
         text: None,
-        shown: crate::fhir::read::element_value(part),
+        shown: super::read::element_value(part),
         range: ranges.and_then(first_range),
         flag: None,
         categories,
@@ -213,7 +308,7 @@ fn read_part(
         let value = obs.value.filter(|_| obs.comparator.is_none())?;
         let range = obs.range.as_ref()?;
         let same_unit = match (&range.unit, obs.unit_id()) {
-            (Some(r), Some(v)) => crate::record::units::same_unit(r, v),
+            (Some(r), Some(v)) => units::same_unit(r, v),
             _ => true,
         };
         same_unit.then(|| range.flag_for(value)).flatten()
@@ -536,6 +631,30 @@ mod tests {
         .unwrap();
         assert_eq!(o.flag, None);
         assert_eq!(o.range.unwrap().display().as_deref(), Some("< 99"));
+    }
+
+    #[test]
+    fn labs_are_chosen_by_category_or_by_being_a_number() {
+        let with = |category: Option<&str>, code: &str, value: Value| {
+            let mut r = json!({"resourceType": "Observation", "id": "o",
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}], "text": "T"}});
+            if let Some(c) = category {
+                r["category"] = json!([{"coding": [{"code": c}]}]);
+            }
+            if !value.is_null() {
+                r["valueQuantity"] = json!({"value": value, "unit": "x"});
+            }
+            is_lab(&read(&r).unwrap())
+        };
+        assert!(with(Some("laboratory"), "2093-3", json!(1)));
+        assert!(!with(Some("vital-signs"), "29463-7", json!(70)));
+        assert!(!with(Some("survey"), "72166-2", Value::Null));
+        assert!(
+            with(None, "2093-3", json!(180)),
+            "no category: a number is a lab"
+        );
+        assert!(!with(None, "29463-7", json!(70)), "but not body weight");
+        assert!(!with(None, "2093-3", Value::Null));
     }
 
     #[test]
