@@ -13,7 +13,10 @@
 //! - Statuses: [`status`] is the record's status as a word ("on hold").
 //! - Current: [`is_current`] and the predicates it dispatches to, each naming the FHIR statuses
 //!   it accepts. Ingest keeps its answer as a `current` token, so lists can ask the index.
+//! - Lines: [`Line`] is a record as one line of a list (history, Profile, the dashboard, the
+//!   summary), built from these printers.
 
+use serde::Serialize;
 use serde_json::Value;
 
 use super::units;
@@ -77,6 +80,12 @@ pub fn date(iso: &str) -> String {
         (Some(y), None, None) if iso.len() == 4 => y.to_string(),
         _ => iso.to_string(),
     }
+}
+
+/// The day of an ISO 8601 date or date-time, as `<time datetime>` wants it: "2020-10-01" of
+/// "2020-10-01T08:30:00+02:00"; a partial date ("2020-10") stays as it is.
+pub fn iso_date(iso: &str) -> String {
+    iso.chars().take(10).collect()
 }
 
 /// More decimals than any lab reports: a number written with more is a binary-float artefact.
@@ -236,6 +245,55 @@ pub fn status(resource: &Value) -> Option<String> {
         .or_else(|| resource.get("clinicalStatus").and_then(status_word))
 }
 
+/// An encounter's `class` (a Coding) in words: its display, else HL7's terse v3 ActCode as
+/// people say it ("EMER" reads "Emergency").
+pub fn encounter_class(class: &Value) -> Option<String> {
+    if let Some(display) = class.get("display").and_then(Value::as_str) {
+        return Some(display.to_string());
+    }
+    let code = class.get("code").and_then(Value::as_str)?;
+    let label = match code {
+        "AMB" => "Outpatient",
+        "EMER" => "Emergency",
+        "IMP" => "Hospital stay",
+        "ACUTE" => "Hospital stay (acute)",
+        "NONAC" => "Hospital stay (non-acute)",
+        "OBSENC" => "Observation stay",
+        "PRENC" => "Pre-admission",
+        "SS" => "Short stay",
+        "VR" => "Virtual visit",
+        "HH" => "Home health",
+        "FLD" => "Field visit",
+        other => other,
+    };
+    Some(label.to_string())
+}
+
+/// The name an organisation, place or person gives itself (`name`: a string, or HumanNames:
+/// the first one's text, else its given names then family name). Their stored title can be
+/// their type ("Healthcare Provider"), which says nothing about who or where they are.
+pub fn own_name(resource: &Value) -> Option<String> {
+    match resource.get("name")? {
+        Value::String(name) => Some(name.clone()),
+        Value::Array(names) => names.iter().find_map(|name| {
+            if let Some(text) = name.get("text").and_then(Value::as_str) {
+                return Some(text.to_string());
+            }
+            let mut parts: Vec<&str> = name
+                .get("given")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            parts.extend(name.get("family").and_then(Value::as_str));
+            (!parts.is_empty()).then(|| parts.join(" "))
+        }),
+        _ => None,
+    }
+}
+
 /// A FHIR code as words: "on-hold" → "on hold", "entered-in-error" → "entered in error".
 fn words(code: &str) -> String {
     code.replace('-', " ")
@@ -308,6 +366,53 @@ pub fn is_current_immunization(immunization: &Value) -> bool {
         immunization.get("status").and_then(Value::as_str),
         None | Some("completed")
     )
+}
+
+/// A record as one line of a list (the history, Profile, the dashboard, the summary): what it
+/// is, when, and its value or status. Lists may put their own words in `value` (a medicine's
+/// dosage, "3 doses since 2019") or drop a `status` every line shares.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub resource_type: String,
+    pub id: String,
+    /// The stored title as a name ([`name`]), else the resource type.
+    pub title: String,
+    /// "1 Oct 2020", for reading ([`date`]).
+    pub date: Option<String>,
+    /// "2020-10-01", for `<time datetime>` ([`iso_date`]).
+    pub iso_date: Option<String>,
+    /// [`status`].
+    pub status: Option<String>,
+    /// [`value_text`], unless the list says something else.
+    pub value: Option<String>,
+    /// Other records this line stands for ("Type/id"): a vaccine's earlier doses. Lists print
+    /// them as `data-ref`s.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<String>,
+}
+
+impl Line {
+    /// The line of a stored record, from its columns (`sort_date`, `sort_title`) and its JSON.
+    pub fn new(
+        resource_type: &str,
+        id: &str,
+        sort_date: Option<&str>,
+        sort_title: Option<&str>,
+        resource: &Value,
+    ) -> Line {
+        Line {
+            resource_type: resource_type.to_string(),
+            id: id.to_string(),
+            title: sort_title
+                .map(name)
+                .unwrap_or_else(|| resource_type.to_string()),
+            date: sort_date.map(date),
+            iso_date: sort_date.map(iso_date),
+            status: status(resource),
+            value: value_text(resource),
+            earlier: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -392,6 +497,47 @@ mod tests {
         assert_eq!(date("2020-10-01T08:30:00+02:00"), "1 Oct 2020");
         assert_eq!(date("sometime"), "sometime");
         assert_eq!(date("2019-13-01"), "2019-13-01");
+    }
+
+    #[test]
+    fn encounter_classes_and_own_names_are_words() {
+        assert_eq!(
+            encounter_class(&json!({"code": "EMER"})).as_deref(),
+            Some("Emergency")
+        );
+        assert_eq!(
+            encounter_class(&json!({"code": "AMB", "display": "ambulatory"})).as_deref(),
+            Some("ambulatory")
+        );
+        assert_eq!(encounter_class(&json!({})), None);
+        assert_eq!(
+            own_name(&json!({"name": "Good Hospital"})).as_deref(),
+            Some("Good Hospital")
+        );
+        assert_eq!(
+            own_name(&json!({"name": [{"given": ["Ada", "B."], "family": "Who"}]})).as_deref(),
+            Some("Ada B. Who")
+        );
+        assert_eq!(own_name(&json!({"type": "x"})), None);
+    }
+
+    #[test]
+    fn a_line_reads_the_stored_columns_with_the_printers() {
+        let line = Line::new(
+            "Observation",
+            "o1",
+            Some("2020-10-01T08:30:00Z"),
+            Some("Body weight (observable entity)"),
+            &json!({"status": "final", "valueQuantity": {"value": 70.8, "unit": "kg"}}),
+        );
+        assert_eq!(line.title, "Body weight");
+        assert_eq!(line.date.as_deref(), Some("1 Oct 2020"));
+        assert_eq!(line.iso_date.as_deref(), Some("2020-10-01"));
+        assert_eq!(line.status.as_deref(), Some("final"));
+        assert_eq!(line.value.as_deref(), Some("70.8 kg"));
+        let untitled = Line::new("Procedure", "p1", None, None, &Value::Null);
+        assert_eq!(untitled.title, "Procedure");
+        assert_eq!(untitled.date, None);
     }
 
     #[test]

@@ -10,10 +10,9 @@ use sqlx::SqlitePool;
 use time::Date;
 
 use super::chart::{self, Size};
-use super::history::Item;
 use super::observations::{self, Observation};
 use super::profile;
-use crate::fhir::read;
+use crate::fhir::read::{self, Line};
 
 /// Every widget: (id, title). The default layout shows them all in this order.
 pub const WIDGETS: &[(&str, &str)] = &[
@@ -293,7 +292,7 @@ pub async fn about(db: &SqlitePool, person_id: i64, today: Date) -> sqlx::Result
 }
 
 /// The newest encounters (5).
-pub async fn recent_encounters(db: &SqlitePool, person_id: i64) -> sqlx::Result<Vec<Item>> {
+pub async fn recent_encounters(db: &SqlitePool, person_id: i64) -> sqlx::Result<Vec<Line>> {
     let rows: Vec<(String, Option<String>, Option<String>, String)> = sqlx::query_as(
         "SELECT resource_id, sort_date, sort_title, json FROM resources
          WHERE person_id = ? AND resource_type = 'Encounter'
@@ -306,7 +305,7 @@ pub async fn recent_encounters(db: &SqlitePool, person_id: i64) -> sqlx::Result<
         .iter()
         .map(|(id, date, title, json)| {
             let resource: Value = serde_json::from_str(json).unwrap_or(Value::Null);
-            Item::new(
+            Line::new(
                 "Encounter",
                 id,
                 date.as_deref(),

@@ -4,20 +4,21 @@
 //! The IPS is a short, current picture: allergies, current medications, active problems,
 //! immunizations, recent results and procedures. What is "current" is the read model's answer
 //! ([`read::is_current`]), the same as Profile's and the dashboard's, for both the Bundle and
-//! the page.
+//! the page. Each entry is the read model's [`Line`] for the page, beside the resources it stands
+//! for in the Bundle.
 
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
 
-use crate::fhir::{self, read};
+use crate::fhir::{self, read, read::Line};
 use crate::record::observations;
 
 /// How many recent results and procedures the summary lists.
 pub const RECENT: usize = 20;
 
-/// One IPS section: its LOINC code and title, and the resources in it.
+/// One IPS section: its LOINC code and title, and the entries in it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Section {
     pub code: &'static str,
@@ -25,32 +26,20 @@ pub struct Section {
     /// The page's `data-list` name for the lists Profile shows too ("conditions"), so the two
     /// can be compared.
     pub list: Option<&'static str>,
-    pub items: Vec<Item>,
+    pub entries: Vec<Entry>,
 }
 
-/// One line of a section, as the printable page shows it.
+/// One line of a section: what the printable page shows, and the resources it stands for in the
+/// Bundle.
 #[derive(Debug, Clone, Serialize)]
-pub struct Item {
-    pub resource_type: String,
-    pub id: String,
-    pub title: String,
-    pub date: Option<String>,
-    pub detail: Option<String>,
+pub struct Entry {
+    /// The page's line; its `value` is the section's detail (a reaction, a dosage, a result,
+    /// "3 doses, the first on 1 Oct 2021"), and `earlier` names the earlier resources.
+    pub line: Line,
+    /// The line's own resource, then earlier records of the same thing, newest first (earlier
+    /// doses of a vaccine): every one is in the Bundle.
     #[serde(skip)]
-    pub resource: Value,
-    /// Earlier records of the same thing, newest first (earlier doses of a vaccine): in the
-    /// Bundle, but one line on the page.
-    #[serde(skip)]
-    pub earlier: Vec<Value>,
-    /// The earlier records as "Type/id", for the page's `data-ref`s.
-    pub earlier_refs: Vec<String>,
-}
-
-impl Item {
-    /// The item's own resource, then the earlier ones.
-    fn resources(&self) -> impl Iterator<Item = &Value> {
-        std::iter::once(&self.resource).chain(&self.earlier)
-    }
+    pub resources: Vec<Value>,
 }
 
 /// The summary of one user: the Patient (first one found) and the sections, in IPS order.
@@ -68,50 +57,56 @@ pub struct Summary {
 /// medicine named by a separate Medication).
 pub type Stored = (Value, Option<String>);
 
-fn item((resource, stored_title): Stored, detail: Option<String>) -> Item {
-    Item {
-        resource_type: resource["resourceType"].as_str().unwrap_or("").to_string(),
-        id: resource["id"].as_str().unwrap_or("").to_string(),
-        title: fhir::title(&resource)
+impl Entry {
+    /// The entry of one resource, its line saying `value`. The resource's own title comes
+    /// before the stored one.
+    fn new((resource, stored_title): Stored, value: Option<String>) -> Entry {
+        let title = fhir::title(&resource)
             .or(stored_title)
-            .map(|t| read::name(&t))
-            .unwrap_or_else(|| "(no name)".into()),
-        date: fhir::sort_date(&resource),
-        detail,
-        resource,
-        earlier: Vec::new(),
-        earlier_refs: Vec::new(),
+            .unwrap_or_else(|| "(no name)".into());
+        let mut line = Line::new(
+            resource["resourceType"].as_str().unwrap_or(""),
+            resource["id"].as_str().unwrap_or(""),
+            fhir::sort_date(&resource).as_deref(),
+            Some(&title),
+            &resource,
+        );
+        line.value = value;
+        Entry {
+            line,
+            resources: vec![resource],
+        }
     }
 }
 
 /// One line per vaccine: its latest dose, with how many there were and when the first was.
-fn immunization_lines(doses: Vec<Stored>) -> Vec<Item> {
-    let mut lines: Vec<Item> = Vec::new();
+fn immunization_lines(doses: Vec<Stored>) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = Vec::new();
     for dose in doses {
         let title = fhir::title(&dose.0).map(|t| read::name(&t));
-        match lines
+        match entries
             .iter_mut()
-            .find(|line| Some(&line.title) == title.as_ref())
+            .find(|entry| Some(&entry.line.title) == title.as_ref())
         {
-            Some(line) => line.earlier.push(dose.0),
-            None => lines.push(item(dose, None)),
+            Some(entry) => entry.resources.push(dose.0),
+            None => entries.push(Entry::new(dose, None)),
         }
     }
-    for line in &mut lines {
-        if let Some(first) = line.earlier.last().and_then(fhir::sort_date) {
-            let count = line.earlier.len() + 1;
-            line.detail = Some(format!(
+    for entry in &mut entries {
+        let earlier = &entry.resources[1..];
+        if let Some(first) = earlier.last().and_then(fhir::sort_date) {
+            let count = earlier.len() + 1;
+            entry.line.value = Some(format!(
                 "{count} doses, the first on {}",
                 read::date(&first)
             ));
         }
-        line.earlier_refs = line
-            .earlier
+        entry.line.earlier = earlier
             .iter()
             .map(|dose| format!("Immunization/{}", dose["id"].as_str().unwrap_or("")))
             .collect();
     }
-    lines
+    entries
 }
 
 /// Builds the summary from all of one user's resources of the types it uses, newest first.
@@ -132,7 +127,7 @@ pub fn summarise(resources: Vec<Stored>) -> Summary {
                 let reaction = resource
                     .pointer("/reaction/0/manifestation/0")
                     .and_then(fhir::concept_text);
-                allergies.push(item(stored, reaction));
+                allergies.push(Entry::new(stored, reaction));
             }
             "MedicationRequest" | "MedicationStatement"
                 if read::is_current_medication(resource) =>
@@ -142,10 +137,10 @@ pub fn summarise(resources: Vec<Stored>) -> Summary {
                     .or_else(|| resource.pointer("/dosage/0/text"))
                     .and_then(Value::as_str)
                     .map(String::from);
-                medications.push(item(stored, dosage));
+                medications.push(Entry::new(stored, dosage));
             }
             "Condition" if read::is_current_condition(resource) => {
-                problems.push(item(stored, None))
+                problems.push(Entry::new(stored, None))
             }
             "Immunization" if read::is_current_immunization(resource) => immunizations.push(stored),
             "Observation" if is_laboratory(resource) && results.len() < RECENT => {
@@ -153,10 +148,10 @@ pub fn summarise(resources: Vec<Stored>) -> Summary {
                 let test = fhir::title(resource).unwrap_or_default();
                 if seen_tests.insert(test) {
                     let value = observations::read(resource).and_then(|o| o.value_display());
-                    results.push(item(stored, value));
+                    results.push(Entry::new(stored, value));
                 }
             }
-            "Procedure" if procedures.len() < RECENT => procedures.push(item(stored, None)),
+            "Procedure" if procedures.len() < RECENT => procedures.push(Entry::new(stored, None)),
             _ => {}
         }
     }
@@ -187,7 +182,7 @@ pub fn summarise(resources: Vec<Stored>) -> Summary {
     }
 }
 
-fn section(code: &'static str, title: &'static str, items: Vec<Item>) -> Section {
+fn section(code: &'static str, title: &'static str, entries: Vec<Entry>) -> Section {
     let list = match code {
         "48765-2" => Some("allergies"),
         "10160-0" => Some("medications"),
@@ -199,7 +194,7 @@ fn section(code: &'static str, title: &'static str, items: Vec<Item>) -> Section
         code,
         title,
         list,
-        items,
+        entries,
     }
 }
 
@@ -263,7 +258,7 @@ pub fn bundle(summary: &Summary, timestamp: &str) -> Value {
                 resource["id"].as_str().unwrap_or(""),
             )
         };
-        let resources: Vec<&Value> = s.items.iter().flat_map(Item::resources).collect();
+        let resources: Vec<&Value> = s.entries.iter().flat_map(|e| &e.resources).collect();
         let references: Vec<Value> = resources
             .iter()
             .map(|r| json!({ "reference": full_url(r) }))
@@ -275,12 +270,12 @@ pub fn bundle(summary: &Summary, timestamp: &str) -> Value {
                 "status": "generated",
                 "div": format!(
                     "<div xmlns=\"http://www.w3.org/1999/xhtml\">{}</div>",
-                    if s.items.is_empty() {
+                    if s.entries.is_empty() {
                         "None recorded".to_string()
                     } else {
-                        s.items
+                        s.entries
                             .iter()
-                            .map(|i| super::chart::escape(&i.title))
+                            .map(|e| super::chart::escape(&e.line.title))
                             .collect::<Vec<_>>()
                             .join("; ")
                     }
@@ -367,9 +362,9 @@ mod tests {
                 .iter()
                 .find(|s| s.code == code)
                 .unwrap()
-                .items
+                .entries
                 .iter()
-                .map(|i| i.title.clone())
+                .map(|e| e.line.title.clone())
                 .collect()
         };
         assert_eq!(titles("11450-4"), ["Hypertension"]);
@@ -396,20 +391,31 @@ mod tests {
             .find(|s| s.code == "11369-6")
             .unwrap();
         let lines: Vec<(&str, Option<&str>, Option<&str>)> = section
-            .items
+            .entries
             .iter()
-            .map(|i| (i.title.as_str(), i.date.as_deref(), i.detail.as_deref()))
+            .map(|e| {
+                let line = &e.line;
+                (
+                    line.title.as_str(),
+                    line.date.as_deref(),
+                    line.value.as_deref(),
+                )
+            })
             .collect();
         assert_eq!(
             lines,
             [
                 (
                     "Influenza",
-                    Some("2023-10-01"),
+                    Some("1 Oct 2023"),
                     Some("3 doses, the first on 1 Oct 2021")
                 ),
-                ("Tdap", Some("2021-05-01"), None),
+                ("Tdap", Some("1 May 2021"), None),
             ]
+        );
+        assert_eq!(
+            section.entries[0].line.earlier,
+            ["Immunization/i2", "Immunization/i1"]
         );
         let bundle = bundle(&summary, "2026-11-25T10:00:00Z");
         let section = bundle["entry"][0]["resource"]["section"]

@@ -11,8 +11,7 @@ use serde_json::Value;
 use sqlx::SqlitePool;
 use time::Date;
 
-use super::history::Item;
-use crate::fhir::read;
+use crate::fhir::read::{self, Line};
 
 /// One value of a field and the sources that gave it.
 #[derive(Debug, Serialize, PartialEq)]
@@ -33,10 +32,10 @@ pub struct Profile {
     /// Whether the user has any record at all, to tell "upload something" from "no patient data".
     pub has_records: bool,
     pub fields: Vec<Field>,
-    pub allergies: Vec<Item>,
-    pub immunizations: Vec<Item>,
-    pub medications: Vec<Item>,
-    pub conditions: Vec<Item>,
+    pub allergies: Vec<Line>,
+    pub immunizations: Vec<Line>,
+    pub medications: Vec<Line>,
+    pub conditions: Vec<Line>,
 }
 
 pub async fn profile(db: &SqlitePool, person_id: i64, today: Date) -> Result<Profile, sqlx::Error> {
@@ -81,15 +80,15 @@ pub async fn allergies(
     db: &SqlitePool,
     person_id: i64,
     limit: Option<usize>,
-) -> Result<Vec<Item>, sqlx::Error> {
+) -> Result<Vec<Line>, sqlx::Error> {
     Ok(current(db, person_id, "AllergyIntolerance", limit)
         .await?
         .into_iter()
         .take(limit.unwrap_or(usize::MAX))
-        .map(|(mut item, json)| {
-            item.value = allergy_detail(&json);
-            quiet_status(&mut item, &["active"]);
-            item
+        .map(|(mut line, json)| {
+            line.value = allergy_detail(&json);
+            quiet_status(&mut line, &["active"]);
+            line
         })
         .collect())
 }
@@ -114,7 +113,7 @@ pub async fn immunizations(
     db: &SqlitePool,
     person_id: i64,
     limit: Option<usize>,
-) -> Result<Vec<Item>, sqlx::Error> {
+) -> Result<Vec<Line>, sqlx::Error> {
     // Grouped from the token index before any JSON is read; the same dose from two sources is
     // counted once.
     let rows: Vec<VaccineRow> = sqlx::query_as(
@@ -147,7 +146,7 @@ pub async fn immunizations(
         .into_iter()
         .map(|row| {
             let json: Value = serde_json::from_str(&row.json).unwrap_or(Value::Null);
-            let mut item = Item::new(
+            let mut line = Line::new(
                 "Immunization",
                 &row.resource_id,
                 row.sort_date.as_deref(),
@@ -156,20 +155,20 @@ pub async fn immunizations(
             );
             if row.doses > 1 {
                 let since = row.first_date.as_deref().and_then(|d| d.get(..4));
-                item.value = Some(match since {
+                line.value = Some(match since {
                     Some(year) => format!("{} doses since {year}", row.doses),
                     None => format!("{} doses", row.doses),
                 });
             }
             // A completed dose is what every line is: only another status is worth a word.
-            quiet_status(&mut item, &["completed"]);
-            item.earlier = row
+            quiet_status(&mut line, &["completed"]);
+            line.earlier = row
                 .dose_ids
                 .split(',')
                 .filter(|id| *id != row.resource_id)
                 .map(|id| format!("Immunization/{id}"))
                 .collect();
-            item
+            line
         })
         .collect())
 }
@@ -180,20 +179,20 @@ pub async fn medications(
     db: &SqlitePool,
     person_id: i64,
     limit: Option<usize>,
-) -> Result<Vec<Item>, sqlx::Error> {
+) -> Result<Vec<Line>, sqlx::Error> {
     let mut found = current(db, person_id, "MedicationRequest", limit).await?;
     found.extend(current(db, person_id, "MedicationStatement", limit).await?);
     Ok(found
         .into_iter()
         .take(limit.unwrap_or(usize::MAX))
-        .map(|(mut item, json)| {
-            item.value = json
+        .map(|(mut line, json)| {
+            line.value = json
                 .pointer("/dosageInstruction/0/text")
                 .or_else(|| json.pointer("/dosage/0/text"))
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            quiet_status(&mut item, &["active"]);
-            item
+            quiet_status(&mut line, &["active"]);
+            line
         })
         .collect())
 }
@@ -203,14 +202,14 @@ pub async fn conditions(
     db: &SqlitePool,
     person_id: i64,
     limit: Option<usize>,
-) -> Result<Vec<Item>, sqlx::Error> {
+) -> Result<Vec<Line>, sqlx::Error> {
     Ok(current(db, person_id, "Condition", limit)
         .await?
         .into_iter()
         .take(limit.unwrap_or(usize::MAX))
-        .map(|(mut item, _)| {
-            quiet_status(&mut item, &["active"]);
-            item
+        .map(|(mut line, _)| {
+            quiet_status(&mut line, &["active"]);
+            line
         })
         .collect())
 }
@@ -223,7 +222,7 @@ async fn current(
     person_id: i64,
     resource_type: &str,
     limit: Option<usize>,
-) -> Result<Vec<(Item, Value)>, sqlx::Error> {
+) -> Result<Vec<(Line, Value)>, sqlx::Error> {
     // The rows are chosen (and cut to the limit) from the token index first; only those are
     // read whole.
     let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -268,16 +267,16 @@ async fn current(
         .filter(|(id, ..)| seen.insert(id.clone()))
         .map(|(id, date, title, json)| {
             let json: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
-            let item = Item::new(resource_type, &id, date.as_deref(), title.as_deref(), &json);
-            (item, json)
+            let line = Line::new(resource_type, &id, date.as_deref(), title.as_deref(), &json);
+            (line, json)
         })
         .collect())
 }
 
-/// Hides a status every item of a list shares ("active" in the active medications).
-fn quiet_status(item: &mut Item, obvious: &[&str]) {
-    if item.status.as_deref().is_some_and(|s| obvious.contains(&s)) {
-        item.status = None;
+/// Hides a status every line of a list shares ("active" in the active medications).
+fn quiet_status(line: &mut Line, obvious: &[&str]) {
+    if line.status.as_deref().is_some_and(|s| obvious.contains(&s)) {
+        line.status = None;
     }
 }
 
