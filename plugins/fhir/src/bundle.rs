@@ -11,7 +11,7 @@ pub(crate) fn import_json(
 ) -> Result<(), ConnectorError> {
     // Strict: a user's file is refused as a whole, before anything is stored, when any of it is
     // not what it should be.
-    let document = bundle::scan(&mut *file, Mode::Strict).map_err(|e| match e {
+    let document = bundle::scan(buffered(file), Mode::Strict).map_err(|e| match e {
         ScanError::Json(e) => not_json(e),
         ScanError::TrailingText(e) => invalid(format!(
             "The file has extra text after the JSON document: {e}."
@@ -34,11 +34,18 @@ pub(crate) fn import_json(
         out.expect_total(1);
     }
     document
-        .read_resources(&mut *file, |resource| out.push(resource))
+        .read_resources(buffered(file), |resource| out.push(resource))
         .map_err(|e| match e {
             ReadError::Stopped(e) => e,
             ReadError::Json(e) => not_json(e),
         })
+}
+
+/// serde_json reads a stream byte by byte; std's `BufReader` has a fast path for that which
+/// another `BufRead` (the SDK's `File`) does not get, and without it a Bundle imports at half
+/// the speed (`cargo bench --bench ingest`).
+fn buffered<'a, 'h>(file: &'a mut File<'h>) -> std::io::BufReader<&'a mut File<'h>> {
+    std::io::BufReader::with_capacity(256 * 1024, file)
 }
 
 fn not_json(e: serde_json::Error) -> ConnectorError {
