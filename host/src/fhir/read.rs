@@ -21,6 +21,15 @@ use serde_json::Value;
 
 use super::units;
 
+/// A field holding an array, or nothing: FHIR leaves out an empty list.
+pub fn list<'a>(value: &'a Value, field: &str) -> &'a [Value] {
+    value
+        .get(field)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
 /// Drops SNOMED's semantic tag: "Viral sinusitis (disorder)" reads "Viral sinusitis".
 pub fn name(text: &str) -> String {
     const TAGS: &[&str] = &[
@@ -137,11 +146,7 @@ pub fn value_text(resource: &Value) -> Option<String> {
     if let Some(text) = element_value(resource) {
         return Some(text);
     }
-    let parts: Vec<String> = resource
-        .get("component")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let parts: Vec<String> = list(resource, "component")
         .iter()
         .filter_map(|component| {
             let value = element_value(component)?;

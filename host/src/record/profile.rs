@@ -317,7 +317,7 @@ pub fn patient_facts(patient: &Value, today: Date) -> Vec<(String, String)> {
             facts.push((label.to_string(), value));
         }
     };
-    for name in list(patient, "name") {
+    for name in read::list(patient, "name") {
         if name.get("use").and_then(Value::as_str) == Some("old") {
             continue;
         }
@@ -343,12 +343,12 @@ pub fn patient_facts(patient: &Value, today: Date) -> Vec<(String, String)> {
     if let Some(gender) = patient.get("gender").and_then(Value::as_str) {
         add("Gender", capitalise(gender));
     }
-    for address in list(patient, "address") {
+    for address in read::list(patient, "address") {
         if let Some(text) = address_text(address) {
             add("Address", text);
         }
     }
-    for telecom in list(patient, "telecom") {
+    for telecom in read::list(patient, "telecom") {
         let Some(value) = telecom.get("value").and_then(Value::as_str) else {
             continue;
         };
@@ -363,12 +363,12 @@ pub fn patient_facts(patient: &Value, today: Date) -> Vec<(String, String)> {
         };
         add(label, value);
     }
-    for communication in list(patient, "communication") {
+    for communication in read::list(patient, "communication") {
         if let Some(language) = communication.get("language").and_then(read::concept) {
             add("Language", language);
         }
     }
-    let identifiers = list(patient, "identifier");
+    let identifiers = read::list(patient, "identifier");
     for identifier in identifiers {
         let Some(value) = identifier.get("value").and_then(Value::as_str) else {
             continue;
@@ -403,20 +403,12 @@ pub fn patient_facts(patient: &Value, today: Date) -> Vec<(String, String)> {
     facts
 }
 
-fn list<'a>(value: &'a Value, field: &str) -> &'a [Value] {
-    value
-        .get(field)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
 /// "Paris Casper": given names then family name, or the name's text.
 fn person_name(name: &Value) -> Option<String> {
     if let Some(text) = name.get("text").and_then(Value::as_str) {
         return Some(text.to_string());
     }
-    let mut parts: Vec<&str> = list(name, "given")
+    let mut parts: Vec<&str> = read::list(name, "given")
         .iter()
         .filter_map(Value::as_str)
         .collect();
@@ -432,7 +424,7 @@ fn address_text(address: &Value) -> Option<String> {
         return Some(text.to_string());
     }
     let field = |name: &str| address.get(name).and_then(Value::as_str);
-    let mut parts: Vec<String> = list(address, "line")
+    let mut parts: Vec<String> = read::list(address, "line")
         .iter()
         .filter_map(Value::as_str)
         .map(str::to_owned)

@@ -9,8 +9,8 @@ use serde_json::Value;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::{
-    Group, LINKED_SELECT, LinkedRow, ROW_COLUMNS, Row, array, group_lines,
-    push_condition_encounters, push_type_list,
+    Group, LINKED_SELECT, LinkedRow, ROW_COLUMNS, Row, group_lines, push_condition_encounters,
+    push_type_list,
 };
 use crate::fhir::read::{self, Line};
 
@@ -111,7 +111,7 @@ pub async fn condition(
             .map(read::date)
             .or(text("/abatementString").map(str::to_owned)),
         recorded: text("/recordedDate").map(read::date),
-        note: array(&json, "note")
+        note: read::list(&json, "note")
             .iter()
             .filter_map(|n| n.get("text").and_then(Value::as_str).map(str::to_owned))
             .collect(),

@@ -10,8 +10,7 @@ use serde_json::Value;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::{
-    Group, LINKED_SELECT, LinkedRow, ROW_COLUMNS, Row, array, group_lines, push_type_list,
-    record_href,
+    Group, LINKED_SELECT, LinkedRow, ROW_COLUMNS, Row, group_lines, push_type_list, record_href,
 };
 use crate::fhir::{self, read, read::Line};
 
@@ -264,17 +263,17 @@ fn outgoing(encounter: &Value) -> Vec<Outgoing> {
             role,
         });
     };
-    for reason in array(encounter, "reasonReference") {
+    for reason in read::list(encounter, "reasonReference") {
         add(Some(reason), Role::Reason);
     }
-    for diagnosis in array(encounter, "diagnosis") {
+    for diagnosis in read::list(encounter, "diagnosis") {
         add(diagnosis.get("condition"), Role::Record);
     }
     add(encounter.get("serviceProvider"), Role::Place);
-    for location in array(encounter, "location") {
+    for location in read::list(encounter, "location") {
         add(location.get("location"), Role::Place);
     }
-    for participant in array(encounter, "participant") {
+    for participant in read::list(encounter, "participant") {
         add(participant.get("individual"), Role::Person);
     }
     // A reason is also one of the visit's records.
@@ -293,7 +292,7 @@ fn outgoing(encounter: &Value) -> Vec<Outgoing> {
 
 /// The texts of a field holding CodeableConcepts, as unlinked names.
 fn concepts(value: &Value, field: &str) -> Vec<Named> {
-    array(value, field)
+    read::list(value, field)
         .iter()
         .filter_map(read::concept)
         .map(|name| Named { name, href: None })

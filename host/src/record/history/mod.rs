@@ -199,15 +199,6 @@ fn group_lines(lines: Vec<Line>) -> Vec<Group> {
     groups
 }
 
-/// A field holding an array, or nothing.
-fn array<'a>(value: &'a Value, field: &str) -> &'a [Value] {
-    value
-        .get(field)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
