@@ -126,6 +126,20 @@ pub(crate) async fn fits_the_width(browser: &fantoccini::Client) -> bool {
         == serde_json::json!(true)
 }
 
+/// The elements that reach past the window's right edge, for a failure message.
+pub(crate) async fn overflowing(browser: &fantoccini::Client) -> String {
+    let found = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('body *'))
+               .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+               .slice(-3).map(e => e.outerHTML.slice(0, 160)).join(' | ');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    found.as_str().unwrap_or_default().to_string()
+}
+
 pub(crate) async fn save_screenshot(browser: &fantoccini::Client, name: &str) {
     let png = browser.screenshot().await.unwrap();
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
@@ -769,6 +783,8 @@ async fn a_parent_adds_a_child_switches_between_them_and_shares_the_child_to_vie
                 "/people/leo/sources",
                 "/people/leo/history",
                 "/people/leo/profile",
+                "/people/leo/summary",
+                "/people/leo/explore/Immunization",
             ] {
                 browser
                     .goto(&format!("{}{page}", server.url))
@@ -779,7 +795,8 @@ async fn a_parent_adds_a_child_switches_between_them_and_shares_the_child_to_vie
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 assert!(
                     fits_the_width(&browser).await,
-                    "{page} at {width} px scrolls sideways"
+                    "{page} at {width} px scrolls sideways: {}",
+                    overflowing(&browser).await
                 );
             }
             browser
