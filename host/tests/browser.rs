@@ -551,7 +551,7 @@ async fn a_lab_csv_is_previewed_its_date_order_chosen_and_imported_in_a_real_bro
         // The preview: results as they will be stored, the empty row named with its number.
         wait_for_text(
             &browser,
-            "//*[@id='preview-rows']//td[contains(., '2024-06-04')]",
+            "//*[@id='preview-rows']//td[contains(., '4 Jun 2024')]",
         )
         .await;
         wait_for_text(

@@ -253,7 +253,7 @@ async fn glucose_in_two_units_shares_one_chart_with_its_reference_band() {
         html("5.5 mmol/L"),
         html("99.09 mg/dL")
     )));
-    assert!(page.body.contains("<title>2021-01-10: 110 mg/dL</title>"));
+    assert!(page.body.contains("<title>10 Jan 2021: 110 mg/dL</title>"));
     assert!(page.body.contains(">High</span>"), "110 is above 70–99");
     assert!(
         page.body

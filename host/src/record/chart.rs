@@ -198,13 +198,18 @@ pub fn line_chart(
             svg,
             r#"<circle cx="{px:.1}" cy="{py:.1}" r="4" fill="{colour}"{}><title>{}: {}{}</title></circle>"#,
             if outside { r#" class="out""# } else { "" },
-            date,
+            people_date(*date),
             escape(&format_number(*value)),
             escape(&unit_text)
         );
     }
     svg.push_str("</g></svg>");
     svg
+}
+
+/// A day as the pages write it ("12 Mar 2019"), through the read model's one date format.
+fn people_date(day: Date) -> String {
+    crate::fhir::read::date(&day.to_string())
 }
 
 /// The chart in words, for screen readers: how many values, over which dates, their extremes.
@@ -218,14 +223,14 @@ fn describe(points: &[(Date, f64)], unit: &str, band: Option<Band>) -> String {
         format!(
             "One value: {}{unit} on {}.",
             format_number(first.1),
-            first.0
+            people_date(first.0)
         )
     } else {
         format!(
             "{} values from {} to {}, lowest {}{unit}, highest {}{unit}, latest {}{unit}.",
             points.len(),
-            first.0,
-            last.0,
+            people_date(first.0),
+            people_date(last.0),
             format_number(lo),
             format_number(hi),
             format_number(last.1)
@@ -372,14 +377,14 @@ mod tests {
         assert!(svg.contains(r#"viewBox="0 0 560 260""#));
         assert!(!svg.contains("width=\"560\""), "no fixed width: it scales");
         assert_eq!(count(&svg, "<circle"), 3);
-        assert!(svg.contains("<title>2019-03-12: 5.4 mmol/L</title>"));
+        assert!(svg.contains("<title>12 Mar 2019: 5.4 mmol/L</title>"));
         assert!(svg.contains("<title>Glucose</title>"));
-        assert!(svg.contains("3 values from 2018-01-02 to 2020-07-30"));
+        assert!(svg.contains("3 values from 2 Jan 2018 to 30 Jul 2020"));
         assert_eq!(count(&svg, "<polyline"), 1);
         assert!(!svg.contains(r#"class="band""#));
         // Points are drawn in date order: the 2018 point first.
-        let first = svg.find("2018-01-02: 6.1").unwrap();
-        assert!(first < svg.find("2019-03-12: 5.4").unwrap());
+        let first = svg.find("2 Jan 2018: 6.1").unwrap();
+        assert!(first < svg.find("12 Mar 2019: 5.4").unwrap());
         // Yearly ticks over two and a half years, the unit above the axis.
         assert!(svg.contains(">2019</text>") && svg.contains(">2020</text>"));
         assert!(svg.contains(r#"class="unit""#));
@@ -455,7 +460,7 @@ mod tests {
         assert!(svg.contains("&quot;mg&quot;/dL"));
         assert_eq!(count(&svg, "<circle"), 1);
         assert_eq!(count(&svg, "<polyline"), 0, "one point, no line");
-        assert!(svg.contains("One value: 1 &quot;mg&quot;/dL on 2020-01-01."));
+        assert!(svg.contains("One value: 1 &quot;mg&quot;/dL on 1 Jan 2020."));
     }
 
     #[test]

@@ -73,7 +73,9 @@ fn configure(env: &mut Environment<'static>) {
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
     env.add_filter("datetime", datetime_filter);
     // An ISO date as people read it, with its precision: the read model's one date format.
-    env.add_filter("date", |iso: String| crate::fhir::read::date(&iso));
+    env.add_filter("date", |iso: Option<String>| {
+        iso.map_or_else(String::new, |iso| crate::fhir::read::date(&iso))
+    });
 }
 
 /// Unix seconds as "2026-11-23 09:30 UTC", as the pages show times (also in the CLI's messages).
