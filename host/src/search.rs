@@ -156,7 +156,7 @@ pub async fn search(
             };
             Hit {
                 title,
-                date: row.sort_date.map(|d| d.chars().take(10).collect()),
+                date: row.sort_date.as_deref().map(crate::fhir::read::iso_date),
                 snippet,
                 resource_type: row.resource_type,
                 resource_id: row.resource_id,

@@ -14,6 +14,7 @@ use serde_json::Value;
 use sqlx::SqlitePool;
 use time::{Date, Month};
 
+use crate::fhir::read;
 use crate::record::chart::{self, Band, Size};
 /// Kept here for the pages that ask it of a result (the dashboard).
 pub use crate::record::observations::is_lab;
@@ -228,7 +229,7 @@ fn summarise_counted<'a>(
                 key: key.to_owned(),
                 name: group_name(key, &members).unwrap_or_else(|| o.name.clone()),
                 latest_value: o.value_display(),
-                latest_date: o.date.as_deref().map(day),
+                latest_date: o.date.as_deref().map(read::iso_date),
                 range: o.range.as_ref().and_then(|r| r.display()),
                 flag: o.flag,
                 flag_label: o.flag.map(|f| f.label()),
@@ -291,11 +292,6 @@ fn latest<'a>(members: &[&'a LabResult]) -> Option<&'a LabResult> {
         .iter()
         .copied()
         .max_by(|a, b| a.observation.date.cmp(&b.observation.date))
-}
-
-/// The date part of an ISO 8601 timestamp.
-fn day(text: &str) -> String {
-    text.get(..10).unwrap_or(text).to_owned()
 }
 
 /// "2019-03-12..." (or "2019-03", "2019") as a date; partial dates take the first day.
@@ -380,7 +376,7 @@ pub fn trend(key: &str, results: &[LabResult]) -> Option<Trend> {
         }
         rows.push(TrendRow {
             id: o.id.clone(),
-            date: o.date.as_deref().map(day),
+            date: o.date.as_deref().map(read::iso_date),
             value: o.value_display(),
             converted,
             range: o.range.as_ref().and_then(|r| r.display()),

@@ -85,7 +85,7 @@ impl From<Row> for ListRow {
         ListRow {
             title: row.sort_title.as_deref().map(read::name),
             date: row.sort_date.as_deref().map(read::date),
-            iso_date: row.sort_date.map(|d| d.chars().take(10).collect()),
+            iso_date: row.sort_date.as_deref().map(read::iso_date),
             resource_id: row.resource_id,
             source_name: row.source_name,
         }
