@@ -40,6 +40,7 @@ pub struct Config {
     pub inbox: InboxConfig,
     pub backup: BackupConfig,
     pub audit: AuditConfig,
+    pub provider_apps: ProviderAppsConfig,
     /// Read templates from disk and reload them on change (`serve --dev` sets this).
     #[serde(skip)]
     pub dev: bool,
@@ -125,6 +126,24 @@ pub struct AuditConfig {
     /// How long Admin → Activity keeps an event; `0s` keeps them all.
     #[serde(with = "humantime_serde")]
     pub keep: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderAppsConfig {
+    /// Key rotation for `private_key_jwt` (Admin → Provider apps, "Add a new key"): a new key is
+    /// published this long before Fasten signs with it, and the old one stays published this long
+    /// after, so servers that cache the JWK Set keep verifying.
+    #[serde(with = "humantime_serde")]
+    pub key_grace: Duration,
+}
+
+impl Default for ProviderAppsConfig {
+    fn default() -> Self {
+        ProviderAppsConfig {
+            key_grace: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 impl Default for AuditConfig {
@@ -231,6 +250,7 @@ impl Default for Config {
             inbox: InboxConfig::default(),
             backup: BackupConfig::default(),
             audit: AuditConfig::default(),
+            provider_apps: ProviderAppsConfig::default(),
             dev: false,
         }
     }

@@ -394,6 +394,9 @@ async fn members_get_403_on_every_admin_page_and_action() {
         "/admin/plugins",
         "/admin/backups",
         "/admin/activity",
+        "/admin/provider-apps",
+        "/admin/provider-apps/epic",
+        "/admin/provider-apps/jwks.json",
         &format!("/admin/users/{}/delete", server.user_id(ADMIN).await),
     ] {
         let page = bob.get(path).await;
@@ -431,6 +434,12 @@ async fn members_get_403_on_every_admin_page_and_action() {
             format!("/admin/users/{alice_id}/delete"),
             vec![("confirm_username", ADMIN)],
         ),
+        (
+            "/admin/provider-apps/epic".to_string(),
+            vec![("client_id", "eve-app"), ("client_auth", "none")],
+        ),
+        ("/admin/provider-apps/keys".to_string(), vec![]),
+        ("/admin/provider-apps/epic/delete".to_string(), vec![]),
     ];
     for (action, mut fields) in attempts {
         fields.push(("csrf_token", &token));
@@ -447,6 +456,11 @@ async fn members_get_403_on_every_admin_page_and_action() {
         1
     );
     assert!(!server.user_exists("eve").await);
+    let registrations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM provider_apps")
+        .fetch_one(&server.state.db)
+        .await
+        .unwrap();
+    assert_eq!(registrations, 0, "a member saved an app registration");
 }
 
 #[tokio::test]

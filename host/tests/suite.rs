@@ -32,6 +32,7 @@ mod plugin_author;
 mod plugin_cli;
 mod plugin_units;
 mod plugins;
+mod provider_apps;
 mod read_model;
 mod routing;
 mod search;

@@ -257,14 +257,14 @@ fn assert_succeeded(job: &Job, what: &str) {
 }
 
 /// The `href` of `<a id="continue" href="...">`, HTML unescaped.
-fn continue_href(html: &str) -> Option<String> {
+pub(crate) fn continue_href(html: &str) -> Option<String> {
     let anchor = &html[html.find("id=\"continue\"")?..];
     let start = anchor.find("href=\"")? + "href=\"".len();
     let end = anchor[start..].find('"')? + start;
     Some(unescape_html(&anchor[start..end]))
 }
 
-fn unescape_html(text: &str) -> String {
+pub(crate) fn unescape_html(text: &str) -> String {
     text.replace("&amp;", "&")
         .replace("&quot;", "\"")
         .replace("&#34;", "\"")
@@ -289,7 +289,7 @@ async fn fasten_keys(server: &TestServer, source_id: i64) -> Keys {
 }
 
 /// The `<td class="records">` of the source's row on the Sources page.
-fn records_shown(html: &str, source_id: i64) -> Option<String> {
+pub(crate) fn records_shown(html: &str, source_id: i64) -> Option<String> {
     let row = &html[html.find(&format!("id=\"source-{source_id}\""))?..];
     let row = &row[..row.find("</tr>")?];
     let cell = &row[row.find("class=\"records\">")? + "class=\"records\">".len()..];

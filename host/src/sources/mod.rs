@@ -3,6 +3,8 @@
 //! lists and deletes sources; the OAuth protocol is in [`smart`], token use during a sync in
 //! [`tokens`].
 
+pub mod client_keys;
+pub mod registrations;
 pub mod smart;
 pub mod tokens;
 
@@ -10,6 +12,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
+use self::registrations::{AppAuth, Registration};
 use self::smart::{ClientAuth, OAuthClient, OAuthQuirks, SmartError, Tokens, labels};
 use crate::catalog::{self, Catalog};
 use crate::jobs::{self, Trigger};
@@ -41,6 +44,8 @@ pub struct Connection {
     pub sync_settings: Vec<(String, String)>,
     pub sync_cursor: Option<String>,
     pub catalog_id: Option<String>,
+    /// The app registration (a platform) it was made with, whose current values it uses.
+    pub registration: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -66,6 +71,7 @@ struct ConnectionRow {
     sync_settings: String,
     sync_cursor: Option<String>,
     oauth_quirks: String,
+    registration: Option<String>,
 }
 
 /// Loads a connection with its secrets opened. `None` when the source has no connection.
@@ -79,7 +85,7 @@ pub async fn load_connection(
                 c.authorize_url, c.token_url, c.client_id, c.client_secret, c.client_auth,
                 c.scopes_requested, c.patient_id, c.access_token, c.refresh_token,
                 c.access_expires_at, c.access_lifetime, c.status, c.status_message,
-                c.sync_settings, c.sync_cursor, c.oauth_quirks
+                c.sync_settings, c.sync_cursor, c.oauth_quirks, c.registration
          FROM connections c JOIN sources s ON s.id = c.source_id WHERE c.source_id = ?",
     )
     .bind(source_id)
@@ -92,22 +98,33 @@ pub async fn load_connection(
             None => None,
         })
     };
+    let mut oauth = OAuthClient {
+        authorize_url: row.authorize_url,
+        token_url: row.token_url,
+        client_id: row.client_id,
+        client_secret: open(labels::client_secret(source_id), row.client_secret)?,
+        client_auth: row.client_auth,
+        redirect_uri: None,
+        quirks: serde_json::from_str(&row.oauth_quirks)
+            .context("the connection's OAuth settings are unreadable")?,
+        signing_alg: None,
+        assertion_key: None,
+    };
+    // Made with the administrator's app registration: its current values, not the ones of the
+    // day it connected. A removed registration leaves the values the connection was made with.
+    if let Some(platform) = &row.registration
+        && let Some(registration) = registrations::get(db, vault, platform).await?
+    {
+        use_registration(&mut oauth, &registration, Some(row.client_auth));
+    }
+    prepare_signing(db, vault, &mut oauth).await?;
     Ok(Some(Connection {
         source_id,
         person_id: row.person_id,
         plugin_id: row.plugin_id.unwrap_or_else(|| FHIR_PLUGIN.to_string()),
         display_name: row.display_name,
         fhir_base: row.fhir_base,
-        oauth: OAuthClient {
-            authorize_url: row.authorize_url,
-            token_url: row.token_url,
-            client_id: row.client_id,
-            client_secret: open(labels::client_secret(source_id), row.client_secret)?,
-            client_auth: row.client_auth,
-            redirect_uri: None,
-            quirks: serde_json::from_str(&row.oauth_quirks)
-                .context("the connection's OAuth settings are unreadable")?,
-        },
+        oauth,
         scopes_requested: row.scopes_requested,
         patient_id: row.patient_id,
         access_token: open(labels::access(source_id), row.access_token)?,
@@ -119,7 +136,38 @@ pub async fn load_connection(
         sync_settings: serde_json::from_str(&row.sync_settings).unwrap_or_default(),
         sync_cursor: row.sync_cursor,
         catalog_id: row.catalog_id,
+        registration: row.registration,
     }))
+}
+
+/// Puts a registration's client id, authentication and secret into `oauth`. `before` is how the
+/// connection authenticated until now, if it exists.
+fn use_registration(
+    oauth: &mut OAuthClient,
+    registration: &Registration,
+    before: Option<ClientAuth>,
+) {
+    oauth.client_id = registration.client_id.clone();
+    oauth.client_auth = registration.auth.client_auth(before);
+    oauth.client_secret = match registration.auth {
+        AppAuth::ClientSecret => registration.client_secret.clone(),
+        AppAuth::None | AppAuth::PrivateKeyJwt => None,
+    };
+    oauth.signing_alg = Some(registration.signing_alg);
+}
+
+/// Looks up the instance key a `private_key_jwt` client signs with now (making the first key
+/// pair if there is none yet).
+async fn prepare_signing(
+    db: &SqlitePool,
+    vault: &Vault,
+    oauth: &mut OAuthClient,
+) -> anyhow::Result<()> {
+    if oauth.client_auth == ClientAuth::PrivateKeyJwt {
+        let alg = oauth.signing_alg.unwrap_or(client_keys::KeyAlg::Es384);
+        oauth.assertion_key = Some(client_keys::signer(db, vault, alg).await?);
+    }
+    Ok(())
 }
 
 pub async fn mark_needs_reconnect(
@@ -166,6 +214,9 @@ struct Draft {
     sealed_secret: Option<String>,
     scopes: String,
     sync_settings: Vec<(String, String)>,
+    /// The administrator's app registration (a platform) the connection is made with.
+    #[serde(default)]
+    registration: Option<String>,
 }
 
 fn fhir_plugin() -> String {
@@ -207,21 +258,33 @@ pub async fn begin_connect(
             .ok_or_else(|| SmartError::Input("Enter the FHIR base URL of the provider.".into()))?,
     };
     let base = smart::normalize_base(&base_text)?;
-    let client_id = match entry {
-        Some(e) if !e.needs_client_id() => e.client_id.clone(),
+    let platform = entry.map(|e| ctx.catalog.platform_of(e));
+    let registration = registration_for(ctx, entry, form).await?;
+    let client_id = match (entry, &registration) {
+        (_, Some(registration)) => registration.client_id.clone(),
+        (Some(e), None) if !e.needs_client_id() => e.client_id.clone(),
         _ => non_empty(&form.client_id).ok_or_else(|| {
             SmartError::Input(
                 "Enter the client id of your app registration with this provider.".into(),
             )
         })?,
     };
-    let client_secret = non_empty(&form.client_secret);
-    if entry.is_some_and(|e| e.confidential) && client_secret.is_none() {
-        return Err(SmartError::Input(
-            "This provider needs the client secret of your app registration.".into(),
-        ));
+    let client_secret = match &registration {
+        Some(registration) => registration.client_secret.clone(),
+        None => non_empty(&form.client_secret),
+    };
+    let confidential = registration
+        .as_ref()
+        .map_or(client_secret.is_some(), |r| r.auth != AppAuth::None);
+    if entry.is_some_and(|e| e.confidential) && !confidential {
+        return Err(SmartError::Input(match &registration {
+            Some(_) => "This provider needs a confidential app (with a client secret), and the \
+                        app registration for it has none. Ask your administrator to check it \
+                        under Admin → Provider apps."
+                .into(),
+            None => "This provider needs the client secret of your app registration.".into(),
+        }));
     }
-    let platform = entry.map(|e| ctx.catalog.platform_of(e));
     let plain_oauth2 = platform.is_some_and(|p| p.sign_in == catalog::SignIn::OAuth2);
     let (authorize_url, token_url, smart_v2) = match entry {
         Some(catalog::Entry {
@@ -234,10 +297,11 @@ pub async fn begin_connect(
             (found.authorize_url, found.token_url, found.smart_v2)
         }
     };
-    let scopes = match entry {
-        Some(e) => e.scopes_to_request(smart_v2).to_string(),
-        None if smart_v2 => catalog::DEFAULT_SCOPES_V2.to_string(),
-        None => catalog::DEFAULT_SCOPES_V1.to_string(),
+    let scopes = match (entry, &registration) {
+        (_, Some(r)) if !r.scopes.is_empty() => r.scopes.clone(),
+        (Some(e), _) => e.scopes_to_request(smart_v2).to_string(),
+        (None, _) if smart_v2 => catalog::DEFAULT_SCOPES_V2.to_string(),
+        (None, _) => catalog::DEFAULT_SCOPES_V1.to_string(),
     };
     let display_name = non_empty(&form.display_name)
         .or_else(|| entry.map(|e| e.name.clone()))
@@ -254,32 +318,61 @@ pub async fn begin_connect(
         },
         _ => OAuthQuirks::default(),
     };
+    let mut oauth = OAuthClient {
+        authorize_url,
+        token_url,
+        client_id,
+        client_auth: match (&client_secret, platform.and_then(|p| p.client_auth)) {
+            (None, _) => ClientAuth::None,
+            (Some(_), Some(chosen)) => chosen,
+            (Some(_), None) => ClientAuth::Basic,
+        },
+        client_secret,
+        redirect_uri: Some(redirect_uri.to_string()),
+        quirks,
+        signing_alg: None,
+        assertion_key: None,
+    };
+    if let Some(registration) = &registration {
+        let how = platform.and_then(|p| p.client_auth);
+        use_registration(&mut oauth, registration, how);
+    }
     let draft = Draft {
         display_name,
         plugin_id: platform.map_or_else(fhir_plugin, |p| p.plugin.clone()),
         catalog_id: entry.map(|e| e.id.clone()),
         fhir_base: base.as_str().trim_end_matches('/').to_string(),
-        oauth: OAuthClient {
-            authorize_url,
-            token_url,
-            client_id,
-            client_auth: match (&client_secret, platform.and_then(|p| p.client_auth)) {
-                (None, _) => ClientAuth::None,
-                (Some(_), Some(chosen)) => chosen,
-                (Some(_), None) => ClientAuth::Basic,
-            },
-            client_secret,
-            redirect_uri: Some(redirect_uri.to_string()),
-            quirks,
-        },
+        oauth,
         sealed_secret: None,
         scopes,
         sync_settings: match platform {
             Some(p) if !plain_oauth2 => p.sync_settings(),
             _ => Vec::new(),
         },
+        registration: registration.map(|r| r.platform),
     };
     start(ctx, user_id, person_id, session_hash, None, draft).await
+}
+
+/// The administrator's app registration a new connection uses: the one for the entry's platform
+/// when the entry leaves the client id to the user, or the "other" one for a custom endpoint
+/// whose client id was left empty. A client id typed by the member always wins.
+async fn registration_for(
+    ctx: &Ctx<'_>,
+    entry: Option<&catalog::Entry>,
+    form: &ConnectForm,
+) -> Result<Option<Registration>, SmartError> {
+    let platform = match entry {
+        _ if non_empty(&form.client_id).is_some() => return Ok(None),
+        Some(e) if !e.needs_client_id() => return Ok(None),
+        Some(e) => registrations::for_catalog_platform(&e.platform),
+        None => registrations::OTHER,
+    };
+    registrations::get(ctx.db, ctx.vault, platform)
+        .await
+        .map_err(|e| {
+            SmartError::Input(format!("Fasten could not read the app registration: {e:#}"))
+        })
 }
 
 /// Starts the sign-in again for an existing source (its refresh token no longer works).
@@ -308,6 +401,7 @@ pub async fn begin_reconnect(
         sealed_secret: None,
         scopes: connection.scopes_requested,
         sync_settings: connection.sync_settings,
+        registration: connection.registration,
     };
     start(
         ctx,
@@ -502,6 +596,9 @@ pub async fn finish_connect(
         let bytes = hex::decode(sealed).map_err(|e| SmartError::Input(e.to_string()))?;
         draft.oauth.client_secret = Some(open(&bytes)?);
     }
+    prepare_signing(ctx.db, ctx.vault, &mut draft.oauth)
+        .await
+        .map_err(|e| SmartError::Input(format!("Fasten could not sign in: {e:#}")))?;
     let tokens = draft
         .oauth
         .exchange_code(ctx.plugins, code, &verifier)
@@ -560,11 +657,15 @@ async fn store_connection(
         .await?,
     };
     let vault = ctx.vault;
-    let secret = draft
-        .oauth
-        .client_secret
-        .as_deref()
-        .map(|s| vault.seal(&labels::client_secret(source_id), s));
+    // A registration's secret stays in the registration only (see load_connection).
+    let secret = match &draft.registration {
+        Some(_) => None,
+        None => draft
+            .oauth
+            .client_secret
+            .as_deref()
+            .map(|s| vault.seal(&labels::client_secret(source_id), s)),
+    };
     let refresh = tokens
         .refresh_token
         .as_deref()
@@ -575,10 +676,12 @@ async fn store_connection(
            client_id, client_secret, client_auth, scopes_requested, scopes_granted, patient_id,
            access_token, refresh_token, access_expires_at, refresh_expires_at, status,
            status_message, sync_settings, next_sync_at, connected_at, oauth_quirks,
-           access_lifetime)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'connected', NULL, ?, NULL, ?, ?, ?)
+           access_lifetime, registration)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'connected', NULL, ?, NULL, ?, ?, ?, ?)
          ON CONFLICT (source_id) DO UPDATE SET
            authorize_url = excluded.authorize_url, token_url = excluded.token_url,
+           client_id = excluded.client_id, client_auth = excluded.client_auth,
+           registration = excluded.registration,
            client_secret = excluded.client_secret, scopes_granted = excluded.scopes_granted,
            patient_id = COALESCE(excluded.patient_id, connections.patient_id),
            access_token = excluded.access_token, refresh_token = excluded.refresh_token,
@@ -606,6 +709,7 @@ async fn store_connection(
     .bind(now)
     .bind(serde_json::to_string(&draft.oauth.quirks).expect("quirks serialise"))
     .bind(tokens.access_lifetime)
+    .bind(&draft.registration)
     .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE sources SET updated_at = ? WHERE id = ?")

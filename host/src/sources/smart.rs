@@ -5,6 +5,7 @@
 //! policy (https only, no private addresses unless allowed) holds for the host's own requests too.
 //! Tokens, client secrets and PKCE verifiers are sealed by the [`Vault`] before they are stored.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -23,12 +24,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use super::client_keys::{AssertionKey, KeyAlg};
 use crate::plugins::PluginHost;
 use crate::plugins::grants::HostPattern;
 use crate::plugins::http::{self, HttpFailure};
 
 /// How long a started sign-in stays valid.
 pub const PENDING_SECONDS: i64 = 600;
+
+/// `client_assertion_type` of a `private_key_jwt` token request (RFC 7523).
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Where the SMART App Launch spec puts the endpoints in a CapabilityStatement.
 const OAUTH_URIS: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
@@ -71,6 +76,10 @@ pub enum ClientAuth {
     Basic,
     /// `client_secret_post`: id and secret in the form.
     Post,
+    /// `private_key_jwt`: a client assertion signed by the instance key, in the form.
+    #[serde(rename = "private_key_jwt")]
+    #[sqlx(rename = "private_key_jwt")]
+    PrivateKeyJwt,
 }
 
 impl ClientAuth {
@@ -79,12 +88,13 @@ impl ClientAuth {
             ClientAuth::None => "none",
             ClientAuth::Basic => "basic",
             ClientAuth::Post => "post",
+            ClientAuth::PrivateKeyJwt => "private_key_jwt",
         }
     }
 }
 
 /// Everything needed to talk OAuth with one provider on behalf of one connection.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct OAuthClient {
     pub authorize_url: String,
     pub token_url: String,
@@ -98,6 +108,28 @@ pub struct OAuthClient {
     /// How this provider departs from plain OAuth2 (none for SMART servers).
     #[serde(default)]
     pub quirks: OAuthQuirks,
+    /// For `private_key_jwt`: which instance key signs (the registration's choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_alg: Option<KeyAlg>,
+    /// For `private_key_jwt`: the key itself, looked up when the client is about to be used.
+    #[serde(skip)]
+    pub assertion_key: Option<Arc<AssertionKey>>,
+}
+
+impl std::fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret and the key are left out, so a debug log never holds them.
+        f.debug_struct("OAuthClient")
+            .field("authorize_url", &self.authorize_url)
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("has_client_secret", &self.client_secret.is_some())
+            .field("client_auth", &self.client_auth)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("quirks", &self.quirks)
+            .field("signing_alg", &self.signing_alg)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Departures from the standard flow that some non-FHIR APIs make, kept with the connection
@@ -316,7 +348,9 @@ impl OAuthClient {
             .set_token_uri(TokenUrl::new(self.token_url.clone()).map_err(|e| bad("token URL", e))?)
             .set_auth_type(match self.client_auth {
                 ClientAuth::Basic => AuthType::BasicAuth,
-                ClientAuth::Post | ClientAuth::None => AuthType::RequestBody,
+                ClientAuth::Post | ClientAuth::None | ClientAuth::PrivateKeyJwt => {
+                    AuthType::RequestBody
+                }
             });
         if let Some(uri) = &self.redirect_uri {
             client = client.set_redirect_uri(
@@ -324,7 +358,7 @@ impl OAuthClient {
             );
         }
         if let Some(secret) = &self.client_secret
-            && self.client_auth != ClientAuth::None
+            && matches!(self.client_auth, ClientAuth::Basic | ClientAuth::Post)
         {
             client = client.set_client_secret(ClientSecret::new(secret.clone()));
         }
@@ -363,8 +397,8 @@ impl OAuthClient {
         let mut request = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()));
-        for (name, value) in &self.quirks.token_params {
-            request = request.add_extra_param(name.clone(), value.clone());
+        for (name, value) in self.token_params()? {
+            request = request.add_extra_param(name, value);
         }
         let response = request
             .request_async(&http_client)
@@ -384,14 +418,35 @@ impl OAuthClient {
         let http_client = self.token_http_client(plugins)?;
         let refresh = RefreshToken::new(refresh_token.to_string());
         let mut request = client.exchange_refresh_token(&refresh);
-        for (name, value) in &self.quirks.token_params {
-            request = request.add_extra_param(name.clone(), value.clone());
+        for (name, value) in self.token_params()? {
+            request = request.add_extra_param(name, value);
         }
         let response = request
             .request_async(&http_client)
             .await
             .map_err(describe_token_error)?;
         Ok(Tokens::from_response(&response, Some(refresh_token)))
+    }
+
+    /// The extra form fields of one token request: the platform's, and for `private_key_jwt` a
+    /// client assertion signed for this request alone (a fresh `jti` every time, never reused).
+    fn token_params(&self) -> Result<Vec<(String, String)>, SmartError> {
+        let mut params = self.quirks.token_params.clone();
+        if self.client_auth == ClientAuth::PrivateKeyJwt {
+            let key = self.assertion_key.as_ref().ok_or_else(|| {
+                SmartError::Input(
+                    "Fasten has no signing key for this app registration, so it cannot sign in. \
+                     Ask your administrator to open Admin → Provider apps."
+                        .into(),
+                )
+            })?;
+            let assertion = key
+                .sign(&self.client_id, &self.token_url)
+                .map_err(|e| SmartError::Input(format!("{e:#}")))?;
+            params.push(("client_assertion_type".into(), JWT_BEARER.into()));
+            params.push(("client_assertion".into(), assertion));
+        }
+        Ok(params)
     }
 
     /// oauth2's HTTP client for the token endpoint: requests go through a gate allowing only
@@ -670,6 +725,8 @@ mod tests {
             client_auth: ClientAuth::None,
             redirect_uri: Some("http://127.0.0.1:9090/sources/callback".into()),
             quirks: OAuthQuirks::default(),
+            signing_alg: None,
+            assertion_key: None,
         };
         let auth = client
             .authorize("https://fhir.example/R4", "launch/patient patient/*.read")

@@ -16,6 +16,7 @@ pub mod notice;
 pub mod people;
 pub mod plugins;
 pub mod profile;
+pub mod provider_apps;
 pub mod render;
 pub mod search;
 pub mod sources;
@@ -39,6 +40,8 @@ pub fn build_app(state: AppState) -> Router {
         .merge(assets::router())
         .merge(account::router())
         .merge(admin::router())
+        .merge(provider_apps::router())
+        .merge(provider_apps::public_router())
         .merge(plugins::router())
         .merge(sources::global_router())
         .merge(search::global_router())
@@ -144,6 +147,7 @@ async fn first_run_redirect(
     let exempt = path == "/setup"
         || path == "/healthz"
         || path == "/favicon.ico"
+        || path == "/.well-known/jwks.json"
         || path.starts_with("/static/");
     if !exempt {
         match state.is_first_run().await {

@@ -19,6 +19,7 @@ use crate::auth::session::{SESSION_COOKIE, id_hash};
 use crate::auth::{ClientAddr, CurrentUser, is_https, read_cookie};
 use crate::error::AppError;
 use crate::jobs::{self, Trigger};
+use crate::sources::registrations;
 use crate::sources::smart::{self, SmartError};
 use crate::sources::{self, CallbackParams, ConnectForm};
 use crate::state::AppState;
@@ -110,6 +111,7 @@ async fn sources_page(
                 .flat_map(|t| t.extensions.iter().map(|x| format!(".{x}")))
         })
         .collect();
+    let registered = registrations::registered(&state.db).await?;
     page.render_status(
         state,
         status,
@@ -126,24 +128,31 @@ async fn sources_page(
             error_detail => error.as_ref().and_then(|e| e.detail.as_ref()),
             form => context! { fhir_base => form.fhir_base, client_id => form.client_id,
                                display_name => form.display_name, catalog_id => form.catalog_id },
-            providers => catalog_entries(state, ""),
+            providers => catalog_entries(state, "", &registered),
+            other_app => registered.iter().any(|p| p == registrations::OTHER),
             redirect_uri => smart::redirect_uri(&public_url(state, headers)),
         },
     )
 }
 
-/// Catalog entries matching `query`, with what the connect form must ask for each.
-fn catalog_entries(state: &AppState, query: &str) -> Vec<minijinja::Value> {
+/// Catalog entries matching `query`, with what the connect form must ask for each. An entry
+/// whose platform has an app registration (`registered`) asks for no client id or secret: the
+/// registration supplies them.
+fn catalog_entries(state: &AppState, query: &str, registered: &[String]) -> Vec<minijinja::Value> {
     state
         .catalog
         .search(query)
         .into_iter()
         .map(|e| {
+            let registration = registrations::for_catalog_platform(&e.platform);
+            let by_registration =
+                e.needs_client_id() && registered.iter().any(|p| p == registration);
             context! {
                 id => e.id, name => e.name, aliases => e.aliases,
                 platform => state.catalog.platform_of(e).name,
                 sandbox => e.sandbox, needs_fhir_base => e.needs_fhir_base(),
-                needs_client_id => e.needs_client_id(), confidential => e.confidential,
+                needs_client_id => e.needs_client_id() && !by_registration,
+                confidential => e.confidential && !by_registration,
             }
         })
         .collect()
@@ -162,15 +171,19 @@ async fn catalog_search(
     Query(query): Query<CatalogQuery>,
     page: Page,
 ) -> Result<Html<String>, AppError> {
+    let registered = registrations::registered(&state.db).await?;
     page.render(
         &state,
         "sources_catalog.html",
-        context! { providers => catalog_entries(&state, &query.q), query => query.q },
+        context! {
+            providers => catalog_entries(&state, &query.q, &registered),
+            query => query.q,
+        },
     )
 }
 
 /// Where providers send the browser back: `public_url` when configured, else this request's.
-fn public_url(state: &AppState, headers: &HeaderMap) -> String {
+pub(super) fn public_url(state: &AppState, headers: &HeaderMap) -> String {
     if !state.config.public_url.is_empty() {
         return state.config.public_url.trim_end_matches('/').to_string();
     }

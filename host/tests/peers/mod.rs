@@ -5,6 +5,9 @@
 //! - [`OAuthPeer`]: `host/tests/peers/oauth-server.mjs` (node, oauth2-mock-server): a SMART
 //!   authorization server that, given `FHIR_UPSTREAM`, also proxies `/fhir/*` to a sekmet and
 //!   refuses requests without a valid bearer token it issued.
+//! - The same handle runs `host/tests/peers/oidc-server.mjs` ([`OAuthPeer::start_oidc`]):
+//!   oidc-provider, a real OpenID Provider that verifies `private_key_jwt` client assertions
+//!   against the client's JWK Set URL, with the same FHIR proxy and `/_log`.
 //!
 //! Both are killed when dropped. Their stderr goes to a file in their temporary folder, shown by
 //! the panics here and available to tests through `stderr()`.
@@ -49,12 +52,16 @@ fn oauth_script() -> PathBuf {
     root().join("host/tests/peers/oauth-server.mjs")
 }
 
+fn oidc_script() -> PathBuf {
+    root().join("host/tests/peers/oidc-server.mjs")
+}
+
 /// Whether `.ci/peers.sh` has installed the peers.
 pub fn available() -> bool {
     sekmet_bin().is_file()
-        && peers_dir()
-            .join("node/node_modules/oauth2-mock-server")
-            .is_dir()
+        && ["oauth2-mock-server", "oidc-provider"]
+            .iter()
+            .all(|package| peers_dir().join("node/node_modules").join(package).is_dir())
 }
 
 /// Whether a test needing the peers can run: true when they are installed; false (after saying
@@ -444,11 +451,22 @@ impl OAuthPeer {
     /// CLIENT_SECRET, FHIR_UPSTREAM, SCOPE: see the script's header) and waits for its
     /// `listening URL` line.
     pub async fn start(env: &[(&str, &str)]) -> OAuthPeer {
+        Self::start_script(oauth_script(), env).await
+    }
+
+    /// Starts `oidc-server.mjs` (oidc-provider) with `env`: CLIENT_ID, JWKS_URI, REDIRECT_URI,
+    /// SIGNING_ALG, PATIENT_ID, EXPIRES_IN, FHIR_UPSTREAM (see the script's header). Its sign-in
+    /// completes by itself but needs a browser that keeps cookies: see [`OAuthPeer::sign_in`].
+    pub async fn start_oidc(env: &[(&str, &str)]) -> OAuthPeer {
+        Self::start_script(oidc_script(), env).await
+    }
+
+    async fn start_script(script: PathBuf, env: &[(&str, &str)]) -> OAuthPeer {
         let dir = tempfile::tempdir().unwrap();
         let stderr_path = dir.path().join("oauth-server.stderr");
         let mut command = Command::new("node");
         command
-            .arg(oauth_script())
+            .arg(&script)
             .current_dir(root())
             .env("PORT", "0")
             .env("NODE_PEERS", peers_dir().join("node"))
@@ -461,7 +479,7 @@ impl OAuthPeer {
         }
         let mut child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run node {}: {e}", oauth_script().display()));
+            .unwrap_or_else(|e| panic!("cannot run node {}: {e}", script.display()));
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout);
         let mut line = String::new();
@@ -508,6 +526,40 @@ impl OAuthPeer {
             .json()
             .await
             .expect("/_log is JSON")
+    }
+
+    /// Follows the provider's sign-in from `authorize` as a browser does (keeping the provider's
+    /// cookies, following its redirects) until it sends the browser to `back_to`; answers that
+    /// address. The test's patient approves at once.
+    pub async fn sign_in(&self, authorize: &str, back_to: &str) -> String {
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let mut url = url::Url::parse(authorize).expect("an authorization URL");
+        for _ in 0..10 {
+            let response = browser.get(url.as_str()).send().await.unwrap();
+            let status = response.status();
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_owned);
+            let Some(location) = location else {
+                panic!(
+                    "the provider answered {url} with {status} and no redirect: {}\n{}",
+                    response.text().await.unwrap_or_default(),
+                    tail(&self.stderr(), 4000)
+                );
+            };
+            url = url.join(&location).expect("a redirect address");
+            if url.as_str().starts_with(back_to) {
+                return url.to_string();
+            }
+        }
+        panic!("the provider's sign-in never sent the browser back to {back_to}");
     }
 
     /// The token events of the log.

@@ -14,7 +14,7 @@
 //   EXPIRES_IN    access token lifetime in seconds (default 3600): `expires_in` and the JWT's exp
 //   CLIENT_ID     if set, token requests must come from this client (Basic or client_id field)
 //   CLIENT_SECRET if set, token requests must carry it (client_secret_basic or client_secret_post)
-//   FHIR_UPSTREAM e.g. http://127.0.0.1:8090/fhir: serve /fhir/* as a proxy to it that answers 401
+//   FHIR_UPSTREAM e.g. http://127.0.0.1:8090/fhir: serve /fhir/* as a proxy to it (fhir-proxy.mjs) that answers 401
 //                 unless `Authorization: Bearer` holds an unexpired access token issued here, and
 //                 rewrites the upstream base URL to this server's /fhir in bodies and headers
 //                 (GET /fhir/metadata needs no token)
@@ -32,6 +32,8 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { fhirProxy } from './fhir-proxy.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const peersDir = process.env.NODE_PEERS || path.resolve(here, '../../../target/peers/node');
@@ -168,42 +170,15 @@ function sendJson(res, status, body, headers = {}) {
   res.end(JSON.stringify(body));
 }
 
-function proxy(req, res) {
-  const m = /^Bearer\s+(\S+)/i.exec(req.headers.authorization || '');
-  const exp = m && accessTokens.get(m[1]);
-  const open = req.method === 'GET' && req.url.split('?')[0] === '/fhir/metadata';
-  if (!open && (!exp || exp <= Date.now())) {
-    const why = !m ? 'no bearer token' : exp ? 'access token expired' : 'unknown access token';
-    record({ endpoint: 'fhir', method: req.method, path: req.url, status: 401, error: why });
-    req.resume();
-    res.writeHead(401, { 'content-type': 'application/fhir+json',
-      'www-authenticate': `Bearer realm="fhir", error="invalid_token", error_description="${why}"` });
-    res.end(JSON.stringify({ resourceType: 'OperationOutcome',
-      issue: [{ severity: 'error', code: 'login', diagnostics: why }] }));
-    return;
-  }
-  const up = new URL(upstream);
-  const headers = { ...req.headers, host: up.host, 'accept-encoding': 'identity' };
-  const preq = http.request({ hostname: up.hostname, port: up.port, method: req.method,
-    path: up.pathname + req.url.slice('/fhir'.length), headers }, (pres) => {
-    const chunks = [];
-    pres.on('data', (c) => chunks.push(c));
-    pres.on('end', () => {
-      const mine = `${base}/fhir`;
-      const body = Buffer.from(Buffer.concat(chunks).toString('utf8').split(upstream).join(mine));
-      const h = { ...pres.headers, 'content-length': body.length };
-      delete h['transfer-encoding'];
-      for (const k of ['location', 'content-location']) {
-        if (h[k]) h[k] = h[k].split(upstream).join(mine);
-      }
-      record({ endpoint: 'fhir', method: req.method, path: req.url, status: pres.statusCode });
-      res.writeHead(pres.statusCode, h);
-      res.end(body);
-    });
-  });
-  preq.on('error', (e) => sendJson(res, 502, { error: `upstream: ${e.message}` }));
-  req.pipe(preq);
-}
+const proxy = fhirProxy({
+  upstream,
+  base: () => base,
+  rejects: async (token) => {
+    const exp = accessTokens.get(token);
+    return !exp ? 'unknown access token' : exp <= Date.now() ? 'access token expired' : null;
+  },
+  record,
+});
 
 const server = http.createServer((req, res) => {
   const p = req.url.split('?')[0];
