@@ -161,6 +161,11 @@ impl Sources {
         self.0.iter().find(|s| s.id == id)
     }
 
+    /// Just the source `id`, if there is one.
+    pub fn only(&self, id: &str) -> Option<Sources> {
+        self.get(id).map(|s| Sources(vec![s.clone()]))
+    }
+
     /// The origins a refresh may reach: the listed URLs' own, nothing else (a redirect
     /// elsewhere is refused in words).
     pub fn origins(&self) -> Vec<HostPattern> {

@@ -6,6 +6,7 @@ pub mod account;
 pub mod admin;
 pub mod assets;
 pub mod dashboard;
+pub mod directory;
 pub mod explore;
 pub mod export;
 pub mod history;
@@ -39,6 +40,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(assets::router())
         .merge(account::router())
         .merge(admin::router())
+        .merge(directory::admin_router())
         .merge(plugins::router())
         .merge(sources::global_router())
         .merge(search::global_router())

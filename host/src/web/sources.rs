@@ -127,6 +127,7 @@ async fn sources_page(
             form => context! { fhir_base => form.fhir_base, client_id => form.client_id,
                                display_name => form.display_name, catalog_id => form.catalog_id },
             providers => catalog_entries(state, ""),
+            directory_empty => crate::directory::is_empty(&state.db).await?,
             redirect_uri => smart::redirect_uri(&public_url(state, headers)),
         },
     )
