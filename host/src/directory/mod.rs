@@ -229,15 +229,18 @@ pub async fn search(db: &SqlitePool, input: &str, limit: i64) -> sqlx::Result<Ve
     let Some(query) = crate::search::fts_query(input) else {
         return Ok(Vec::new());
     };
-    // SQLite takes the bare columns of a MIN() aggregate from the row holding the minimum: each
-    // group is shown with its best-ranked organisation.
+    // FTS5 ranks inside its own query only, so the ranked hits (the best few thousand: more
+    // is noise) are grouped outside it. SQLite takes the bare columns of a MIN() aggregate from
+    // the row holding the minimum: each group is shown with its best-ranked organisation.
     sqlx::query_as(
-        "SELECT d.id, d.name, d.platform, d.source, d.fhir_base, o.name AS matched, o.city,
-                o.state, MIN(bm25(directory_fts, 10.0, 6.0, 3.0)) AS score
-         FROM directory_fts
-         JOIN directory_orgs o ON o.id = directory_fts.rowid
+        "WITH hits AS (
+           SELECT rowid AS org_id, bm25(directory_fts, 10.0, 6.0, 3.0) AS score
+           FROM directory_fts WHERE directory_fts MATCH ? ORDER BY score LIMIT 2000)
+         SELECT d.id, d.name, d.platform, d.source, d.fhir_base, o.name AS matched, o.city,
+                o.state, MIN(h.score) AS score
+         FROM hits h
+         JOIN directory_orgs o ON o.id = h.org_id
          JOIN directory_endpoints d ON d.id = o.endpoint_id
-         WHERE directory_fts MATCH ?
          GROUP BY d.id
          ORDER BY score, d.name
          LIMIT ?",
