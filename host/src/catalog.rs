@@ -518,9 +518,14 @@ fhir_base = "https://fhir.example.org/r4"
                 .starts_with("https://launch.smarthealthit.org/v/r4/sim/")
         );
         assert!(catalog.entry("epic").is_some_and(Entry::needs_fhir_base));
-        assert_eq!(catalog.organisation_entry("epic").map(|e| e.id.as_str()), Some("epic"));
         assert_eq!(
-            catalog.organisation_entry("oracle-health").map(|e| e.id.as_str()),
+            catalog.organisation_entry("epic").map(|e| e.id.as_str()),
+            Some("epic")
+        );
+        assert_eq!(
+            catalog
+                .organisation_entry("oracle-health")
+                .map(|e| e.id.as_str()),
             Some("oracle-health")
         );
         assert!(catalog.organisation_entry("smart").is_none());

@@ -94,7 +94,10 @@ impl Server {
             .await
             .context("cannot recover the provider directory's downloads")?;
         if stopped > 0 {
-            tracing::info!(stopped, "directory downloads interrupted by the last shutdown");
+            tracing::info!(
+                stopped,
+                "directory downloads interrupted by the last shutdown"
+            );
         }
         let requeued = jobs::recover(&state.db)
             .await
@@ -126,7 +129,9 @@ impl Server {
         let purge = tokio::spawn(purge_sessions_periodically(self.state.clone()));
         let mut background = jobs::runner::spawn(self.state.clone());
         background.push(tokio::spawn(backup::schedule(self.state.clone())));
-        background.push(tokio::spawn(directory::refresh::schedule(self.state.clone())));
+        background.push(tokio::spawn(directory::refresh::schedule(
+            self.state.clone(),
+        )));
         if self.state.config.inbox.enabled {
             match inbox::spawn(self.state.clone()) {
                 Ok(task) => background.push(task),

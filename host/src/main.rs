@@ -349,9 +349,9 @@ async fn directory_refresh_command(
         &catalog,
     )?;
     if let Some(id) = only {
-        sources = sources.only(id).with_context(|| {
-            format!("there is no directory source {id:?} (see directory.toml)")
-        })?;
+        sources = sources
+            .only(id)
+            .with_context(|| format!("there is no directory source {id:?} (see directory.toml)"))?;
     }
     let settings = refresh::Settings {
         db,

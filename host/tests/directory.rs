@@ -32,7 +32,8 @@ fn shared(name: &str) -> Vec<u8> {
 
 fn brands() -> String {
     std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/directory/user-access-brands.json"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/directory/user-access-brands.json"),
     )
     .unwrap()
 }
@@ -99,7 +100,10 @@ fn standard_lists(springfield_base: &str) -> Lists {
     let lists = Lists::default();
     lists.put("oracle.json", shared(ORACLE));
     lists.put("soarian.json", shared(SOARIAN));
-    lists.put("brands.json", brands().replace(SPRINGFIELD_BASE, springfield_base));
+    lists.put(
+        "brands.json",
+        brands().replace(SPRINGFIELD_BASE, springfield_base),
+    );
     lists
 }
 
@@ -126,12 +130,11 @@ fn results(body: &str) -> Vec<(String, String)> {
 async fn settled(server: &TestServer) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let running: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM directory_refreshes WHERE status = 'running'",
-        )
-        .fetch_one(&server.state.db)
-        .await
-        .unwrap();
+        let running: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM directory_refreshes WHERE status = 'running'")
+                .fetch_one(&server.state.db)
+                .await
+                .unwrap();
         let any: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM directory_refreshes")
             .fetch_one(&server.state.db)
             .await
@@ -171,7 +174,11 @@ async fn the_administrator_downloads_and_members_search_by_name_town_and_zip() {
     // Nothing is downloaded until asked; the Sources page says so in one sentence and keeps
     // the catalog and the custom endpoint.
     let page = alice.get("/sources").await;
-    assert!(page.body.contains("id=\"directory-search\""), "{}", page.body);
+    assert!(
+        page.body.contains("id=\"directory-search\""),
+        "{}",
+        page.body
+    );
     assert!(
         page.body
             .contains("No provider directory has been downloaded yet"),
@@ -190,31 +197,42 @@ async fn the_administrator_downloads_and_members_search_by_name_town_and_zip() {
     assert_eq!(none, 0, "nothing downloaded before the administrator asks");
 
     let started = alice
-        .submit(
-            "/admin/directory",
-            "/admin/directory/refresh",
-            &[],
-        )
+        .submit("/admin/directory", "/admin/directory/refresh", &[])
         .await;
     assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
     settled(&server).await;
     let admin = alice.get("/admin/directory").await;
-    assert!(!admin.body.contains("Kept the previous directory"), "{}", admin.body);
+    assert!(
+        !admin.body.contains("Kept the previous directory"),
+        "{}",
+        admin.body
+    );
     // Oracle's 1,359 organisations, each with its own endpoint.
     assert_eq!(held(&server, "oracle-millennium").await, 1359);
-    assert!(admin.body.contains("Stored 1359 organisations, 1359 sign-ins"), "{}", admin.body);
+    assert!(
+        admin
+            .body
+            .contains("Stored 1359 organisations, 1359 sign-ins"),
+        "{}",
+        admin.body
+    );
 
     // Town: "Newport Beach" finds the practice in Newport Beach.
     let found = results(&search(&alice, "Newport Beach").await);
     assert!(
-        found.iter().any(|(_, text)| text.contains("Oscar Matthews, MD")
-            && text.contains("Newport Beach, CA")
-            && text.contains("Oracle Health (Cerner)")),
+        found
+            .iter()
+            .any(|(_, text)| text.contains("Oscar Matthews, MD")
+                && text.contains("Newport Beach, CA")
+                && text.contains("Oracle Health (Cerner)")),
         "{found:?}"
     );
     // Zip, and a name typed in part.
     let by_zip = results(&search(&alice, "92663").await);
-    assert!(by_zip.iter().any(|(_, t)| t.contains("Oscar Matthews, MD")), "{by_zip:?}");
+    assert!(
+        by_zip.iter().any(|(_, t)| t.contains("Oscar Matthews, MD")),
+        "{by_zip:?}"
+    );
     let by_name = results(&search(&alice, "oscar matth").await);
     assert_eq!(by_name.len(), 1, "{by_name:?}");
     assert!(by_name[0].1.contains("Connect"));
@@ -226,7 +244,10 @@ async fn the_administrator_downloads_and_members_search_by_name_town_and_zip() {
     assert!(springfield[0].1.contains("Epic"));
     let shelbyville = results(&search(&alice, "Shelbyville").await);
     assert_eq!(shelbyville.len(), 1, "{shelbyville:?}");
-    assert_eq!(shelbyville[0].0, springfield[0].0, "a facility connects to its brand");
+    assert_eq!(
+        shelbyville[0].0, springfield[0].0,
+        "a facility connects to its brand"
+    );
     assert!(shelbyville[0].1.contains("Shelbyville Family Clinic"));
     assert!(shelbyville[0].1.contains("Shelbyville, IL"));
     // An Endpoint that names its organisation (managingOrganization) works too; a retired one
@@ -238,19 +259,27 @@ async fn the_administrator_downloads_and_members_search_by_name_town_and_zip() {
     // Typed syntax is text, never FTS syntax.
     assert!(results(&search(&alice, "\"OR* NEAR(").await).is_empty());
     let nothing = search(&alice, "zzqxj").await;
-    assert!(nothing.contains("Nothing in the provider directory matches"), "{nothing}");
+    assert!(
+        nothing.contains("Nothing in the provider directory matches"),
+        "{nothing}"
+    );
 }
 
 #[tokio::test]
 async fn a_broken_or_shrunken_list_keeps_the_previous_directory_and_says_why() {
     let lists = standard_lists(SPRINGFIELD_BASE);
     let (server, alice) = server_with(&lists).await;
-    assert_eq!(refresh_source(&server, "oracle-millennium").await.unwrap(), (1359, 1359));
+    assert_eq!(
+        refresh_source(&server, "oracle-millennium").await.unwrap(),
+        (1359, 1359)
+    );
 
     // Cut off half way.
     let whole = shared(ORACLE);
     lists.put("oracle.json", whole[..whole.len() / 2].to_vec());
-    let err = refresh_source(&server, "oracle-millennium").await.unwrap_err();
+    let err = refresh_source(&server, "oracle-millennium")
+        .await
+        .unwrap_err();
     assert!(matches!(err, RefreshError::Truncated(_)), "{err}");
     assert_eq!(held(&server, "oracle-millennium").await, 1359);
 
@@ -260,7 +289,9 @@ async fn a_broken_or_shrunken_list_keeps_the_previous_directory_and_says_why() {
     let keep = entries.len() * 2 / 3;
     entries.truncate(keep);
     lists.put("oracle.json", serde_json::to_vec(&bundle).unwrap());
-    let err = refresh_source(&server, "oracle-millennium").await.unwrap_err();
+    let err = refresh_source(&server, "oracle-millennium")
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, RefreshError::CountChanged { before: 1359, .. }),
         "{err}"
@@ -269,10 +300,14 @@ async fn a_broken_or_shrunken_list_keeps_the_previous_directory_and_says_why() {
 
     // Not JSON at all, and a server that answers 404.
     lists.put("oracle.json", "<html>maintenance</html>");
-    let err = refresh_source(&server, "oracle-millennium").await.unwrap_err();
+    let err = refresh_source(&server, "oracle-millennium")
+        .await
+        .unwrap_err();
     assert!(matches!(err, RefreshError::Unreadable(_)), "{err}");
     lists.0.lock().unwrap().remove("oracle.json");
-    let err = refresh_source(&server, "oracle-millennium").await.unwrap_err();
+    let err = refresh_source(&server, "oracle-millennium")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("HTTP 404"), "{err}");
     assert_eq!(held(&server, "oracle-millennium").await, 1359);
     assert!(
@@ -284,13 +319,21 @@ async fn a_broken_or_shrunken_list_keeps_the_previous_directory_and_says_why() {
 
     // The administrator reads why on Admin → Provider directory.
     let admin = alice.get("/admin/directory").await;
-    for reason in ["is cut off", "more than a fifth", "not a FHIR Bundle", "HTTP 404"] {
+    for reason in [
+        "is cut off",
+        "more than a fifth",
+        "not a FHIR Bundle",
+        "HTTP 404",
+    ] {
         assert!(admin.body.contains(reason), "{reason}: {}", admin.body);
     }
 
     // The same list, whole again, replaces the rows (not adds to them).
     lists.put("oracle.json", whole);
-    assert_eq!(refresh_source(&server, "oracle-millennium").await.unwrap(), (1359, 1359));
+    assert_eq!(
+        refresh_source(&server, "oracle-millennium").await.unwrap(),
+        (1359, 1359)
+    );
     assert_eq!(held(&server, "oracle-millennium").await, 1359);
 }
 
@@ -298,12 +341,13 @@ async fn a_broken_or_shrunken_list_keeps_the_previous_directory_and_says_why() {
 async fn members_cannot_open_or_start_the_directory_download() {
     let lists = standard_lists(SPRINGFIELD_BASE);
     let (server, alice) = server_with(&lists).await;
-    alice
-        .create_user("bob", "bob-password-1", "member")
-        .await;
+    alice.create_user("bob", "bob-password-1", "member").await;
     let bob = server.client();
     bob.login("bob", "bob-password-1").await;
-    assert_eq!(bob.get("/admin/directory").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        bob.get("/admin/directory").await.status,
+        StatusCode::FORBIDDEN
+    );
     let token = bob.csrf_token("/").await;
     let posted = bob
         .post_raw("/admin/directory/refresh", &[("csrf_token", &token)])
@@ -330,8 +374,14 @@ async fn a_directory_result_connects_without_typing_an_address() {
 
     let found = results(&search(&alice, "Shelbyville").await);
     let (id, text) = &found[0];
-    assert!(text.contains("name=\"client_id\""), "Epic needs the app's client id: {text}");
-    assert!(!text.contains("name=\"fhir_base\""), "no address to type: {text}");
+    assert!(
+        text.contains("name=\"client_id\""),
+        "Epic needs the app's client id: {text}"
+    );
+    assert!(
+        !text.contains("name=\"fhir_base\""),
+        "no address to type: {text}"
+    );
     let callback = crate::sync_errors::start_connect(
         &alice,
         &[("directory_id", id.as_str()), ("client_id", "fasten-test")],
@@ -359,5 +409,9 @@ async fn a_directory_result_connects_without_typing_an_address() {
         )
         .await;
     assert_eq!(gone.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(gone.body.contains("no longer in the provider directory"), "{}", gone.body);
+    assert!(
+        gone.body.contains("no longer in the provider directory"),
+        "{}",
+        gone.body
+    );
 }

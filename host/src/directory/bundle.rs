@@ -213,7 +213,12 @@ impl RawEntry {
         let resource = self.resource?;
         let kind = resource.resource_type.as_deref()?;
         let mut keys = Vec::new();
-        if let Some(id) = resource.id.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
+        if let Some(id) = resource
+            .id
+            .as_deref()
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
             keys.push(format!("{kind}/{id}"));
         }
         if let Some(full) = self.full_url.as_deref().map(str::trim) {
@@ -250,9 +255,8 @@ impl RawResource {
             _ => Vec::new(),
         };
         let first = addresses.first();
-        let pick = |f: fn(&Address) -> &Option<String>| {
-            first.and_then(|a| f(a).clone()).and_then(clean)
-        };
+        let pick =
+            |f: fn(&Address) -> &Option<String>| first.and_then(|a| f(a).clone()).and_then(clean);
         let places = addresses
             .iter()
             .take(MAX_PLACES)

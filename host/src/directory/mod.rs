@@ -123,13 +123,16 @@ impl Sources {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             {
-                return Err(invalid("the id must be lower-case letters, digits and '-'".into()));
+                return Err(invalid(
+                    "the id must be lower-case letters, digits and '-'".into(),
+                ));
             }
             if !ids.insert(source.id.as_str()) {
                 return Err(invalid("the id is used by another source".into()));
             }
-            let url = url::Url::parse(&source.url)
-                .map_err(|e| invalid(format!("url {:?} is not an absolute URL ({e})", source.url)))?;
+            let url = url::Url::parse(&source.url).map_err(|e| {
+                invalid(format!("url {:?} is not an absolute URL ({e})", source.url))
+            })?;
             if !matches!(url.scheme(), "https" | "http") || HostPattern::origin_of(&url).is_none() {
                 return Err(invalid(format!(
                     "url {:?} must be an http(s) URL with a host",
@@ -335,9 +338,13 @@ mod tests {
             .to_string();
         assert!(err.contains("FHIR base the user supplies"), "{err}");
         assert!(Sources::parse(&text("epic"), "t", &catalog).is_ok());
-        let err = Sources::parse(&text("epic").replace("https://x.example/list", "x"), "t", &catalog)
-            .unwrap_err()
-            .to_string();
+        let err = Sources::parse(
+            &text("epic").replace("https://x.example/list", "x"),
+            "t",
+            &catalog,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("url"), "{err}");
     }
 
@@ -352,7 +359,12 @@ mod tests {
                 .is_some()
         );
         std::fs::write(dir.path().join(FILE_NAME), "").unwrap();
-        assert!(Sources::load(None, dir.path(), &catalog).unwrap().list().is_empty());
+        assert!(
+            Sources::load(None, dir.path(), &catalog)
+                .unwrap()
+                .list()
+                .is_empty()
+        );
         let missing = dir.path().join("none.toml");
         assert!(Sources::load(Some(&missing), dir.path(), &catalog).is_err());
     }

@@ -160,7 +160,11 @@ pub async fn refresh_one(
     result
 }
 
-async fn run(settings: &Settings, source: &Source, refresh_id: i64) -> Result<Counts, RefreshError> {
+async fn run(
+    settings: &Settings,
+    source: &Source,
+    refresh_id: i64,
+) -> Result<Counts, RefreshError> {
     let (file, bytes) = download(settings, &source.url).await?;
     let stage = Stage::create(&settings.spool_dir).await.map_err(internal)?;
     let handle = tokio::runtime::Handle::current();
@@ -393,7 +397,16 @@ mod tests {
             now: 900,
         };
         let text = e.to_string();
-        assert!(text.contains("1359") && text.contains("900") && text.contains("previous directory is kept"), "{text}");
-        assert!(RefreshError::TooLarge { limit: 512 << 20 }.to_string().contains("512 MiB"));
+        assert!(
+            text.contains("1359")
+                && text.contains("900")
+                && text.contains("previous directory is kept"),
+            "{text}"
+        );
+        assert!(
+            RefreshError::TooLarge { limit: 512 << 20 }
+                .to_string()
+                .contains("512 MiB")
+        );
     }
 }

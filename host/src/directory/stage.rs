@@ -131,7 +131,7 @@ impl Stage {
         // signature makes the spawned refresh's future fail the compiler's Send check.
         self.conn
             .execute(
-            "CREATE TABLE own AS
+                "CREATE TABLE own AS
                SELECT r.org_id, MIN(k.row_id) AS endpoint_id
                FROM org_endpoint_refs r JOIN keys k ON k.kind = 'Endpoint' AND k.key = r.ref
                GROUP BY r.org_id;
@@ -238,7 +238,9 @@ impl Stage {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        sqlx::query("DETACH DATABASE stage").execute(&mut main).await?;
+        sqlx::query("DETACH DATABASE stage")
+            .execute(&mut main)
+            .await?;
         main.close().await?;
         drop(file);
         Ok(())

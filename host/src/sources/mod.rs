@@ -205,14 +205,19 @@ async fn from_directory<'c>(
     let id: i64 = id.parse().map_err(|_| gone())?;
     let choice = crate::directory::choice(ctx.db, id)
         .await
-        .map_err(|e| SmartError::Input(format!("Fasten could not read the provider directory: {e}")))?
+        .map_err(|e| {
+            SmartError::Input(format!("Fasten could not read the provider directory: {e}"))
+        })?
         .ok_or_else(gone)?;
-    let entry = ctx.catalog.organisation_entry(&choice.platform).ok_or_else(|| {
-        SmartError::Input(format!(
-            "The provider catalog no longer has a {:?} entry to connect this provider with.",
-            choice.platform
-        ))
-    })?;
+    let entry = ctx
+        .catalog
+        .organisation_entry(&choice.platform)
+        .ok_or_else(|| {
+            SmartError::Input(format!(
+                "The provider catalog no longer has a {:?} entry to connect this provider with.",
+                choice.platform
+            ))
+        })?;
     Ok((entry, choice))
 }
 
