@@ -4,8 +4,9 @@
 //! `fasten directory refresh` does (download to a temporary file, stream into the staging
 //! database, resolve, replace), and prints the time taken and the process's peak resident set
 //! (VmHWM) before and after. The bundle is written to disk a line at a time, so the figures are
-//! the refresh's, not the generator's. `FASTEN_BENCH_BRANDS=N` changes the number of brands. Measured here (2 cores): 94.5 MB,
-//! 96,800 organisations in 13.0 s, peak RSS 25.2 MiB (9.0 MiB before the refresh).
+//! the refresh's, not the generator's. `FASTEN_BENCH_BRANDS=N` changes the number of brands.
+//! Measured here (2 cores): 94.5 MB, 96,800 organisations in 13.0 s, peak RSS 25.2 MiB (9.0 MiB
+//! before the refresh).
 
 #[path = "support/rss.rs"]
 mod rss;
