@@ -236,6 +236,21 @@ async fn the_administrator_downloads_and_members_search_by_name_town_and_zip() {
     let by_name = results(&search(&alice, "oscar matth").await);
     assert_eq!(by_name.len(), 1, "{by_name:?}");
     assert!(by_name[0].1.contains("Connect"));
+    // The result's form, and the catalog's, post to this person's connect address.
+    assert!(
+        by_name[0]
+            .1
+            .contains("action=\"/people/alice/sources/connect\""),
+        "{by_name:?}"
+    );
+    let catalog = alice.get("/sources/catalog?q=epic").await;
+    assert!(
+        catalog
+            .body
+            .contains("action=\"/people/alice/sources/connect\""),
+        "{}",
+        catalog.body
+    );
 
     // A brand and its facilities behind one endpoint are one choice, named after the brand.
     let springfield = results(&search(&alice, "Springfield General").await);
