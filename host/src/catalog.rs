@@ -226,6 +226,14 @@ impl Catalog {
         self.platforms.iter().find(|p| p.id == id)
     }
 
+    /// The platform's entry for "your organisation": the one whose FHIR base the user supplies,
+    /// which a provider directory result fills in.
+    pub fn organisation_entry(&self, platform: &str) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .find(|e| e.platform == platform && e.needs_fhir_base() && !e.sandbox)
+    }
+
     /// Validation guarantees every entry of this catalog has its platform.
     pub fn platform_of(&self, entry: &Entry) -> &Platform {
         self.platform(&entry.platform).unwrap_or_else(|| {
@@ -510,6 +518,17 @@ fhir_base = "https://fhir.example.org/r4"
                 .starts_with("https://launch.smarthealthit.org/v/r4/sim/")
         );
         assert!(catalog.entry("epic").is_some_and(Entry::needs_fhir_base));
+        assert_eq!(
+            catalog.organisation_entry("epic").map(|e| e.id.as_str()),
+            Some("epic")
+        );
+        assert_eq!(
+            catalog
+                .organisation_entry("oracle-health")
+                .map(|e| e.id.as_str()),
+            Some("oracle-health")
+        );
+        assert!(catalog.organisation_entry("smart").is_none());
         assert_eq!(
             catalog.entry("epic-sandbox").map(|e| e.fhir_base.as_str()),
             Some("https://fhir.epic.com/interconnect-fhir-oauth/api/FHIR/R4/")

@@ -41,6 +41,7 @@ pub struct Config {
     pub backup: BackupConfig,
     pub audit: AuditConfig,
     pub provider_apps: ProviderAppsConfig,
+    pub directory: DirectoryConfig,
     /// Read templates from disk and reload them on change (`serve --dev` sets this).
     #[serde(skip)]
     pub dev: bool,
@@ -118,6 +119,30 @@ pub struct GlossaryConfig {
     pub online: bool,
     /// MedlinePlus Connect's service address (tests point it at a stand-in).
     pub medlineplus_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// How often the provider directory is downloaded again, counted from the last download;
+    /// `0s` never. Nothing is downloaded until an administrator asks the first time.
+    #[serde(with = "humantime_serde")]
+    pub refresh: Duration,
+    /// The largest list Fasten downloads, in bytes (Epic's is about 90 MB).
+    pub max_bytes: u64,
+    /// The sources file; empty means `directory.toml` in the plugin registry folder, else the
+    /// list built into Fasten.
+    pub file: PathBuf,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig {
+            refresh: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: 512 * 1024 * 1024,
+            file: PathBuf::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -251,6 +276,7 @@ impl Default for Config {
             backup: BackupConfig::default(),
             audit: AuditConfig::default(),
             provider_apps: ProviderAppsConfig::default(),
+            directory: DirectoryConfig::default(),
             dev: false,
         }
     }

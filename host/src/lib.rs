@@ -8,6 +8,7 @@ pub mod auth;
 pub mod backup;
 pub mod catalog;
 pub mod config;
+pub mod directory;
 pub mod error;
 pub mod fhir;
 pub mod files;
@@ -89,6 +90,15 @@ impl Server {
         }
         // Only the server runs jobs (not `fasten import` beside it), so only it may decide that
         // a job marked running belongs to a process that is gone.
+        let stopped = directory::refresh::recover(&state.db)
+            .await
+            .context("cannot recover the provider directory's downloads")?;
+        if stopped > 0 {
+            tracing::info!(
+                stopped,
+                "directory downloads interrupted by the last shutdown"
+            );
+        }
         let requeued = jobs::recover(&state.db)
             .await
             .context("cannot recover the job queue")?;
@@ -119,6 +129,9 @@ impl Server {
         let purge = tokio::spawn(purge_sessions_periodically(self.state.clone()));
         let mut background = jobs::runner::spawn(self.state.clone());
         background.push(tokio::spawn(backup::schedule(self.state.clone())));
+        background.push(tokio::spawn(directory::refresh::schedule(
+            self.state.clone(),
+        )));
         if self.state.config.inbox.enabled {
             match inbox::spawn(self.state.clone()) {
                 Ok(task) => background.push(task),
@@ -163,12 +176,18 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     let plugins = open_plugins(&config, &db).await?;
     let catalog = catalog::Catalog::from_registry(&config.plugins.registry_dir)
         .context("cannot load the provider catalog")?;
+    let directory_sources = directory::Sources::load(
+        (!config.directory.file.as_os_str().is_empty()).then_some(config.directory.file.as_path()),
+        &config.plugins.registry_dir,
+        &catalog,
+    )
+    .context("cannot load the provider directory's sources")?;
     let templates = if config.dev {
         Templates::reloading(web::render::source_templates_dir())
     } else {
         Templates::embedded()
     };
-    Ok(AppState::new(
+    let mut state = AppState::new(
         db,
         Arc::new(config),
         templates,
@@ -179,7 +198,9 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
         },
         plugins,
         catalog,
-    ))
+    );
+    state.directory = Arc::new(directory::Directory::new(directory_sources));
+    Ok(state)
 }
 
 /// The plugin host with every plugin loaded (or marked failed with its reason).

@@ -90,6 +90,11 @@ enum Command {
         #[arg(long)]
         with_key: bool,
     },
+    /// The provider directory: download the vendors' published endpoint lists now.
+    Directory {
+        #[command(subcommand)]
+        action: DirectoryAction,
+    },
     /// Restore a backup into the data folder, which must be new or empty.
     Restore {
         file: PathBuf,
@@ -141,6 +146,21 @@ enum PersonAction {
     },
     /// Take an account's access to a person away.
     Unshare { slug: String, username: String },
+}
+
+#[derive(Subcommand)]
+enum DirectoryAction {
+    /// Download every list in the directory's sources (or one, with --source) and replace what
+    /// is held; a list that fails keeps the previous one and says why. Safe while the server
+    /// runs.
+    Refresh {
+        /// Only this source (its id in directory.toml).
+        #[arg(long, value_name = "ID")]
+        source: Option<String>,
+        /// Take a list even when its size changed by more than a fifth since the last download.
+        #[arg(long)]
+        accept_count_change: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -296,10 +316,78 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup { out, with_key } => {
             runtime.block_on(backup_command(config, out.as_deref(), with_key))
         }
+        Command::Directory {
+            action:
+                DirectoryAction::Refresh {
+                    source,
+                    accept_count_change,
+                },
+        } => runtime.block_on(directory_refresh_command(
+            config,
+            source.as_deref(),
+            accept_count_change,
+        )),
         Command::Restore { file, key } => {
             runtime.block_on(restore_command(&config, &file, key.as_deref()))
         }
     }
+}
+
+async fn directory_refresh_command(
+    config: Config,
+    only: Option<&str>,
+    accept_count_change: bool,
+) -> anyhow::Result<()> {
+    use fasten::directory::{Sources, refresh};
+    fasten::prepare_data_dir(&config.data_dir)?;
+    let db = store::open(&config.database_path()).await?;
+    let catalog = fasten::catalog::Catalog::from_registry(&config.plugins.registry_dir)?;
+    let file = &config.directory.file;
+    let mut sources = Sources::load(
+        (!file.as_os_str().is_empty()).then_some(file.as_path()),
+        &config.plugins.registry_dir,
+        &catalog,
+    )?;
+    if let Some(id) = only {
+        sources = sources
+            .only(id)
+            .with_context(|| format!("there is no directory source {id:?} (see directory.toml)"))?;
+    }
+    let settings = refresh::Settings {
+        db,
+        // The server's own policy, without the plugin host and its compiler.
+        gate: fasten::plugins::http::HttpGate {
+            grant: fasten::plugins::grants::NetworkGrant {
+                allowed: sources.origins(),
+            },
+            bearer: None,
+            clients: fasten::plugins::http::Clients::new(fasten::plugins::http::NetworkPolicy {
+                allow_http_loopback: config.plugins.allow_http_loopback,
+                allow_private_networks: config.plugins.allow_private_networks,
+            }),
+            stats: Default::default(),
+        },
+        spool_dir: config.data_dir.join("spool"),
+        max_bytes: config.directory.max_bytes,
+        accept_count_change,
+    };
+    let mut failed = 0;
+    for outcome in refresh::refresh_all(&settings, &sources, refresh::Trigger::Cli).await {
+        match outcome.result {
+            Ok(counts) => println!(
+                "{}: stored {} organisations, {} sign-ins.",
+                outcome.source, counts.entries, counts.choices
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{}: {e}", outcome.source);
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of the directory's lists kept their previous version");
+    }
+    Ok(())
 }
 
 async fn backup_command(

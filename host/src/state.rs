@@ -36,6 +36,8 @@ pub struct AppState {
     pub key_fingerprint: Arc<str>,
     /// The providers users can connect to.
     pub catalog: Arc<Catalog>,
+    /// The provider directory's sources and its refresh lock.
+    pub directory: Arc<crate::directory::Directory>,
     /// The background job queue's wake-up bell and cancel flags.
     pub jobs: Arc<JobQueue>,
     /// Messages waiting for the page a redirect leads to.
@@ -64,6 +66,8 @@ impl AppState {
             vault: Vault::new(keys.vault),
             key_fingerprint: keys.fingerprint.into(),
             catalog: Arc::new(catalog),
+            // `open_state` puts the configured sources in; until then there are none.
+            directory: Arc::default(),
             jobs: Arc::default(),
             notices: Arc::default(),
             setup_done: Arc::default(),

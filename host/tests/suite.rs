@@ -17,6 +17,7 @@ mod cli;
 mod crash;
 mod csv_labs;
 mod dashboard;
+mod directory;
 mod document_view;
 mod email;
 mod explore;

@@ -103,7 +103,7 @@ fn outside_browser() -> reqwest::Client {
 
 /// Submits the connect form and visits the provider: answers the callback URL the provider
 /// sends the browser back to (not yet visited).
-async fn start_connect(client: &Client, fields: &[(&str, &str)]) -> String {
+pub(crate) async fn start_connect(client: &Client, fields: &[(&str, &str)]) -> String {
     let reply = client.submit("/sources", "/sources/connect", fields).await;
     assert_eq!(reply.status, StatusCode::OK, "connect form: {}", reply.body);
     let provider = continue_link(&reply.body);
@@ -123,7 +123,7 @@ async fn start_connect(client: &Client, fields: &[(&str, &str)]) -> String {
 }
 
 /// Visits the callback with the signed-in client; answers the reply.
-async fn visit(client: &Client, absolute: &str) -> common::Reply {
+pub(crate) async fn visit(client: &Client, absolute: &str) -> common::Reply {
     let path = absolute
         .strip_prefix(&client.base)
         .unwrap_or_else(|| panic!("{absolute} is not on Fasten ({})", client.base));

@@ -333,6 +333,53 @@ impl HttpGate {
         serde_json::from_slice(&response.body).map_err(|_| format!("{url} did not answer JSON"))
     }
 
+    /// A GET for the host's own use whose body the caller reads a chunk at a time, within
+    /// `timeout` for the whole transfer: for documents larger than [`MAX_BODY_BYTES`] (the
+    /// provider directory's lists). Every redirect hop is checked as for [`HttpGate::send`].
+    pub async fn get_streaming(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, HttpFailure> {
+        let mut url =
+            Url::parse(url).map_err(|e| HttpFailure::Denied(format!("bad URL {url:?}: {e}")))?;
+        for _hop in 0..=MAX_REDIRECTS {
+            self.check(&url).await?;
+            let response = self
+                .clients
+                .for_url(&url)
+                .get(url.clone())
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| {
+                    if let Some(refused) = refused_in(&e) {
+                        HttpFailure::Denied(refused.0.clone())
+                    } else if e.is_timeout() {
+                        HttpFailure::Timeout
+                    } else {
+                        HttpFailure::Network(without_url(&e))
+                    }
+                })?;
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            if response.status().is_redirection()
+                && let Some(location) = response.headers().get(reqwest::header::LOCATION)
+            {
+                let location = location.to_str().map_err(|_| {
+                    HttpFailure::Network("a redirect with an unreadable Location".into())
+                })?;
+                url = url
+                    .join(location)
+                    .map_err(|e| HttpFailure::Network(format!("a redirect to a bad URL: {e}")))?;
+                continue;
+            }
+            return Ok(response);
+        }
+        Err(HttpFailure::Network(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
     pub async fn send(&self, request: Request) -> Result<Response, HttpFailure> {
         let started = Instant::now();
         let result = self.send_following_redirects(request).await;

@@ -198,6 +198,10 @@ pub struct ConnectForm {
     pub client_secret: String,
     #[serde(default)]
     pub display_name: String,
+    /// A provider directory result: its platform's "your organisation" entry and its FHIR base
+    /// stand in for `catalog_id` and `fhir_base`.
+    #[serde(default)]
+    pub directory_id: String,
 }
 
 /// A connection being made, kept in `oauth_pending` until the provider sends the user back.
@@ -236,6 +240,38 @@ fn non_empty(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
+/// A provider directory result as the connect form names it: the catalog entry of its platform
+/// whose FHIR base the user would otherwise type, and the result itself.
+async fn from_directory<'c>(
+    ctx: &Ctx<'c>,
+    id: &str,
+) -> Result<(&'c catalog::Entry, crate::directory::Choice), SmartError> {
+    let gone = || {
+        SmartError::Input(
+            "That provider is no longer in the provider directory (it was downloaded again). \
+             Search for it again."
+                .into(),
+        )
+    };
+    let id: i64 = id.parse().map_err(|_| gone())?;
+    let choice = crate::directory::choice(ctx.db, id)
+        .await
+        .map_err(|e| {
+            SmartError::Input(format!("Fasten could not read the provider directory: {e}"))
+        })?
+        .ok_or_else(gone)?;
+    let entry = ctx
+        .catalog
+        .organisation_entry(&choice.platform)
+        .ok_or_else(|| {
+            SmartError::Input(format!(
+                "The provider catalog no longer has a {:?} entry to connect this provider with.",
+                choice.platform
+            ))
+        })?;
+    Ok((entry, choice))
+}
+
 /// Starts connecting a new source: resolves the endpoints (catalog or discovery), records the
 /// pending sign-in and answers the provider URL to send the browser to.
 pub async fn begin_connect(
@@ -246,14 +282,20 @@ pub async fn begin_connect(
     form: &ConnectForm,
     redirect_uri: &str,
 ) -> Result<String, SmartError> {
-    let entry = match non_empty(&form.catalog_id) {
-        Some(id) => Some(ctx.catalog.entry(&id).ok_or_else(|| {
-            SmartError::Input(format!("There is no provider {id:?} in the catalog."))
-        })?),
+    let chosen = match non_empty(&form.directory_id) {
+        Some(id) => Some(from_directory(ctx, &id).await?),
         None => None,
     };
-    let base_text = match entry {
-        Some(e) if !e.needs_fhir_base() => e.fhir_base.clone(),
+    let entry = match (&chosen, non_empty(&form.catalog_id)) {
+        (Some((entry, _)), _) => Some(*entry),
+        (None, Some(id)) => Some(ctx.catalog.entry(&id).ok_or_else(|| {
+            SmartError::Input(format!("There is no provider {id:?} in the catalog."))
+        })?),
+        (None, None) => None,
+    };
+    let base_text = match (&chosen, entry) {
+        (Some((_, choice)), _) => choice.fhir_base.clone(),
+        (None, Some(e)) if !e.needs_fhir_base() => e.fhir_base.clone(),
         _ => non_empty(&form.fhir_base)
             .ok_or_else(|| SmartError::Input("Enter the FHIR base URL of the provider.".into()))?,
     };
@@ -304,6 +346,7 @@ pub async fn begin_connect(
         (None, _) => catalog::DEFAULT_SCOPES_V1.to_string(),
     };
     let display_name = non_empty(&form.display_name)
+        .or_else(|| chosen.as_ref().map(|(_, c)| c.name.clone()))
         .or_else(|| entry.map(|e| e.name.clone()))
         .unwrap_or_else(|| base.host_str().unwrap_or("FHIR server").to_string());
     let quirks = match platform {

@@ -6,6 +6,7 @@ pub mod account;
 pub mod admin;
 pub mod assets;
 pub mod dashboard;
+pub mod directory;
 pub mod explore;
 pub mod export;
 pub mod history;
@@ -42,6 +43,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(admin::router())
         .merge(provider_apps::router())
         .merge(provider_apps::public_router())
+        .merge(directory::admin_router())
         .merge(plugins::router())
         .merge(sources::global_router())
         .merge(search::global_router())

@@ -55,6 +55,7 @@ pub fn person_routes() -> PersonRouter {
         .route("/person/delete", get(confirm_delete).post(delete));
     let r = super::dashboard::router(r);
     let r = super::sources::router(r);
+    let r = super::directory::router(r);
     let r = super::upload::router(r);
     let r = super::explore::router(r);
     let r = super::jobs::router(r);

@@ -130,6 +130,7 @@ async fn sources_page(
                                display_name => form.display_name, catalog_id => form.catalog_id },
             providers => catalog_entries(state, "", &registered),
             other_app => registered.iter().any(|p| p == registrations::OTHER),
+            directory_empty => crate::directory::is_empty(&state.db).await?,
             redirect_uri => smart::redirect_uri(&public_url(state, headers)),
         },
     )
@@ -144,18 +145,36 @@ fn catalog_entries(state: &AppState, query: &str, registered: &[String]) -> Vec<
         .search(query)
         .into_iter()
         .map(|e| {
-            let registration = registrations::for_catalog_platform(&e.platform);
-            let by_registration =
-                e.needs_client_id() && registered.iter().any(|p| p == registration);
+            let asks = FormAsks::for_entry(e, registered);
             context! {
                 id => e.id, name => e.name, aliases => e.aliases,
                 platform => state.catalog.platform_of(e).name,
                 sandbox => e.sandbox, needs_fhir_base => e.needs_fhir_base(),
-                needs_client_id => e.needs_client_id() && !by_registration,
-                confidential => e.confidential && !by_registration,
+                needs_client_id => asks.client_id,
+                confidential => asks.client_secret,
             }
         })
         .collect()
+}
+
+/// What a member's connect form asks for besides the provider: the client id and secret of an
+/// app registration, unless the catalog entry carries its own or its platform has one under
+/// Admin → Provider apps (`registered`), which members never see.
+pub(super) struct FormAsks {
+    pub client_id: bool,
+    pub client_secret: bool,
+}
+
+impl FormAsks {
+    pub(super) fn for_entry(entry: &crate::catalog::Entry, registered: &[String]) -> FormAsks {
+        let registration = registrations::for_catalog_platform(&entry.platform);
+        let by_registration =
+            entry.needs_client_id() && registered.iter().any(|p| p == registration);
+        FormAsks {
+            client_id: entry.needs_client_id() && !by_registration,
+            client_secret: entry.confidential && !by_registration,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
