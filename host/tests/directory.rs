@@ -19,7 +19,7 @@ use serde_json::Value;
 const ORACLE: &str = "oracle-millennium-patient-r4-endpoints.json";
 const SOARIAN: &str = "oracle-soarian-patient-r4-endpoints.json";
 /// Placeholder FHIR base of the hand-made brand, replaced by a test's own server.
-const SPRINGFIELD_BASE: &str = "https://fhir.springfield-general.example/api/FHIR/R4/";
+pub(crate) const SPRINGFIELD_BASE: &str = "https://fhir.springfield-general.example/api/FHIR/R4/";
 
 fn shared(name: &str) -> Vec<u8> {
     std::fs::read(
@@ -30,7 +30,7 @@ fn shared(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-fn brands() -> String {
+pub(crate) fn brands() -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/directory/user-access-brands.json"),
@@ -40,10 +40,10 @@ fn brands() -> String {
 
 /// The vendors' side: files served on a loopback port, which a test may swap.
 #[derive(Clone, Default)]
-struct Lists(Arc<Mutex<HashMap<String, Vec<u8>>>>);
+pub(crate) struct Lists(Arc<Mutex<HashMap<String, Vec<u8>>>>);
 
 impl Lists {
-    async fn serve(&self) -> String {
+    pub(crate) async fn serve(&self) -> String {
         async fn file(
             State(lists): State<Lists>,
             UrlPath(name): UrlPath<String>,
@@ -65,7 +65,7 @@ impl Lists {
         url
     }
 
-    fn put(&self, name: &str, body: impl Into<Vec<u8>>) {
+    pub(crate) fn put(&self, name: &str, body: impl Into<Vec<u8>>) {
         self.0.lock().unwrap().insert(name.to_owned(), body.into());
     }
 }
@@ -107,7 +107,7 @@ fn standard_lists(springfield_base: &str) -> Lists {
     lists
 }
 
-async fn search(client: &Client, words: &str) -> String {
+pub(crate) async fn search(client: &Client, words: &str) -> String {
     let q: String = form_urlencoded::byte_serialize(words.as_bytes()).collect();
     let reply = client.get(&format!("/sources/directory?q={q}")).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -115,7 +115,7 @@ async fn search(client: &Client, words: &str) -> String {
 }
 
 /// The results' ids and texts, in order.
-fn results(body: &str) -> Vec<(String, String)> {
+pub(crate) fn results(body: &str) -> Vec<(String, String)> {
     body.split("<li id=\"directory-")
         .skip(1)
         .map(|item| {

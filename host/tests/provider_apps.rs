@@ -7,6 +7,7 @@
 //! Skipped (with a message) when the peers are not installed, unless `CI` is set.
 
 use crate::common;
+use crate::directory::{self, Lists};
 use crate::peers;
 use crate::sync_peers::{continue_href, records_shown, unescape_html};
 
@@ -73,6 +74,18 @@ impl World {
         let data = tempfile::tempdir().unwrap();
         let data_dir = data.path().join("data");
         std::fs::create_dir_all(&data_dir).unwrap();
+        // The vendors' directory lists, served on loopback: Epic's brands lead to the peer.
+        let lists = Lists::default();
+        let directory_file = data.path().join("directory.toml");
+        std::fs::write(
+            &directory_file,
+            format!(
+                "[[source]]\nid = \"epic\"\nname = \"Epic brands\"\n\
+                 url = \"{}/brands.json\"\nformat = \"fhir-bundle\"\nplatform = \"epic\"\n",
+                lists.serve().await
+            ),
+        )
+        .unwrap();
         let fasten = ServeProcess::start(
             &data_dir,
             &[
@@ -85,6 +98,7 @@ impl World {
                 ("FASTEN_SYNC_EVERY", OsStr::new("0s")),
                 ("FASTEN_INBOX_ENABLED", OsStr::new("false")),
                 ("FASTEN_PROVIDER_APPS_KEY_GRACE", OsStr::new(grace)),
+                ("FASTEN_DIRECTORY_FILE", directory_file.as_os_str()),
             ],
         );
         let expires_in = expires_in.to_string();
@@ -98,6 +112,11 @@ impl World {
             ("FHIR_UPSTREAM", &sekmet.base),
         ])
         .await;
+        lists.put(
+            "brands.json",
+            directory::brands()
+                .replace(directory::SPRINGFIELD_BASE, &format!("{}/", oidc.fhir_base)),
+        );
         let admin = fasten.client();
         admin.setup(ADMIN, "Alice", ADMIN_PASSWORD).await;
         let db = SqlitePool::connect(&format!(
@@ -157,24 +176,70 @@ impl World {
         saved.assert_redirect("/admin/provider-apps?notice=saved");
     }
 
-    /// `client` connects its own person through the catalog's "Epic (your organisation)" entry,
-    /// typing only the FHIR base URL, signs in at the provider and comes back. Answers the
-    /// source id.
+    /// The administrator downloads the provider directory and waits for it to be searchable.
+    async fn download_directory(&self) {
+        let started = self
+            .submit(
+                &self.admin,
+                "/admin/directory",
+                "/admin/directory/refresh",
+                &[],
+            )
+            .await;
+        assert!(started.status.is_redirection(), "{}", started.body);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let done: Option<(String, Option<String>)> = sqlx::query_as(
+                "SELECT status, error FROM directory_refreshes WHERE status != 'running'
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .fetch_optional(&self.db)
+            .await
+            .unwrap();
+            match done {
+                Some((status, _)) if status == "succeeded" => return,
+                Some(other) => panic!("the directory download ended {other:?}"),
+                None if Instant::now() > deadline => panic!("the directory download never ended"),
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// `client` finds Springfield General in the provider directory and connects its own
+    /// person with it, typing neither an address nor a client id, signs in at the provider and
+    /// comes back. Answers the source id.
     async fn connect_epic(&self, client: &Client, person: &str) -> i64 {
         let sources = format!("/people/{person}/sources");
+        // The catalog's "Epic (your organisation)" entry does not ask for the app either.
         let page = self.get(client, &sources).await;
         let entry = entry_form(&page.body, "epic");
         assert!(
             !entry.contains("name=\"client_id\"") && !entry.contains("name=\"client_secret\""),
             "the Epic entry still asks for the app registration: {entry}"
         );
-        assert!(entry.contains("name=\"fhir_base\""), "{entry}");
+        let found = self
+            .get(client, &format!("{sources}/directory?q=Springfield"))
+            .await;
+        let results = directory::results(&found.body);
+        let (id, result) = results
+            .iter()
+            .find(|(_, text)| text.contains("Springfield General Health"))
+            .unwrap_or_else(|| panic!("Springfield is not in the directory: {}", found.body));
+        assert!(
+            result.contains("Epic"),
+            "the result names its platform: {result}"
+        );
+        assert!(
+            !result.contains("name=\"client_id\"") && !result.contains("name=\"client_secret\""),
+            "the result still asks for the app registration: {result}"
+        );
+        assert!(!result.contains("name=\"fhir_base\""), "{result}");
         let connect = self
             .submit(
                 client,
                 &sources,
                 &format!("{sources}/connect"),
-                &[("catalog_id", "epic"), ("fhir_base", &self.oidc.fhir_base)],
+                &[("directory_id", id.as_str())],
             )
             .await;
         assert_eq!(connect.status, StatusCode::OK, "{}", connect.body);
@@ -434,6 +499,7 @@ async fn a_member_connects_with_the_platform_app_over_private_key_jwt() {
     }
 
     world.register_epic("ES384").await;
+    world.download_directory().await;
     // A client secret for another platform, to look for later.
     let saved = world
         .submit(
@@ -603,6 +669,7 @@ async fn tokens_keep_refreshing_across_a_key_rotation() {
     let world = World::start(&format!("{GRACE}s"), EXPIRES_IN, "RS384").await;
     let admin = &world.admin;
     world.register_epic("RS384").await;
+    world.download_directory().await;
     let source_id = world.connect_epic(admin, ADMIN).await;
     let signed_in = Instant::now();
     let first = world.assert_synced(source_id, 0, "first sync").await;
