@@ -12,6 +12,7 @@ mod apple_health;
 mod audit;
 mod backup;
 mod browser;
+mod browser_directory;
 mod ccda;
 mod cli;
 mod crash;
