@@ -154,7 +154,8 @@ enum DirectoryAction {
     /// is held; a list that fails keeps the previous one and says why. Safe while the server
     /// runs.
     Refresh {
-        /// Only this source (its id in directory.toml).
+        /// Only this source (its id in directory.toml, or `added-<n>` for a list added on Admin →
+        /// Provider directory).
         #[arg(long, value_name = "ID")]
         source: Option<String>,
         /// Take a list even when its size changed by more than a fifth since the last download.
@@ -347,11 +348,16 @@ async fn directory_refresh_command(
         (!file.as_os_str().is_empty()).then_some(file.as_path()),
         &config.plugins.registry_dir,
         &catalog,
-    )?;
+    )?
+    // And the lists an administrator added on Admin → Provider directory.
+    .with(fasten::directory::added::list(&db).await?);
     if let Some(id) = only {
-        sources = sources
-            .only(id)
-            .with_context(|| format!("there is no directory source {id:?} (see directory.toml)"))?;
+        sources = sources.only(id).with_context(|| {
+            format!(
+                "there is no directory source {id:?} (see directory.toml and Admin → Provider \
+                 directory)"
+            )
+        })?;
     }
     let settings = refresh::Settings {
         db,

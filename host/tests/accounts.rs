@@ -397,6 +397,7 @@ async fn members_get_403_on_every_admin_page_and_action() {
         "/admin/provider-apps",
         "/admin/provider-apps/epic",
         "/admin/provider-apps/jwks.json",
+        "/admin/directory",
         &format!("/admin/users/{}/delete", server.user_id(ADMIN).await),
     ] {
         let page = bob.get(path).await;
@@ -440,6 +441,15 @@ async fn members_get_403_on_every_admin_page_and_action() {
         ),
         ("/admin/provider-apps/keys".to_string(), vec![]),
         ("/admin/provider-apps/epic/delete".to_string(), vec![]),
+        (
+            "/admin/directory/lists".to_string(),
+            vec![
+                ("name", "Eve's list"),
+                ("url", "https://lists.example/eve.json"),
+                ("platform", "epic"),
+            ],
+        ),
+        ("/admin/directory/lists/added-1/delete".to_string(), vec![]),
     ];
     for (action, mut fields) in attempts {
         fields.push(("csrf_token", &token));

@@ -148,8 +148,14 @@ async fn settled(server: &TestServer) {
 }
 
 async fn refresh_source(server: &TestServer, id: &str) -> Result<(i64, i64), RefreshError> {
-    let settings = Settings::for_server(&server.state);
-    let source = server.state.directory.sources.get(id).unwrap().clone();
+    let sources = server
+        .state
+        .directory
+        .all_sources(&server.state.db)
+        .await
+        .unwrap();
+    let settings = Settings::for_server(&server.state, &sources);
+    let source = sources.get(id).unwrap().clone();
     refresh::refresh_one(&settings, &source, Trigger::Admin)
         .await
         .map(|c| (c.entries, c.choices))
@@ -428,5 +434,149 @@ async fn a_directory_result_connects_without_typing_an_address() {
         gone.body.contains("no longer in the provider directory"),
         "{}",
         gone.body
+    );
+}
+
+#[tokio::test]
+async fn the_administrator_adds_another_list_and_removes_it() {
+    // Only the added list is served: the file's three answer 404 and keep nothing.
+    let lists = Lists::default();
+    lists.put("added.json", shared(SOARIAN));
+    let (server, alice) = server_with(&lists).await;
+    let base = server
+        .state
+        .directory
+        .sources
+        .get("epic")
+        .unwrap()
+        .url
+        .replace("/brands.json", "");
+    alice.create_user("bob", "bob-password-1", "member").await;
+    let bob = server.client();
+    bob.login("bob", "bob-password-1").await;
+
+    // Bad input is refused in a sentence, with the form as typed.
+    let add = |name: &'static str, url: String, platform: &'static str| {
+        let alice = &alice;
+        async move {
+            alice
+                .submit(
+                    "/admin/directory",
+                    "/admin/directory/lists",
+                    &[("name", name), ("url", &url), ("platform", platform)],
+                )
+                .await
+        }
+    };
+    let plain = add(
+        "Elsewhere",
+        "http://lists.example/added.json".into(),
+        "oracle-health",
+    )
+    .await;
+    assert_eq!(plain.status, StatusCode::BAD_REQUEST);
+    assert!(
+        plain.body.contains("must start with https:")
+            && plain.body.contains("lists.example&#x2f;added.json\""),
+        "{}",
+        plain.body
+    );
+    let unknown = add("Soarian too", format!("{base}/added.json"), "nope").await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unknown.body.contains("Choose the platform"),
+        "{}",
+        unknown.body
+    );
+    let duplicate = add("Again", format!("{base}/oracle.json"), "oracle-health").await;
+    assert_eq!(duplicate.status, StatusCode::BAD_REQUEST);
+    assert!(
+        duplicate.body.contains("already downloads that list"),
+        "{}",
+        duplicate.body
+    );
+
+    // A list on this machine (allow_http_loopback is set) is added and listed.
+    let added = add("Soarian too", format!("{base}/added.json"), "oracle-health").await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    let id: i64 = sqlx::query_scalar("SELECT id FROM directory_added_sources")
+        .fetch_one(&server.state.db)
+        .await
+        .unwrap();
+    let source = format!("added-{id}");
+    let again = add("Twice", format!("{base}/added.json"), "epic").await;
+    assert!(
+        again.body.contains("already downloads that list"),
+        "{}",
+        again.body
+    );
+    let admin = alice.get("/admin/directory").await;
+    assert!(
+        admin
+            .body
+            .contains(&format!("id=\"directory-source-{source}\"")),
+        "{}",
+        admin.body
+    );
+    // Members can neither add nor remove.
+    let token = bob.csrf_token("/").await;
+    for (action, fields) in [
+        (
+            "/admin/directory/lists".to_string(),
+            vec![
+                ("name", "Bob's"),
+                ("url", "https://lists.example/b.json"),
+                ("platform", "epic"),
+            ],
+        ),
+        (format!("/admin/directory/lists/{source}/delete"), vec![]),
+    ] {
+        let mut fields = fields;
+        fields.push(("csrf_token", &token));
+        assert_eq!(
+            bob.post_raw(&action, &fields).await.status,
+            StatusCode::FORBIDDEN,
+            "{action}"
+        );
+    }
+
+    // The administrator's download takes the added list with the others.
+    let started = alice
+        .submit("/admin/directory", "/admin/directory/refresh", &[])
+        .await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    settled(&server).await;
+    assert_eq!(held(&server, &source).await, 7);
+    let found = results(&search(&bob, "Peconic Bay").await);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].1.contains("Peconic Bay Medical Center")
+            && found[0].1.contains("Oracle Health (Cerner)"),
+        "{found:?}"
+    );
+    let platform: String =
+        sqlx::query_scalar("SELECT platform FROM directory_endpoints WHERE source = ? LIMIT 1")
+            .bind(&source)
+            .fetch_one(&server.state.db)
+            .await
+            .unwrap();
+    assert_eq!(platform, "oracle-health");
+
+    // Removing the list drops its results.
+    let removed = alice
+        .submit(
+            "/admin/directory",
+            &format!("/admin/directory/lists/{source}/delete"),
+            &[],
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.body);
+    assert_eq!(held(&server, &source).await, 0);
+    assert!(results(&search(&bob, "Peconic Bay").await).is_empty());
+    let admin = alice.get("/admin/directory").await;
+    assert!(
+        !admin.body.contains(&format!("directory-source-{source}")),
+        "{}",
+        admin.body
     );
 }

@@ -13,6 +13,7 @@
 //! cannot be downloaded or read, or whose size changed by more than a fifth since the last one,
 //! leaves the previous directory in place and says why (`directory_refreshes`).
 
+pub mod added;
 pub mod bundle;
 pub mod refresh;
 pub mod stage;
@@ -44,6 +45,43 @@ pub struct Source {
     pub format: Format,
     /// A catalog platform id.
     pub platform: String,
+}
+
+impl Source {
+    /// Whether Fasten can use this source: a plain id, an absolute http(s) URL with a host, and
+    /// a catalog platform whose endpoints can be connected. The problem in words when not.
+    pub fn check(&self, catalog: &Catalog) -> Result<(), String> {
+        if self.id.is_empty()
+            || !self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err("the id must be lower-case letters, digits and '-'".into());
+        }
+        let url = url::Url::parse(&self.url)
+            .map_err(|e| format!("url {:?} is not an absolute URL ({e})", self.url))?;
+        if !matches!(url.scheme(), "https" | "http") || HostPattern::origin_of(&url).is_none() {
+            return Err(format!(
+                "url {:?} must be an http(s) URL with a host",
+                self.url
+            ));
+        }
+        if catalog.platform(&self.platform).is_none() {
+            return Err(format!(
+                "platform {:?} is not in the provider catalog",
+                self.platform
+            ));
+        }
+        if catalog.organisation_entry(&self.platform).is_none() {
+            return Err(format!(
+                "the catalog has no entry of platform {:?} whose FHIR base the user supplies, \
+                 so its endpoints could not be connected",
+                self.platform
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How a list is written.
@@ -117,41 +155,16 @@ impl Sources {
                 id: source.id.clone(),
                 problem,
             };
-            if source.id.is_empty()
-                || !source
-                    .id
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            {
-                return Err(invalid(
-                    "the id must be lower-case letters, digits and '-'".into(),
-                ));
+            if source.id.starts_with(added::ID_PREFIX) {
+                return Err(invalid(format!(
+                    "ids starting with {:?} are kept for the lists an administrator adds",
+                    added::ID_PREFIX
+                )));
             }
             if !ids.insert(source.id.as_str()) {
                 return Err(invalid("the id is used by another source".into()));
             }
-            let url = url::Url::parse(&source.url).map_err(|e| {
-                invalid(format!("url {:?} is not an absolute URL ({e})", source.url))
-            })?;
-            if !matches!(url.scheme(), "https" | "http") || HostPattern::origin_of(&url).is_none() {
-                return Err(invalid(format!(
-                    "url {:?} must be an http(s) URL with a host",
-                    source.url
-                )));
-            }
-            if catalog.platform(&source.platform).is_none() {
-                return Err(invalid(format!(
-                    "platform {:?} is not in the provider catalog",
-                    source.platform
-                )));
-            }
-            if catalog.organisation_entry(&source.platform).is_none() {
-                return Err(invalid(format!(
-                    "the catalog has no entry of platform {:?} whose FHIR base the user supplies, \
-                     so its endpoints could not be connected",
-                    source.platform
-                )));
-            }
+            source.check(catalog).map_err(invalid)?;
         }
         Ok(Sources(file.sources))
     }
@@ -162,6 +175,13 @@ impl Sources {
 
     pub fn get(&self, id: &str) -> Option<&Source> {
         self.0.iter().find(|s| s.id == id)
+    }
+
+    /// These sources followed by `more` (the lists an administrator added).
+    pub fn with(&self, more: Vec<Source>) -> Sources {
+        let mut all = self.0.clone();
+        all.extend(more);
+        Sources(all)
     }
 
     /// Just the source `id`, if there is one.
@@ -189,6 +209,12 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// Every source a refresh downloads and the admin page lists: the file's, then the lists
+    /// an administrator added (read now, so an added list takes part in the next refresh).
+    pub async fn all_sources(&self, db: &SqlitePool) -> sqlx::Result<Sources> {
+        Ok(self.sources.with(added::list(db).await?))
+    }
+
     pub fn new(sources: Sources) -> Directory {
         Directory {
             sources,
@@ -271,6 +297,8 @@ pub async fn choice(db: &SqlitePool, id: i64) -> sqlx::Result<Option<Choice>> {
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceStanding {
     pub source: Source,
+    /// Added by an administrator (so it can be removed), not from directory.toml.
+    pub added: bool,
     pub choices: i64,
     pub entries: i64,
     /// When the directory now held was downloaded.
@@ -295,6 +323,7 @@ pub async fn standing(db: &SqlitePool, sources: &Sources) -> sqlx::Result<Vec<So
         .fetch_one(db)
         .await?;
         out.push(SourceStanding {
+            added: source.id.starts_with(added::ID_PREFIX),
             source: source.clone(),
             choices,
             entries,

@@ -58,10 +58,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn for_server(state: &AppState) -> Settings {
+    /// The server's settings for downloading `sources` (their origins, nothing else).
+    pub fn for_server(state: &AppState, sources: &Sources) -> Settings {
         Settings {
             db: state.db.clone(),
-            gate: state.plugins.host_gate(state.directory.sources.origins()),
+            gate: state.plugins.host_gate(sources.origins()),
             spool_dir: state.config.data_dir.join("spool"),
             max_bytes: state.config.directory.max_bytes,
             accept_count_change: false,
@@ -302,8 +303,14 @@ pub fn start(state: &AppState, trigger: Trigger) -> bool {
     };
     let state = state.clone();
     tokio::spawn(async move {
-        let settings = Settings::for_server(&state);
-        refresh_all(&settings, &state.directory.sources, trigger).await;
+        // The file's sources and the lists added until now.
+        match state.directory.all_sources(&state.db).await {
+            Ok(sources) => {
+                let settings = Settings::for_server(&state, &sources);
+                refresh_all(&settings, &sources, trigger).await;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the directory's added lists"),
+        }
         drop(guard);
     });
     true

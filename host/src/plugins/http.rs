@@ -236,7 +236,7 @@ impl reqwest::dns::Resolve for Screening {
 
 /// Whether an address is one plugins may not reach without `allow_private_networks`: anything
 /// but a public unicast host.
-fn is_private(ip: IpAddr) -> bool {
+pub(crate) fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4.is_private()
