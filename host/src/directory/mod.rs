@@ -137,10 +137,31 @@ impl Sources {
         match std::fs::read_to_string(&path) {
             Ok(text) => Sources::parse(&text, &path.display().to_string(), catalog),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-                Sources::parse(BUNDLED, "plugin-registry/directory.toml (bundled)", catalog)
+                Ok(Sources::bundled(catalog))
             }
             Err(source) => Err(SourcesError::Read { path, source }),
         }
+    }
+
+    /// The built-in list, less the lists whose platform `catalog` cannot connect. An operator may
+    /// replace the catalog with one that leaves a vendor out; that must not stop Fasten from
+    /// starting, so those lists are skipped with a warning. (An operator's own list is checked
+    /// strictly by [`Sources::parse`]: a mistake there is theirs to see.)
+    fn bundled(catalog: &Catalog) -> Sources {
+        let all = Sources::parse(BUNDLED, "bundled", &Catalog::bundled())
+            .unwrap_or_else(|e| panic!("the bundled provider directory list is broken: {e}"));
+        Sources(
+            all.0
+                .into_iter()
+                .filter(|source| match source.check(catalog) {
+                    Ok(()) => true,
+                    Err(problem) => {
+                        tracing::warn!(source = %source.id, %problem, "provider directory list left out");
+                        false
+                    }
+                })
+                .collect(),
+        )
     }
 
     pub fn parse(text: &str, origin: &str, catalog: &Catalog) -> Result<Sources, SourcesError> {
@@ -375,6 +396,25 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("url"), "{err}");
+    }
+
+    #[test]
+    fn an_operators_catalog_without_a_vendor_leaves_its_built_in_list_out() {
+        // The bundled catalog less Epic: what an operator's own catalog.toml might be.
+        let bundled = include_str!("../../../plugin-registry/catalog.toml");
+        let without_epic: String = bundled
+            .split("\n[[")
+            .filter(|block| {
+                !block.contains("platform = \"epic\"") && !block.contains("id = \"epic\"")
+            })
+            .collect::<Vec<_>>()
+            .join("\n[[");
+        let catalog = Catalog::parse(&without_epic, "operator").unwrap();
+        assert!(catalog.platform("epic").is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let sources = Sources::load(None, dir.path(), &catalog).unwrap();
+        assert!(sources.get("epic").is_none());
+        assert!(sources.get("oracle-millennium").is_some());
     }
 
     #[test]
