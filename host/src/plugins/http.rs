@@ -362,15 +362,8 @@ impl HttpGate {
                     }
                 })?;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            if response.status().is_redirection()
-                && let Some(location) = response.headers().get(reqwest::header::LOCATION)
-            {
-                let location = location.to_str().map_err(|_| {
-                    HttpFailure::Network("a redirect with an unreadable Location".into())
-                })?;
-                url = url
-                    .join(location)
-                    .map_err(|e| HttpFailure::Network(format!("a redirect to a bad URL: {e}")))?;
+            if let Some(next) = redirect_target(&url, &response)? {
+                url = next;
                 continue;
             }
             return Ok(response);
@@ -417,15 +410,8 @@ impl HttpGate {
             {
                 response = self.send_hop(&hop).await?.0;
             }
-            if response.status().is_redirection()
-                && let Some(location) = response.headers().get(reqwest::header::LOCATION)
-            {
-                let location = location.to_str().map_err(|_| {
-                    HttpFailure::Network("a redirect with an unreadable Location".into())
-                })?;
-                url = url
-                    .join(location)
-                    .map_err(|e| HttpFailure::Network(format!("a redirect to a bad URL: {e}")))?;
+            if let Some(next) = redirect_target(&url, &response)? {
+                url = next;
                 if response.status() == reqwest::StatusCode::SEE_OTHER {
                     method = reqwest::Method::GET;
                     body = None;
@@ -492,6 +478,24 @@ struct Hop<'a> {
     headers: &'a [(String, String)],
     body: Option<&'a [u8]>,
     same_origin: bool,
+}
+
+/// Where a redirect sends the request next, resolved against the URL that answered; `None` when
+/// the response is not a redirect (or names no Location).
+fn redirect_target(url: &Url, response: &reqwest::Response) -> Result<Option<Url>, HttpFailure> {
+    let Some(location) = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .filter(|_| response.status().is_redirection())
+    else {
+        return Ok(None);
+    };
+    let location = location
+        .to_str()
+        .map_err(|_| HttpFailure::Network("a redirect with an unreadable Location".into()))?;
+    url.join(location)
+        .map(Some)
+        .map_err(|e| HttpFailure::Network(format!("a redirect to a bad URL: {e}")))
 }
 
 async fn read_response(mut response: reqwest::Response) -> Result<Response, HttpFailure> {
