@@ -352,15 +352,7 @@ impl HttpGate {
                 .timeout(timeout)
                 .send()
                 .await
-                .map_err(|e| {
-                    if let Some(refused) = refused_in(&e) {
-                        HttpFailure::Denied(refused.0.clone())
-                    } else if e.is_timeout() {
-                        HttpFailure::Timeout
-                    } else {
-                        HttpFailure::Network(without_url(&e))
-                    }
-                })?;
+                .map_err(failure_of)?;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             if let Some(next) = redirect_target(&url, &response)? {
                 url = next;
@@ -459,15 +451,7 @@ impl HttpGate {
         if let Some(bytes) = hop.body {
             builder = builder.body(bytes.to_vec());
         }
-        let response = builder.send().await.map_err(|e| {
-            if let Some(refused) = refused_in(&e) {
-                HttpFailure::Denied(refused.0.clone())
-            } else if e.is_timeout() {
-                HttpFailure::Timeout
-            } else {
-                HttpFailure::Network(without_url(&e))
-            }
-        })?;
+        let response = builder.send().await.map_err(failure_of)?;
         Ok((response, token))
     }
 }
@@ -478,6 +462,18 @@ struct Hop<'a> {
     headers: &'a [(String, String)],
     body: Option<&'a [u8]>,
     same_origin: bool,
+}
+
+/// A request that got no answer, in the plugin's terms: refused by the gate's resolver (a
+/// private address), timed out, or a network error (without the URL, which may hold a query).
+fn failure_of(e: reqwest::Error) -> HttpFailure {
+    if let Some(refused) = refused_in(&e) {
+        HttpFailure::Denied(refused.0.clone())
+    } else if e.is_timeout() {
+        HttpFailure::Timeout
+    } else {
+        HttpFailure::Network(without_url(&e))
+    }
 }
 
 /// Where a redirect sends the request next, resolved against the URL that answered; `None` when
