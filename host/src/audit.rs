@@ -31,6 +31,11 @@ pub enum Action {
     BackupRestored,
     AccessGiven,
     AccessRevoked,
+    ProviderAppSaved,
+    ProviderAppRemoved,
+    SigningKeysAdded,
+    DirectoryListAdded,
+    DirectoryListRemoved,
 }
 
 impl Action {
@@ -52,6 +57,11 @@ impl Action {
             Action::BackupRestored => "backup-restored",
             Action::AccessGiven => "access-given",
             Action::AccessRevoked => "access-revoked",
+            Action::ProviderAppSaved => "provider-app-saved",
+            Action::ProviderAppRemoved => "provider-app-removed",
+            Action::SigningKeysAdded => "signing-keys-added",
+            Action::DirectoryListAdded => "directory-list-added",
+            Action::DirectoryListRemoved => "directory-list-removed",
         }
     }
 
@@ -73,6 +83,11 @@ impl Action {
             "backup-restored" => "Backup restored",
             "access-given" => "Access given",
             "access-revoked" => "Access taken back",
+            "provider-app-saved" => "Provider app saved",
+            "provider-app-removed" => "Provider app removed",
+            "signing-keys-added" => "Signing keys added",
+            "directory-list-added" => "Directory list added",
+            "directory-list-removed" => "Directory list removed",
             _ => "Other",
         }
     }

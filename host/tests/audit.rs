@@ -16,6 +16,7 @@ use reqwest::StatusCode;
 const BOB_PASSWORD: &str = "bob-first-password-7";
 const BOB_NEW_PASSWORD: &str = "bob-second-password-8";
 const WRONG_PASSWORD: &str = "not-alices-password-3";
+const APP_SECRET: &str = "withings-app-secret-41c7";
 const PASSPHRASE: &str = "audit passphrase for the backup";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,6 +161,53 @@ async fn the_activity_page_lists_each_security_event_and_no_secret() {
         );
         let _ = std::fs::remove_file(&archive);
 
+        // An app registration saved (with a secret that must not show), signing keys added, the
+        // registration removed; a directory list added and removed.
+        let saved = alice
+            .submit(
+                "/admin/provider-apps/withings",
+                "/admin/provider-apps/withings",
+                &[
+                    ("client_id", "withings-app"),
+                    ("client_auth", "client_secret"),
+                    ("client_secret", APP_SECRET),
+                ],
+            )
+            .await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+        let keys = alice
+            .submit("/admin/provider-apps", "/admin/provider-apps/keys", &[])
+            .await;
+        assert_eq!(keys.status, StatusCode::SEE_OTHER, "{}", keys.body);
+        let removed = alice
+            .submit(
+                "/admin/provider-apps/withings",
+                "/admin/provider-apps/withings/delete",
+                &[],
+            )
+            .await;
+        assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.body);
+        let added = alice
+            .submit(
+                "/admin/directory",
+                "/admin/directory/lists",
+                &[
+                    ("name", "Family clinic list"),
+                    ("url", "https://lists.example/bundle.json"),
+                    ("platform", "epic"),
+                ],
+            )
+            .await;
+        assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+        let dropped = alice
+            .submit(
+                "/admin/directory",
+                "/admin/directory/lists/added-1/delete",
+                &[],
+            )
+            .await;
+        assert_eq!(dropped.status, StatusCode::SEE_OTHER, "{}", dropped.body);
+
         // Admin → Activity, in the browser, on a wide screen and a phone.
         let mut page_text = String::new();
         for (width, name) in [(1280, "wide"), (360, "phone")] {
@@ -227,6 +275,11 @@ async fn the_activity_page_lists_each_security_event_and_no_secret() {
             "Records downloaded: FHIR Bundle of alice's records",
             "Summary downloaded: Patient summary of alice's records",
             "Backup made:",
+            "Provider app saved: withings (client_secret)",
+            "Signing keys added: ES384 and RS384",
+            "Provider app removed: withings",
+            "Directory list added: Family clinic list (https://lists.example/bundle.json)",
+            "Directory list removed: added-1",
             "by alice · from 127.0.0.1",
             "by command line",
         ] {
@@ -264,6 +317,7 @@ async fn the_activity_page_lists_each_security_event_and_no_secret() {
             BOB_NEW_PASSWORD.into(),
             WRONG_PASSWORD.into(),
             PASSPHRASE.into(),
+            APP_SECRET.into(),
             key.trim().into(),
         ];
         secrets.extend(mock.issued_secrets());

@@ -14,8 +14,9 @@ use serde::Deserialize;
 use super::people::PersonRouter;
 use super::render::Page;
 use super::sources::FormAsks;
-use crate::auth::AdminUser;
+use crate::audit::{self, Action, Actor};
 use crate::auth::person::ManagePerson;
+use crate::auth::{AdminUser, ClientAddr};
 use crate::directory::added::{self, AddError, AddForm};
 use crate::directory::{self, refresh};
 use crate::error::AppError;
@@ -105,6 +106,7 @@ async fn render_admin(
 async fn add_list(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    ClientAddr(address): ClientAddr,
     page: Page,
     Form(form): Form<AddForm>,
 ) -> Result<Response, AppError> {
@@ -120,6 +122,14 @@ async fn add_list(
     {
         Ok(source) => {
             tracing::info!(by = %admin.username, id = %source.id, url = %source.url, "directory list added");
+            let subject = format!("{} ({})", source.name, source.url);
+            audit::record(
+                &state.db,
+                &Actor::user(&admin, address),
+                Action::DirectoryListAdded,
+                &subject,
+            )
+            .await;
             Ok(Redirect::to(&state.url("/admin/directory?notice=added")).into_response())
         }
         Err(AddError::Invalid(message)) => {
@@ -140,6 +150,7 @@ async fn add_list(
 async fn remove_list(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    ClientAddr(address): ClientAddr,
     page: Page,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
@@ -159,6 +170,13 @@ async fn remove_list(
         return Err(AppError::NotFound);
     }
     tracing::info!(by = %admin.username, %id, "directory list removed");
+    audit::record(
+        &state.db,
+        &Actor::user(&admin, address),
+        Action::DirectoryListRemoved,
+        &id,
+    )
+    .await;
     Ok(Redirect::to(&state.url("/admin/directory?notice=removed")).into_response())
 }
 

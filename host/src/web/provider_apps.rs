@@ -14,7 +14,8 @@ use serde::Deserialize;
 
 use super::render::Page;
 use super::sources::public_url;
-use crate::auth::AdminUser;
+use crate::audit::{self, Action, Actor};
+use crate::auth::{AdminUser, ClientAddr};
 use crate::catalog;
 use crate::error::AppError;
 use crate::sources::client_keys::{self, KeyAlg, RotateError};
@@ -176,12 +177,21 @@ async fn render_list(
 async fn add_key(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    ClientAddr(address): ClientAddr,
     page: Page,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     match client_keys::rotate(&state.db, &state.vault, grace(&state)).await {
         Ok(()) => {
             tracing::info!(by = %admin.username, "new client signing keys added");
+            let actor = Actor::user(&admin, address);
+            audit::record(
+                &state.db,
+                &actor,
+                Action::SigningKeysAdded,
+                "ES384 and RS384",
+            )
+            .await;
             Ok(Redirect::to(&state.url("/admin/provider-apps?notice=key")).into_response())
         }
         Err(RotateError::AlreadyWaiting) => {
@@ -271,6 +281,7 @@ async fn render_platform(
 async fn save(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    ClientAddr(address): ClientAddr,
     page: Page,
     headers: HeaderMap,
     Path(platform): Path<String>,
@@ -280,6 +291,14 @@ async fn save(
     match registrations::save(&state.db, &state.vault, &platform, &form).await {
         Ok(()) => {
             tracing::info!(by = %admin.username, %platform, auth = %form.client_auth, "app registration saved");
+            let subject = format!("{platform} ({})", form.client_auth);
+            audit::record(
+                &state.db,
+                &Actor::user(&admin, address),
+                Action::ProviderAppSaved,
+                &subject,
+            )
+            .await;
             Ok(Redirect::to(&state.url("/admin/provider-apps?notice=saved")).into_response())
         }
         Err(SaveError::Invalid(message)) => {
@@ -301,11 +320,14 @@ async fn save(
 async fn remove(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    ClientAddr(address): ClientAddr,
     Path(platform): Path<String>,
 ) -> Result<Response, AppError> {
     known(&platform)?;
     registrations::remove(&state.db, &platform).await?;
     tracing::info!(by = %admin.username, %platform, "app registration removed");
+    let actor = Actor::user(&admin, address);
+    audit::record(&state.db, &actor, Action::ProviderAppRemoved, &platform).await;
     Ok(Redirect::to(&state.url("/admin/provider-apps?notice=removed")).into_response())
 }
 
