@@ -187,7 +187,7 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     } else {
         Templates::embedded()
     };
-    let mut state = AppState::new(
+    Ok(AppState::new(
         db,
         Arc::new(config),
         templates,
@@ -198,9 +198,8 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
         },
         plugins,
         catalog,
-    );
-    state.directory = Arc::new(directory::Directory::new(directory_sources));
-    Ok(state)
+        directory::Directory::new(directory_sources),
+    ))
 }
 
 /// The plugin host with every plugin loaded (or marked failed with its reason).

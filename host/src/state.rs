@@ -55,6 +55,7 @@ impl AppState {
         keys: StateKeys,
         plugins: Arc<PluginHost>,
         catalog: Catalog,
+        directory: crate::directory::Directory,
     ) -> AppState {
         AppState {
             db,
@@ -66,8 +67,7 @@ impl AppState {
             vault: Vault::new(keys.vault),
             key_fingerprint: keys.fingerprint.into(),
             catalog: Arc::new(catalog),
-            // `open_state` puts the configured sources in; until then there are none.
-            directory: Arc::default(),
+            directory: Arc::new(directory),
             jobs: Arc::default(),
             notices: Arc::default(),
             setup_done: Arc::default(),

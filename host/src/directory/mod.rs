@@ -223,7 +223,6 @@ impl Sources {
 
 /// The directory as the running Fasten holds it: its sources, and the lock that lets one
 /// refresh run at a time.
-#[derive(Default)]
 pub struct Directory {
     pub sources: Sources,
     running: Arc<tokio::sync::Mutex<()>>,
