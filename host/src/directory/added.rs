@@ -3,14 +3,12 @@
 //! every refresh and merged after the file's sources ([`super::Directory::all_sources`]); their
 //! ids are `added-<n>`, a prefix the file may not use, so the two never collide.
 
-use std::net::IpAddr;
-
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
 use super::{Format, Source, Sources};
 use crate::catalog::Catalog;
-use crate::plugins::http::is_private;
+use crate::plugins::http::NetworkPolicy;
 use crate::store::unix_now;
 
 /// The ids of added lists start with this; `directory.toml` may not use it.
@@ -65,17 +63,15 @@ pub async fn list(db: &SqlitePool) -> sqlx::Result<Vec<Source>> {
         .collect())
 }
 
-/// Plain http is for a list on this machine or its own network, and only when the operator
-/// allows it (`[plugins] allow_http_loopback`, as for every download); the HTTP gate checks the
-/// resolved addresses again when the list is downloaded.
+/// Plain http is for a list on this machine, and only when the operator allows it (`[plugins]
+/// allow_http_loopback`): the HTTP gate's own rule, so the form never takes an address every
+/// download would then refuse.
 fn plain_http_allowed(url: &url::Url, allow_http_loopback: bool) -> bool {
-    allow_http_loopback
-        && match url.host() {
-            Some(url::Host::Ipv4(ip)) => is_private(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => is_private(IpAddr::V6(ip)),
-            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-            None => false,
-        }
+    let policy = NetworkPolicy {
+        allow_http_loopback,
+        allow_private_networks: false,
+    };
+    crate::plugins::http::plain_http_allowed(&policy, url)
 }
 
 /// Checks and stores a list; `sources` are the ones already known (file and added), whose
@@ -100,7 +96,7 @@ pub async fn add(
         _ => {
             return Err(invalid(
                 "The list's address must start with https://; plain http is only for this \
-                 machine or its own network, when allow_http_loopback is set.",
+                 machine, when allow_http_loopback is set.",
             ));
         }
     }
@@ -193,7 +189,9 @@ mod tests {
     fn plain_http_only_reaches_this_machine_or_its_network_when_allowed() {
         let url = |s: &str| url::Url::parse(s).unwrap();
         assert!(plain_http_allowed(&url("http://127.0.0.1:8080/l"), true));
-        assert!(plain_http_allowed(&url("http://192.168.1.2/l"), true));
+        // The gate sends plain http to loopback only: a home-network address would be refused
+        // at every download, so the form refuses it at once.
+        assert!(!plain_http_allowed(&url("http://192.168.1.2/l"), true));
         assert!(plain_http_allowed(&url("http://localhost/l"), true));
         assert!(!plain_http_allowed(&url("http://127.0.0.1/l"), false));
         assert!(!plain_http_allowed(&url("http://lists.example/l"), true));

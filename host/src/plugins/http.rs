@@ -190,6 +190,21 @@ fn screen(policy: &NetworkPolicy, plain_http: bool, addresses: &[IpAddr]) -> Res
     Ok(())
 }
 
+/// Whether `policy` lets plain http reach a URL's host as written: an IP literal, or `localhost`
+/// (which resolves to loopback). For checking an address an administrator types before anything
+/// is sent; the gate screens the resolved addresses again at download time.
+pub(crate) fn plain_http_allowed(policy: &NetworkPolicy, url: &Url) -> bool {
+    let address = match url.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+        Some(url::Host::Domain(name)) if name.eq_ignore_ascii_case("localhost") => {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        }
+        _ => return false,
+    };
+    screen(policy, true, &[address]).is_ok()
+}
+
 fn not_https(place: &str) -> String {
     format!("{place} is not https; plugins may only use https")
 }
@@ -236,7 +251,7 @@ impl reqwest::dns::Resolve for Screening {
 
 /// Whether an address is one plugins may not reach without `allow_private_networks`: anything
 /// but a public unicast host.
-pub(crate) fn is_private(ip: IpAddr) -> bool {
+fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4.is_private()
