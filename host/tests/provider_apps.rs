@@ -754,3 +754,76 @@ fn kids(jwks: &Value) -> BTreeSet<String> {
         .map(|k| k["kid"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// A registration the administrator gets wrong is refused in a sentence on the same page, with
+/// what was typed kept, and nothing is stored; a registration already saved stays as it was.
+#[tokio::test]
+async fn a_wrong_registration_is_refused_in_words_and_nothing_is_stored() {
+    let (server, alice) = common::TestServer::with_admin().await;
+    let page = "/admin/provider-apps/epic";
+    let attempts: [(&[(&str, &str)], &str); 4] = [
+        (
+            &[("client_id", "  "), ("client_auth", "none")],
+            "Enter the client id the vendor gave your app registration.",
+        ),
+        (
+            &[
+                ("client_id", "typed-app-id"),
+                ("client_auth", "client_secret"),
+            ],
+            "Enter the client secret the vendor gave your app.",
+        ),
+        (
+            &[("client_id", "typed-app-id"), ("client_auth", "magic")],
+            "Choose how the app authenticates.",
+        ),
+        (
+            &[
+                ("client_id", "typed-app-id"),
+                ("client_auth", "private_key_jwt"),
+                ("signing_alg", "HS256"),
+            ],
+            "Choose ES384 or RS384.",
+        ),
+    ];
+    for (fields, message) in attempts {
+        let reply = alice.submit(page, page, fields).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+        assert!(
+            reply.body.contains("id=\"registration-error\"") && reply.body.contains(message),
+            "{message}: {}",
+            reply.body
+        );
+        if fields[0].1 == "typed-app-id" {
+            assert!(
+                reply.body.contains("value=\"typed-app-id\""),
+                "kept what was typed"
+            );
+        }
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM provider_apps")
+        .fetch_one(&server.state.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing is stored from a refused form");
+
+    // A saved registration is untouched by a later wrong attempt.
+    alice
+        .submit(
+            page,
+            page,
+            &[("client_id", "good-id"), ("client_auth", "none")],
+        )
+        .await
+        .assert_redirect("/admin/provider-apps?notice=saved");
+    let reply = alice
+        .submit(page, page, &[("client_id", ""), ("client_auth", "none")])
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let kept: String =
+        sqlx::query_scalar("SELECT client_id FROM provider_apps WHERE platform = 'epic'")
+            .fetch_one(&server.state.db)
+            .await
+            .unwrap();
+    assert_eq!(kept, "good-id");
+}
