@@ -165,7 +165,7 @@ async fn an_administrator_registers_an_epic_app_and_a_member_connects_from_the_d
         save_screenshot(&browser, "admin-directory").await;
 
         // Admin pages fit a phone and a wide screen.
-        for width in [360, 1280] {
+        for width in [360, 390, 1280] {
             browser.set_window_size(width, 900).await.unwrap();
             for page in [
                 "/admin/provider-apps",
@@ -207,7 +207,7 @@ async fn an_administrator_registers_an_epic_app_and_a_member_connects_from_the_d
         assert!(shown.contains("Springfield, IL"), "its town: {shown}");
         assert!(shown.contains("Epic"), "its platform: {shown}");
         save_screenshot(&browser, "directory-search").await;
-        for width in [360, 1280] {
+        for width in [360, 390, 1280] {
             browser.set_window_size(width, 900).await.unwrap();
             assert!(
                 fits_the_width(&browser).await,

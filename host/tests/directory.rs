@@ -207,6 +207,12 @@ async fn the_administrator_downloads_and_members_search_by_name_town_and_zip() {
         .await;
     assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
     settled(&server).await;
+    // What the download wrote under the data folder (its spool and staging files) is private.
+    #[cfg(unix)]
+    assert_eq!(
+        crate::upgrade::readable_by_others(server.data_dir.path()),
+        Vec::<String>::new()
+    );
     let admin = alice.get("/admin/directory").await;
     assert!(
         !admin.body.contains("Kept the previous directory"),

@@ -192,7 +192,7 @@ async fn an_old_database_upgrades_with_every_record_kept_and_owned_by_the_accoun
 
 /// Every file and folder under `dir` with group or other permission bits, with its mode.
 #[cfg(unix)]
-fn readable_by_others(dir: &Path) -> Vec<String> {
+pub(crate) fn readable_by_others(dir: &Path) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
